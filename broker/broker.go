@@ -1,0 +1,444 @@
+// Package broker wires a Tern node together: config → store → accounts →
+// mochi server with Tern's hooks (in one explicit order) → listeners and
+// the HTTP endpoint. It holds no chat logic.
+package broker
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tern-im/tern/hooks/acl"
+	"github.com/tern-im/tern/hooks/auth"
+	"github.com/tern-im/tern/hooks/limits"
+	"github.com/tern-im/tern/internal/accounts"
+	"github.com/tern-im/tern/internal/adminapi"
+	"github.com/tern-im/tern/internal/config"
+	"github.com/tern-im/tern/internal/listener"
+	"github.com/tern-im/tern/internal/metrics"
+	"github.com/tern-im/tern/internal/session"
+	"github.com/tern-im/tern/internal/store"
+	"github.com/tern-im/tern/topics"
+)
+
+// Version is the Tern version reported in im/sys/server.
+const Version = "0.1.0"
+
+// Listener ids, for Addr.
+const (
+	ListenerMQTT = "mqtt"
+	ListenerWS   = "ws"
+	ListenerTLS  = "tls"
+	ListenerWSS  = "wss"
+	ListenerHTTP = "http"
+)
+
+// Broker is one Tern node.
+type Broker struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	store    *store.Store
+	accounts *accounts.Service
+	sessions *session.Registry
+	metrics  *metrics.Metrics
+	mqtt     *mqtt.Server
+	epoch    uint64
+
+	adminToken string
+	httpSrv    *http.Server
+	httpLn     net.Listener
+	ready      atomic.Bool
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New builds a broker from a validated config. Nothing listens until
+// Start or Run.
+func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	b := &Broker{cfg: cfg, log: log}
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	st, err := store.Open(cfg.Data, store.Options{
+		SyncWrites:     cfg.Store.SyncWrites,
+		MemTableSize:   int64(cfg.Store.MemTableSize),
+		BlockCacheSize: int64(cfg.Store.BlockCache),
+		GCInterval:     cfg.Store.GCInterval,
+		Logger:         log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	b.store = st
+	if err := b.build(); err != nil {
+		_ = st.Close() // the build error is the one to report
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *Broker) build() error {
+	cfg := b.cfg
+	var err error
+	if b.epoch, err = b.store.Incr("epoch"); err != nil {
+		return fmt.Errorf("epoch: %w", err)
+	}
+	if b.adminToken, err = b.loadAdminToken(); err != nil {
+		return err
+	}
+	b.accounts = accounts.New(b.store, accounts.Params{
+		Time:    cfg.Auth.Argon2Time,
+		Memory:  uint32(cfg.Auth.Argon2Memory >> 10),
+		Threads: cfg.Auth.Argon2Threads,
+	}, runtime.NumCPU())
+	// Generations keep increasing across restarts: the epoch is the high part.
+	b.sessions = session.NewRegistry(b.epoch << 40)
+
+	b.mqtt = mqtt.New(&mqtt.Options{
+		Capabilities:             capabilities(cfg),
+		ClientNetReadBufferSize:  int(cfg.Limits.ReadBuffer),
+		ClientNetWriteBufferSize: int(cfg.Limits.WriteBuffer),
+		// $SYS is for admins; every 10 s is plenty and costs little.
+		SysTopicResendInterval: 10,
+		// The inline client is how the server publishes downstream.
+		InlineClient: true,
+		Logger:       b.log,
+	})
+	b.metrics = metrics.New(b.mqtt.Info)
+
+	policy := &topics.Policy{Rules: cfg.Rules()}
+	anon := map[string]bool{
+		ListenerMQTT: cfg.MQTT.Anonymous, ListenerWS: cfg.WS.Anonymous,
+		ListenerTLS: cfg.TLS.Anonymous, ListenerWSS: cfg.WSS.Anonymous,
+	}
+
+	// Hook order matters where mochi stops at the first answer:
+	//  1. limits: adjusts the CONNECT before anything else sees it.
+	//  2. feature hooks (messaging, presence, …) consume their upstream
+	//     topics in OnPublish with CodeSuccessIgnore.
+	//  3. acl: the only OnACLCheck; its OnPublish drops whatever im/
+	//     publish the feature hooks left, so nothing is routed as-is.
+	//  4. auth: the only OnConnectAuthenticate; last, so its OnDisconnect
+	//     removes the session after every other hook has seen it.
+	hooks := []struct {
+		h    mqtt.Hook
+		opts any
+	}{
+		{new(limits.Hook), &limits.Options{MaxKeepalive: uint16(cfg.Limits.MaxKeepalive / time.Second)}},
+		{new(acl.Hook), &acl.Options{Policy: policy, Sessions: b.sessions, Metrics: b.metrics}},
+		{new(auth.Hook), &auth.Options{
+			Server: b.mqtt, Accounts: b.accounts, Sessions: b.sessions, Metrics: b.metrics,
+			Anonymous: anon, MaxFailures: cfg.Auth.MaxFailures,
+			Lockout: cfg.Auth.Lockout, MaxLockout: cfg.Auth.MaxLockout,
+		}},
+	}
+	for _, h := range hooks {
+		if err := b.mqtt.AddHook(h.h, h.opts); err != nil {
+			return fmt.Errorf("hook %s: %w", h.h.ID(), err)
+		}
+	}
+	return b.addListeners()
+}
+
+// capabilities sets mochi's limits on purpose; see configs/tern.yaml.
+func capabilities(cfg *config.Config) *mqtt.Capabilities {
+	c := mqtt.NewDefaultServerCapabilities()
+	lim := cfg.Limits
+	// 128 KiB by default: a file chunk or a long message, never a megabyte
+	// of junk from a misbehaving device.
+	c.MaximumPacketSize = uint32(lim.MaxPacketSize)
+	// Disconnected sessions are kept at most this long; the durable user
+	// stream, not the MQTT session, is what guarantees delivery.
+	c.MaximumSessionExpiryInterval = uint32(lim.MaxSessionExpiry / time.Second)
+	// 0: retained presence and keys never expire by themselves (mochi's
+	// default of 24 h would silently drop them).
+	c.MaximumMessageExpiryInterval = int64(lim.MaxMessageExpiry / time.Second)
+	// mochi allocates the write queue channel up front: 8192 slots cost
+	// 64 KiB of address space per client. A small queue plus sync is the
+	// design; a full queue drops deliveries the stream recovers.
+	c.MaximumClientWritesPending = int32(lim.WriteQueue)
+	// Receive maximum bounds QoS 1 publishes in flight from one client.
+	c.ReceiveMaximum = uint16(lim.ReceiveMaximum)
+	// Inflight deliveries held per client before new ones are dropped.
+	c.MaximumInflight = uint16(lim.MaxInflight)
+	// A handful of inbound aliases is enough for the few upstream topics.
+	c.TopicAliasMaximum = uint16(lim.TopicAliasMaximum)
+	// QoS 2 adds a round trip and state for nothing the stream needs;
+	// it stays available for plain-MQTT clients.
+	c.MaximumQos = 2
+	if lim.MaxClients > 0 {
+		c.MaximumClients = int64(lim.MaxClients)
+	}
+	c.Compatibilities.PassiveClientDisconnect = cfg.Compat.PassiveDisconnect
+	// Properties of a PUBLISH are never echoed on its PUBACK.
+	c.Compatibilities.NoInheritedPropertiesOnAck = true
+	return c
+}
+
+func (b *Broker) addListeners() error {
+	cfg := b.cfg
+	add := func(l listeners.Listener) error {
+		if err := b.mqtt.AddListener(l); err != nil {
+			return fmt.Errorf("listener %s %s: %w", l.ID(), l.Address(), err)
+		}
+		return nil
+	}
+	if cfg.MQTT.Addr != "" {
+		if err := add(listener.NewTCP(ListenerMQTT, cfg.MQTT.Addr, nil)); err != nil {
+			return err
+		}
+	}
+	if cfg.WS.Addr != "" {
+		if err := add(listener.NewWS(ListenerWS, cfg.WS.Addr, "/mqtt", nil)); err != nil {
+			return err
+		}
+	}
+	if cfg.TLS.Addr != "" {
+		tc, err := tlsConfig("tls", cfg.TLS)
+		if err != nil {
+			return err
+		}
+		if err := add(listener.NewTCP(ListenerTLS, cfg.TLS.Addr, tc)); err != nil {
+			return err
+		}
+	}
+	if cfg.WSS.Addr != "" {
+		tc, err := tlsConfig("wss", cfg.WSS)
+		if err != nil {
+			return err
+		}
+		if err := add(listener.NewWS(ListenerWSS, cfg.WSS.Addr, "/mqtt", tc)); err != nil {
+			return err
+		}
+	}
+	if cfg.HTTP.Addr != "" {
+		ln, err := net.Listen("tcp", cfg.HTTP.Addr)
+		if err != nil {
+			return fmt.Errorf("listener http %s: %w", cfg.HTTP.Addr, err)
+		}
+		b.httpLn = ln
+		b.httpSrv = &http.Server{Handler: b.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+	}
+	return nil
+}
+
+func tlsConfig(name string, l config.Listener) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(l.Cert, l.Key)
+	if err != nil {
+		return nil, fmt.Errorf("%s: cert/key: %w", name, err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if l.ClientCA != "" {
+		pem, err := os.ReadFile(l.ClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("%s: client_ca: %w", name, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s: client_ca %s: no PEM certificates", name, l.ClientCA)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.VerifyClientCertIfGiven
+		if l.RequireClientCert {
+			tc.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+	}
+	return tc, nil
+}
+
+// loadAdminToken picks the admin token: config (or TERN_ADMIN_TOKEN, which
+// the config loader applies), else {data}/admin.token, created 0600.
+func (b *Broker) loadAdminToken() (string, error) {
+	if b.cfg.AdminToken != "" {
+		return b.cfg.AdminToken, nil
+	}
+	path := filepath.Join(b.cfg.Data, "admin.token")
+	if raw, err := os.ReadFile(path); err == nil {
+		if tok := strings.TrimSpace(string(raw)); tok != "" {
+			return tok, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	var buf [24]byte
+	if _, err := rand.Read(buf[:]); err != nil {
+		return "", err
+	}
+	tok := hex.EncodeToString(buf[:])
+	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	b.log.Info("generated admin token", "path", path)
+	return tok, nil
+}
+
+// AdminTokenFile returns where a generated admin token lives in dir.
+func AdminTokenFile(dir string) string { return filepath.Join(dir, "admin.token") }
+
+func (b *Broker) httpHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !b.ready.Load() || !b.store.Ready() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(b.metrics.Registry, promhttp.HandlerOpts{}))
+	mux.Handle("/admin/", adminapi.NewHandler(b.accounts, b, b.adminToken, b.log))
+	return mux
+}
+
+// Start starts the listeners and the HTTP endpoint and returns.
+func (b *Broker) Start() error {
+	if err := b.mqtt.Serve(); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if b.httpSrv != nil {
+		go func() {
+			if err := b.httpSrv.Serve(b.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				b.log.Error("http", "error", err)
+			}
+		}()
+	}
+	if err := b.publishServerInfo(); err != nil {
+		return err
+	}
+	b.ready.Store(true)
+	b.log.Info("tern started", "version", Version, "epoch", b.epoch, "data", b.cfg.Data,
+		"mqtt", b.Addr(ListenerMQTT), "ws", b.Addr(ListenerWS), "http", b.Addr(ListenerHTTP))
+	return nil
+}
+
+// publishServerInfo retains im/sys/server {epoch, v, ts}: a new epoch tells
+// devices the broker restarted.
+func (b *Broker) publishServerInfo() error {
+	p, err := json.Marshal(struct {
+		Epoch uint64 `json:"epoch"`
+		V     string `json:"v"`
+		TS    int64  `json:"ts"`
+	}{b.epoch, Version, time.Now().UnixMilli()})
+	if err != nil {
+		return err
+	}
+	return b.mqtt.Publish(topics.SysServer, p, true, 1)
+}
+
+// Run starts the broker and blocks until ctx is done, then closes it.
+func (b *Broker) Run(ctx context.Context) error {
+	if err := b.Start(); err != nil {
+		_ = b.Close() // report the start error
+		return err
+	}
+	<-ctx.Done()
+	b.log.Info("shutting down")
+	return b.Close()
+}
+
+// Close stops the listeners (closing every session), the hooks and the
+// HTTP endpoint, then flushes and closes the store.
+func (b *Broker) Close() error {
+	b.closeOnce.Do(func() {
+		b.ready.Store(false)
+		var errs []error
+		if b.httpSrv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			errs = append(errs, ignoreClosed(b.httpSrv.Shutdown(ctx)))
+			cancel()
+		} else if b.httpLn != nil {
+			errs = append(errs, b.httpLn.Close())
+		}
+		if b.mqtt != nil {
+			errs = append(errs, b.mqtt.Close())
+			// Client goroutines may still be inside a hook; let them finish
+			// before the store goes away.
+			done := make(chan struct{})
+			go func() { b.mqtt.Listeners.ClientsWg.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				b.log.Warn("clients still closing after 5s; closing the store anyway")
+			}
+		}
+		errs = append(errs, b.store.Close())
+		b.closeErr = errors.Join(errs...)
+	})
+	return b.closeErr
+}
+
+func ignoreClosed(err error) error {
+	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// Addr returns the bound address of a listener ("mqtt", "ws", "tls",
+// "wss", "http"), or "" if it is disabled.
+func (b *Broker) Addr(id string) string {
+	if id == ListenerHTTP {
+		if b.httpLn == nil {
+			return ""
+		}
+		return b.httpLn.Addr().String()
+	}
+	if l, ok := b.mqtt.Listeners.Get(id); ok {
+		return l.Address()
+	}
+	return ""
+}
+
+// Kick disconnects the live sessions of uid (only device did, if set) and
+// returns how many it closed.
+func (b *Broker) Kick(uid, did string) int {
+	var victims []*mqtt.Client
+	b.sessions.Range(func(cl *mqtt.Client, s *session.Session) bool {
+		if !s.Anonymous && s.UID == uid && (did == "" || s.DID == did) {
+			victims = append(victims, cl)
+		}
+		return true
+	})
+	for _, cl := range victims {
+		if cl.Properties.ProtocolVersion == 5 {
+			_ = b.mqtt.DisconnectClient(cl, packets.ErrAdministrativeAction) // closing regardless
+		}
+		cl.Stop(packets.ErrAdministrativeAction)
+	}
+	return len(victims)
+}
+
+// Accounts returns the account service (for tests and in-process tools).
+func (b *Broker) Accounts() *accounts.Service { return b.accounts }
+
+// AdminToken returns the admin API token in effect.
+func (b *Broker) AdminToken() string { return b.adminToken }
+
+// Epoch returns this run's epoch.
+func (b *Broker) Epoch() uint64 { return b.epoch }

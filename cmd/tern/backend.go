@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"strings"
+
+	"github.com/tern-im/tern/broker"
+	"github.com/tern-im/tern/internal/accounts"
+	"github.com/tern-im/tern/internal/adminapi"
+	"github.com/tern-im/tern/internal/store"
+)
+
+// backend is where user and token commands act: a stopped broker's data
+// dir, or a running broker's admin API.
+type backend interface {
+	AddUser(ctx context.Context, uid, password string, admin bool) error
+	SetPassword(ctx context.Context, uid, password string) error
+	SetDisabled(ctx context.Context, uid string, disabled bool) error
+	DeleteUser(ctx context.Context, uid string) error
+	Users(ctx context.Context) ([]adminapi.User, error)
+	CreateToken(ctx context.Context, uid, did string) (adminapi.Token, error)
+	Tokens(ctx context.Context, uid string) ([]adminapi.Token, error)
+	RevokeTokens(ctx context.Context, uid, did, id string) (int, error)
+	Close() error
+}
+
+// openBackend opens the data dir, or the admin API when server is set.
+// create makes a missing data dir (for the first `user add`).
+func openBackend(common *commonFlags, server string, create bool) (backend, error) {
+	cfg, err := common.load()
+	if err != nil {
+		return nil, err
+	}
+	if server != "" {
+		tok := cfg.AdminToken
+		if tok == "" {
+			raw, err := os.ReadFile(broker.AdminTokenFile(cfg.Data))
+			if err != nil {
+				return nil, errors.New("no admin token: set TERN_ADMIN_TOKEN, admin_token in -c FILE, or --data DIR holding admin.token")
+			}
+			tok = strings.TrimSpace(string(raw))
+		}
+		return remote{adminapi.NewClient(server, tok)}, nil
+	}
+	if create {
+		if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+			return nil, fmt.Errorf("data dir: %w", err)
+		}
+	} else if _, err := os.Stat(cfg.Data); err != nil {
+		return nil, fmt.Errorf("data dir %s: %w", cfg.Data, err)
+	}
+	st, err := store.Open(cfg.Data, store.Options{
+		MemTableSize: int64(cfg.Store.MemTableSize),
+		Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
+	})
+	if err != nil {
+		if strings.Contains(err.Error(), "directory lock") {
+			return nil, fmt.Errorf("data dir %s is in use (is the broker running? then use --server URL)", cfg.Data)
+		}
+		return nil, err
+	}
+	acc := accounts.New(st, accounts.Params{
+		Time: cfg.Auth.Argon2Time, Memory: uint32(cfg.Auth.Argon2Memory >> 10), Threads: cfg.Auth.Argon2Threads,
+	}, runtime.NumCPU())
+	return &local{st: st, acc: acc}, nil
+}
+
+type remote struct{ *adminapi.Client }
+
+func (remote) Close() error { return nil }
+
+// local acts on an opened data dir.
+type local struct {
+	st  *store.Store
+	acc *accounts.Service
+}
+
+func (l *local) AddUser(_ context.Context, uid, pw string, admin bool) error {
+	return l.acc.AddUser(uid, pw, admin)
+}
+func (l *local) SetPassword(_ context.Context, uid, pw string) error {
+	return l.acc.SetPassword(uid, pw)
+}
+func (l *local) SetDisabled(_ context.Context, uid string, d bool) error {
+	return l.acc.SetDisabled(uid, d)
+}
+func (l *local) DeleteUser(_ context.Context, uid string) error { return l.acc.DeleteUser(uid) }
+func (l *local) Users(context.Context) ([]adminapi.User, error) {
+	us, err := l.acc.Users()
+	out := make([]adminapi.User, 0, len(us))
+	for _, u := range us {
+		out = append(out, adminapi.User{UID: u.UID, Admin: u.Admin, Disabled: u.Disabled, Created: u.Created})
+	}
+	return out, err
+}
+func (l *local) CreateToken(_ context.Context, uid, did string) (adminapi.Token, error) {
+	secret, t, err := l.acc.CreateToken(uid, did)
+	return adminapi.Token{ID: t.ID, UID: t.UID, DID: t.DID, Created: t.Created, Secret: secret}, err
+}
+func (l *local) Tokens(_ context.Context, uid string) ([]adminapi.Token, error) {
+	ts, err := l.acc.Tokens(uid)
+	out := make([]adminapi.Token, 0, len(ts))
+	for _, t := range ts {
+		out = append(out, adminapi.Token{ID: t.ID, UID: t.UID, DID: t.DID, Created: t.Created})
+	}
+	return out, err
+}
+func (l *local) RevokeTokens(_ context.Context, uid, did, id string) (int, error) {
+	return l.acc.RevokeTokens(uid, did, id)
+}
+func (l *local) Close() error { return l.st.Close() }

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/tern-im/tern/broker"
+)
+
+const version = broker.Version
+
+// serveCommand runs the broker until SIGINT/SIGTERM; a second signal
+// forces exit.
+type serveCommand struct {
+	stderr io.Writer
+	common commonFlags
+	fs     *flag.FlagSet
+	addrs  map[string]*string
+	set    map[string]bool
+	level  string
+}
+
+func (c *serveCommand) Parse(args []string) error {
+	c.fs = newFlagSet("serve", c.stderr)
+	c.common.register(c.fs)
+	c.addrs = map[string]*string{}
+	for _, name := range []string{"mqtt-addr", "ws-addr", "http-addr"} {
+		c.addrs[name] = c.fs.String(name, "", "listen `address` (empty disables; env TERN_"+envName(name)+")")
+	}
+	c.fs.StringVar(&c.level, "log-level", "", "log `level`: debug, info, warn, error")
+	if _, err := parseInterleaved(c.fs, args); err != nil {
+		return err
+	}
+	c.set = map[string]bool{}
+	c.fs.Visit(func(f *flag.Flag) { c.set[f.Name] = true })
+	return nil
+}
+
+func envName(flag string) string {
+	switch flag {
+	case "mqtt-addr":
+		return "MQTT_ADDR"
+	case "ws-addr":
+		return "WS_ADDR"
+	}
+	return "HTTP_ADDR"
+}
+
+func (c *serveCommand) Run(ctx context.Context) error {
+	cfg, err := c.common.load()
+	if err != nil {
+		return err
+	}
+	// Flags given explicitly override file and environment, even when
+	// empty (an empty address disables that listener).
+	if c.set["mqtt-addr"] {
+		cfg.MQTT.Addr = *c.addrs["mqtt-addr"]
+	}
+	if c.set["ws-addr"] {
+		cfg.WS.Addr = *c.addrs["ws-addr"]
+	}
+	if c.set["http-addr"] {
+		cfg.HTTP.Addr = *c.addrs["http-addr"]
+	}
+	if c.level != "" {
+		cfg.LogLevel = c.level
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	log, _ := newLogger(c.stderr, cfg.LogLevel)
+	b, err := broker.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	go func() {
+		// A second signal after shutdown began forces exit.
+		<-ctx.Done()
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		<-sig
+		fmt.Fprintln(c.stderr, "tern: forced exit")
+		os.Exit(1)
+	}()
+	return b.Run(ctx)
+}

@@ -1,0 +1,99 @@
+// Package acl is the Tern access-control hook. It is the only hook that
+// answers OnACLCheck, deciding with topics.Policy (deny by default). It
+// also keeps wills inside the ACL (mochi does not check them) and makes
+// sure no publish into the im/ tree is ever routed as-is: upstream
+// commands are consumed by the hooks registered before this one, and
+// whatever they leave is dropped here.
+package acl
+
+import (
+	"bytes"
+	"strings"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/tern-im/tern/internal/metrics"
+	"github.com/tern-im/tern/internal/session"
+	"github.com/tern-im/tern/topics"
+)
+
+// Options configures the hook.
+type Options struct {
+	Policy   *topics.Policy
+	Sessions *session.Registry
+	Metrics  *metrics.Metrics
+}
+
+// Hook enforces the ACL.
+type Hook struct {
+	mqtt.HookBase
+	opts *Options
+}
+
+var _ mqtt.Hook = (*Hook)(nil)
+
+// ID returns the hook id.
+func (h *Hook) ID() string { return "tern-acl" }
+
+// Provides lists the events handled.
+func (h *Hook) Provides(b byte) bool {
+	return bytes.Contains([]byte{mqtt.OnACLCheck, mqtt.OnWill, mqtt.OnPublish}, []byte{b})
+}
+
+// Init takes *Options.
+func (h *Hook) Init(config any) error {
+	o, ok := config.(*Options)
+	if !ok || o == nil || o.Policy == nil || o.Sessions == nil || o.Metrics == nil {
+		return mqtt.ErrInvalidConfigType
+	}
+	h.opts = o
+	return nil
+}
+
+// OnACLCheck decides publish (write) and subscribe/deliver (read) access.
+func (h *Hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	s, ok := h.opts.Sessions.Get(cl)
+	if ok && h.opts.Policy.Allow(s.Identity, topic, write) {
+		return true
+	}
+	op := "subscribe"
+	if write {
+		op = "publish"
+	}
+	h.opts.Metrics.ACLDenials.WithLabelValues(op).Inc()
+	h.Log.Debug("acl denied", "client", cl.ID, "topic", topic, "op", op)
+	return false
+}
+
+// OnWill keeps a will inside the ACL: a will on a topic the device may
+// publish to stands; any other is rewritten to $im/will/{uid}/{did}, where
+// nobody can subscribe (PROTOCOL §3).
+func (h *Hook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
+	s, ok := h.opts.Sessions.Get(cl)
+	if ok && h.opts.Policy.Allow(s.Identity, will.TopicName, true) {
+		return will, nil
+	}
+	uid, did := "anonymous", "unknown"
+	if ok && !s.Anonymous {
+		uid, did = s.UID, s.DID
+	}
+	will.TopicName = topics.Will(uid, did)
+	will.Retain = false
+	h.Log.Debug("will rewritten", "client", cl.ID, "topic", will.TopicName)
+	return will, nil
+}
+
+// OnPublish drops any client publish into im/ or $im/ that no earlier hook
+// consumed: the server is the only publisher downstream, and upstream
+// commands are never routed as-is.
+func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil
+	}
+	if t := pk.TopicName; strings.HasPrefix(t, topics.Root) || strings.HasPrefix(t, "$im/") {
+		h.Log.Debug("upstream publish not consumed", "client", cl.ID, "topic", t)
+		return pk, packets.CodeSuccessIgnore
+	}
+	return pk, nil
+}

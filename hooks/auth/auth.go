@@ -1,0 +1,256 @@
+// Package auth is the Tern authentication hook: it checks each CONNECT
+// against the accounts (password or device token), enforces ClientID =
+// {uid}.{did}, admits anonymous clients only on listeners that allow them,
+// throttles repeated failures, and registers the session of every accepted
+// connection.
+package auth
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/tern-im/tern/internal/accounts"
+	"github.com/tern-im/tern/internal/metrics"
+	"github.com/tern-im/tern/internal/session"
+	"github.com/tern-im/tern/topics"
+)
+
+// Options configures the hook.
+type Options struct {
+	Server   *mqtt.Server // to send CONNACKs with Tern's reason codes
+	Accounts *accounts.Service
+	Sessions *session.Registry
+	Metrics  *metrics.Metrics
+	// Anonymous lists the listener ids that admit clients without
+	// credentials.
+	Anonymous map[string]bool
+	// MaxFailures per user before lockouts start (per address: 4×).
+	MaxFailures int
+	// Lockout is the first lockout, doubled per further failure up to
+	// MaxLockout.
+	Lockout, MaxLockout time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Hook authenticates connections.
+type Hook struct {
+	mqtt.HookBase
+	opts     *Options
+	throttle *throttle
+}
+
+var _ mqtt.Hook = (*Hook)(nil)
+
+// ID returns the hook id.
+func (h *Hook) ID() string { return "tern-auth" }
+
+// Provides lists the events handled.
+func (h *Hook) Provides(b byte) bool {
+	return bytes.Contains([]byte{mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnDisconnect}, []byte{b})
+}
+
+// Init takes *Options.
+func (h *Hook) Init(config any) error {
+	o, ok := config.(*Options)
+	if !ok || o == nil || o.Server == nil || o.Accounts == nil || o.Sessions == nil || o.Metrics == nil {
+		return mqtt.ErrInvalidConfigType
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	h.opts = o
+	h.throttle = newThrottle(o.MaxFailures, o.Lockout, o.MaxLockout)
+	return nil
+}
+
+// refusal is why a CONNECT was refused.
+type refusal struct {
+	code   packets.Code // MQTT 5 reason
+	reason string       // metrics label and log text
+}
+
+var (
+	refBadCreds  = refusal{packets.ErrBadUsernameOrPassword, "bad_credentials"}
+	refClientID  = refusal{packets.ErrNotAuthorized, "client_id"}
+	refDisabled  = refusal{packets.ErrNotAuthorized, "disabled"}
+	refThrottled = refusal{packets.ErrConnectionRateExceeded, "throttled"}
+	refAnonymous = refusal{packets.ErrNotAuthorized, "anonymous"}
+	refInternal  = refusal{packets.ErrServerUnavailable, "internal"}
+)
+
+// v3Codes maps refusals to MQTT 3.1.1 CONNACK return codes.
+var v3Codes = map[byte]byte{
+	packets.ErrBadUsernameOrPassword.Code:  0x04,
+	packets.ErrNotAuthorized.Code:          0x05,
+	packets.ErrConnectionRateExceeded.Code: 0x05,
+	packets.ErrServerUnavailable.Code:      0x03,
+}
+
+// OnConnect authenticates the CONNECT. On refusal it sends the CONNACK
+// with Tern's reason code itself and returns an error, which makes mochi
+// drop the connection without a second CONNACK.
+func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	id, ref := h.authenticate(cl, pk)
+	if ref == nil {
+		h.opts.Sessions.Add(cl, id)
+		return nil
+	}
+	h.opts.Metrics.AuthFailures.WithLabelValues(ref.reason).Inc()
+	h.Log.Info("connect refused", "client", cl.ID, "user", string(pk.Connect.Username),
+		"remote", cl.Net.Remote, "listener", cl.Net.Listener, "reason", ref.reason)
+	code := ref.code
+	if cl.Properties.ProtocolVersion < 5 {
+		code = packets.Code{Code: v3Codes[code.Code]}
+	}
+	if err := h.opts.Server.SendConnack(cl, code, false, nil); err != nil {
+		h.Log.Debug("send connack", "client", cl.ID, "error", err)
+	}
+	return ref.code
+}
+
+func (h *Hook) authenticate(cl *mqtt.Client, pk packets.Packet) (topics.Identity, *refusal) {
+	user, pass := string(pk.Connect.Username), string(pk.Connect.Password)
+	if user == "" && len(pk.Connect.Password) == 0 {
+		if h.opts.Anonymous[cl.Net.Listener] {
+			return topics.Identity{Anonymous: true}, nil
+		}
+		return topics.Identity{}, &refAnonymous
+	}
+	uid, did, err := topics.ParseClientID(cl.ID)
+	if err != nil || uid != user {
+		return topics.Identity{}, &refClientID
+	}
+	now := h.opts.Now()
+	addr := remoteIP(cl.Net.Remote)
+	if h.throttle.locked(uid, addr, now) {
+		return topics.Identity{}, &refThrottled
+	}
+	id, err := h.opts.Accounts.Authenticate(uid, did, pass)
+	switch {
+	case err == nil:
+		h.throttle.success(uid, addr)
+		return id, nil
+	case errors.Is(err, accounts.ErrBadCredentials):
+		h.throttle.failure(uid, addr, now)
+		if len(pass) >= len(accounts.TokenPrefix) && pass[:len(accounts.TokenPrefix)] == accounts.TokenPrefix {
+			return topics.Identity{}, &refusal{packets.ErrNotAuthorized, "bad_token"}
+		}
+		return topics.Identity{}, &refBadCreds
+	case errors.Is(err, accounts.ErrDisabled):
+		return topics.Identity{}, &refDisabled
+	default:
+		h.Log.Error("authenticate", "user", uid, "error", err)
+		return topics.Identity{}, &refInternal
+	}
+}
+
+// OnConnectAuthenticate admits exactly the connections OnConnect accepted.
+func (h *Hook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
+	_, ok := h.opts.Sessions.Get(cl)
+	if ok {
+		h.opts.Metrics.Connects.Inc()
+		h.opts.Metrics.Connections.Inc()
+	}
+	return ok
+}
+
+// OnDisconnect forgets the session. The broker registers this hook last so
+// every other hook still sees the session in its own OnDisconnect.
+func (h *Hook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	if _, ok := h.opts.Sessions.Get(cl); ok {
+		h.opts.Sessions.Remove(cl)
+		h.opts.Metrics.Connections.Dec()
+	}
+}
+
+func remoteIP(remote string) string {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		return remote
+	}
+	return host
+}
+
+// throttle counts failures per user and per remote address and locks them
+// out for exponentially growing periods. Addresses get four times the
+// user budget: many devices can sit behind one NAT.
+type throttle struct {
+	mu            sync.Mutex
+	m             map[string]*failures
+	max           int
+	base, ceiling time.Duration
+}
+
+type failures struct {
+	n     int
+	until time.Time
+	last  time.Time
+}
+
+const addrFactor = 4
+
+func newThrottle(max int, base, ceiling time.Duration) *throttle {
+	return &throttle{m: make(map[string]*failures), max: max, base: base, ceiling: ceiling}
+}
+
+func (t *throttle) locked(uid, addr string, now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, k := range [2]string{"u:" + uid, "a:" + addr} {
+		if f := t.m[k]; f != nil && now.Before(f.until) {
+			return true
+		}
+	}
+	return false
+}
+
+func (t *throttle) failure(uid, addr string, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.m) > 100_000 {
+		t.sweep(now)
+	}
+	t.bump("u:"+uid, t.max, now)
+	t.bump("a:"+addr, t.max*addrFactor, now)
+}
+
+func (t *throttle) bump(k string, max int, now time.Time) {
+	f := t.m[k]
+	if f == nil {
+		f = new(failures)
+		t.m[k] = f
+	}
+	f.n++
+	f.last = now
+	if f.n >= max {
+		lock := t.base << min(f.n-max, 30)
+		if lock > t.ceiling || lock <= 0 {
+			lock = t.ceiling
+		}
+		f.until = now.Add(lock)
+	}
+}
+
+func (t *throttle) success(uid, addr string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.m, "u:"+uid)
+	delete(t.m, "a:"+addr)
+}
+
+// sweep drops entries idle for longer than the ceiling; it bounds memory
+// under a flood of distinct bad user names.
+func (t *throttle) sweep(now time.Time) {
+	for k, f := range t.m {
+		if now.Sub(f.last) > t.ceiling && now.After(f.until) {
+			delete(t.m, k)
+		}
+	}
+}

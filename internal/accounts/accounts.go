@@ -1,0 +1,247 @@
+// Package accounts manages users and device tokens over the store:
+// argon2id password hashes, device tokens kept only as SHA-256, and the
+// credential check used by the auth hook and the admin API.
+package accounts
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"golang.org/x/crypto/argon2"
+
+	"github.com/tern-im/tern/internal/store"
+	"github.com/tern-im/tern/topics"
+)
+
+// Errors returned by the service.
+var (
+	ErrBadCredentials = errors.New("accounts: bad user name or password")
+	ErrDisabled       = errors.New("accounts: user disabled")
+	ErrUnknownUser    = errors.New("accounts: unknown user")
+	ErrUserExists     = errors.New("accounts: user exists")
+	ErrWeakPassword   = errors.New("accounts: password must be 8 to 1024 bytes")
+	ErrBadHash        = errors.New("accounts: unreadable password hash")
+)
+
+// TokenPrefix starts every device token, so a token is never mistaken for
+// a password (and never pays the password KDF).
+const TokenPrefix = "tt_"
+
+// Params are the argon2id parameters for new hashes.
+type Params struct {
+	Time    uint32
+	Memory  uint32 // KiB
+	Threads uint8
+}
+
+// Service is the account API. It is safe for concurrent use.
+type Service struct {
+	st     *store.Store
+	params Params
+	// kdf bounds concurrent argon2 runs: each costs Params.Memory of RAM.
+	kdf chan struct{}
+}
+
+// New returns a Service over st. kdfSlots bounds concurrent password
+// hashing (use the core count).
+func New(st *store.Store, p Params, kdfSlots int) *Service {
+	if kdfSlots < 1 {
+		kdfSlots = 1
+	}
+	return &Service{st: st, params: p, kdf: make(chan struct{}, kdfSlots)}
+}
+
+// AddUser creates a user with a password.
+func (s *Service) AddUser(uid, password string, admin bool) error {
+	if err := topics.CheckUID(uid); err != nil {
+		return fmt.Errorf("user %q: %w", uid, err)
+	}
+	h, err := s.hash(password)
+	if err != nil {
+		return err
+	}
+	err = s.st.PutUser(store.User{UID: uid, Hash: h, Admin: admin, Created: time.Now().UTC()})
+	if errors.Is(err, store.ErrExists) {
+		return ErrUserExists
+	}
+	return err
+}
+
+// SetPassword replaces a user's password.
+func (s *Service) SetPassword(uid, password string) error {
+	h, err := s.hash(password)
+	if err != nil {
+		return err
+	}
+	return s.update(uid, func(u *store.User) { u.Hash = h })
+}
+
+// SetDisabled disables or enables a user.
+func (s *Service) SetDisabled(uid string, disabled bool) error {
+	return s.update(uid, func(u *store.User) { u.Disabled = disabled })
+}
+
+// SetAdmin grants or removes the admin role.
+func (s *Service) SetAdmin(uid string, admin bool) error {
+	return s.update(uid, func(u *store.User) { u.Admin = admin })
+}
+
+func (s *Service) update(uid string, fn func(*store.User)) error {
+	err := s.st.UpdateUser(uid, func(u *store.User) error { fn(u); return nil })
+	if errors.Is(err, store.ErrNotFound) {
+		return ErrUnknownUser
+	}
+	return err
+}
+
+// DeleteUser removes a user and its tokens; stored messages stay.
+func (s *Service) DeleteUser(uid string) error {
+	err := s.st.DeleteUser(uid)
+	if errors.Is(err, store.ErrNotFound) {
+		return ErrUnknownUser
+	}
+	return err
+}
+
+// Users lists all accounts.
+func (s *Service) Users() ([]store.User, error) { return s.st.Users() }
+
+// User returns one account.
+func (s *Service) User(uid string) (store.User, error) {
+	u, err := s.st.User(uid)
+	if errors.Is(err, store.ErrNotFound) {
+		return u, ErrUnknownUser
+	}
+	return u, err
+}
+
+// CreateToken issues a new device token for (uid, did) and returns the
+// secret, which is shown once and stored only as its SHA-256.
+func (s *Service) CreateToken(uid, did string) (secret string, t store.Token, err error) {
+	if err := topics.CheckDID(did); err != nil {
+		return "", t, fmt.Errorf("device %q: %w", did, err)
+	}
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", t, err
+	}
+	secret = TokenPrefix + base64.RawURLEncoding.EncodeToString(raw[:])
+	sum := sha256.Sum256([]byte(secret))
+	t = store.Token{ID: ulid.Make().String(), UID: uid, DID: did, Created: time.Now().UTC()}
+	if err := s.st.PutToken(sum[:], t); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return "", t, ErrUnknownUser
+		}
+		return "", t, err
+	}
+	return secret, t, nil
+}
+
+// Tokens lists a user's tokens.
+func (s *Service) Tokens(uid string) ([]store.Token, error) {
+	if _, err := s.User(uid); err != nil {
+		return nil, err
+	}
+	return s.st.Tokens(uid)
+}
+
+// RevokeTokens revokes a device's tokens (all devices if did is empty;
+// just one if id is set) and returns how many were revoked.
+func (s *Service) RevokeTokens(uid, did, id string) (int, error) {
+	if _, err := s.User(uid); err != nil {
+		return 0, err
+	}
+	return s.st.RevokeTokens(uid, did, id)
+}
+
+// Authenticate checks a secret for device (uid, did): a device token bound
+// to that pair, or the account password. It returns the identity on
+// success and ErrBadCredentials or ErrDisabled otherwise.
+func (s *Service) Authenticate(uid, did, secret string) (topics.Identity, error) {
+	u, err := s.st.User(uid)
+	if errors.Is(err, store.ErrNotFound) {
+		return topics.Identity{}, ErrBadCredentials
+	}
+	if err != nil {
+		return topics.Identity{}, err
+	}
+	if strings.HasPrefix(secret, TokenPrefix) {
+		sum := sha256.Sum256([]byte(secret))
+		t, err := s.st.TokenByHash(sum[:])
+		if errors.Is(err, store.ErrNotFound) || (err == nil && (t.UID != uid || t.DID != did)) {
+			return topics.Identity{}, ErrBadCredentials
+		}
+		if err != nil {
+			return topics.Identity{}, err
+		}
+	} else {
+		ok, err := s.verify(u.Hash, secret)
+		if err != nil {
+			return topics.Identity{}, err
+		}
+		if !ok {
+			return topics.Identity{}, ErrBadCredentials
+		}
+	}
+	if u.Disabled {
+		return topics.Identity{}, ErrDisabled
+	}
+	return topics.Identity{UID: uid, DID: did, Admin: u.Admin}, nil
+}
+
+// hash returns a PHC-encoded argon2id hash of password.
+func (s *Service) hash(password string) (string, error) {
+	if len(password) < 8 || len(password) > 1024 {
+		return "", ErrWeakPassword
+	}
+	salt := make([]byte, 16)
+	if _, err := rand.Read(salt); err != nil {
+		return "", err
+	}
+	p := s.params
+	s.kdf <- struct{}{}
+	sum := argon2.IDKey([]byte(password), salt, p.Time, p.Memory, p.Threads, 32)
+	<-s.kdf
+	b64 := base64.RawStdEncoding
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
+		argon2.Version, p.Memory, p.Time, p.Threads, b64.EncodeToString(salt), b64.EncodeToString(sum)), nil
+}
+
+// verify checks password against a PHC-encoded argon2id hash, using the
+// parameters recorded in the hash.
+func (s *Service) verify(phc, password string) (bool, error) {
+	var (
+		version, mem, t int
+		threads         uint8
+	)
+	parts := strings.Split(phc, "$")
+	if len(parts) != 6 || parts[1] != "argon2id" {
+		return false, ErrBadHash
+	}
+	if _, err := fmt.Sscanf(parts[2], "v=%d", &version); err != nil || version != argon2.Version {
+		return false, ErrBadHash
+	}
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &mem, &t, &threads); err != nil || mem < 8 || t < 1 || threads < 1 {
+		return false, ErrBadHash
+	}
+	b64 := base64.RawStdEncoding
+	salt, err1 := b64.DecodeString(parts[4])
+	want, err2 := b64.DecodeString(parts[5])
+	if err1 != nil || err2 != nil || len(want) == 0 {
+		return false, ErrBadHash
+	}
+	if len(password) > 1024 {
+		return false, nil
+	}
+	s.kdf <- struct{}{}
+	got := argon2.IDKey([]byte(password), salt, uint32(t), uint32(mem), threads, uint32(len(want)))
+	<-s.kdf
+	return subtle.ConstantTimeCompare(got, want) == 1, nil
+}

@@ -1,0 +1,261 @@
+// Package adminapi is Tern's HTTP admin API and its client. The API
+// manages accounts and device tokens of a running broker; `tern user` and
+// `tern token` use the client when given --server. Every request carries
+// "Authorization: Bearer {admin token}".
+package adminapi
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/tern-im/tern/internal/accounts"
+	"github.com/tern-im/tern/topics"
+)
+
+// User is the API view of an account.
+type User struct {
+	UID      string    `json:"uid"`
+	Admin    bool      `json:"admin,omitempty"`
+	Disabled bool      `json:"disabled,omitempty"`
+	Created  time.Time `json:"created"`
+}
+
+// Token is the API view of a device token. Secret is set only in the reply
+// to a create.
+type Token struct {
+	ID      string    `json:"id"`
+	UID     string    `json:"uid"`
+	DID     string    `json:"did"`
+	Created time.Time `json:"created"`
+	Secret  string    `json:"token,omitempty"`
+}
+
+// Kicker disconnects live sessions of a user (all devices if did is "").
+type Kicker interface {
+	Kick(uid, did string) int
+}
+
+// Handler serves the API under /admin/v1/.
+type Handler struct {
+	Accounts *accounts.Service
+	Kicker   Kicker
+	Token    string
+	Log      *slog.Logger
+	mux      *http.ServeMux
+}
+
+// NewHandler builds the handler.
+func NewHandler(acc *accounts.Service, k Kicker, token string, log *slog.Logger) *Handler {
+	h := &Handler{Accounts: acc, Kicker: k, Token: token, Log: log, mux: http.NewServeMux()}
+	h.mux.HandleFunc("GET /admin/v1/users", h.listUsers)
+	h.mux.HandleFunc("POST /admin/v1/users", h.addUser)
+	h.mux.HandleFunc("GET /admin/v1/users/{uid}", h.getUser)
+	h.mux.HandleFunc("DELETE /admin/v1/users/{uid}", h.delUser)
+	h.mux.HandleFunc("PUT /admin/v1/users/{uid}/password", h.passwd)
+	h.mux.HandleFunc("POST /admin/v1/users/{uid}/disable", h.setDisabled(true))
+	h.mux.HandleFunc("POST /admin/v1/users/{uid}/enable", h.setDisabled(false))
+	h.mux.HandleFunc("GET /admin/v1/users/{uid}/tokens", h.listTokens)
+	h.mux.HandleFunc("POST /admin/v1/users/{uid}/tokens", h.createToken)
+	h.mux.HandleFunc("DELETE /admin/v1/users/{uid}/tokens", h.revokeTokens)
+	return h
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	got, ok := bearer(r)
+	if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(h.Token)) != 1 {
+		writeErr(w, http.StatusUnauthorized, "missing or wrong admin token")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	h.mux.ServeHTTP(w, r)
+}
+
+func bearer(r *http.Request) (string, bool) {
+	const p = "Bearer "
+	a := r.Header.Get("Authorization")
+	if len(a) <= len(p) || a[:len(p)] != p {
+		return "", false
+	}
+	return a[len(p):], true
+}
+
+type apiError struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v) // the client went away; nothing to do
+}
+
+func writeErr(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, apiError{Error: msg})
+}
+
+// fail maps service errors to statuses.
+func (h *Handler) fail(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, accounts.ErrUnknownUser):
+		writeErr(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, accounts.ErrUserExists):
+		writeErr(w, http.StatusConflict, err.Error())
+	case errors.Is(err, accounts.ErrWeakPassword),
+		errors.Is(err, topics.ErrEmptyID), errors.Is(err, topics.ErrIDChars),
+		errors.Is(err, topics.ErrIDTooLong), errors.Is(err, topics.ErrReservedID):
+		writeErr(w, http.StatusBadRequest, err.Error())
+	default:
+		h.Log.Error("admin api", "error", err)
+		writeErr(w, http.StatusInternalServerError, "internal error")
+	}
+}
+
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeErr(w, http.StatusBadRequest, "bad request body: "+err.Error())
+		return false
+	}
+	return true
+}
+
+func (h *Handler) listUsers(w http.ResponseWriter, _ *http.Request) {
+	us, err := h.Accounts.Users()
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	out := make([]User, 0, len(us))
+	for _, u := range us {
+		out = append(out, User{UID: u.UID, Admin: u.Admin, Disabled: u.Disabled, Created: u.Created})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// AddUserRequest is the body of POST /admin/v1/users.
+type AddUserRequest struct {
+	UID      string `json:"uid"`
+	Password string `json:"password"`
+	Admin    bool   `json:"admin,omitempty"`
+}
+
+func (h *Handler) addUser(w http.ResponseWriter, r *http.Request) {
+	var req AddUserRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if err := h.Accounts.AddUser(req.UID, req.Password, req.Admin); err != nil {
+		h.fail(w, err)
+		return
+	}
+	h.Log.Info("user added", "user", req.UID, "admin", req.Admin)
+	writeJSON(w, http.StatusCreated, User{UID: req.UID, Admin: req.Admin})
+}
+
+func (h *Handler) getUser(w http.ResponseWriter, r *http.Request) {
+	u, err := h.Accounts.User(r.PathValue("uid"))
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, User{UID: u.UID, Admin: u.Admin, Disabled: u.Disabled, Created: u.Created})
+}
+
+func (h *Handler) delUser(w http.ResponseWriter, r *http.Request) {
+	uid := r.PathValue("uid")
+	if err := h.Accounts.DeleteUser(uid); err != nil {
+		h.fail(w, err)
+		return
+	}
+	h.Kicker.Kick(uid, "")
+	h.Log.Info("user deleted", "user", uid)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// PasswordRequest is the body of PUT /admin/v1/users/{uid}/password.
+type PasswordRequest struct {
+	Password string `json:"password"`
+}
+
+func (h *Handler) passwd(w http.ResponseWriter, r *http.Request) {
+	var req PasswordRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if err := h.Accounts.SetPassword(r.PathValue("uid"), req.Password); err != nil {
+		h.fail(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *Handler) setDisabled(disabled bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		uid := r.PathValue("uid")
+		if err := h.Accounts.SetDisabled(uid, disabled); err != nil {
+			h.fail(w, err)
+			return
+		}
+		if disabled {
+			h.Kicker.Kick(uid, "")
+		}
+		h.Log.Info("user updated", "user", uid, "disabled", disabled)
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+func (h *Handler) listTokens(w http.ResponseWriter, r *http.Request) {
+	ts, err := h.Accounts.Tokens(r.PathValue("uid"))
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	out := make([]Token, 0, len(ts))
+	for _, t := range ts {
+		out = append(out, Token{ID: t.ID, UID: t.UID, DID: t.DID, Created: t.Created})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// TokenRequest is the body of POST /admin/v1/users/{uid}/tokens.
+type TokenRequest struct {
+	DID string `json:"did"`
+}
+
+func (h *Handler) createToken(w http.ResponseWriter, r *http.Request) {
+	var req TokenRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	secret, t, err := h.Accounts.CreateToken(r.PathValue("uid"), req.DID)
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	h.Log.Info("token created", "user", t.UID, "device", t.DID, "token_id", t.ID)
+	writeJSON(w, http.StatusCreated, Token{ID: t.ID, UID: t.UID, DID: t.DID, Created: t.Created, Secret: secret})
+}
+
+// RevokeResult is the reply to DELETE /admin/v1/users/{uid}/tokens.
+type RevokeResult struct {
+	Revoked int `json:"revoked"`
+}
+
+func (h *Handler) revokeTokens(w http.ResponseWriter, r *http.Request) {
+	uid, did, id := r.PathValue("uid"), r.URL.Query().Get("did"), r.URL.Query().Get("id")
+	n, err := h.Accounts.RevokeTokens(uid, did, id)
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	if n > 0 {
+		h.Kicker.Kick(uid, did)
+	}
+	h.Log.Info("tokens revoked", "user", uid, "device", did, "count", n)
+	writeJSON(w, http.StatusOK, RevokeResult{Revoked: n})
+}

@@ -1,0 +1,115 @@
+package adminapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Client calls the admin API of a running broker.
+type Client struct {
+	Base  string // e.g. http://127.0.0.1:8080
+	Token string
+	HTTP  *http.Client
+}
+
+// NewClient returns a client for base with the admin token.
+func NewClient(base, token string) *Client {
+	return &Client{Base: strings.TrimRight(base, "/"), Token: token, HTTP: &http.Client{Timeout: 30 * time.Second}}
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		var e apiError
+		if json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&e) == nil && e.Error != "" {
+			return fmt.Errorf("server: %s (%d)", e.Error, resp.StatusCode)
+		}
+		return fmt.Errorf("server: %s", resp.Status)
+	}
+	if out != nil {
+		return json.NewDecoder(resp.Body).Decode(out)
+	}
+	return nil
+}
+
+// AddUser creates a user.
+func (c *Client) AddUser(ctx context.Context, uid, password string, admin bool) error {
+	return c.do(ctx, http.MethodPost, "/admin/v1/users", AddUserRequest{UID: uid, Password: password, Admin: admin}, nil)
+}
+
+// SetPassword changes a password.
+func (c *Client) SetPassword(ctx context.Context, uid, password string) error {
+	return c.do(ctx, http.MethodPut, "/admin/v1/users/"+url.PathEscape(uid)+"/password", PasswordRequest{Password: password}, nil)
+}
+
+// SetDisabled disables or enables a user.
+func (c *Client) SetDisabled(ctx context.Context, uid string, disabled bool) error {
+	verb := "enable"
+	if disabled {
+		verb = "disable"
+	}
+	return c.do(ctx, http.MethodPost, "/admin/v1/users/"+url.PathEscape(uid)+"/"+verb, nil, nil)
+}
+
+// DeleteUser removes a user.
+func (c *Client) DeleteUser(ctx context.Context, uid string) error {
+	return c.do(ctx, http.MethodDelete, "/admin/v1/users/"+url.PathEscape(uid), nil, nil)
+}
+
+// Users lists users.
+func (c *Client) Users(ctx context.Context) ([]User, error) {
+	var out []User
+	return out, c.do(ctx, http.MethodGet, "/admin/v1/users", nil, &out)
+}
+
+// CreateToken issues a device token; the secret is in Token.Secret.
+func (c *Client) CreateToken(ctx context.Context, uid, did string) (Token, error) {
+	var out Token
+	return out, c.do(ctx, http.MethodPost, "/admin/v1/users/"+url.PathEscape(uid)+"/tokens", TokenRequest{DID: did}, &out)
+}
+
+// Tokens lists a user's tokens.
+func (c *Client) Tokens(ctx context.Context, uid string) ([]Token, error) {
+	var out []Token
+	return out, c.do(ctx, http.MethodGet, "/admin/v1/users/"+url.PathEscape(uid)+"/tokens", nil, &out)
+}
+
+// RevokeTokens revokes tokens of a device (all if did is ""; one if id set).
+func (c *Client) RevokeTokens(ctx context.Context, uid, did, id string) (int, error) {
+	q := url.Values{}
+	if did != "" {
+		q.Set("did", did)
+	}
+	if id != "" {
+		q.Set("id", id)
+	}
+	var out RevokeResult
+	return out.Revoked, c.do(ctx, http.MethodDelete, "/admin/v1/users/"+url.PathEscape(uid)+"/tokens?"+q.Encode(), nil, &out)
+}

@@ -1,0 +1,227 @@
+// Package brokertest starts a real Tern broker for tests: loopback
+// listeners on port 0, Badger in t.TempDir(), cleanup registered, and paho
+// clients dialled against it.
+package brokertest
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	paho5 "github.com/eclipse/paho.golang/paho"
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/tern-im/tern/broker"
+	"github.com/tern-im/tern/internal/config"
+)
+
+// Timeout bounds every wait in the helpers.
+const Timeout = 10 * time.Second
+
+// Broker is a running test broker.
+type Broker struct {
+	*broker.Broker
+	Config *config.Config
+	t      testing.TB
+}
+
+// Config returns the test defaults: loopback port-0 listeners, a temp data
+// dir and cheap password hashing.
+func Config(t testing.TB) *config.Config {
+	cfg := config.DefaultConfig()
+	cfg.Data = t.TempDir()
+	cfg.MQTT.Addr = "127.0.0.1:0"
+	cfg.WS.Addr = "127.0.0.1:0"
+	cfg.HTTP.Addr = "127.0.0.1:0"
+	cfg.AdminToken = "test-admin-token"
+	cfg.Auth.Argon2Time = 1
+	cfg.Auth.Argon2Memory = 1 << 20
+	return cfg
+}
+
+// Start starts a broker with Config(t) modified by opts, and closes it at
+// cleanup.
+func Start(t testing.TB, opts ...func(*config.Config)) *Broker {
+	t.Helper()
+	cfg := Config(t)
+	for _, o := range opts {
+		o(cfg)
+	}
+	return StartConfig(t, cfg)
+}
+
+// StartConfig starts a broker with exactly cfg.
+func StartConfig(t testing.TB, cfg *config.Config) *Broker {
+	t.Helper()
+	b, err := broker.New(cfg, Logger(t))
+	if err != nil {
+		t.Fatalf("broker.New: %v", err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatalf("broker.Start: %v", err)
+	}
+	tb := &Broker{Broker: b, Config: cfg, t: t}
+	t.Cleanup(func() {
+		if err := b.Close(); err != nil {
+			t.Errorf("broker.Close: %v", err)
+		}
+	})
+	return tb
+}
+
+// Logger logs at warn and above into the test log.
+func Logger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(&testWriter{t: t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type testWriter struct {
+	mu sync.Mutex
+	t  testing.TB
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// AddUser creates a user with a password.
+func (b *Broker) AddUser(uid, password string) {
+	b.t.Helper()
+	if err := b.Accounts().AddUser(uid, password, false); err != nil {
+		b.t.Fatalf("add user %s: %v", uid, err)
+	}
+}
+
+// Token issues a device token.
+func (b *Broker) Token(uid, did string) string {
+	b.t.Helper()
+	secret, _, err := b.Accounts().CreateToken(uid, did)
+	if err != nil {
+		b.t.Fatalf("token %s.%s: %v", uid, did, err)
+	}
+	return secret
+}
+
+// URL returns the tcp:// URL of the MQTT listener.
+func (b *Broker) URL() string { return "tcp://" + b.Addr(broker.ListenerMQTT) }
+
+// ClientOptions returns paho 3.1.1 options for the broker with no
+// automatic reconnect (tests decide).
+func (b *Broker) ClientOptions(clientID, user, pass string) *paho.ClientOptions {
+	o := paho.NewClientOptions().AddBroker(b.URL()).SetClientID(clientID).
+		SetUsername(user).SetPassword(pass).SetProtocolVersion(4).
+		SetAutoReconnect(false).SetConnectRetry(false).SetCleanSession(true).
+		SetConnectTimeout(Timeout).SetWriteTimeout(Timeout).SetOrderMatters(false)
+	return o
+}
+
+// Connect dials with o and fails the test unless CONNACK accepts.
+func (b *Broker) Connect(o *paho.ClientOptions) paho.Client {
+	b.t.Helper()
+	c := paho.NewClient(o)
+	tok := c.Connect()
+	if !tok.WaitTimeout(Timeout) {
+		b.t.Fatalf("connect %s: timed out", o.ClientID)
+	}
+	if err := tok.Error(); err != nil {
+		b.t.Fatalf("connect %s: %v", o.ClientID, err)
+	}
+	b.t.Cleanup(func() { c.Disconnect(50) })
+	return c
+}
+
+// Dial connects a 3.1.1 client as {uid}.{did} with secret.
+func (b *Broker) Dial(uid, did, secret string) paho.Client {
+	b.t.Helper()
+	return b.Connect(b.ClientOptions(uid+"."+did, uid, secret))
+}
+
+// TryConnect dials and returns the CONNECT error (nil when accepted).
+func (b *Broker) TryConnect(o *paho.ClientOptions) error {
+	c := paho.NewClient(o)
+	tok := c.Connect()
+	if !tok.WaitTimeout(Timeout) {
+		return fmt.Errorf("connect %s: timed out", o.ClientID)
+	}
+	if tok.Error() == nil {
+		c.Disconnect(50)
+	}
+	return tok.Error()
+}
+
+// Wait waits for a paho token and fails the test on timeout or error.
+func Wait(t testing.TB, tok paho.Token, what string) {
+	t.Helper()
+	if !tok.WaitTimeout(Timeout) {
+		t.Fatalf("%s: timed out", what)
+	}
+	if err := tok.Error(); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// Subscribe subscribes and returns the granted QoS (0x80 means refused).
+func Subscribe(t testing.TB, c paho.Client, filter string, qos byte, h paho.MessageHandler) byte {
+	t.Helper()
+	tok := c.Subscribe(filter, qos, h)
+	Wait(t, tok, "subscribe "+filter)
+	return tok.(*paho.SubscribeToken).Result()[filter]
+}
+
+// Conn5 is an MQTT 5 client connection.
+type Conn5 struct {
+	*paho5.Client
+	Msgs chan *paho5.Publish
+}
+
+// Dial5 connects an MQTT 5 client as {uid}.{did}; every received PUBLISH
+// goes to Msgs (buffered).
+func (b *Broker) Dial5(uid, did, secret string) (*Conn5, *paho5.Connack, error) {
+	b.t.Helper()
+	nc, err := net.DialTimeout("tcp", b.Addr(broker.ListenerMQTT), Timeout)
+	if err != nil {
+		return nil, nil, err
+	}
+	c5 := &Conn5{Msgs: make(chan *paho5.Publish, 1024)}
+	c5.Client = paho5.NewClient(paho5.ClientConfig{
+		Conn: nc,
+		OnPublishReceived: []func(paho5.PublishReceived) (bool, error){
+			func(pr paho5.PublishReceived) (bool, error) {
+				select {
+				case c5.Msgs <- pr.Packet:
+				default:
+				}
+				return true, nil
+			},
+		},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
+	ca, err := c5.Connect(ctx, &paho5.Connect{
+		ClientID: uid + "." + did, Username: uid, Password: []byte(secret),
+		UsernameFlag: true, PasswordFlag: true, KeepAlive: 30, CleanStart: true,
+	})
+	if err != nil {
+		nc.Close()
+		return nil, ca, err
+	}
+	b.t.Cleanup(func() {
+		_ = c5.Disconnect(&paho5.Disconnect{ReasonCode: 0}) // best effort: the test is over
+		nc.Close()
+	})
+	return c5, ca, nil
+}
+
+// HTTPURL returns the base URL of the HTTP listener.
+func (b *Broker) HTTPURL() string {
+	return (&url.URL{Scheme: "http", Host: b.Addr(broker.ListenerHTTP)}).String()
+}
+

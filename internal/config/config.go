@@ -1,0 +1,362 @@
+// Package config is Tern's typed configuration: the built-in defaults, a
+// strict YAML loader over them, environment overrides and validation.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/tern-im/tern/topics"
+)
+
+// Config is the whole configuration of a Tern node.
+type Config struct {
+	// Data is the directory of the embedded Badger store.
+	Data string `yaml:"data"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `yaml:"log_level"`
+	// AdminToken authorises the HTTP admin API. Empty means: read it from
+	// TERN_ADMIN_TOKEN, else from {data}/admin.token, creating that file
+	// (mode 0600) on first start.
+	AdminToken string `yaml:"admin_token"`
+
+	MQTT   Listener `yaml:"mqtt"`
+	WS     Listener `yaml:"ws"`
+	TLS    Listener `yaml:"tls"`
+	WSS    Listener `yaml:"wss"`
+	HTTP   HTTP     `yaml:"http"`
+	Limits Limits   `yaml:"limits"`
+	Auth   Auth     `yaml:"auth"`
+	Store  Store    `yaml:"store"`
+	ACL    ACL      `yaml:"acl"`
+	IM     IM       `yaml:"im"`
+	Compat Compat   `yaml:"compat"`
+}
+
+// Listener is one MQTT listener. An empty Addr disables it.
+type Listener struct {
+	Addr string `yaml:"addr"`
+	// Anonymous admits clients without credentials on this listener; they
+	// only reach the plain namespace, as the acl rules allow.
+	Anonymous bool `yaml:"anonymous"`
+	// Cert and Key are PEM files; required for tls and wss listeners.
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	// ClientCA, when set, makes the listener verify client certificates
+	// against this PEM bundle (mTLS). RequireClientCert refuses clients
+	// that present none.
+	ClientCA          string `yaml:"client_ca"`
+	RequireClientCert bool   `yaml:"require_client_cert"`
+}
+
+// HTTP is the health, metrics and admin listener. An empty Addr disables it.
+type HTTP struct {
+	Addr string `yaml:"addr"`
+}
+
+// Limits are the MQTT capabilities Tern sets on purpose (see broker).
+type Limits struct {
+	MaxPacketSize ByteSize `yaml:"max_packet_size"`
+	// MaxSessionExpiry caps what MQTT 5 clients ask for; 3.1.1 persistent
+	// sessions are kept this long too.
+	MaxSessionExpiry time.Duration `yaml:"max_session_expiry"`
+	// MaxMessageExpiry caps MQTT 5 message expiry. 0 means messages
+	// (retained presence and keys included) never expire by themselves.
+	MaxMessageExpiry time.Duration `yaml:"max_message_expiry"`
+	// MaxKeepalive is the largest keepalive accepted; larger requests are
+	// answered with this value as server keepalive. 0 means no cap.
+	MaxKeepalive time.Duration `yaml:"max_keepalive"`
+	// WriteQueue is the number of packets queued per client before mochi
+	// drops deliveries (the stream and sync recover them).
+	WriteQueue int `yaml:"write_queue"`
+	// ReadBuffer and WriteBuffer size each connection's bufio buffers.
+	ReadBuffer  ByteSize `yaml:"read_buffer"`
+	WriteBuffer ByteSize `yaml:"write_buffer"`
+	// ReceiveMaximum is the number of unacknowledged QoS>0 publishes a
+	// client may have in flight towards the broker.
+	ReceiveMaximum int `yaml:"receive_maximum"`
+	// MaxInflight is the number of QoS>0 deliveries held per client.
+	MaxInflight int `yaml:"max_inflight"`
+	// TopicAliasMaximum is the number of inbound topic aliases per client.
+	TopicAliasMaximum int `yaml:"topic_alias_maximum"`
+	// MaxClients refuses connections beyond this count. 0 means no limit.
+	MaxClients int `yaml:"max_clients"`
+}
+
+// Auth tunes authentication.
+type Auth struct {
+	// MaxFailures is how many failures per user or remote address are
+	// allowed before lockouts start.
+	MaxFailures int `yaml:"max_failures"`
+	// Lockout is the first lockout; each further failure doubles it up to
+	// MaxLockout.
+	Lockout    time.Duration `yaml:"lockout"`
+	MaxLockout time.Duration `yaml:"max_lockout"`
+	// Argon2 parameters for new password hashes.
+	Argon2Time    uint32   `yaml:"argon2_time"`
+	Argon2Memory  ByteSize `yaml:"argon2_memory"`
+	Argon2Threads uint8    `yaml:"argon2_threads"`
+}
+
+// Store tunes Badger.
+type Store struct {
+	// SyncWrites fsyncs every commit: power-loss durability at a cost in
+	// throughput. Without it a process crash (kill -9) still loses nothing
+	// acknowledged; only an OS crash or power loss can.
+	SyncWrites bool `yaml:"sync_writes"`
+	// GCInterval is how often the value-log GC runs. 0 disables it.
+	GCInterval time.Duration `yaml:"gc_interval"`
+	// MemTableSize and BlockCache bound Badger's memory.
+	MemTableSize ByteSize `yaml:"memtable_size"`
+	BlockCache   ByteSize `yaml:"block_cache"`
+}
+
+// ACL holds the plain-namespace rules (outside im/).
+type ACL struct {
+	Rules []Rule `yaml:"rules"`
+}
+
+// Rule is the YAML form of topics.Rule.
+type Rule struct {
+	Filter    string   `yaml:"filter"`
+	Access    string   `yaml:"access"` // read, write, readwrite or deny
+	Users     []string `yaml:"users"`  // user ids; "all" for every authenticated user
+	Anonymous bool     `yaml:"anonymous"`
+}
+
+// IM configures the messaging layer.
+type IM struct {
+	// DMPolicy is "open" (anyone may message anyone) or "contacts".
+	DMPolicy string `yaml:"dm_policy"`
+}
+
+// Compat switches on behaviours that strict test suites expect of a
+// generic broker; Tern's own devices do not need them.
+type Compat struct {
+	// PassiveDisconnect leaves the connection open after sending a
+	// DISCONNECT for receive-maximum overflow (the Paho suite expects it).
+	PassiveDisconnect bool `yaml:"passive_disconnect"`
+}
+
+// DefaultConfig returns the built-in defaults: PROTOCOL §14.
+func DefaultConfig() *Config {
+	return &Config{
+		Data:     "./data",
+		LogLevel: "info",
+		MQTT:     Listener{Addr: ":1883"},
+		WS:       Listener{Addr: ":8083"},
+		HTTP:     HTTP{Addr: ":8080"},
+		Limits: Limits{
+			MaxPacketSize:     128 << 10,
+			MaxSessionExpiry:  24 * time.Hour,
+			MaxMessageExpiry:  0,
+			MaxKeepalive:      20 * time.Minute,
+			WriteQueue:        64,
+			ReadBuffer:        1 << 10,
+			WriteBuffer:       1 << 10,
+			ReceiveMaximum:    64,
+			MaxInflight:       256,
+			TopicAliasMaximum: 32,
+		},
+		Auth: Auth{
+			MaxFailures:   5,
+			Lockout:       time.Second,
+			MaxLockout:    5 * time.Minute,
+			Argon2Time:    2,
+			Argon2Memory:  19 << 20,
+			Argon2Threads: 1,
+		},
+		Store: Store{
+			GCInterval:   5 * time.Minute,
+			MemTableSize: 16 << 20,
+			BlockCache:   32 << 20,
+		},
+		IM: IM{DMPolicy: "open"},
+	}
+}
+
+// Load reads a YAML file strictly over DefaultConfig.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	cfg, err := Decode(f)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Decode reads YAML strictly (unknown keys are errors) over DefaultConfig.
+func Decode(r io.Reader) (*Config, error) {
+	cfg := DefaultConfig()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return cfg, nil
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// ApplyEnv overrides fields from the TERN_* variables of PROTOCOL §14.
+// A variable that is set but empty disables a listener.
+func (c *Config) ApplyEnv(lookup func(string) (string, bool)) {
+	for name, p := range map[string]*string{
+		"TERN_DATA":        &c.Data,
+		"TERN_MQTT_ADDR":   &c.MQTT.Addr,
+		"TERN_WS_ADDR":     &c.WS.Addr,
+		"TERN_HTTP_ADDR":   &c.HTTP.Addr,
+		"TERN_ADMIN_TOKEN": &c.AdminToken,
+	} {
+		if v, ok := lookup(name); ok {
+			*p = v
+		}
+	}
+}
+
+// Validate reports every invalid field, each error naming it.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{field}, args...)...))
+	}
+	if c.Data == "" {
+		bad("data", "must not be empty")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log_level", "%q is not one of debug, info, warn, error", c.LogLevel)
+	}
+	for name, l := range map[string]Listener{"tls": c.TLS, "wss": c.WSS} {
+		if l.Addr != "" && (l.Cert == "" || l.Key == "") {
+			bad(name, "cert and key are required when addr is set")
+		}
+	}
+	for name, l := range map[string]Listener{"mqtt": c.MQTT, "ws": c.WS} {
+		if l.Cert != "" || l.Key != "" || l.ClientCA != "" {
+			bad(name, "cert, key and client_ca belong on the tls and wss listeners")
+		}
+	}
+	for name, l := range map[string]Listener{"tls": c.TLS, "wss": c.WSS} {
+		if l.RequireClientCert && l.ClientCA == "" {
+			bad(name+".require_client_cert", "needs client_ca")
+		}
+	}
+	lim := c.Limits
+	if lim.MaxPacketSize < 1<<10 || lim.MaxPacketSize > 256<<20 {
+		bad("limits.max_packet_size", "%s is outside 1KiB..256MiB", lim.MaxPacketSize)
+	}
+	if lim.MaxSessionExpiry < 0 || lim.MaxSessionExpiry > time.Duration(1<<32-1)*time.Second {
+		bad("limits.max_session_expiry", "%s is out of range", lim.MaxSessionExpiry)
+	}
+	if lim.MaxMessageExpiry < 0 {
+		bad("limits.max_message_expiry", "must not be negative")
+	}
+	if lim.MaxKeepalive < 0 || lim.MaxKeepalive > 65535*time.Second {
+		bad("limits.max_keepalive", "%s is outside 0..65535s", lim.MaxKeepalive)
+	}
+	if lim.WriteQueue < 1 {
+		bad("limits.write_queue", "must be at least 1")
+	}
+	if lim.ReadBuffer < 256 || lim.WriteBuffer < 256 {
+		bad("limits.read_buffer/write_buffer", "must be at least 256B")
+	}
+	if lim.ReceiveMaximum < 1 || lim.ReceiveMaximum > 65535 {
+		bad("limits.receive_maximum", "%d is outside 1..65535", lim.ReceiveMaximum)
+	}
+	if lim.MaxInflight < 1 || lim.MaxInflight > 65535 {
+		bad("limits.max_inflight", "%d is outside 1..65535", lim.MaxInflight)
+	}
+	if lim.TopicAliasMaximum < 0 || lim.TopicAliasMaximum > 65535 {
+		bad("limits.topic_alias_maximum", "%d is outside 0..65535", lim.TopicAliasMaximum)
+	}
+	if lim.MaxClients < 0 {
+		bad("limits.max_clients", "must not be negative")
+	}
+	a := c.Auth
+	if a.MaxFailures < 1 {
+		bad("auth.max_failures", "must be at least 1")
+	}
+	if a.Lockout <= 0 || a.MaxLockout < a.Lockout {
+		bad("auth.lockout", "needs 0 < lockout <= max_lockout")
+	}
+	if a.Argon2Time < 1 || a.Argon2Memory < 1<<20 || a.Argon2Threads < 1 {
+		bad("auth.argon2_*", "need time >= 1, memory >= 1MiB, threads >= 1")
+	}
+	if c.Store.GCInterval < 0 {
+		bad("store.gc_interval", "must not be negative")
+	}
+	if c.Store.MemTableSize < 1<<20 {
+		bad("store.memtable_size", "must be at least 1MiB")
+	}
+	if c.Store.BlockCache < 0 {
+		bad("store.block_cache", "must not be negative")
+	}
+	for i, r := range c.ACL.Rules {
+		if _, err := r.Compile(); err != nil {
+			bad(fmt.Sprintf("acl.rules[%d]", i), "%v", err)
+		}
+	}
+	switch c.IM.DMPolicy {
+	case "open", "contacts":
+	default:
+		bad("im.dm_policy", "%q is not open or contacts", c.IM.DMPolicy)
+	}
+	return errors.Join(errs...)
+}
+
+// Compile turns a YAML rule into a topics.Rule.
+func (r Rule) Compile() (topics.Rule, error) {
+	out := topics.Rule{Filter: r.Filter, Users: r.Users, Anonymous: r.Anonymous}
+	switch strings.ToLower(r.Access) {
+	case "read":
+		out.Access = topics.Read
+	case "write":
+		out.Access = topics.Write
+	case "readwrite":
+		out.Access = topics.ReadWrite
+	case "deny":
+		out.Access = topics.Deny
+	default:
+		return out, fmt.Errorf("access %q is not read, write, readwrite or deny", r.Access)
+	}
+	if r.Filter == "" || strings.HasPrefix(r.Filter, "$") || r.Filter == "im" || strings.HasPrefix(r.Filter, topics.Root) {
+		return out, fmt.Errorf("filter %q must be a non-empty filter outside im/ and $", r.Filter)
+	}
+	if i := strings.IndexByte(r.Filter, '#'); i >= 0 && i != len(r.Filter)-1 {
+		return out, fmt.Errorf("filter %q has # before its end", r.Filter)
+	}
+	if len(r.Users) == 0 && !r.Anonymous {
+		return out, fmt.Errorf("filter %q applies to nobody: set users and/or anonymous", r.Filter)
+	}
+	return out, nil
+}
+
+// Rules compiles every ACL rule; call after Validate.
+func (c *Config) Rules() []topics.Rule {
+	out := make([]topics.Rule, 0, len(c.ACL.Rules))
+	for _, r := range c.ACL.Rules {
+		tr, err := r.Compile()
+		if err == nil {
+			out = append(out, tr)
+		}
+	}
+	return out
+}

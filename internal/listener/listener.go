@@ -1,0 +1,228 @@
+// Package listener provides the MQTT listeners Tern adds to mochi: TCP
+// (optionally TLS) and MQTT over WebSocket on a fixed path. Both bind in
+// Init, so an address of ":0" works and Address reports the bound port.
+package listener
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// TCP is a plain or TLS TCP listener.
+type TCP struct {
+	id, addr string
+	tls      *tls.Config
+	ln       net.Listener
+	log      *slog.Logger
+	once     sync.Once
+}
+
+// NewTCP returns a TCP listener; tlsConf may be nil.
+func NewTCP(id, addr string, tlsConf *tls.Config) *TCP {
+	return &TCP{id: id, addr: addr, tls: tlsConf}
+}
+
+// ID returns the listener id.
+func (l *TCP) ID() string { return l.id }
+
+// Protocol returns "tcp" or "tls".
+func (l *TCP) Protocol() string {
+	if l.tls != nil {
+		return "tls"
+	}
+	return "tcp"
+}
+
+// Address returns the bound address once initialised.
+func (l *TCP) Address() string {
+	if l.ln != nil {
+		return l.ln.Addr().String()
+	}
+	return l.addr
+}
+
+// Init binds the address.
+func (l *TCP) Init(log *slog.Logger) error {
+	l.log = log
+	ln, err := net.Listen("tcp", l.addr)
+	if err != nil {
+		return err
+	}
+	if l.tls != nil {
+		ln = tls.NewListener(ln, l.tls)
+	}
+	l.ln = ln
+	return nil
+}
+
+// Serve accepts connections until Close.
+func (l *TCP) Serve(establish listeners.EstablishFn) {
+	for {
+		conn, err := l.ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return
+		}
+		go func() {
+			if err := establish(l.id, conn); err != nil && !errors.Is(err, io.EOF) {
+				l.log.Debug("connection ended", "remote", conn.RemoteAddr().String(), "error", err)
+			}
+		}()
+	}
+}
+
+// Close stops accepting and closes the listener's clients.
+func (l *TCP) Close(closeClients listeners.CloseFn) {
+	l.once.Do(func() {
+		if l.ln != nil {
+			_ = l.ln.Close() // the accept loop ends on the error it causes
+		}
+		closeClients(l.id)
+	})
+}
+
+// WS serves MQTT over WebSocket on one path (PROTOCOL §3: /mqtt).
+type WS struct {
+	id, addr, path string
+	tls            *tls.Config
+	ln             net.Listener
+	srv            *http.Server
+	log            *slog.Logger
+	establish      listeners.EstablishFn
+	upgrader       websocket.Upgrader
+	once           sync.Once
+}
+
+// NewWS returns a WebSocket listener; tlsConf may be nil.
+func NewWS(id, addr, path string, tlsConf *tls.Config) *WS {
+	return &WS{id: id, addr: addr, path: path, tls: tlsConf, upgrader: websocket.Upgrader{
+		Subprotocols: []string{"mqtt", "mqttv3.1"},
+		// Devices and browsers of any origin authenticate with MQTT
+		// credentials; the origin is not a security boundary here.
+		CheckOrigin:     func(*http.Request) bool { return true },
+		ReadBufferSize:  1024,
+		WriteBufferSize: 1024,
+	}}
+}
+
+// ID returns the listener id.
+func (l *WS) ID() string { return l.id }
+
+// Protocol returns "ws" or "wss".
+func (l *WS) Protocol() string {
+	if l.tls != nil {
+		return "wss"
+	}
+	return "ws"
+}
+
+// Address returns the bound address once initialised.
+func (l *WS) Address() string {
+	if l.ln != nil {
+		return l.ln.Addr().String()
+	}
+	return l.addr
+}
+
+// Init binds the address.
+func (l *WS) Init(log *slog.Logger) error {
+	l.log = log
+	ln, err := net.Listen("tcp", l.addr)
+	if err != nil {
+		return err
+	}
+	if l.tls != nil {
+		ln = tls.NewListener(ln, l.tls)
+	}
+	l.ln = ln
+	mux := http.NewServeMux()
+	mux.HandleFunc(l.path, l.handle)
+	l.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return nil
+}
+
+func (l *WS) handle(w http.ResponseWriter, r *http.Request) {
+	c, err := l.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered
+	}
+	defer c.Close()
+	if err := l.establish(l.id, &wsConn{Conn: c.NetConn(), c: c}); err != nil && !errors.Is(err, io.EOF) {
+		l.log.Debug("connection ended", "remote", r.RemoteAddr, "error", err)
+	}
+}
+
+// Serve serves HTTP upgrades until Close.
+func (l *WS) Serve(establish listeners.EstablishFn) {
+	l.establish = establish
+	if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		l.log.Error("websocket listener", "error", err)
+	}
+}
+
+// Close stops the HTTP server and closes the listener's clients.
+func (l *WS) Close(closeClients listeners.CloseFn) {
+	l.once.Do(func() {
+		closeClients(l.id)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if l.srv != nil {
+			_ = l.srv.Shutdown(ctx) // hijacked conns are closed by closeClients
+		}
+	})
+}
+
+// wsConn is a net.Conn over WebSocket binary messages: MQTT packets may
+// span messages and a message may hold several packets.
+type wsConn struct {
+	net.Conn
+	c *websocket.Conn
+	r io.Reader
+}
+
+func (ws *wsConn) Read(p []byte) (int, error) {
+	for {
+		if ws.r == nil {
+			op, r, err := ws.c.NextReader()
+			if err != nil {
+				return 0, err
+			}
+			if op != websocket.BinaryMessage {
+				continue // MQTT over WebSocket is binary only
+			}
+			ws.r = r
+		}
+		n, err := ws.r.Read(p)
+		if errors.Is(err, io.EOF) {
+			ws.r = nil
+			if n > 0 {
+				return n, nil
+			}
+			continue
+		}
+		return n, err
+	}
+}
+
+func (ws *wsConn) Write(p []byte) (int, error) {
+	if err := ws.c.WriteMessage(websocket.BinaryMessage, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (ws *wsConn) Close() error { return ws.c.Close() }

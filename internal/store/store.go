@@ -1,0 +1,186 @@
+// Package store is Tern's Badger keyspace: accounts and device tokens,
+// per-user event streams, conversations and their indexes. The key layout
+// is documented in docs/storage.md; every key starts with a one-byte table
+// prefix so tables never interleave.
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Errors returned by the store.
+var (
+	ErrNotFound = errors.New("store: not found")
+	ErrExists   = errors.New("store: already exists")
+	ErrClosed   = errors.New("store: closed")
+)
+
+// Table prefixes. A key is prefix byte + table-specific suffix.
+const (
+	tabMeta     byte = 0x01 // meta/{name}
+	tabUser     byte = 0x02 // {uid}
+	tabToken    byte = 0x03 // {sha256(token)}
+	tabDevToken byte = 0x04 // {uid}\x00{did}\x00{token id}
+)
+
+// Options tunes Open.
+type Options struct {
+	// SyncWrites fsyncs each commit.
+	SyncWrites bool
+	// MemTableSize and BlockCacheSize bound memory (bytes).
+	MemTableSize   int64
+	BlockCacheSize int64
+	// GCInterval is how often value-log GC runs; 0 disables it.
+	GCInterval time.Duration
+	// InMemory keeps everything in RAM (benchmarks only).
+	InMemory bool
+	Logger   *slog.Logger
+}
+
+// Store is an open Badger database. It is safe for concurrent use.
+type Store struct {
+	db   *badger.DB
+	log  *slog.Logger
+	stop chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+// Open opens (creating if needed) the store in dir.
+func Open(dir string, o Options) (*Store, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	bo := badger.DefaultOptions(dir).
+		WithLogger(badgerLogger{o.Logger}).
+		WithSyncWrites(o.SyncWrites).
+		WithNumVersionsToKeep(1).
+		WithMetricsEnabled(false).
+		WithNumCompactors(2).
+		WithInMemory(o.InMemory)
+	if o.InMemory {
+		bo = bo.WithDir("").WithValueDir("")
+	}
+	if o.MemTableSize > 0 {
+		bo = bo.WithMemTableSize(o.MemTableSize)
+	}
+	if o.BlockCacheSize > 0 {
+		bo = bo.WithBlockCacheSize(o.BlockCacheSize)
+	}
+	// Values up to 1 KiB live in the LSM tree with their keys: small chat
+	// events are read with one lookup and the value log stays small.
+	bo = bo.WithValueThreshold(1 << 10)
+	db, err := badger.Open(bo)
+	if err != nil {
+		return nil, fmt.Errorf("open store %q: %w", dir, err)
+	}
+	s := &Store{db: db, log: o.Logger, stop: make(chan struct{})}
+	if o.GCInterval > 0 && !o.InMemory {
+		s.wg.Add(1)
+		go s.gcLoop(o.GCInterval)
+	}
+	return s, nil
+}
+
+// DB exposes the Badger handle to the store's own files and tests.
+func (s *Store) DB() *badger.DB { return s.db }
+
+// Close stops the GC loop, flushes and closes the database. It is safe to
+// call more than once.
+func (s *Store) Close() error {
+	var err error
+	s.once.Do(func() {
+		close(s.stop)
+		s.wg.Wait()
+		err = s.db.Close()
+	})
+	return err
+}
+
+// Ready reports whether the store is open.
+func (s *Store) Ready() bool { return !s.db.IsClosed() }
+
+// gcLoop runs value-log GC until Close. Each tick it rewrites files while
+// Badger finds at least half of one to be garbage.
+func (s *Store) gcLoop(every time.Duration) {
+	defer s.wg.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			for i := 0; i < 16; i++ { // bounded: at most 16 files a tick
+				if err := s.db.RunValueLogGC(0.5); err != nil {
+					if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
+						s.log.Warn("value log gc", "error", err)
+					}
+					break
+				}
+			}
+		}
+	}
+}
+
+// badgerLogger routes Badger's logging into slog, one level down: Badger is
+// chatty at info.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error(fmt.Sprintf(f, a...), "component", "badger") }
+func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn(fmt.Sprintf(f, a...), "component", "badger") }
+func (b badgerLogger) Infof(f string, a ...any) {
+	b.l.Log(context.Background(), slog.LevelDebug, fmt.Sprintf(f, a...), "component", "badger")
+}
+func (b badgerLogger) Debugf(f string, a ...any) {}
+
+func key(tab byte, parts ...string) []byte {
+	n := 1
+	for _, p := range parts {
+		n += len(p) + 1
+	}
+	k := make([]byte, 0, n)
+	k = append(k, tab)
+	for i, p := range parts {
+		if i > 0 {
+			k = append(k, 0)
+		}
+		k = append(k, p...)
+	}
+	return k
+}
+
+// Incr atomically adds one to the named counter and returns the new value.
+func (s *Store) Incr(name string) (uint64, error) {
+	var n uint64
+	err := s.db.Update(func(txn *badger.Txn) error {
+		k := key(tabMeta, name)
+		item, err := txn.Get(k)
+		switch {
+		case errors.Is(err, badger.ErrKeyNotFound):
+		case err != nil:
+			return err
+		default:
+			if err := item.Value(func(v []byte) error {
+				if len(v) != 8 {
+					return fmt.Errorf("store: counter %q is %d bytes", name, len(v))
+				}
+				n = binary.BigEndian.Uint64(v)
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		n++
+		return txn.Set(k, binary.BigEndian.AppendUint64(nil, n))
+	})
+	return n, err
+}
