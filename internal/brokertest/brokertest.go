@@ -224,4 +224,3 @@ func (b *Broker) Dial5(uid, did, secret string) (*Conn5, *paho5.Connack, error) 
 func (b *Broker) HTTPURL() string {
 	return (&url.URL{Scheme: "http", Host: b.Addr(broker.ListenerHTTP)}).String()
 }
-

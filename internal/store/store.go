@@ -135,8 +135,12 @@ func (s *Store) gcLoop(every time.Duration) {
 // chatty at info.
 type badgerLogger struct{ l *slog.Logger }
 
-func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error(fmt.Sprintf(f, a...), "component", "badger") }
-func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn(fmt.Sprintf(f, a...), "component", "badger") }
+func (b badgerLogger) Errorf(f string, a ...any) {
+	b.l.Error(fmt.Sprintf(f, a...), "component", "badger")
+}
+func (b badgerLogger) Warningf(f string, a ...any) {
+	b.l.Warn(fmt.Sprintf(f, a...), "component", "badger")
+}
 func (b badgerLogger) Infof(f string, a ...any) {
 	b.l.Log(context.Background(), slog.LevelDebug, fmt.Sprintf(f, a...), "component", "badger")
 }
