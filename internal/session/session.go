@@ -1,8 +1,9 @@
 // Package session tracks who each live MQTT connection is. The auth hook
 // adds a connection once its credentials check out; the other hooks look it
-// up by the *mqtt.Client they are handed. Each connection gets a
-// server-wide generation number, increasing with every accepted CONNECT,
-// so a late event of an older connection can be told from the current one.
+// up by the *mqtt.Client they are handed, or list a user's live devices.
+// Each connection gets a server-wide generation number, increasing with
+// every accepted CONNECT, so a late event of an older connection can be
+// told from the current one.
 package session
 
 import (
@@ -15,27 +16,54 @@ import (
 	"github.com/tern-im/tern/topics"
 )
 
+// Prefs are what a device negotiated in `hello` (PROTOCOL §9).
+type Prefs struct {
+	CBOR   bool // events on the device's own topics are CBOR
+	MaxPkt int  // largest event the device accepts; 0 means the broker max
+	Typing bool // wants typing notifications
+	Calls  bool
+	Files  bool
+}
+
+// DefaultPrefs apply until a device says hello.
+var DefaultPrefs = Prefs{Typing: true, Calls: true, Files: true}
+
 // Session is one authenticated connection.
 type Session struct {
 	topics.Identity
 	Gen       uint64
+	Client    *mqtt.Client
 	Remote    string
 	Listener  string
 	Connected time.Time
+	prefs     atomic.Pointer[Prefs]
 }
+
+// Prefs returns the device's negotiated preferences.
+func (s *Session) Prefs() Prefs {
+	if p := s.prefs.Load(); p != nil {
+		return *p
+	}
+	return DefaultPrefs
+}
+
+// SetPrefs records what the device said in hello.
+func (s *Session) SetPrefs(p Prefs) { s.prefs.Store(&p) }
 
 // Registry maps live connections to their sessions. It is safe for
 // concurrent use.
 type Registry struct {
-	gen atomic.Uint64
-	m   sync.Map // *mqtt.Client -> *Session
+	gen    atomic.Uint64
+	mu     sync.RWMutex
+	byConn map[*mqtt.Client]*Session
+	byUser map[string]map[*mqtt.Client]*Session
 }
 
 // NewRegistry returns an empty registry whose generations start after
 // start (pass a persisted high-water mark to keep them increasing across
 // restarts).
 func NewRegistry(start uint64) *Registry {
-	r := new(Registry)
+	r := &Registry{byConn: map[*mqtt.Client]*Session{}, byUser: map[string]map[*mqtt.Client]*Session{}}
 	r.gen.Store(start)
 	return r
 }
@@ -45,30 +73,94 @@ func (r *Registry) Add(cl *mqtt.Client, id topics.Identity) *Session {
 	s := &Session{
 		Identity:  id,
 		Gen:       r.gen.Add(1),
+		Client:    cl,
 		Remote:    cl.Net.Remote,
 		Listener:  cl.Net.Listener,
 		Connected: time.Now(),
 	}
-	r.m.Store(cl, s)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.byConn[cl] = s
+	if !id.Anonymous {
+		m := r.byUser[id.UID]
+		if m == nil {
+			m = map[*mqtt.Client]*Session{}
+			r.byUser[id.UID] = m
+		}
+		m[cl] = s
+	}
 	return s
 }
 
 // Get returns the session of a connection.
 func (r *Registry) Get(cl *mqtt.Client) (*Session, bool) {
-	v, ok := r.m.Load(cl)
-	if !ok {
-		return nil, false
-	}
-	return v.(*Session), true
+	r.mu.RLock()
+	s, ok := r.byConn[cl]
+	r.mu.RUnlock()
+	return s, ok
 }
 
 // Remove forgets a connection.
-func (r *Registry) Remove(cl *mqtt.Client) { r.m.Delete(cl) }
+func (r *Registry) Remove(cl *mqtt.Client) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.byConn[cl]
+	if !ok {
+		return
+	}
+	delete(r.byConn, cl)
+	if m := r.byUser[s.UID]; m != nil {
+		delete(m, cl)
+		if len(m) == 0 {
+			delete(r.byUser, s.UID)
+		}
+	}
+}
+
+// Devices returns the live sessions of uid, one per device: while a
+// session is being taken over (same ClientID reconnecting) only the newest
+// generation is listed, so nothing is delivered twice.
+func (r *Registry) Devices(uid string) []*Session {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	m := r.byUser[uid]
+	out := make([]*Session, 0, len(m))
+	for _, s := range m {
+		dup := false
+		for i, o := range out {
+			if o.DID == s.DID {
+				dup = true
+				if s.Gen > o.Gen {
+					out[i] = s
+				}
+				break
+			}
+		}
+		if !dup {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Online reports whether uid has at least one live session.
+func (r *Registry) Online(uid string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.byUser[uid]) > 0
+}
 
 // Generation returns the last generation handed out.
 func (r *Registry) Generation() uint64 { return r.gen.Load() }
 
-// Range calls fn for each live session until fn returns false.
+// Range calls fn for each live session until fn returns false. fn must not
+// call back into the registry.
 func (r *Registry) Range(fn func(cl *mqtt.Client, s *Session) bool) {
-	r.m.Range(func(k, v any) bool { return fn(k.(*mqtt.Client), v.(*Session)) })
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for cl, s := range r.byConn {
+		if !fn(cl, s) {
+			return
+		}
+	}
 }
