@@ -178,7 +178,8 @@ func DefaultConfig() *Config {
 			MemTableSize: 16 << 20,
 			BlockCache:   32 << 20,
 		},
-		IM: IM{DMPolicy: "open"},
+		ACL: ACL{Rules: []Rule{}},
+		IM:  IM{DMPolicy: "open"},
 	}
 }
 
