@@ -201,6 +201,16 @@ func capabilities(cfg *config.Config) *mqtt.Capabilities {
 
 func (b *Broker) addListeners() error {
 	cfg := b.cfg
+	tcp := func(id, addr string, tc *tls.Config) listeners.Listener {
+		l := listener.NewTCP(id, addr, tc)
+		l.ConnectTimeout = cfg.Limits.ConnectTimeout
+		return l
+	}
+	ws := func(id, addr string, tc *tls.Config) listeners.Listener {
+		l := listener.NewWS(id, addr, "/mqtt", tc)
+		l.ConnectTimeout = cfg.Limits.ConnectTimeout
+		return l
+	}
 	add := func(l listeners.Listener) error {
 		if err := b.mqtt.AddListener(l); err != nil {
 			return fmt.Errorf("listener %s %s: %w", l.ID(), l.Address(), err)
@@ -208,12 +218,12 @@ func (b *Broker) addListeners() error {
 		return nil
 	}
 	if cfg.MQTT.Addr != "" {
-		if err := add(listener.NewTCP(ListenerMQTT, cfg.MQTT.Addr, nil)); err != nil {
+		if err := add(tcp(ListenerMQTT, cfg.MQTT.Addr, nil)); err != nil {
 			return err
 		}
 	}
 	if cfg.WS.Addr != "" {
-		if err := add(listener.NewWS(ListenerWS, cfg.WS.Addr, "/mqtt", nil)); err != nil {
+		if err := add(ws(ListenerWS, cfg.WS.Addr, nil)); err != nil {
 			return err
 		}
 	}
@@ -222,7 +232,7 @@ func (b *Broker) addListeners() error {
 		if err != nil {
 			return err
 		}
-		if err := add(listener.NewTCP(ListenerTLS, cfg.TLS.Addr, tc)); err != nil {
+		if err := add(tcp(ListenerTLS, cfg.TLS.Addr, tc)); err != nil {
 			return err
 		}
 	}
@@ -231,7 +241,7 @@ func (b *Broker) addListeners() error {
 		if err != nil {
 			return err
 		}
-		if err := add(listener.NewWS(ListenerWSS, cfg.WSS.Addr, "/mqtt", tc)); err != nil {
+		if err := add(ws(ListenerWSS, cfg.WSS.Addr, tc)); err != nil {
 			return err
 		}
 	}

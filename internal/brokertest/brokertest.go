@@ -42,6 +42,7 @@ func Config(t testing.TB) *config.Config {
 	cfg.AdminToken = "test-admin-token"
 	cfg.Auth.Argon2Time = 1
 	cfg.Auth.Argon2Memory = 1 << 20
+	cfg.Limits.ConnectTimeout = time.Second
 	return cfg
 }
 
@@ -173,7 +174,13 @@ func Subscribe(t testing.TB, c paho.Client, filter string, qos byte, h paho.Mess
 	t.Helper()
 	tok := c.Subscribe(filter, qos, h)
 	Wait(t, tok, "subscribe "+filter)
-	return tok.(*paho.SubscribeToken).Result()[filter]
+	// paho keys results by the filter without a $share/{group}/ prefix;
+	// there is exactly one entry.
+	for _, code := range tok.(*paho.SubscribeToken).Result() {
+		return code
+	}
+	t.Fatalf("subscribe %s: no result", filter)
+	return 0
 }
 
 // Conn5 is an MQTT 5 client connection.

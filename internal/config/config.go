@@ -86,6 +86,9 @@ type Limits struct {
 	MaxInflight int `yaml:"max_inflight"`
 	// TopicAliasMaximum is the number of inbound topic aliases per client.
 	TopicAliasMaximum int `yaml:"topic_alias_maximum"`
+	// ConnectTimeout closes connections that have not completed CONNECT
+	// in this time (slow or half-open clients hold no resources for long).
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 	// MaxClients refuses connections beyond this count. 0 means no limit.
 	MaxClients int `yaml:"max_clients"`
 }
@@ -164,6 +167,7 @@ func DefaultConfig() *Config {
 			ReceiveMaximum:    64,
 			MaxInflight:       256,
 			TopicAliasMaximum: 32,
+			ConnectTimeout:    10 * time.Second,
 		},
 		Auth: Auth{
 			MaxFailures:   5,
@@ -287,6 +291,9 @@ func (c *Config) Validate() error {
 	}
 	if lim.TopicAliasMaximum < 0 || lim.TopicAliasMaximum > 65535 {
 		bad("limits.topic_alias_maximum", "%d is outside 0..65535", lim.TopicAliasMaximum)
+	}
+	if lim.ConnectTimeout <= 0 {
+		bad("limits.connect_timeout", "must be positive")
 	}
 	if lim.MaxClients < 0 {
 		bad("limits.max_clients", "must not be negative")

@@ -20,11 +20,14 @@ import (
 
 // TCP is a plain or TLS TCP listener.
 type TCP struct {
-	id, addr string
-	tls      *tls.Config
-	ln       net.Listener
-	log      *slog.Logger
-	once     sync.Once
+	// ConnectTimeout bounds the time to a complete CONNECT; mochi replaces
+	// the deadline with the keepalive one once CONNECT is read.
+	ConnectTimeout time.Duration
+	id, addr       string
+	tls            *tls.Config
+	ln             net.Listener
+	log            *slog.Logger
+	once           sync.Once
 }
 
 // NewTCP returns a TCP listener; tlsConf may be nil.
@@ -77,6 +80,9 @@ func (l *TCP) Serve(establish listeners.EstablishFn) {
 			}
 			return
 		}
+		if l.ConnectTimeout > 0 {
+			_ = conn.SetDeadline(time.Now().Add(l.ConnectTimeout)) // a failure surfaces on read
+		}
 		go func() {
 			if err := establish(l.id, conn); err != nil && !errors.Is(err, io.EOF) {
 				l.log.Debug("connection ended", "remote", conn.RemoteAddr().String(), "error", err)
@@ -97,6 +103,8 @@ func (l *TCP) Close(closeClients listeners.CloseFn) {
 
 // WS serves MQTT over WebSocket on one path (PROTOCOL §3: /mqtt).
 type WS struct {
+	// ConnectTimeout bounds the time to a complete CONNECT after upgrade.
+	ConnectTimeout time.Duration
 	id, addr, path string
 	tls            *tls.Config
 	ln             net.Listener
@@ -161,6 +169,9 @@ func (l *WS) handle(w http.ResponseWriter, r *http.Request) {
 		return // the upgrader has answered
 	}
 	defer c.Close()
+	if l.ConnectTimeout > 0 {
+		_ = c.NetConn().SetDeadline(time.Now().Add(l.ConnectTimeout)) // a failure surfaces on read
+	}
 	if err := l.establish(l.id, &wsConn{Conn: c.NetConn(), c: c}); err != nil && !errors.Is(err, io.EOF) {
 		l.log.Debug("connection ended", "remote", r.RemoteAddr, "error", err)
 	}

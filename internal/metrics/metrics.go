@@ -40,6 +40,9 @@ func New(info *system.Info) *Metrics {
 			Name: "tern_acl_denials_total", Help: "ACL denials by operation.",
 		}, []string{"op"}),
 	}
+	// Export the denial series at zero from the start.
+	m.ACLDenials.WithLabelValues("publish")
+	m.ACLDenials.WithLabelValues("subscribe")
 	m.Registry.MustRegister(
 		m.Connections, m.Connects, m.AuthFailures, m.ACLDenials,
 		counter("tern_messages_in_total", "PUBLISH packets received from clients.", &info.MessagesReceived),
