@@ -170,7 +170,7 @@ func TestServeGracefulShutdown(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("no start line in 15 s")
 	}
-	o := paho.NewClientOptions().AddBroker("tcp://"+addr).SetClientID("alice.p1").
+	o := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("alice.p1").
 		SetUsername("alice").SetPassword(pw).SetAutoReconnect(false)
 	c := paho.NewClient(o)
 	brokertest.Wait(t, c.Connect(), "connect")
