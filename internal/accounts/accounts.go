@@ -217,31 +217,50 @@ func (s *Service) hash(password string) (string, error) {
 // verify checks password against a PHC-encoded argon2id hash, using the
 // parameters recorded in the hash.
 func (s *Service) verify(phc, password string) (bool, error) {
-	var (
-		version, mem, t int
-		threads         uint8
-	)
-	parts := strings.Split(phc, "$")
-	if len(parts) != 6 || parts[1] != "argon2id" {
-		return false, ErrBadHash
-	}
-	if _, err := fmt.Sscanf(parts[2], "v=%d", &version); err != nil || version != argon2.Version {
-		return false, ErrBadHash
-	}
-	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &mem, &t, &threads); err != nil || mem < 8 || t < 1 || threads < 1 {
-		return false, ErrBadHash
-	}
-	b64 := base64.RawStdEncoding
-	salt, err1 := b64.DecodeString(parts[4])
-	want, err2 := b64.DecodeString(parts[5])
-	if err1 != nil || err2 != nil || len(want) == 0 {
-		return false, ErrBadHash
+	h, err := parsePHC(phc)
+	if err != nil {
+		return false, err
 	}
 	if len(password) > 1024 {
 		return false, nil
 	}
 	s.kdf <- struct{}{}
-	got := argon2.IDKey([]byte(password), salt, uint32(t), uint32(mem), threads, uint32(len(want)))
+	got := argon2.IDKey([]byte(password), h.salt, h.time, h.memory, h.threads, uint32(len(h.sum)))
 	<-s.kdf
-	return subtle.ConstantTimeCompare(got, want) == 1, nil
+	return subtle.ConstantTimeCompare(got, h.sum) == 1, nil
+}
+
+// phc is a decoded argon2id hash string.
+type phc struct {
+	time, memory uint32
+	threads      uint8
+	salt, sum    []byte
+}
+
+// parsePHC decodes "$argon2id$v=19$m=…,t=…,p=…$salt$sum", refusing
+// parameters no sane hash has (they would cost unbounded memory or time).
+func parsePHC(s string) (phc, error) {
+	var (
+		h               phc
+		version, mem, t int
+		threads         int
+	)
+	parts := strings.Split(s, "$")
+	if len(parts) != 6 || parts[0] != "" || parts[1] != "argon2id" {
+		return h, ErrBadHash
+	}
+	if _, err := fmt.Sscanf(parts[2], "v=%d", &version); err != nil || version != argon2.Version {
+		return h, ErrBadHash
+	}
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &mem, &t, &threads); err != nil ||
+		mem < 8 || mem > 4<<20 || t < 1 || t > 64 || threads < 1 || threads > 64 {
+		return h, ErrBadHash
+	}
+	b64 := base64.RawStdEncoding
+	salt, err1 := b64.DecodeString(parts[4])
+	sum, err2 := b64.DecodeString(parts[5])
+	if err1 != nil || err2 != nil || len(sum) < 16 || len(sum) > 64 || len(salt) < 8 {
+		return h, ErrBadHash
+	}
+	return phc{time: uint32(t), memory: uint32(mem), threads: uint8(threads), salt: salt, sum: sum}, nil
 }

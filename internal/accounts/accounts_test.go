@@ -1,0 +1,99 @@
+package accounts
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/tern-im/tern/internal/store"
+)
+
+func newService(t *testing.T) *Service {
+	t.Helper()
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return New(st, Params{Time: 1, Memory: 1 << 10, Threads: 1}, 2)
+}
+
+func TestPasswordsAndTokens(t *testing.T) {
+	t.Parallel()
+	s := newService(t)
+	if err := s.AddUser("alice", "correct-horse", false); err != nil {
+		t.Fatal(err)
+	}
+	u, err := s.User("alice")
+	if err != nil || !strings.HasPrefix(u.Hash, "$argon2id$v=19$m=1024,t=1,p=1$") || strings.Contains(u.Hash, "correct-horse") {
+		t.Fatalf("stored hash %q, %v", u.Hash, err)
+	}
+	if _, err := s.Authenticate("alice", "p1", "correct-horse"); err != nil {
+		t.Fatalf("right password: %v", err)
+	}
+	if _, err := s.Authenticate("alice", "p1", "wrong-horse"); !errors.Is(err, ErrBadCredentials) {
+		t.Fatalf("wrong password: %v", err)
+	}
+	if _, err := s.Authenticate("nobody", "p1", "correct-horse"); !errors.Is(err, ErrBadCredentials) {
+		t.Fatalf("unknown user: %v", err)
+	}
+	secret, tok, err := s.CreateToken("alice", "p1")
+	if err != nil || !strings.HasPrefix(secret, TokenPrefix) || tok.DID != "p1" {
+		t.Fatalf("token: %q %+v %v", secret, tok, err)
+	}
+	if id, err := s.Authenticate("alice", "p1", secret); err != nil || id.UID != "alice" || id.DID != "p1" {
+		t.Fatalf("token auth: %+v %v", id, err)
+	}
+	if _, err := s.Authenticate("alice", "p2", secret); !errors.Is(err, ErrBadCredentials) {
+		t.Fatalf("token on another device: %v", err)
+	}
+	if err := s.SetDisabled("alice", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Authenticate("alice", "p1", secret); !errors.Is(err, ErrDisabled) {
+		t.Fatalf("disabled: %v", err)
+	}
+	if _, err := s.Authenticate("alice", "p1", "wrong-horse"); !errors.Is(err, ErrBadCredentials) {
+		t.Fatalf("disabled + wrong password must not reveal the account state: %v", err)
+	}
+	if err := s.AddUser("alice", "another-pass", false); !errors.Is(err, ErrUserExists) {
+		t.Fatalf("duplicate: %v", err)
+	}
+	if err := s.AddUser("bob", "short", false); !errors.Is(err, ErrWeakPassword) {
+		t.Fatalf("short password: %v", err)
+	}
+	if err := s.SetPassword("nobody", "long-enough"); !errors.Is(err, ErrUnknownUser) {
+		t.Fatalf("passwd unknown: %v", err)
+	}
+	if err := s.DeleteUser("alice"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Authenticate("alice", "p1", secret); !errors.Is(err, ErrBadCredentials) {
+		t.Fatalf("token of deleted user: %v", err)
+	}
+}
+
+func TestVerifyRejectsMalformedHashes(t *testing.T) {
+	t.Parallel()
+	s := newService(t)
+	for _, h := range []string{"", "plain", "$argon2i$v=19$m=1024,t=1,p=1$AAAA$AAAA", "$argon2id$v=18$m=1024,t=1,p=1$AAAA$AAAA",
+		"$argon2id$v=19$m=x,t=1,p=1$AAAA$AAAA", "$argon2id$v=19$m=1024,t=1,p=1$!!$AAAA", "$argon2id$v=19$m=1024,t=0,p=1$AAAA$AAAA"} {
+		if _, err := s.verify(h, "pw"); !errors.Is(err, ErrBadHash) {
+			t.Errorf("verify(%q) = %v, want ErrBadHash", h, err)
+		}
+	}
+}
+
+func FuzzParsePHC(f *testing.F) {
+	f.Add("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g")
+	f.Add("$argon2id$v=19$m=1,t=1,p=1$$")
+	f.Fuzz(func(t *testing.T, s string) {
+		h, err := parsePHC(s)
+		if err != nil {
+			return
+		}
+		if h.memory > 4<<20 || h.time > 64 || h.threads == 0 || len(h.sum) < 16 {
+			t.Fatalf("accepted unsafe parameters from %q: %+v", s, h)
+		}
+	})
+}
