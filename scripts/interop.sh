@@ -110,6 +110,7 @@ signal.signal(signal.SIGALRM, on_alarm)
 
 class TimedResult(unittest.TextTestResult):
     def startTest(self, test):
+        test._interop_ran = True
         signal.alarm(per_test)
         super().startTest(test)
 
@@ -118,13 +119,18 @@ class TimedResult(unittest.TextTestResult):
         super().stopTest(test)
 
 tests = unittest.TestLoader().loadTestsFromTestCase(m.Test)
+total = tests.countTestCases()
 r = unittest.TextTestRunner(stream=sys.stdout, verbosity=2, resultclass=TimedResult).run(tests)
-failed = len(r.failures) + len(r.errors) + len(r.unexpectedSuccesses)
-passed = r.testsRun - failed - len(r.skipped)
+# A test passed if it ran and is in no failure/error list; everything else
+# (including tests that never ran because setUpClass failed) counts as failed.
+bad = {id(t) for t, _ in r.failures + r.errors + r.skipped} | {id(t) for t in r.unexpectedSuccesses}
+skipped = len(r.skipped)
+passed = sum(1 for t in tests if getattr(t, "_interop_ran", False) and id(t) not in bad)
+failed = total - passed - skipped
 with open(os.environ["INTEROP_COUNTS"], "w") as f:
     f.write("%d %d\n" % (passed, failed))
 sys.stdout.flush()
-os._exit(0 if failed == 0 and r.testsRun > 0 else 1)  # the suite leaves client threads behind
+os._exit(0 if failed == 0 and passed > 0 else 1)  # the suite leaves client threads behind
 PY
 
 echo "interop: broker $host:$port, suite $suite"
