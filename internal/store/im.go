@@ -464,3 +464,16 @@ func (s *Store) setFlag(on bool, keys ...[]byte) error {
 		return nil
 	})
 }
+
+// AllGroups calls fn for every group record, in gid order.
+func (s *Store) AllGroups(fn func(Group) error) error {
+	return s.db.View(func(txn *badger.Txn) error {
+		return scanJSON(txn, []byte{tabGroup}, func(_, v []byte) error {
+			var g Group
+			if err := json.Unmarshal(v, &g); err != nil {
+				return err
+			}
+			return fn(g)
+		})
+	})
+}

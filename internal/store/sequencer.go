@@ -45,6 +45,11 @@ type Append struct {
 	Reacts    []React
 	UserConvs []UserConv
 
+	// Committed, if set, is called by the sequencer right after the
+	// commit, in commit order (so per-user stream order), before the
+	// caller is released. It must not block for long nor call Append.
+	Committed func(*Append)
+
 	// Results.
 	US  []uint64     // the us assigned in each To stream
 	Dup *codec.Event // set instead when CMID was seen before
@@ -196,6 +201,9 @@ func (q *sequencer) commit(batch []*Append) {
 		}
 		for _, a := range pending {
 			a.err = err
+			if err == nil && a.Committed != nil {
+				a.Committed(a)
+			}
 			close(a.done)
 		}
 		pending = pending[:0]
