@@ -31,7 +31,7 @@ type Relations struct {
 	log *slog.Logger
 
 	mu     sync.Mutex
-	gen    uint64 // bumped by every Invalidate
+	gen    uint64                     // bumped by every Invalidate
 	users  map[string]map[string]bool // uid → C(uid), blocks applied
 	groups map[string]*groupCache
 }
