@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fxamacker/cbor/v2"
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/fxamacker/cbor/v2"
 
 	"github.com/tern-im/tern/internal/brokertest"
 	"github.com/tern-im/tern/internal/codec"

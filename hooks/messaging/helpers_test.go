@@ -36,7 +36,8 @@ func users(b *brokertest.Broker, uids ...string) {
 
 func connect(t testing.TB, b *brokertest.Broker, uid, did string) *dev {
 	t.Helper()
-	return connectOpts(t, b, b.ClientOptions(uid+"."+did, uid, pw), uid, did)
+	// Ordered handling: the handler only queues, and tests check order.
+	return connectOpts(t, b, b.ClientOptions(uid+"."+did, uid, pw).SetOrderMatters(true), uid, did)
 }
 
 func connectOpts(t testing.TB, b *brokertest.Broker, o *paho.ClientOptions, uid, did string) *dev {
