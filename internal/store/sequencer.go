@@ -97,6 +97,9 @@ type sequencer struct {
 	convSeq map[string]uint64
 	auxSeq  map[string]uint64
 	userUS  map[string]uint64
+	// dirty are the counters advanced by the appends of the open
+	// transaction: written once, with them, when it commits.
+	dirty   map[string]uint64
 	entropy *ulid.MonotonicEntropy
 	lastMS  uint64
 	now     func() time.Time
@@ -116,6 +119,7 @@ func (q *sequencer) reset() {
 	q.convSeq = map[string]uint64{}
 	q.auxSeq = map[string]uint64{}
 	q.userUS = map[string]uint64{}
+	q.dirty = map[string]uint64{}
 }
 
 // Append sequences and durably commits the appends, in order, and returns
@@ -214,24 +218,40 @@ func (q *sequencer) commit(batch []*Append) {
 			txn = db.NewTransaction(true)
 			return
 		}
-		err := txn.Commit()
+		var err error
+		for k, n := range q.dirty {
+			if err = txn.Set([]byte(k), u64(n)); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			err = txn.Commit()
+		} else {
+			txn.Discard()
+		}
+		clear(q.dirty)
 		finish(err)
 		txn = db.NewTransaction(true)
 		count, size = 0, 0
 		clear(seen)
 	}
 	for _, a := range batch {
-		entries, err := q.prepare(a, seen)
-		var n, z int64 = int64(len(entries)), 0
+		entries, ctrs, err := q.prepare(a, seen)
+		// Counters are charged in full even when another append of the
+		// transaction already dirtied them: a safe overestimate.
+		var n, z int64 = int64(len(entries) + len(ctrs)), 0
 		for _, e := range entries {
 			z += e.size
+		}
+		for _, c := range ctrs {
+			z += int64(len(c.k) + 8 + 32)
 		}
 		if err == nil && (n > maxCount || z > maxSize) {
 			err = ErrTooBig
 		}
 		if err != nil {
-			// prepare may have advanced counters for a: commit what is
-			// pending, then reload the counters from the store.
+			// prepare may have advanced in-memory counters for a: commit
+			// what is pending, then reload the counters from the store.
 			flush()
 			q.reset()
 			a.err = err
@@ -262,6 +282,9 @@ func (q *sequencer) commit(batch []*Append) {
 		if a == nil {
 			continue
 		}
+		for _, c := range ctrs {
+			q.dirty[string(c.k)] = c.n
+		}
 		count += n
 		size += z
 		pending = append(pending, a)
@@ -285,28 +308,35 @@ func (q *sequencer) counter(m map[string]uint64, tab byte, name string) (uint64,
 	return n, err
 }
 
-// prepare allocates positions for a and returns its writes; nil entries
-// and no error mean a dedupe hit (a.Dup is set).
-func (q *sequencer) prepare(a *Append, seen map[string]*Append) ([]entry, error) {
+// counter is a counter's new value.
+type counter struct {
+	k []byte
+	n uint64
+}
+
+// prepare allocates positions for a and returns its writes and the
+// counters it advanced; nil entries and no error mean a dedupe hit (a.Dup
+// is set).
+func (q *sequencer) prepare(a *Append, seen map[string]*Append) (out []entry, ctrs []counter, err error) {
 	var dk []byte
 	if a.CMID != "" {
 		dk = key(tabDedupe, a.UID, a.DID, a.CMID)
 		if prev, ok := seen[string(dk)]; ok {
 			ev := prev.Event
 			a.Dup = &ev
-			return nil, nil
+			return nil, nil, nil
 		}
 		var ev codec.Event
-		err := q.s.db.View(func(txn *badger.Txn) (err error) {
+		err = q.s.db.View(func(txn *badger.Txn) (err error) {
 			ev, err = dedupeLookup(txn, a.UID, a.DID, a.CMID)
 			return err
 		})
 		switch {
 		case err == nil:
 			a.Dup = &ev
-			return nil, nil
+			return nil, nil, nil
 		case !errors.Is(err, ErrNotFound):
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	now := q.now()
@@ -315,7 +345,6 @@ func (q *sequencer) prepare(a *Append, seen map[string]*Append) ([]entry, error)
 		ms = q.lastMS
 	}
 	q.lastMS = ms
-	var out []entry
 	add := func(k, v []byte, ttl time.Duration) {
 		out = append(out, entry{k: k, v: v, ttl: ttl, size: int64(len(k) + len(v) + 32)})
 	}
@@ -327,34 +356,34 @@ func (q *sequencer) prepare(a *Append, seen map[string]*Append) ([]entry, error)
 	if a.Aux {
 		n, err := q.counter(q.auxSeq, tabAuxSeq, a.CV)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		n++
 		q.auxSeq[a.CV] = n
-		add(key(tabAuxSeq, a.CV), u64(n), 0)
+		ctrs = append(ctrs, counter{key(tabAuxSeq, a.CV), n})
 		p = ptr(ptrAux, a.CV, n)
 		v, err := codec.MarshalStored(ev)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		add(seqKey(tabAux, a.CV, n), v, a.TTL)
 	} else {
 		n, err := q.counter(q.convSeq, tabConvSeq, a.CV)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		seq = n + 1
 		id, err := ulid.New(ms, q.entropy)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		ev.ID, ev.Seq = id, seq
 		q.convSeq[a.CV] = seq
-		add(key(tabConvSeq, a.CV), u64(seq), 0)
+		ctrs = append(ctrs, counter{key(tabConvSeq, a.CV), seq})
 		p = ptr(ptrEvent, a.CV, seq)
 		v, err := codec.MarshalStored(ev)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		add(seqKey(tabEvent, a.CV, seq), v, a.TTL)
 		add(append([]byte{tabEventID}, id[:]...), p, a.TTL)
@@ -371,13 +400,13 @@ func (q *sequencer) prepare(a *Append, seen map[string]*Append) ([]entry, error)
 	for i, uid := range a.To {
 		n, err := q.counter(q.userUS, tabUserUS, uid)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		n++
 		q.userUS[uid] = n
 		a.US[i] = n
 		add(seqKey(tabStream, uid, n), p, a.TTL)
-		add(key(tabUserUS, uid), u64(n), 0)
+		ctrs = append(ctrs, counter{key(tabUserUS, uid), n})
 	}
 	for _, m := range a.Members {
 		r := m.Rec
@@ -389,14 +418,14 @@ func (q *sequencer) prepare(a *Append, seen map[string]*Append) ([]entry, error)
 		}
 		v, err := json.Marshal(r)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		add(key(tabMember, m.GID, m.UID), v, 0)
 	}
 	if a.Group != nil {
 		v, err := json.Marshal(a.Group)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		add(key(tabGroup, a.Group.GID), v, 0)
 	}
@@ -419,5 +448,5 @@ func (q *sequencer) prepare(a *Append, seen map[string]*Append) ([]entry, error)
 			add(k, nil, 0)
 		}
 	}
-	return out, nil
+	return out, ctrs, nil
 }
