@@ -201,7 +201,7 @@ type device struct {
 }
 
 // OnPublish consumes upstream msg, rcpt, typ and rpc publishes. It
-// returns only nil (not ours), CodeSuccessIgnore, or for an MQTT 5 QoS>0
+// returns only nil (not ours), CodeSuccessIgnore, or for an MQTT 5 QoS 1
 // rejection its reason code: any other error would make mochi route the
 // packet as-is.
 func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
@@ -240,7 +240,8 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if u.Kind != topics.UpRPC { // RPC failures are answered in the reply
 		h.sendErr(d, cmid, err)
 	}
-	if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
+	// mochi answers a reason code with a PUBACK: right for QoS 1 only.
+	if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos == 1 {
 		return pk, reason(err.Code)
 	}
 	return pk, packets.CodeSuccessIgnore
