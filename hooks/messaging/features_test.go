@@ -371,3 +371,37 @@ func TestDisappearing(t *testing.T) {
 		time.Sleep(100 * time.Millisecond) // polling for expiry, not readiness
 	}
 }
+
+// TestQoS0AndMissedLive: a device subscribed at QoS 0 and one that sends
+// at QoS 0 still get everything through the stream.
+func TestQoS0AndMissedLive(t *testing.T) {
+	t.Parallel()
+	b := brokertest.Start(t)
+	users(b, "alice", "bob")
+	a := connect(t, b, "alice", "p1")
+	bc := b.Connect(b.ClientOptions("bob.b1", "bob", pw).SetOrderMatters(true))
+	got := make(chan []byte, 100)
+	brokertest.Subscribe(t, bc, topics.DeviceFilter("bob", "b1"), 0, func(_ paho.Client, m paho.Message) { got <- m.Payload() })
+	brokertest.Wait(t, a.c.Publish(topics.Up("alice", "p1", "msg"), 0, false, []byte(`{"to":"bob","cmid":"q0","b":"at most once"}`)), "publish")
+	if ev := a.next(); ev.B != "at most once" {
+		t.Fatalf("got %+v", ev)
+	}
+	select {
+	case <-got:
+	case <-time.After(brokertest.Timeout):
+		t.Fatal("no live QoS 0 delivery")
+	}
+	bc.Disconnect(50)
+	for i := range 50 {
+		a.text("bob", fmt.Sprint(i), "while away")
+	}
+	bo := connect(t, b, "bob", "b1")
+	if evs := bo.syncAll(0, 20); len(evs) != 51 {
+		t.Fatalf("synced %d", len(evs))
+	}
+	var cr codec.ContactsResult
+	bo.ok("contacts.list", nil, &cr)
+	if cr.Contacts == nil || cr.Blocked == nil {
+		t.Fatalf("contacts.list %+v", cr)
+	}
+}
