@@ -275,16 +275,30 @@ func (h *Hook) publish(topic string, payload []byte, qos byte, props *packets.Pr
 }
 
 // stripes serialises work per key (a user's markers and reactions, a
-// group's membership changes) without a lock per key.
+// group's membership changes) without a lock per key. Sends into a group
+// hold its stripe shared from resolving the members to the commit, and
+// membership changes hold it exclusively until the member cache is
+// invalidated: a message is never sequenced after a membership change
+// with the member list from before it.
 type stripes struct {
-	mu   [256]sync.Mutex
+	mu   [256]sync.RWMutex
 	seed maphash.Seed
 	once sync.Once
 }
 
-func (s *stripes) lock(k string) func() {
+func (s *stripes) get(k string) *sync.RWMutex {
 	s.once.Do(func() { s.seed = maphash.MakeSeed() })
-	m := &s.mu[maphash.String(s.seed, k)%uint64(len(s.mu))]
+	return &s.mu[maphash.String(s.seed, k)%uint64(len(s.mu))]
+}
+
+func (s *stripes) lock(k string) func() {
+	m := s.get(k)
 	m.Lock()
 	return m.Unlock
+}
+
+func (s *stripes) rlock(k string) func() {
+	m := s.get(k)
+	m.RLock()
+	return m.RUnlock
 }

@@ -199,6 +199,9 @@ func (h *Hook) send(d *device, up *codec.Up) *apiError {
 			return errf(400, "bad mention")
 		}
 	}
+	if gid, ok := strings.CutPrefix(up.To, "g:"); ok {
+		defer h.groups.rlock(gid)()
+	}
 	c, e := h.writable(d.uid, up.To)
 	if e != nil {
 		return e
@@ -260,6 +263,9 @@ func (h *Hook) change(d *device, up *codec.Up) *apiError {
 	}
 	if target.T != codec.TMsg {
 		return errf(400, "not a message")
+	}
+	if gid, ok := strings.CutPrefix(target.CV, "g:"); ok {
+		defer h.groups.rlock(gid)()
 	}
 	c, e := h.convFor(d.uid, target.CV)
 	if e != nil {
