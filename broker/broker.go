@@ -31,10 +31,12 @@ import (
 	"github.com/tern-im/tern/hooks/acl"
 	"github.com/tern-im/tern/hooks/auth"
 	"github.com/tern-im/tern/hooks/limits"
+	"github.com/tern-im/tern/hooks/messaging"
 	"github.com/tern-im/tern/internal/accounts"
 	"github.com/tern-im/tern/internal/adminapi"
 	"github.com/tern-im/tern/internal/config"
 	"github.com/tern-im/tern/internal/listener"
+	"github.com/tern-im/tern/internal/logging"
 	"github.com/tern-im/tern/internal/metrics"
 	"github.com/tern-im/tern/internal/session"
 	"github.com/tern-im/tern/internal/store"
@@ -126,11 +128,13 @@ func (b *Broker) build() error {
 		SysTopicResendInterval: 10,
 		// The inline client is how the server publishes downstream.
 		InlineClient: true,
-		Logger:       b.log,
+		// mochi logs whole packets on errors: keep bodies out of the logs.
+		Logger: slog.New(logging.Redact(b.log.Handler())),
 	})
 	b.metrics = metrics.New(b.mqtt.Info)
 
-	policy := &topics.Policy{Rules: cfg.Rules()}
+	relations := messaging.NewRelations(b.store, b.log)
+	policy := &topics.Policy{Rules: cfg.Rules(), Relations: relations}
 	anon := map[string]bool{
 		ListenerMQTT: cfg.MQTT.Anonymous, ListenerWS: cfg.WS.Anonymous,
 		ListenerTLS: cfg.TLS.Anonymous, ListenerWSS: cfg.WSS.Anonymous,
@@ -149,6 +153,12 @@ func (b *Broker) build() error {
 		opts any
 	}{
 		{new(limits.Hook), &limits.Options{MaxKeepalive: uint16(cfg.Limits.MaxKeepalive / time.Second)}},
+		{new(messaging.Hook), &messaging.Options{
+			Server: b.mqtt, Store: b.store, Sessions: b.sessions, Relations: relations,
+			Epoch: b.epoch, DMPolicy: cfg.IM.DMPolicy, MaxPacket: int(cfg.Limits.MaxPacketSize),
+			MaxBody: int(cfg.IM.MaxBody), RateBurst: cfg.IM.RateBurst, RatePerSec: float64(cfg.IM.RatePerSec),
+			MaxGroupMembers: cfg.IM.MaxGroupMembers,
+		}},
 		{new(acl.Hook), &acl.Options{Policy: policy, Sessions: b.sessions, Metrics: b.metrics}},
 		{new(auth.Hook), &auth.Options{
 			Server: b.mqtt, Accounts: b.accounts, Sessions: b.sessions, Metrics: b.metrics,

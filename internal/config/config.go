@@ -136,8 +136,18 @@ type Rule struct {
 
 // IM configures the messaging layer.
 type IM struct {
-	// DMPolicy is "open" (anyone may message anyone) or "contacts".
+	// DMPolicy is "open" (anyone may message anyone) or "contacts" (only
+	// users who have the sender in C(recipient): their contacts and
+	// co-members of their groups). Blocks always win.
 	DMPolicy string `yaml:"dm_policy"`
+	// MaxBody is the largest message body (b); larger sends get 413.
+	MaxBody ByteSize `yaml:"max_body"`
+	// RateBurst and RatePerSec size the token bucket of msg commands per
+	// device: RateBurst at once, RatePerSec sustained; beyond it 429.
+	RateBurst  int `yaml:"rate_burst"`
+	RatePerSec int `yaml:"rate_per_sec"`
+	// MaxGroupMembers caps the size of a group.
+	MaxGroupMembers int `yaml:"max_group_members"`
 }
 
 // Compat switches on behaviours that strict test suites expect of a
@@ -183,7 +193,13 @@ func DefaultConfig() *Config {
 			BlockCache:   32 << 20,
 		},
 		ACL: ACL{Rules: []Rule{}},
-		IM:  IM{DMPolicy: "open"},
+		IM: IM{
+			DMPolicy:        "open",
+			MaxBody:         8 << 10,
+			RateBurst:       500,
+			RatePerSec:      100,
+			MaxGroupMembers: 5000,
+		},
 	}
 }
 
@@ -326,6 +342,18 @@ func (c *Config) Validate() error {
 	case "open", "contacts":
 	default:
 		bad("im.dm_policy", "%q is not open or contacts", c.IM.DMPolicy)
+	}
+	if c.IM.MaxBody < 1 || c.IM.MaxBody > c.Limits.MaxPacketSize/2 {
+		bad("im.max_body", "%s is outside 1B..max_packet_size/2", c.IM.MaxBody)
+	}
+	if c.IM.RateBurst < 1 {
+		bad("im.rate_burst", "must be at least 1")
+	}
+	if c.IM.RatePerSec < 1 {
+		bad("im.rate_per_sec", "must be at least 1")
+	}
+	if c.IM.MaxGroupMembers < 2 {
+		bad("im.max_group_members", "must be at least 2")
 	}
 	return errors.Join(errs...)
 }

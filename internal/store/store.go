@@ -49,6 +49,7 @@ type Options struct {
 type Store struct {
 	db   *badger.DB
 	log  *slog.Logger
+	seq  *sequencer
 	stop chan struct{}
 	wg   sync.WaitGroup
 	once sync.Once
@@ -83,6 +84,7 @@ func Open(dir string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %q: %w", dir, err)
 	}
 	s := &Store{db: db, log: o.Logger, stop: make(chan struct{})}
+	s.seq = newSequencer(s)
 	if o.GCInterval > 0 && !o.InMemory {
 		s.wg.Add(1)
 		go s.gcLoop(o.GCInterval)
@@ -93,11 +95,13 @@ func Open(dir string, o Options) (*Store, error) {
 // DB exposes the Badger handle to the store's own files and tests.
 func (s *Store) DB() *badger.DB { return s.db }
 
-// Close stops the GC loop, flushes and closes the database. It is safe to
-// call more than once.
+// Close stops the sequencer (appends submitted afterwards fail with
+// ErrClosed) and the GC loop, flushes and closes the database. It is safe
+// to call more than once.
 func (s *Store) Close() error {
 	var err error
 	s.once.Do(func() {
+		s.seq.close()
 		close(s.stop)
 		s.wg.Wait()
 		err = s.db.Close()

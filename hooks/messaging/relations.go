@@ -1,0 +1,176 @@
+package messaging
+
+import (
+	"log/slog"
+	"sync"
+
+	"github.com/tern-im/tern/internal/store"
+	"github.com/tern-im/tern/topics"
+)
+
+// RelationStore is what Relations reads.
+type RelationStore interface {
+	Contacts(uid string) ([]string, error)
+	Blocked(uid string) ([]string, error)
+	BlockedBy(uid string) ([]string, error)
+	Groups(uid string) ([]string, error)
+	Members(gid string) (map[string]store.MemberRec, []string, error)
+	Blocks(a, b string) (bool, error)
+	IsContact(uid, other string) (bool, error)
+}
+
+// maxCached bounds each cache; past it the cache starts over.
+const maxCached = 100_000
+
+// Relations answers the §10 relationship questions from the store with an
+// in-memory cache: it is asked on every delivery of im/p/x and im/k/x.
+// The messaging hook invalidates the users and groups it changes. It
+// implements topics.Relations.
+type Relations struct {
+	st  RelationStore
+	log *slog.Logger
+
+	mu     sync.Mutex
+	gen    uint64                     // bumped by every Invalidate
+	users  map[string]map[string]bool // uid → C(uid), blocks applied
+	groups map[string]*groupCache
+}
+
+type groupCache struct {
+	recs  map[string]store.MemberRec
+	order []string
+}
+
+var _ topics.Relations = (*Relations)(nil)
+
+// NewRelations returns a Relations over st.
+func NewRelations(st RelationStore, log *slog.Logger) *Relations {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Relations{st: st, log: log, users: map[string]map[string]bool{}, groups: map[string]*groupCache{}}
+}
+
+// Visible reports whether other is in C(uid) and neither blocks the other.
+func (r *Relations) Visible(uid, other string) bool {
+	if uid == other {
+		return true
+	}
+	v, err := r.visible(uid)
+	if err != nil {
+		r.log.Error("relations", "user", uid, "error", err)
+		return false
+	}
+	return v[other]
+}
+
+// Member reports whether uid is a current member of gid.
+func (r *Relations) Member(uid, gid string) bool {
+	g, err := r.group(gid)
+	if err != nil {
+		r.log.Error("relations", "group", gid, "error", err)
+		return false
+	}
+	return g.recs[uid].Current()
+}
+
+// members returns the current members of gid (uid order) and their records.
+func (r *Relations) members(gid string) ([]string, map[string]store.MemberRec, error) {
+	g, err := r.group(gid)
+	if err != nil {
+		return nil, nil, err
+	}
+	return g.order, g.recs, nil
+}
+
+// Invalidate drops what is cached about the users and groups given.
+func (r *Relations) Invalidate(uids []string, gids ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.gen++
+	for _, u := range uids {
+		delete(r.users, u)
+	}
+	for _, g := range gids {
+		delete(r.groups, g)
+	}
+}
+
+func (r *Relations) group(gid string) (*groupCache, error) {
+	r.mu.Lock()
+	g, ok := r.groups[gid]
+	gen := r.gen
+	r.mu.Unlock()
+	if ok {
+		return g, nil
+	}
+	recs, order, err := r.st.Members(gid)
+	if err != nil {
+		return nil, err
+	}
+	g = &groupCache{recs: recs, order: order}
+	r.mu.Lock()
+	if len(r.groups) >= maxCached {
+		clear(r.groups)
+	}
+	if r.gen == gen {
+		r.groups[gid] = g
+	}
+	r.mu.Unlock()
+	return g, nil
+}
+
+// visible computes C(uid) minus blocks either way. A result is cached
+// only if no invalidation happened while it was computed.
+func (r *Relations) visible(uid string) (map[string]bool, error) {
+	r.mu.Lock()
+	v, ok := r.users[uid]
+	gen := r.gen
+	r.mu.Unlock()
+	if ok {
+		return v, nil
+	}
+	v = map[string]bool{}
+	cs, err := r.st.Contacts(uid)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range cs {
+		v[c] = true
+	}
+	gs, err := r.st.Groups(uid)
+	if err != nil {
+		return nil, err
+	}
+	for _, gid := range gs {
+		g, err := r.group(gid)
+		if err != nil {
+			return nil, err
+		}
+		if !g.recs[uid].Current() {
+			continue
+		}
+		for _, m := range g.order {
+			v[m] = true
+		}
+	}
+	for _, f := range []func(string) ([]string, error){r.st.Blocked, r.st.BlockedBy} {
+		bs, err := f(uid)
+		if err != nil {
+			return nil, err
+		}
+		for _, b := range bs {
+			delete(v, b)
+		}
+	}
+	delete(v, uid)
+	r.mu.Lock()
+	if len(r.users) >= maxCached {
+		clear(r.users)
+	}
+	if r.gen == gen {
+		r.users[uid] = v
+	}
+	r.mu.Unlock()
+	return v, nil
+}

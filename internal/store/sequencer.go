@@ -1,0 +1,452 @@
+package store
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/oklog/ulid/v2"
+
+	"github.com/tern-im/tern/internal/codec"
+)
+
+// DedupeTTL is how long a (uid, did, cmid) dedupe entry is kept: PROTOCOL
+// §2 asks for at least 7 days.
+const DedupeTTL = 8 * 24 * time.Hour
+
+// maxBatch is how many appends the sequencer commits together at most.
+const maxBatch = 256
+
+// Append is one event to sequence and persist, with the side effects that
+// must commit atomically with it. The store fills Event's ID, Seq and TS
+// (Aux events get none of them) and writes a pointer to the event into the
+// stream of each user in To.
+type Append struct {
+	CV    string
+	Event codec.Event
+	// Aux events (read/delivered marks) live in a side log of the
+	// conversation: they have no id and no seq.
+	Aux bool
+	// To are the users whose streams get the event.
+	To []string
+	// Dedupe, when CMID is set, records (UID, DID, CMID) → this event and
+	// makes a repeat return the original instead (Dup).
+	UID, DID, CMID string
+	// TTL > 0 makes the event (and its stream pointers) expire.
+	TTL time.Duration
+
+	// Side effects.
+	Members   []MemberChange
+	Group     *Group
+	Markers   []Marker
+	Reacts    []React
+	UserConvs []UserConv
+
+	// Committed, if set, is called by the sequencer right after the
+	// commit, in commit order (so per-user stream order), before the
+	// caller is released. It must not block for long nor call Append.
+	Committed func(*Append)
+
+	// Results.
+	US  []uint64     // the us assigned in each To stream
+	Dup *codec.Event // set instead when CMID was seen before
+
+	err  error
+	done chan struct{}
+}
+
+// MemberChange writes uid's membership record of gid. With SetFrom the
+// record's From becomes the appended event's seq; with SetTo its To does.
+type MemberChange struct {
+	GID, UID       string
+	Rec            MemberRec
+	SetFrom, SetTo bool
+}
+
+// Marker is a read or delivered marker.
+type Marker struct {
+	CV, UID, K string
+	Upto       uint64
+}
+
+// React sets (On) or clears uid's reaction K on message ID.
+type React struct {
+	ID  ulid.ULID
+	UID string
+	K   string
+	On  bool
+}
+
+// UserConv adds (or, with Remove, drops) cv on uid's conversation list.
+type UserConv struct {
+	UID, CV string
+	Remove  bool
+}
+
+// sequencer is the single writer of the IM keyspace: one goroutine
+// allocates ids and positions from in-memory counters (loaded lazily from
+// the store) and commits many appends per Badger transaction.
+type sequencer struct {
+	s       *Store
+	in      chan *Append
+	stop    chan struct{}
+	done    chan struct{}
+	convSeq map[string]uint64
+	auxSeq  map[string]uint64
+	userUS  map[string]uint64
+	// dirty are the counters advanced by the appends of the open
+	// transaction: written once, with them, when it commits.
+	dirty   map[string]uint64
+	entropy *ulid.MonotonicEntropy
+	lastMS  uint64
+	now     func() time.Time
+}
+
+func newSequencer(s *Store) *sequencer {
+	q := &sequencer{
+		s: s, in: make(chan *Append), stop: make(chan struct{}), done: make(chan struct{}),
+		entropy: ulid.Monotonic(rand.Reader, 0), now: time.Now,
+	}
+	q.reset()
+	go q.run()
+	return q
+}
+
+func (q *sequencer) reset() {
+	q.convSeq = map[string]uint64{}
+	q.auxSeq = map[string]uint64{}
+	q.userUS = map[string]uint64{}
+	q.dirty = map[string]uint64{}
+}
+
+// Append sequences and durably commits the appends, in order, and returns
+// once all are committed (or failed). Appends of concurrent callers are
+// grouped into shared commits.
+func (s *Store) Append(as ...*Append) error {
+	q := s.seq
+	for _, a := range as {
+		a.done = make(chan struct{})
+		select {
+		case q.in <- a:
+		case <-q.stop:
+			return ErrClosed
+		}
+	}
+	var errs []error
+	for _, a := range as {
+		<-a.done
+		errs = append(errs, a.err)
+	}
+	return errors.Join(errs...)
+}
+
+func (q *sequencer) close() {
+	close(q.stop)
+	<-q.done
+}
+
+func (q *sequencer) run() {
+	defer close(q.done)
+	batch := make([]*Append, 0, maxBatch)
+	for {
+		select {
+		case a := <-q.in:
+			batch = append(batch[:0], a)
+		drain:
+			for len(batch) < maxBatch {
+				select {
+				case a := <-q.in:
+					batch = append(batch, a)
+				default:
+					break drain
+				}
+			}
+			q.commit(batch)
+		case <-q.stop:
+			return
+		}
+	}
+}
+
+type entry struct {
+	k, v []byte
+	ttl  time.Duration
+	del  bool
+	size int64
+}
+
+func (e entry) apply(txn *badger.Txn) error {
+	if e.del {
+		return txn.Delete(e.k)
+	}
+	be := badger.NewEntry(e.k, e.v)
+	if e.ttl > 0 {
+		be = be.WithTTL(e.ttl)
+	}
+	return txn.SetEntry(be)
+}
+
+// commit writes a batch in as few transactions as the limits allow; each
+// append lies wholly inside one transaction together with the counters it
+// advanced, so a crash never leaves a position reusable.
+func (q *sequencer) commit(batch []*Append) {
+	db := q.s.db
+	maxCount, maxSize := db.MaxBatchCount()*8/10, db.MaxBatchSize()*8/10
+	txn := db.NewTransaction(true)
+	var count, size int64
+	var pending []*Append
+	seen := map[string]*Append{}
+	finish := func(err error) {
+		if err != nil {
+			q.reset() // counters may be ahead of the store: reload
+		}
+		for _, a := range pending {
+			a.err = err
+			if err == nil && a.Committed != nil {
+				a.Committed(a)
+			}
+			close(a.done)
+		}
+		pending = pending[:0]
+	}
+	flush := func() {
+		if len(pending) == 0 {
+			txn.Discard()
+			txn = db.NewTransaction(true)
+			return
+		}
+		var err error
+		for k, n := range q.dirty {
+			if err = txn.Set([]byte(k), u64(n)); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			err = txn.Commit()
+		} else {
+			txn.Discard()
+		}
+		clear(q.dirty)
+		finish(err)
+		txn = db.NewTransaction(true)
+		count, size = 0, 0
+		clear(seen)
+	}
+	for _, a := range batch {
+		entries, ctrs, err := q.prepare(a, seen)
+		// Counters are charged in full even when another append of the
+		// transaction already dirtied them: a safe overestimate.
+		var n, z int64 = int64(len(entries) + len(ctrs)), 0
+		for _, e := range entries {
+			z += e.size
+		}
+		for _, c := range ctrs {
+			z += int64(len(c.k) + 8 + 32)
+		}
+		if err == nil && (n > maxCount || z > maxSize) {
+			err = ErrTooBig
+		}
+		if err != nil {
+			// prepare may have advanced in-memory counters for a: commit
+			// what is pending, then reload the counters from the store.
+			flush()
+			q.reset()
+			a.err = err
+			close(a.done)
+			continue
+		}
+		if entries == nil { // dedupe hit
+			close(a.done)
+			continue
+		}
+		if count+n > maxCount || size+z > maxSize {
+			flush()
+		}
+		for _, e := range entries {
+			if err := e.apply(txn); err != nil {
+				// Cannot happen within the limits checked above; fail
+				// the whole transaction rather than commit half an append.
+				pending = append(pending, a)
+				txn.Discard()
+				finish(fmt.Errorf("store: append: %w", err))
+				txn = db.NewTransaction(true)
+				count, size = 0, 0
+				clear(seen)
+				a = nil
+				break
+			}
+		}
+		if a == nil {
+			continue
+		}
+		for _, c := range ctrs {
+			q.dirty[string(c.k)] = c.n
+		}
+		count += n
+		size += z
+		pending = append(pending, a)
+	}
+	flush()
+	txn.Discard()
+}
+
+func (q *sequencer) counter(m map[string]uint64, tab byte, name string) (uint64, error) {
+	if n, ok := m[name]; ok {
+		return n, nil
+	}
+	var n uint64
+	err := q.s.db.View(func(txn *badger.Txn) (err error) {
+		n, err = getU64(txn, key(tab, name))
+		return err
+	})
+	if err == nil {
+		m[name] = n
+	}
+	return n, err
+}
+
+// counter is a counter's new value.
+type counter struct {
+	k []byte
+	n uint64
+}
+
+// prepare allocates positions for a and returns its writes and the
+// counters it advanced; nil entries and no error mean a dedupe hit (a.Dup
+// is set).
+func (q *sequencer) prepare(a *Append, seen map[string]*Append) (out []entry, ctrs []counter, err error) {
+	var dk []byte
+	if a.CMID != "" {
+		dk = key(tabDedupe, a.UID, a.DID, a.CMID)
+		if prev, ok := seen[string(dk)]; ok {
+			ev := prev.Event
+			a.Dup = &ev
+			return nil, nil, nil
+		}
+		var ev codec.Event
+		err = q.s.db.View(func(txn *badger.Txn) (err error) {
+			ev, err = dedupeLookup(txn, a.UID, a.DID, a.CMID)
+			return err
+		})
+		switch {
+		case err == nil:
+			a.Dup = &ev
+			return nil, nil, nil
+		case !errors.Is(err, ErrNotFound):
+			return nil, nil, err
+		}
+	}
+	now := q.now()
+	ms := uint64(now.UnixMilli())
+	if ms < q.lastMS { // the clock went back: keep ts and ids monotonic
+		ms = q.lastMS
+	}
+	q.lastMS = ms
+	add := func(k, v []byte, ttl time.Duration) {
+		out = append(out, entry{k: k, v: v, ttl: ttl, size: int64(len(k) + len(v) + 32)})
+	}
+	ev := &a.Event
+	ev.CV = a.CV
+	ev.TS = int64(ms)
+	var p []byte
+	var seq uint64
+	if a.Aux {
+		n, err := q.counter(q.auxSeq, tabAuxSeq, a.CV)
+		if err != nil {
+			return nil, nil, err
+		}
+		n++
+		q.auxSeq[a.CV] = n
+		ctrs = append(ctrs, counter{key(tabAuxSeq, a.CV), n})
+		p = ptr(ptrAux, a.CV, n)
+		v, err := codec.MarshalStored(ev)
+		if err != nil {
+			return nil, nil, err
+		}
+		add(seqKey(tabAux, a.CV, n), v, a.TTL)
+	} else {
+		n, err := q.counter(q.convSeq, tabConvSeq, a.CV)
+		if err != nil {
+			return nil, nil, err
+		}
+		seq = n + 1
+		id, err := ulid.New(ms, q.entropy)
+		if err != nil {
+			return nil, nil, err
+		}
+		ev.ID, ev.Seq = id, seq
+		q.convSeq[a.CV] = seq
+		ctrs = append(ctrs, counter{key(tabConvSeq, a.CV), seq})
+		p = ptr(ptrEvent, a.CV, seq)
+		v, err := codec.MarshalStored(ev)
+		if err != nil {
+			return nil, nil, err
+		}
+		add(seqKey(tabEvent, a.CV, seq), v, a.TTL)
+		add(append([]byte{tabEventID}, id[:]...), p, a.TTL)
+	}
+	if dk != nil {
+		ttl := DedupeTTL
+		if a.TTL > 0 && a.TTL < ttl {
+			ttl = a.TTL
+		}
+		add(dk, p, ttl)
+		seen[string(dk)] = a
+	}
+	a.US = make([]uint64, len(a.To))
+	for i, uid := range a.To {
+		n, err := q.counter(q.userUS, tabUserUS, uid)
+		if err != nil {
+			return nil, nil, err
+		}
+		n++
+		q.userUS[uid] = n
+		a.US[i] = n
+		add(seqKey(tabStream, uid, n), p, a.TTL)
+		ctrs = append(ctrs, counter{key(tabUserUS, uid), n})
+	}
+	for _, m := range a.Members {
+		r := m.Rec
+		if m.SetFrom {
+			r.From = seq
+		}
+		if m.SetTo {
+			r.To = seq
+		}
+		v, err := json.Marshal(r)
+		if err != nil {
+			return nil, nil, err
+		}
+		add(key(tabMember, m.GID, m.UID), v, 0)
+	}
+	if a.Group != nil {
+		v, err := json.Marshal(a.Group)
+		if err != nil {
+			return nil, nil, err
+		}
+		add(key(tabGroup, a.Group.GID), v, 0)
+	}
+	for _, m := range a.Markers {
+		add(key(tabMarker, m.CV, m.UID, m.K), u64(m.Upto), 0)
+	}
+	for _, r := range a.Reacts {
+		k := reactKey(r.ID, r.UID, r.K)
+		if r.On {
+			add(k, nil, a.TTL)
+		} else {
+			out = append(out, entry{k: k, del: true, size: int64(len(k) + 32)})
+		}
+	}
+	for _, c := range a.UserConvs {
+		k := key(tabUserConv, c.UID, c.CV)
+		if c.Remove {
+			out = append(out, entry{k: k, del: true, size: int64(len(k) + 32)})
+		} else {
+			add(k, nil, 0)
+		}
+	}
+	return out, ctrs, nil
+}
