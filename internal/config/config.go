@@ -38,6 +38,8 @@ type Config struct {
 	ACL    ACL      `yaml:"acl"`
 	IM     IM       `yaml:"im"`
 	Compat Compat   `yaml:"compat"`
+
+	Presence Presence `yaml:"presence"`
 }
 
 // Listener is one MQTT listener. An empty Addr disables it.
@@ -137,6 +139,19 @@ type IM struct {
 	DMPolicy string `yaml:"dm_policy"`
 }
 
+// Presence tunes im/p/{uid} (PROTOCOL §8).
+type Presence struct {
+	// Grace is how long a user whose last device went stays published as
+	// online; a device back within it changes nothing. 0 means off is
+	// published as soon as the last device goes.
+	Grace time.Duration `yaml:"grace"`
+	// Coalesce is the least time between two publications of one user's
+	// presence; changes in between are merged into one. 0 means every
+	// change is published at once. It must not exceed Grace, so that off
+	// is never held back beyond the grace period.
+	Coalesce time.Duration `yaml:"coalesce"`
+}
+
 // Compat switches on behaviours that strict test suites expect of a
 // generic broker; Tern's own devices do not need them.
 type Compat struct {
@@ -179,6 +194,8 @@ func DefaultConfig() *Config {
 			BlockCache:   32 << 20,
 		},
 		IM: IM{DMPolicy: "open"},
+
+		Presence: Presence{Grace: 10 * time.Second, Coalesce: 2 * time.Second},
 	}
 }
 
@@ -318,6 +335,11 @@ func (c *Config) Validate() error {
 	case "open", "contacts":
 	default:
 		bad("im.dm_policy", "%q is not open or contacts", c.IM.DMPolicy)
+	}
+	if p := c.Presence; p.Grace < 0 {
+		bad("presence.grace", "must not be negative")
+	} else if p.Coalesce < 0 || p.Coalesce > p.Grace {
+		bad("presence.coalesce", "%s is outside 0..presence.grace (%s)", p.Coalesce, p.Grace)
 	}
 	return errors.Join(errs...)
 }
