@@ -31,6 +31,7 @@ import (
 	"github.com/tern-im/tern/hooks/acl"
 	"github.com/tern-im/tern/hooks/auth"
 	"github.com/tern-im/tern/hooks/limits"
+	"github.com/tern-im/tern/hooks/presence"
 	"github.com/tern-im/tern/internal/accounts"
 	"github.com/tern-im/tern/internal/adminapi"
 	"github.com/tern-im/tern/internal/config"
@@ -149,6 +150,10 @@ func (b *Broker) build() error {
 		opts any
 	}{
 		{new(limits.Hook), &limits.Options{MaxKeepalive: uint16(cfg.Limits.MaxKeepalive / time.Second)}},
+		{new(presence.Hook), &presence.Options{
+			Server: b.mqtt, Sessions: b.sessions, Store: b.store,
+			Grace: cfg.Presence.Grace, Coalesce: cfg.Presence.Coalesce,
+		}},
 		{new(acl.Hook), &acl.Options{Policy: policy, Sessions: b.sessions, Metrics: b.metrics}},
 		{new(auth.Hook), &auth.Options{
 			Server: b.mqtt, Accounts: b.accounts, Sessions: b.sessions, Metrics: b.metrics,
