@@ -72,6 +72,8 @@ type Broker struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	watchID atomic.Int32
 }
 
 // New builds a broker from a validated config. Nothing listens until
@@ -438,6 +440,28 @@ func (b *Broker) Kick(uid, did string) int {
 	}
 	return len(victims)
 }
+
+// Watch subscribes the server itself to filter and calls fn with every
+// matching message, retained ones first, bypassing the ACL: for tests and
+// in-process tools. fn runs on the publisher's goroutine and must not
+// block. The returned function ends the subscription.
+func (b *Broker) Watch(filter string, fn func(topic string, payload []byte)) (func(), error) {
+	id := int(b.watchID.Add(1))
+	err := b.mqtt.Subscribe(filter, id, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+		fn(pk.TopicName, pk.Payload)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		if err := b.mqtt.Unsubscribe(filter, id); err != nil {
+			b.log.Debug("watch: unsubscribe", "topic", filter, "error", err)
+		}
+	}, nil
+}
+
+// Store returns the broker's store (for tests and in-process tools).
+func (b *Broker) Store() *store.Store { return b.store }
 
 // Accounts returns the account service (for tests and in-process tools).
 func (b *Broker) Accounts() *accounts.Service { return b.accounts }
