@@ -144,7 +144,7 @@ func (h *Hook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 }
 
 // OnPublish consumes presence commands on im/up/{uid}/{did}/pres; they are
-// never routed. A malformed one is dropped (MQTT 5 QoS 1: PUBACK 0x99).
+// never routed. A malformed one is acknowledged and dropped.
 func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline || !strings.HasPrefix(pk.TopicName, "im/up/") ||
 		!strings.HasSuffix(pk.TopicName, "/"+topics.UpPres) {
@@ -156,10 +156,9 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	}
 	o, err := parseOp(pk.Payload)
 	if err != nil {
+		// Not a reason code for MQTT 5: mochi would log the whole packet,
+		// payload included, at error level for every bad command.
 		h.Log.Debug("presence command refused", "client", cl.ID, "error", err)
-		if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
-			return pk, packets.ErrPayloadFormatInvalid
-		}
 		return pk, packets.CodeSuccessIgnore
 	}
 	h.t.apply(s.UID, s.DID, s.Gen, o, true)
