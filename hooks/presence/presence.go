@@ -10,6 +10,7 @@ package presence
 import (
 	"bytes"
 	"strings"
+	"sync"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -36,11 +37,17 @@ type Options struct {
 	Now func() time.Time
 }
 
+// SweepEvery is how often the hook looks for connections that closed
+// without a disconnect event.
+const SweepEvery = time.Minute
+
 // Hook maintains presence.
 type Hook struct {
 	mqtt.HookBase
 	opts *Options
 	t    *tracker
+	stop chan struct{}
+	wg   sync.WaitGroup
 }
 
 var _ mqtt.Hook = (*Hook)(nil)
@@ -73,21 +80,47 @@ func (h *Hook) Init(config any) error {
 		return err
 	}
 	h.Log.Debug("presence rebuilt", "users", n)
+	h.stop = make(chan struct{})
+	h.wg.Add(1)
+	go h.sweep()
 	return nil
 }
 
-// Stop cancels the timers and records when the users still online were
-// last seen.
+// sweep runs tracker.sweep every SweepEvery until Stop.
+func (h *Hook) sweep() {
+	defer h.wg.Done()
+	tk := time.NewTicker(SweepEvery)
+	defer tk.Stop()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-tk.C:
+			if n := h.t.sweep(); n > 0 {
+				h.Log.Warn("presence: closed connections without a disconnect", "devices", n)
+			}
+		}
+	}
+}
+
+// Stop ends the sweep, cancels the timers and records when the users
+// still online were last seen.
 func (h *Hook) Stop() error {
-	if h.t == nil {
+	if h.stop == nil {
 		return nil
 	}
+	close(h.stop)
+	h.wg.Wait()
+	h.stop = nil
 	return h.t.stop()
 }
 
 func (h *Hook) publish(uid string, payload []byte) error {
 	return h.opts.Server.Publish(topics.Presence(uid), payload, true, 1)
 }
+
+// alive reports whether a connection is still open.
+func alive(cl *mqtt.Client) func() bool { return func() bool { return !cl.Closed() } }
 
 // device returns the user session of a connection.
 func (h *Hook) device(cl *mqtt.Client) (*session.Session, bool) {
@@ -103,7 +136,7 @@ func (h *Hook) device(cl *mqtt.Client) (*session.Session, bool) {
 // disconnect and will already meet the newer generation.
 func (h *Hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 	if s, ok := h.device(cl); ok {
-		h.t.up(s.UID, s.DID, s.Gen)
+		h.t.up(s.UID, s.DID, s.Gen, alive(cl))
 	}
 }
 
@@ -140,7 +173,7 @@ func (h *Hook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 		h.Log.Debug("presence will ignored", "client", cl.ID, "error", err)
 		return
 	}
-	h.t.apply(s.UID, s.DID, s.Gen, o, false)
+	h.t.apply(s.UID, s.DID, s.Gen, alive(cl), o, false)
 }
 
 // OnPublish consumes presence commands on im/up/{uid}/{did}/pres; they are
@@ -161,6 +194,6 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		h.Log.Debug("presence command refused", "client", cl.ID, "error", err)
 		return pk, packets.CodeSuccessIgnore
 	}
-	h.t.apply(s.UID, s.DID, s.Gen, o, true)
+	h.t.apply(s.UID, s.DID, s.Gen, alive(cl), o, true)
 	return pk, packets.CodeSuccessIgnore
 }

@@ -243,11 +243,14 @@ func TestTakeover(t *testing.T) {
 	w.want(t, "on", 1)
 	px.Freeze()
 	disconnect(old) // nothing reaches the broker
-	b.Connect(withWill(b.ClientOptions("alice.p1", "alice", "password-alice"), "alice", "p1"))
+	cur := b.Connect(withWill(b.ClientOptions("alice.p1", "alice", "password-alice"), "alice", "p1"))
 	w.quiet(t, 3*grace)
 	if p, err := b.Store().Presence("alice"); err != nil || p.S != "on" || p.D != 1 {
 		t.Fatalf("after takeover stored %+v, %v", p, err)
 	}
+	// The device is counted once: its current connection going ends it.
+	disconnect(cur)
+	w.want(t, "off", 0)
 }
 
 // TestCutAndGrace: a cut connection that comes back within the grace

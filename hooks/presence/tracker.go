@@ -53,6 +53,14 @@ type tracker struct {
 	shards [numShards]shard
 }
 
+// device is the current connection of one device.
+type device struct {
+	gen uint64
+	// alive reports whether the connection is still open; nil means it
+	// is not known and only events end the device.
+	alive func() bool
+}
+
 type shard struct {
 	mu    sync.Mutex
 	users map[string]*user
@@ -61,7 +69,7 @@ type shard struct {
 // user is one user's state. Users with nothing pending are evicted; the
 // store holds what is needed to pick up again.
 type user struct {
-	devs   map[string]uint64 // did → generation of its current connection
+	devs   map[string]device // by did: its current connection
 	mode   string            // on, away or busy, as the devices last said
 	tx     string
 	loaded bool           // pub came from the store (or the user is new)
@@ -106,7 +114,7 @@ func (t *tracker) do(uid string, fn func(u *user)) {
 	defer sh.mu.Unlock()
 	u := sh.users[uid]
 	if u == nil {
-		u = &user{devs: map[string]uint64{}, mode: On, offline: true}
+		u = &user{devs: map[string]device{}, mode: On, offline: true}
 		t.load(uid, u)
 		sh.users[uid] = u
 	}
@@ -130,12 +138,12 @@ func (t *tracker) load(uid string, u *user) {
 }
 
 // up records that device did connected with generation gen.
-func (t *tracker) up(uid, did string, gen uint64) {
+func (t *tracker) up(uid, did string, gen uint64, alive func() bool) {
 	t.do(uid, func(u *user) {
-		if cur, ok := u.devs[did]; ok && cur > gen {
+		if cur, ok := u.devs[did]; ok && cur.gen > gen {
 			return // an older connection, late
 		}
-		t.add(u, did, gen)
+		t.add(u, did, device{gen, alive})
 	})
 }
 
@@ -149,11 +157,11 @@ func (t *tracker) down(uid, did string, gen uint64) {
 // is false for a fired will, which only counts from the device's current
 // connection; a live connection that had said off comes back with any
 // other status.
-func (t *tracker) apply(uid, did string, gen uint64, o op, live bool) {
+func (t *tracker) apply(uid, did string, gen uint64, alive func() bool, o op, live bool) {
 	t.do(uid, func(u *user) {
 		cur, ok := u.devs[did]
 		switch {
-		case ok && cur != gen && (cur > gen || !live):
+		case ok && cur.gen != gen && (cur.gen > gen || !live):
 			return // a late command of an older connection
 		case !ok && (!live || o.S == Off):
 			return // the device has already gone
@@ -168,14 +176,14 @@ func (t *tracker) apply(uid, did string, gen uint64, o op, live bool) {
 		case On, Away, Busy:
 			u.mode = o.S
 		}
-		if !ok || cur != gen {
-			t.add(u, did, gen)
+		if !ok || cur.gen != gen {
+			t.add(u, did, device{gen, alive})
 		}
 	})
 }
 
-func (t *tracker) add(u *user, did string, gen uint64) {
-	u.devs[did] = gen
+func (t *tracker) add(u *user, did string, d device) {
+	u.devs[did] = d
 	u.offline = false
 	if u.grace != nil {
 		u.grace.Stop()
@@ -184,7 +192,7 @@ func (t *tracker) add(u *user, did string, gen uint64) {
 }
 
 func (t *tracker) remove(uid string, u *user, did string, gen uint64) {
-	if cur, ok := u.devs[did]; !ok || cur != gen {
+	if cur, ok := u.devs[did]; !ok || cur.gen != gen {
 		return
 	}
 	delete(u.devs, did)
@@ -275,6 +283,35 @@ func (t *tracker) sync(uid string, u *user) {
 
 func (t *tracker) flushed(uid string) {
 	t.do(uid, func(u *user) { u.flush = nil })
+}
+
+// sweep counts as gone every device whose connection has closed without
+// a disconnect event: mochi skips OnDisconnect when the CONNACK cannot be
+// written. It returns how many it found.
+func (t *tracker) sweep() int {
+	type gone struct {
+		uid, did string
+		gen      uint64
+	}
+	var found []gone
+	t.gate.RLock()
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		for uid, u := range sh.users {
+			for did, d := range u.devs {
+				if d.alive != nil && !d.alive() {
+					found = append(found, gone{uid, did, d.gen})
+				}
+			}
+		}
+		sh.mu.Unlock()
+	}
+	t.gate.RUnlock()
+	for _, g := range found {
+		t.down(g.uid, g.did, g.gen)
+	}
+	return len(found)
 }
 
 // rebuild publishes every stored presence as off, keeping ls: after a
