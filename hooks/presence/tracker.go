@@ -80,7 +80,8 @@ type user struct {
 	offline bool
 	grace   *time.Timer
 	flush   *time.Timer
-	seq     uint64 // identifies the current grace timer
+	seq     uint64    // identifies the current grace timer
+	since   time.Time // when the state first differed from pub
 }
 
 func newTracker(st Store, publish func(string, []byte) error, now func() time.Time,
@@ -245,17 +246,31 @@ func (t *tracker) want(u *user, now time.Time) (p store.Presence, ok bool) {
 
 // sync publishes u's presence if it differs from the last publication,
 // at most once per coalescing window: a change inside the window is
-// published when it ends, as the state is then.
+// published when it ends, as the state is then. A change of the device
+// count alone always waits one window, so devices reconnecting together
+// (a network blip, a broker-side cut) usually publish nothing at all.
 func (t *tracker) sync(uid string, u *user) {
 	now := t.now()
 	p, ok := t.want(u, now)
-	if !ok || p.S == u.pub.S && p.D == u.pub.D && p.TX == u.pub.TX && u.pub.PV > 0 {
+	same := p.S == u.pub.S && p.TX == u.pub.TX && u.pub.PV > 0
+	if !ok || same && p.D == u.pub.D {
+		u.since = time.Time{}
 		return
+	}
+	if u.since.IsZero() {
+		u.since = now
 	}
 	if u.flush != nil {
 		return // the pending flush publishes the state as it is then
 	}
-	if wait := u.last.Add(t.coalesce).Sub(now); !u.last.IsZero() && wait > 0 {
+	var wait time.Duration
+	if !u.last.IsZero() {
+		wait = u.last.Add(t.coalesce).Sub(now)
+	}
+	if same {
+		wait = max(wait, u.since.Add(t.coalesce).Sub(now))
+	}
+	if wait > 0 {
 		u.flush = time.AfterFunc(wait, func() { t.flushed(uid) })
 		return
 	}
@@ -271,7 +286,7 @@ func (t *tracker) sync(uid string, u *user) {
 		u.flush = time.AfterFunc(retryAfter, func() { t.flushed(uid) })
 		return
 	}
-	u.pub, u.last = p, now
+	u.pub, u.last, u.since = p, now, time.Time{}
 	payload, err := json.Marshal(p)
 	if err == nil {
 		err = t.publish(uid, payload)

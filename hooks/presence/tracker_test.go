@@ -258,6 +258,8 @@ func TestTrackerStatus(t *testing.T) {
 		// "off" from a device: that device has gone, not the user.
 		time.Sleep(testCoalesce)
 		r.tr.apply("alice", "p1", 1, nil, op{S: Off}, true)
+		r.expect() // a change of the device count alone waits a window
+		time.Sleep(testCoalesce)
 		r.expect("alice:busy/1")
 		// A will of a connection that already said off changes nothing;
 		// the same live connection saying on again is back.
@@ -432,5 +434,26 @@ func TestTrackerSweep(t *testing.T) {
 		}
 		time.Sleep(testGrace)
 		r.expect("alice:off/0")
+	})
+}
+
+// TestTrackerBlip: every device of a user drops and reconnects within a
+// window (a network blip, a cut on the broker side): nothing is published.
+func TestTrackerBlip(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, nil)
+		r.tr.up("alice", "p1", 1, nil)
+		r.tr.up("alice", "p2", 2, nil)
+		time.Sleep(time.Minute)
+		r.expect("alice:on/1", "alice:on/2")
+		r.tr.down("alice", "p1", 1)
+		time.Sleep(100 * time.Millisecond)
+		r.tr.down("alice", "p2", 2)
+		time.Sleep(500 * time.Millisecond)
+		r.tr.up("alice", "p2", 3, nil)
+		time.Sleep(100 * time.Millisecond)
+		r.tr.up("alice", "p1", 4, nil)
+		time.Sleep(time.Minute)
+		r.expect()
 	})
 }
