@@ -3,6 +3,8 @@ package presence_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -361,5 +363,58 @@ func TestReadACL(t *testing.T) {
 	}
 	if p := watch(t, b, "bob").next(t); p.PV > 100 || p.S != "on" {
 		t.Fatalf("retained bob %+v", p)
+	}
+}
+
+// TestBlip: every connection is cut at once (a proxy or load balancer
+// restarting) and every device reconnects at once, with real clients:
+// presence publishes nothing.
+func TestBlip(t *testing.T) {
+	t.Parallel()
+	const users = 10
+	b := start(t, func(c *config.Config) { c.Presence.Grace, c.Presence.Coalesce = 4*time.Second, 2*time.Second })
+	var pubs atomic.Int64
+	seen := make(chan struct{}, 1024)
+	stop, err := b.Watch("im/p/+", func(string, []byte) {
+		pubs.Add(1)
+		seen <- struct{}{}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	px := b.Proxy()
+	opts := func(u, d int) *paho.ClientOptions {
+		uid, did := fmt.Sprintf("user%d", u), fmt.Sprintf("d%d", d)
+		return via(px, withWill(b.ClientOptions(uid+"."+did, uid, "password-"+uid), uid, did))
+	}
+	for u := range users {
+		b.AddUser(fmt.Sprintf("user%d", u), fmt.Sprintf("password-user%d", u))
+		for d := range 2 {
+			b.Connect(opts(u, d))
+		}
+	}
+	// Settled: one on per user, then one d:2 a window later.
+	for range 2 * users {
+		select {
+		case <-seen:
+		case <-time.After(brokertest.Timeout):
+			t.Fatalf("only %d publications before the blip", pubs.Load())
+		}
+	}
+	before := pubs.Load()
+	t0 := time.Now()
+	px.Cut()
+	for u := range users {
+		for d := range 2 {
+			b.Connect(opts(u, d))
+		}
+	}
+	if took := time.Since(t0); took > 2*time.Second {
+		t.Skipf("reconnecting took %v, longer than the coalescing window", took)
+	}
+	time.Sleep(4*time.Second + 500*time.Millisecond) // the grace period, and then some
+	if n := pubs.Load() - before; n != 0 {
+		t.Fatalf("%d presence publications after a blip of %d devices", n, 2*users)
 	}
 }
