@@ -58,7 +58,8 @@ func (h *Hook) ID() string { return "tern-presence" }
 // Provides lists the events handled.
 func (h *Hook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
-		mqtt.OnSessionEstablish, mqtt.OnDisconnect, mqtt.OnWill, mqtt.OnWillSent, mqtt.OnPublish,
+		mqtt.OnStarted, mqtt.OnSessionEstablish, mqtt.OnDisconnect, mqtt.OnWill, mqtt.OnWillSent,
+		mqtt.OnPublish,
 	}, []byte{b})
 }
 
@@ -80,10 +81,14 @@ func (h *Hook) Init(config any) error {
 		return err
 	}
 	h.Log.Debug("presence rebuilt", "users", n)
+	return nil
+}
+
+// OnStarted starts the sweep.
+func (h *Hook) OnStarted() {
 	h.stop = make(chan struct{})
 	h.wg.Add(1)
 	go h.sweep()
-	return nil
 }
 
 // sweep runs tracker.sweep every SweepEvery until Stop.
@@ -106,12 +111,14 @@ func (h *Hook) sweep() {
 // Stop ends the sweep, cancels the timers and records when the users
 // still online were last seen.
 func (h *Hook) Stop() error {
-	if h.stop == nil {
+	if h.stop != nil {
+		close(h.stop)
+		h.wg.Wait()
+		h.stop = nil
+	}
+	if h.t == nil {
 		return nil
 	}
-	close(h.stop)
-	h.wg.Wait()
-	h.stop = nil
 	return h.t.stop()
 }
 
