@@ -66,9 +66,6 @@ func rawConnect(addr, uid, did, secret string) (net.Conn, error) {
 	return c, nil
 }
 
-// device i is user u{i/2}, device d{i%2}.
-func stormID(i int) (uid, did string) { return "u" + strconv.Itoa(i/2), "d" + strconv.Itoa(i%2) }
-
 // connectAll connects device i with secrets[i] into conns[i], 64 at a time.
 func connectAll(addr string, secrets []string, conns []net.Conn) (time.Duration, error) {
 	t0 := time.Now()
@@ -78,8 +75,8 @@ func connectAll(addr string, secrets []string, conns []net.Conn) (time.Duration,
 	for range 64 {
 		wg.Go(func() {
 			for i := int(next.Add(1) - 1); i < len(secrets); i = int(next.Add(1) - 1) {
-				uid, did := stormID(i)
-				c, err := rawConnect(addr, uid, did, secrets[i])
+				id := ident(i)
+				c, err := rawConnect(addr, id.UID, id.DID, secrets[i])
 				if err != nil {
 					first.CompareAndSwap(nil, err)
 					return
@@ -127,11 +124,11 @@ func TestTCPReconnectStorm(t *testing.T) {
 	t.Cleanup(stop)
 	lines := []string{b.Addr(broker.ListenerMQTT)}
 	for i := range n {
-		uid, did := stormID(i)
+		id := ident(i)
 		if i%2 == 0 {
-			b.AddUser(uid, "password-"+uid)
+			b.AddUser(id.UID, "password-"+id.UID)
 		}
-		lines = append(lines, b.Token(uid, did))
+		lines = append(lines, b.Token(id.UID, id.DID))
 	}
 	file := filepath.Join(t.TempDir(), "devices")
 	if err := os.WriteFile(file, []byte(strings.Join(lines, "\n")), 0o600); err != nil {
