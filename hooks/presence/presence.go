@@ -9,6 +9,7 @@ package presence
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -78,7 +79,7 @@ func (h *Hook) Init(config any) error {
 	h.t = newTracker(o.Store, h.publish, o.Now, o.Grace, o.Coalesce, h.Log)
 	n, err := h.t.rebuild()
 	if err != nil {
-		return err
+		return fmt.Errorf("presence: rebuild: %w", err)
 	}
 	h.Log.Debug("presence rebuilt", "users", n)
 	return nil
