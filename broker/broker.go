@@ -32,6 +32,7 @@ import (
 	"github.com/tern-im/tern/hooks/auth"
 	"github.com/tern-im/tern/hooks/limits"
 	"github.com/tern-im/tern/hooks/messaging"
+	"github.com/tern-im/tern/hooks/presence"
 	"github.com/tern-im/tern/internal/accounts"
 	"github.com/tern-im/tern/internal/adminapi"
 	"github.com/tern-im/tern/internal/config"
@@ -73,6 +74,8 @@ type Broker struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	watchID atomic.Int32
 }
 
 // New builds a broker from a validated config. Nothing listens until
@@ -158,6 +161,10 @@ func (b *Broker) build() error {
 			Epoch: b.epoch, DMPolicy: cfg.IM.DMPolicy, MaxPacket: int(cfg.Limits.MaxPacketSize),
 			MaxBody: int(cfg.IM.MaxBody), RateBurst: cfg.IM.RateBurst, RatePerSec: float64(cfg.IM.RatePerSec),
 			MaxGroupMembers: cfg.IM.MaxGroupMembers,
+		}},
+		{new(presence.Hook), &presence.Options{
+			Server: b.mqtt, Sessions: b.sessions, Store: b.store,
+			Grace: cfg.Presence.Grace, Coalesce: cfg.Presence.Coalesce,
 		}},
 		{new(acl.Hook), &acl.Options{Policy: policy, Sessions: b.sessions, Metrics: b.metrics}},
 		{new(auth.Hook), &auth.Options{
@@ -453,6 +460,28 @@ func (b *Broker) Kick(uid, did string) int {
 	}
 	return len(victims)
 }
+
+// Watch subscribes the server itself to filter and calls fn with every
+// matching message, retained ones first, bypassing the ACL: for tests and
+// in-process tools. fn runs on the publisher's goroutine and must not
+// block. The returned function ends the subscription.
+func (b *Broker) Watch(filter string, fn func(topic string, payload []byte)) (func(), error) {
+	id := int(b.watchID.Add(1))
+	err := b.mqtt.Subscribe(filter, id, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+		fn(pk.TopicName, pk.Payload)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		if err := b.mqtt.Unsubscribe(filter, id); err != nil {
+			b.log.Debug("watch: unsubscribe", "topic", filter, "error", err)
+		}
+	}, nil
+}
+
+// Store returns the broker's store (for tests and in-process tools).
+func (b *Broker) Store() *store.Store { return b.store }
 
 // Accounts returns the account service (for tests and in-process tools).
 func (b *Broker) Accounts() *accounts.Service { return b.accounts }

@@ -38,6 +38,8 @@ type Config struct {
 	ACL    ACL      `yaml:"acl"`
 	IM     IM       `yaml:"im"`
 	Compat Compat   `yaml:"compat"`
+
+	Presence Presence `yaml:"presence"`
 }
 
 // Listener is one MQTT listener. An empty Addr disables it.
@@ -150,6 +152,19 @@ type IM struct {
 	MaxGroupMembers int `yaml:"max_group_members"`
 }
 
+// Presence tunes im/p/{uid} (PROTOCOL §8).
+type Presence struct {
+	// Grace is how long a user whose last device went stays published as
+	// online; a device back within it changes nothing. 0 means off is
+	// published as soon as the last device goes.
+	Grace time.Duration `yaml:"grace"`
+	// Coalesce is the least time between two publications of one user's
+	// presence; changes in between are merged into one. 0 means every
+	// change is published at once. It must not exceed Grace, so that off
+	// is never held back beyond the grace period.
+	Coalesce time.Duration `yaml:"coalesce"`
+}
+
 // Compat switches on behaviours that strict test suites expect of a
 // generic broker; Tern's own devices do not need them.
 type Compat struct {
@@ -200,6 +215,7 @@ func DefaultConfig() *Config {
 			RatePerSec:      100,
 			MaxGroupMembers: 5000,
 		},
+		Presence: Presence{Grace: 10 * time.Second, Coalesce: 2 * time.Second},
 	}
 }
 
@@ -354,6 +370,11 @@ func (c *Config) Validate() error {
 	}
 	if c.IM.MaxGroupMembers < 2 {
 		bad("im.max_group_members", "must be at least 2")
+	}
+	if p := c.Presence; p.Grace < 0 {
+		bad("presence.grace", "must not be negative")
+	} else if p.Coalesce < 0 || p.Coalesce > p.Grace {
+		bad("presence.coalesce", "%s is outside 0..presence.grace (%s)", p.Coalesce, p.Grace)
 	}
 	return errors.Join(errs...)
 }

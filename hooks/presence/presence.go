@@ -1,0 +1,207 @@
+// Package presence is the Tern presence hook (PROTOCOL §8). It keeps the
+// retained im/p/{uid} of every user: on (or away/busy, as a device said on
+// im/up/{uid}/{did}/pres) while any device is connected, off a grace period
+// after the last one went. Late events of connections that were taken
+// over or replaced by a newer generation change nothing; publications are
+// coalesced per user, persisted before they are published, and rebuilt
+// from the store at start.
+package presence
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/tern-im/tern/internal/session"
+	"github.com/tern-im/tern/topics"
+)
+
+// Options configures the hook.
+type Options struct {
+	// Server publishes im/p/{uid} through its inline client.
+	Server   *mqtt.Server
+	Sessions *session.Registry
+	Store    Store
+	// Grace is how long a user stays published as online after its last
+	// device went; 0 publishes off at once.
+	Grace time.Duration
+	// Coalesce is the least time between two publications for one user;
+	// 0 publishes every change at once.
+	Coalesce time.Duration
+	// Now is the clock; nil means time.Now. Timers use package time, which
+	// testing/synctest fakes.
+	Now func() time.Time
+}
+
+// SweepEvery is how often the hook looks for connections that closed
+// without a disconnect event.
+const SweepEvery = time.Minute
+
+// Hook maintains presence.
+type Hook struct {
+	mqtt.HookBase
+	opts *Options
+	t    *tracker
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+var _ mqtt.Hook = (*Hook)(nil)
+
+// ID returns the hook id.
+func (h *Hook) ID() string { return "tern-presence" }
+
+// Provides lists the events handled.
+func (h *Hook) Provides(b byte) bool {
+	return bytes.Contains([]byte{
+		mqtt.OnStarted, mqtt.OnSessionEstablish, mqtt.OnDisconnect, mqtt.OnWill, mqtt.OnWillSent,
+		mqtt.OnPublish,
+	}, []byte{b})
+}
+
+// Init takes *Options and republishes every stored presence as off: it
+// runs before the listeners start, when nobody is connected.
+func (h *Hook) Init(config any) error {
+	o, ok := config.(*Options)
+	if !ok || o == nil || o.Server == nil || o.Sessions == nil || o.Store == nil ||
+		o.Grace < 0 || o.Coalesce < 0 {
+		return mqtt.ErrInvalidConfigType
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	h.opts = o
+	h.t = newTracker(o.Store, h.publish, o.Now, o.Grace, o.Coalesce, h.Log)
+	n, err := h.t.rebuild()
+	if err != nil {
+		return fmt.Errorf("presence: rebuild: %w", err)
+	}
+	h.Log.Debug("presence rebuilt", "users", n)
+	return nil
+}
+
+// OnStarted starts the sweep.
+func (h *Hook) OnStarted() {
+	h.stop = make(chan struct{})
+	h.wg.Add(1)
+	go h.sweep()
+}
+
+// sweep runs tracker.sweep every SweepEvery until Stop.
+func (h *Hook) sweep() {
+	defer h.wg.Done()
+	tk := time.NewTicker(SweepEvery)
+	defer tk.Stop()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-tk.C:
+			if n := h.t.sweep(); n > 0 {
+				h.Log.Warn("presence: closed connections without a disconnect", "devices", n)
+			}
+		}
+	}
+}
+
+// Stop ends the sweep, cancels the timers and records when the users
+// still online were last seen.
+func (h *Hook) Stop() error {
+	if h.stop != nil {
+		close(h.stop)
+		h.wg.Wait()
+		h.stop = nil
+	}
+	if h.t == nil {
+		return nil
+	}
+	return h.t.stop()
+}
+
+func (h *Hook) publish(uid string, payload []byte) error {
+	return h.opts.Server.Publish(topics.Presence(uid), payload, true, 1)
+}
+
+// alive reports whether a connection is still open.
+func alive(cl *mqtt.Client) func() bool { return func() bool { return !cl.Closed() } }
+
+// device returns the user session of a connection.
+func (h *Hook) device(cl *mqtt.Client) (*session.Session, bool) {
+	s, ok := h.opts.Sessions.Get(cl)
+	if !ok || s.Anonymous {
+		return nil, false
+	}
+	return s, true
+}
+
+// OnSessionEstablish counts the device as connected. It runs before mochi
+// takes over an older session of the same ClientID, so the older one's
+// disconnect and will already meet the newer generation.
+func (h *Hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
+	if s, ok := h.device(cl); ok {
+		h.t.up(s.UID, s.DID, s.Gen, alive(cl))
+	}
+}
+
+// OnDisconnect counts the device as gone, unless its session was taken
+// over or a newer connection of the device exists.
+func (h *Hook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	if s, ok := h.device(cl); ok && !cl.IsTakenOver() {
+		h.t.down(s.UID, s.DID, s.Gen)
+	}
+}
+
+// presTopic reports whether topic is the device's own presence topic.
+func presTopic(s *session.Session, topic string) bool {
+	return topic == topics.Up(s.UID, s.DID, topics.UpPres)
+}
+
+// OnWill keeps a presence will from being retained on the upstream topic.
+func (h *Hook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
+	if s, ok := h.device(cl); ok && presTopic(s, will.TopicName) {
+		will.Retain = false
+	}
+	return will, nil
+}
+
+// OnWillSent honours a fired will on the device's presence topic as a
+// presence command of that connection.
+func (h *Hook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
+	s, ok := h.device(cl)
+	if !ok || !presTopic(s, pk.TopicName) || cl.IsTakenOver() {
+		return
+	}
+	o, err := parseOp(pk.Payload)
+	if err != nil {
+		h.Log.Debug("presence will ignored", "client", cl.ID, "error", err)
+		return
+	}
+	h.t.apply(s.UID, s.DID, s.Gen, alive(cl), o, false)
+}
+
+// OnPublish consumes presence commands on im/up/{uid}/{did}/pres; they are
+// never routed. A malformed one is acknowledged and dropped.
+func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline || !strings.HasPrefix(pk.TopicName, "im/up/") ||
+		!strings.HasSuffix(pk.TopicName, "/"+topics.UpPres) {
+		return pk, nil
+	}
+	s, ok := h.device(cl)
+	if !ok || !presTopic(s, pk.TopicName) {
+		return pk, packets.CodeSuccessIgnore // the acl hook refuses these first
+	}
+	o, err := parseOp(pk.Payload)
+	if err != nil {
+		// Not a reason code for MQTT 5: mochi would log the whole packet,
+		// payload included, at error level for every bad command.
+		h.Log.Debug("presence command refused", "client", cl.ID, "error", err)
+		return pk, packets.CodeSuccessIgnore
+	}
+	h.t.apply(s.UID, s.DID, s.Gen, alive(cl), o, true)
+	return pk, packets.CodeSuccessIgnore
+}
