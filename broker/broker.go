@@ -68,6 +68,7 @@ type Broker struct {
 	epoch    uint64
 
 	adminToken string
+	level      *slog.LevelVar
 	httpSrv    *http.Server
 	httpLn     net.Listener
 	ready      atomic.Bool
@@ -268,7 +269,7 @@ func (b *Broker) addListeners() error {
 			return fmt.Errorf("listener http %s: %w", cfg.HTTP.Addr, err)
 		}
 		b.httpLn = ln
-		b.httpSrv = &http.Server{Handler: b.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+		b.httpSrv = &http.Server{ReadHeaderTimeout: 10 * time.Second} // handler set in Start
 	}
 	return nil
 }
@@ -339,7 +340,9 @@ func (b *Broker) httpHandler() http.Handler {
 		w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(b.metrics.Registry, promhttp.HandlerOpts{}))
-	mux.Handle("/admin/", adminapi.NewHandler(b.accounts, b, b.adminToken, b.log))
+	admin := adminapi.NewHandler(b.accounts, b, b.adminToken, b.log)
+	admin.Level = b.level
+	mux.Handle("/admin/", admin)
 	return mux
 }
 
@@ -349,6 +352,7 @@ func (b *Broker) Start() error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	if b.httpSrv != nil {
+		b.httpSrv.Handler = b.httpHandler()
 		go func() {
 			if err := b.httpSrv.Serve(b.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				b.log.Error("http", "error", err)
@@ -482,6 +486,10 @@ func (b *Broker) Watch(filter string, fn func(topic string, payload []byte)) (fu
 
 // Store returns the broker's store (for tests and in-process tools).
 func (b *Broker) Store() *store.Store { return b.store }
+
+// SetLogLevel hands the broker the root logger's level so the admin API can
+// change it at runtime. Call before Start.
+func (b *Broker) SetLogLevel(lv *slog.LevelVar) { b.level = lv }
 
 // Accounts returns the account service (for tests and in-process tools).
 func (b *Broker) Accounts() *accounts.Service { return b.accounts }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -470,5 +471,30 @@ func TestBadInputKeepsBrokerServing(t *testing.T) {
 		}
 	case <-time.After(brokertest.Timeout):
 		t.Fatal("broker stopped serving after bad input")
+	}
+}
+
+func TestLogLevelAtRuntime(t *testing.T) {
+	t.Parallel()
+	cfg := brokertest.Config(t)
+	b, err := broker.New(cfg, brokertest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lv := new(slog.LevelVar)
+	b.SetLogLevel(lv)
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	req, _ := http.NewRequest(http.MethodPut, "http://"+b.Addr(broker.ListenerHTTP)+"/admin/v1/loglevel", strings.NewReader(`{"level":"debug"}`))
+	req.Header.Set("Authorization", "Bearer "+b.AdminToken())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || lv.Level() != slog.LevelDebug {
+		t.Fatalf("status %d, level %v", resp.StatusCode, lv.Level())
 	}
 }

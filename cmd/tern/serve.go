@@ -73,11 +73,12 @@ func (c *serveCommand) Run(ctx context.Context) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	log, _ := newLogger(c.stderr, cfg.LogLevel)
+	log, level := newLogger(c.stderr, cfg.LogLevel)
 	b, err := broker.New(cfg, log)
 	if err != nil {
 		return err
 	}
+	b.SetLogLevel(level)
 	go func() {
 		// A second signal after shutdown began forces exit.
 		<-ctx.Done()

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/tern-im/tern/internal/accounts"
@@ -45,7 +46,10 @@ type Handler struct {
 	Kicker   Kicker
 	Token    string
 	Log      *slog.Logger
-	mux      *http.ServeMux
+	// Level, when set, is the root logger's level, changeable through
+	// PUT /admin/v1/loglevel.
+	Level *slog.LevelVar
+	mux   *http.ServeMux
 }
 
 // NewHandler builds the handler.
@@ -61,6 +65,8 @@ func NewHandler(acc *accounts.Service, k Kicker, token string, log *slog.Logger)
 	h.mux.HandleFunc("GET /admin/v1/users/{uid}/tokens", h.listTokens)
 	h.mux.HandleFunc("POST /admin/v1/users/{uid}/tokens", h.createToken)
 	h.mux.HandleFunc("DELETE /admin/v1/users/{uid}/tokens", h.revokeTokens)
+	h.mux.HandleFunc("GET /admin/v1/loglevel", h.getLevel)
+	h.mux.HandleFunc("PUT /admin/v1/loglevel", h.setLevel)
 	return h
 }
 
@@ -258,4 +264,36 @@ func (h *Handler) revokeTokens(w http.ResponseWriter, r *http.Request) {
 	}
 	h.Log.Info("tokens revoked", "user", uid, "device", did, "count", n)
 	writeJSON(w, http.StatusOK, RevokeResult{Revoked: n})
+}
+
+// LogLevel is the body and reply of /admin/v1/loglevel.
+type LogLevel struct {
+	Level string `json:"level"` // debug, info, warn or error
+}
+
+func (h *Handler) getLevel(w http.ResponseWriter, _ *http.Request) {
+	if h.Level == nil {
+		writeErr(w, http.StatusNotFound, "log level is not adjustable in this process")
+		return
+	}
+	writeJSON(w, http.StatusOK, LogLevel{Level: strings.ToLower(h.Level.Level().String())})
+}
+
+func (h *Handler) setLevel(w http.ResponseWriter, r *http.Request) {
+	var req LogLevel
+	if !decode(w, r, &req) {
+		return
+	}
+	if h.Level == nil {
+		writeErr(w, http.StatusNotFound, "log level is not adjustable in this process")
+		return
+	}
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(req.Level)); err != nil {
+		writeErr(w, http.StatusBadRequest, "level must be debug, info, warn or error")
+		return
+	}
+	h.Level.Set(l)
+	h.Log.Info("log level changed", "level", l.String())
+	writeJSON(w, http.StatusOK, LogLevel{Level: strings.ToLower(l.String())})
 }
