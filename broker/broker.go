@@ -212,6 +212,7 @@ func capabilities(cfg *config.Config) *mqtt.Capabilities {
 		c.MaximumClients = int64(lim.MaxClients)
 	}
 	c.Compatibilities.PassiveClientDisconnect = cfg.Compat.PassiveDisconnect
+	c.Compatibilities.ObscureNotAuthorized = cfg.Compat.ObscureNotAuthorized
 	// Properties of a PUBLISH are never echoed on its PUBACK.
 	c.Compatibilities.NoInheritedPropertiesOnAck = true
 	return c

@@ -119,13 +119,14 @@ class TimedResult(unittest.TextTestResult):
         super().stopTest(test)
 
 tests = unittest.TestLoader().loadTestsFromTestCase(m.Test)
-total = tests.countTestCases()
+cases = list(tests)  # the suite drops its references to tests as they run
+total = len(cases)
 r = unittest.TextTestRunner(stream=sys.stdout, verbosity=2, resultclass=TimedResult).run(tests)
 # A test passed if it ran and is in no failure/error list; everything else
 # (including tests that never ran because setUpClass failed) counts as failed.
 bad = {id(t) for t, _ in r.failures + r.errors + r.skipped} | {id(t) for t in r.unexpectedSuccesses}
 skipped = len(r.skipped)
-passed = sum(1 for t in tests if getattr(t, "_interop_ran", False) and id(t) not in bad)
+passed = sum(1 for t in cases if getattr(t, "_interop_ran", False) and id(t) not in bad)
 failed = total - passed - skipped
 with open(os.environ["INTEROP_COUNTS"], "w") as f:
     f.write("%d %d\n" % (passed, failed))

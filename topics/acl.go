@@ -79,9 +79,15 @@ func (p *Policy) Allow(id Identity, topic string, write bool) bool {
 	switch {
 	case topic == "":
 		return false
+	case strings.HasPrefix(topic, SharePrefix):
+		// A shared subscription is judged by its filter: allowed only in
+		// the plain namespace, as the rules allow; never over im/ or $.
+		filter, ok := shareFilter(topic)
+		return ok && !write && !strings.HasPrefix(filter, "$") && filter != "im" &&
+			!strings.HasPrefix(filter, Root) && p.allowPlain(id, filter, false)
 	case strings.HasPrefix(topic, "$"):
-		// $SYS/ is read-only for admins; $share/, $im/ and anything else
-		// under $ is closed to clients.
+		// $SYS/ is read-only for admins; $im/ and anything else under $
+		// is closed to clients.
 		return !write && id.Admin && !id.Anonymous &&
 			(topic == "$SYS" || strings.HasPrefix(topic, "$SYS/"))
 	case topic == "im" || strings.HasPrefix(topic, Root):
@@ -152,4 +158,17 @@ func (p *Policy) allowPlain(id Identity, topic string, write bool) bool {
 		}
 	}
 	return false
+}
+
+// SharePrefix starts a shared subscription: $share/{group}/{filter}.
+const SharePrefix = "$share/"
+
+// shareFilter returns the filter of a shared subscription.
+func shareFilter(topic string) (string, bool) {
+	rest := strings.TrimPrefix(topic, SharePrefix)
+	group, filter, ok := strings.Cut(rest, "/")
+	if !ok || group == "" || filter == "" || HasWildcard(group) {
+		return "", false
+	}
+	return filter, true
 }

@@ -53,8 +53,7 @@ func (h *Hook) Init(config any) error {
 
 // OnACLCheck decides publish (write) and subscribe/deliver (read) access.
 func (h *Hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	s, ok := h.opts.Sessions.Get(cl)
-	if ok && h.opts.Policy.Allow(s.Identity, topic, write) {
+	if id, ok := h.identity(cl); ok && h.opts.Policy.Allow(id, topic, write) {
 		return true
 	}
 	op := "subscribe"
@@ -64,6 +63,29 @@ func (h *Hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	h.opts.Metrics.ACLDenials.WithLabelValues(op).Inc()
 	h.Log.Debug("acl denied", "client", cl.ID, "topic", topic, "op", op)
 	return false
+}
+
+// identity is who cl is: its live session, or, for a persistent session
+// whose connection is gone (mochi still delivers to it, queueing QoS > 0
+// for its return), the identity it authenticated with, which mochi keeps
+// on the client: anonymous without a user name, else {uid}.{did}. Admin
+// rights are never assumed offline.
+func (h *Hook) identity(cl *mqtt.Client) (topics.Identity, bool) {
+	if s, ok := h.opts.Sessions.Get(cl); ok {
+		return s.Identity, true
+	}
+	if !cl.Closed() {
+		return topics.Identity{}, false // not (yet) authenticated
+	}
+	user := string(cl.Properties.Username)
+	if user == "" {
+		return topics.Identity{Anonymous: true}, true
+	}
+	uid, did, err := topics.ParseClientID(cl.ID)
+	if err != nil || uid != user {
+		return topics.Identity{}, false
+	}
+	return topics.Identity{UID: uid, DID: did}, true
 }
 
 // OnWill keeps a will inside the ACL: a will on a topic the device may

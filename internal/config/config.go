@@ -171,6 +171,9 @@ type Compat struct {
 	// PassiveDisconnect leaves the connection open after sending a
 	// DISCONNECT for receive-maximum overflow (the Paho suite expects it).
 	PassiveDisconnect bool `yaml:"passive_disconnect"`
+	// ObscureNotAuthorized answers a refused SUBSCRIBE with 0x80
+	// (unspecified error) instead of 0x87 (not authorized) for MQTT 5.
+	ObscureNotAuthorized bool `yaml:"obscure_not_authorized"`
 }
 
 // DefaultConfig returns the built-in defaults: PROTOCOL §14.
