@@ -17,6 +17,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/tern-im/tern/internal/codec"
 	"github.com/tern-im/tern/internal/session"
 	"github.com/tern-im/tern/topics"
 )
@@ -127,6 +128,20 @@ func (h *Hook) publish(uid string, payload []byte) error {
 	return h.opts.Server.Publish(topics.Presence(uid), payload, true, 1)
 }
 
+// refuse sends the device an err event (code 400) on its …/rpc, in its
+// encoding, for a presence command it cannot use.
+func (h *Hook) refuse(s *session.Session, why error) {
+	ev := codec.Event{T: codec.TErr, Code: 400, Msg: strings.TrimPrefix(why.Error(), "presence: ")}
+	b, err := codec.Encode(&ev, s.Prefs().CBOR)
+	if err != nil {
+		h.Log.Error("encode err event", "error", err)
+		return
+	}
+	if err := h.opts.Server.Publish(topics.Device(s.UID, s.DID, topics.ChanRPC), b, false, 1); err != nil {
+		h.Log.Debug("publish err event", "client", s.Client.ID, "error", err)
+	}
+}
+
 // alive reports whether a connection is still open.
 func alive(cl *mqtt.Client) func() bool { return func() bool { return !cl.Closed() } }
 
@@ -198,8 +213,10 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	o, err := parseOp(pk.Payload)
 	if err != nil {
 		// Not a reason code for MQTT 5: mochi would log the whole packet,
-		// payload included, at error level for every bad command.
+		// payload included, at error level for every bad command. The
+		// device learns it from an err event instead.
 		h.Log.Debug("presence command refused", "client", cl.ID, "error", err)
+		h.refuse(s, err)
 		return pk, packets.CodeSuccessIgnore
 	}
 	h.t.apply(s.UID, s.DID, s.Gen, alive(cl), o, true)

@@ -418,3 +418,53 @@ func TestBlip(t *testing.T) {
 		t.Fatalf("%d presence publications after a blip of %d devices", n, 2*users)
 	}
 }
+
+// TestBadCommandErr: a presence command the hook cannot use is
+// acknowledged without a reason code and answered with an err event
+// (code 400) on the device's …/rpc, in the device's encoding.
+func TestBadCommandErr(t *testing.T) {
+	t.Parallel()
+	b := start(t)
+	c5, _, err := b.Dial5("alice", "p5", "password-alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), brokertest.Timeout)
+	defer cancel()
+	if _, err := c5.Subscribe(ctx, &paho5.Subscribe{Subscriptions: []paho5.SubscribeOptions{
+		{Topic: topics.DeviceFilter("alice", "p5"), QoS: 1},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	up := topics.Up("alice", "p5", topics.UpPres)
+	for _, bad := range []string{`{"s":"sleeping"}`, `not json`, `{}`} {
+		res, err := c5.Publish(ctx, &paho5.Publish{Topic: up, QoS: 1, Payload: []byte(bad)})
+		if err != nil || res.ReasonCode != 0 {
+			t.Fatalf("%s: PUBACK %+v, %v; want success", bad, res, err)
+		}
+		select {
+		case m := <-c5.Msgs:
+			var ev struct {
+				T    string `json:"t"`
+				Code int    `json:"code"`
+				Msg  string `json:"msg"`
+			}
+			if m.Topic != topics.Device("alice", "p5", topics.ChanRPC) || json.Unmarshal(m.Payload, &ev) != nil ||
+				ev.T != "err" || ev.Code != 400 || ev.Msg == "" {
+				t.Fatalf("%s: got %s %q", bad, m.Topic, m.Payload)
+			}
+		case <-time.After(brokertest.Timeout):
+			t.Fatalf("%s: no err event", bad)
+		}
+	}
+	// A good command gets no err event.
+	res, err := c5.Publish(ctx, &paho5.Publish{Topic: up, QoS: 1, Payload: []byte(`{"s":"away"}`)})
+	if err != nil || res.ReasonCode != 0 {
+		t.Fatalf("away: %+v, %v", res, err)
+	}
+	select {
+	case m := <-c5.Msgs:
+		t.Fatalf("unexpected %s %q", m.Topic, m.Payload)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
