@@ -164,7 +164,7 @@ func (b *Broker) build() error {
 		}},
 		{new(presence.Hook), &presence.Options{
 			Server: b.mqtt, Sessions: b.sessions, Store: b.store,
-			Grace: cfg.Presence.Grace, Coalesce: cfg.Presence.Coalesce,
+			Grace: cfg.Presence.Grace, Coalesce: cfg.Presence.Coalesce, Watchers: relations,
 		}},
 		{new(acl.Hook), &acl.Options{Policy: policy, Sessions: b.sessions, Metrics: b.metrics}},
 		{new(auth.Hook), &auth.Options{

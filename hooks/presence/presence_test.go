@@ -11,6 +11,7 @@ import (
 	paho5 "github.com/eclipse/paho.golang/paho"
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/tern-im/tern/hooks/presence"
 	"github.com/tern-im/tern/internal/brokertest"
 	"github.com/tern-im/tern/internal/config"
 	"github.com/tern-im/tern/internal/store"
@@ -466,5 +467,111 @@ func TestBadCommandErr(t *testing.T) {
 	case m := <-c5.Msgs:
 		t.Fatalf("unexpected %s %q", m.Topic, m.Payload)
 	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// TestWatchedEph: a presence change goes to the …/eph of the live devices
+// of the user's contacts (visible both ways), not to one-way contacts,
+// blockers or strangers.
+func TestWatchedEph(t *testing.T) {
+	t.Parallel()
+	b := start(t)
+	for _, uid := range []string{"carol", "dave", "erin"} {
+		b.AddUser(uid, "password-"+uid)
+	}
+	st := b.Store()
+	for _, c := range [][2]string{{"alice", "bob"}, {"bob", "alice"}, {"carol", "alice"}, {"alice", "dave"}, {"dave", "alice"}} {
+		if err := st.SetContact(c[0], c[1], true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.SetBlock("dave", "alice", true); err != nil {
+		t.Fatal(err)
+	}
+	eph := map[string]chan []byte{}
+	for _, uid := range []string{"bob", "carol", "dave", "erin"} {
+		ch := make(chan []byte, 16)
+		eph[uid] = ch
+		c := b.Dial(uid, "x1", "password-"+uid)
+		brokertest.Subscribe(t, c, topics.DeviceFilter(uid, "x1"), 1, func(_ paho.Client, m paho.Message) {
+			if m.Topic() == topics.Device(uid, "x1", topics.ChanEph) {
+				ch <- m.Payload()
+			}
+		})
+	}
+	type pres struct {
+		T   string `json:"t"`
+		UID string `json:"uid"`
+		store.Presence
+	}
+	next := func(what string) pres {
+		t.Helper()
+		select {
+		case b := <-eph["bob"]:
+			var p pres
+			if err := json.Unmarshal(b, &p); err != nil || p.T != "pres" || p.UID != "alice" {
+				t.Fatalf("%s: eph %q, %v", what, b, err)
+			}
+			return p
+		case <-time.After(brokertest.Timeout):
+			t.Fatalf("%s: no eph presence", what)
+			return pres{}
+		}
+	}
+	a := b.Dial("alice", "p1", "password-alice")
+	on := next("on")
+	if on.S != "on" || on.D != 1 || on.PV == 0 {
+		t.Fatalf("on %+v", on)
+	}
+	publish(t, a, topics.Up("alice", "p1", topics.UpPres), `{"s":"away","tx":"lunch"}`)
+	if p := next("away"); p.S != "away" || p.TX != "lunch" || p.PV <= on.PV {
+		t.Fatalf("away %+v after %+v", p, on)
+	}
+	for _, uid := range []string{"carol", "dave", "erin"} {
+		select {
+		case m := <-eph[uid]:
+			t.Fatalf("%s got %q", uid, m)
+		default:
+		}
+	}
+	disconnect(a)
+	if p := next("off"); p.S != "off" || p.D != 0 {
+		t.Fatalf("off %+v", p)
+	}
+	for _, uid := range []string{"carol", "dave", "erin"} {
+		select {
+		case m := <-eph[uid]:
+			t.Fatalf("%s got %q", uid, m)
+		default:
+		}
+	}
+}
+
+// TestWatchedEphBound: a user with more than MaxWatched contacts is not
+// pushed on …/eph (the retained im/p/{uid} still is).
+func TestWatchedEphBound(t *testing.T) {
+	t.Parallel()
+	b := start(t)
+	st := b.Store()
+	for _, c := range [][2]string{{"alice", "bob"}, {"bob", "alice"}} {
+		if err := st.SetContact(c[0], c[1], true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range presence.MaxWatched {
+		if err := st.SetContact("alice", fmt.Sprintf("u%d", i), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ch := make(chan []byte, 16)
+	c := b.Dial("bob", "b1", "password-bob")
+	brokertest.Subscribe(t, c, topics.Device("bob", "b1", topics.ChanEph), 0, func(_ paho.Client, m paho.Message) { ch <- m.Payload() })
+	w := watch(t, b, "alice")
+	b.Dial("alice", "p1", "password-alice")
+	w.want(t, "on", 1)
+	select {
+	case m := <-ch:
+		t.Fatalf("eph with %d contacts: %q", presence.MaxWatched+1, m)
+	case <-time.After(200 * time.Millisecond):
 	}
 }
