@@ -93,6 +93,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 		MemTableSize:   int64(cfg.Store.MemTableSize),
 		BlockCacheSize: int64(cfg.Store.BlockCache),
 		GCInterval:     cfg.Store.GCInterval,
+		Retention:      cfg.IM.Retention,
 		Logger:         log,
 	})
 	if err != nil {

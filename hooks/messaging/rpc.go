@@ -212,16 +212,23 @@ func (h *Hook) sync(d *device, a *codec.SyncArgs) (any, *apiError) {
 	if err != nil {
 		return nil, fault(err)
 	}
-	if a.Since > head {
-		// The device is ahead of the server's stream (e.g. the data was
-		// restored from an older backup): start over.
+	reset := func() (any, *apiError) {
 		convs, err := h.opts.Store.UserConvs(d.uid)
 		if err != nil {
 			return nil, fault(err)
 		}
-		return codec.SyncResult{Ev: []codec.Event{}, Reset: true, Convs: convs, USHead: head, Next: head}, nil
+		return codec.SyncResult{Ev: []codec.Event{}, Reset: true, Convs: orEmpty(convs), USHead: head, Next: head}, nil
+	}
+	if a.Since > head {
+		// The device is ahead of the server's stream (e.g. the data was
+		// restored from an older backup): start over.
+		return reset()
 	}
 	evs, more, err := h.opts.Store.Stream(d.uid, a.Since, n)
+	if errors.Is(err, store.ErrTrimmed) {
+		// Events after since were trimmed by age: start over from us_head.
+		return reset()
+	}
 	if err != nil {
 		return nil, fault(err)
 	}

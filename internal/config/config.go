@@ -150,6 +150,11 @@ type IM struct {
 	RatePerSec int `yaml:"rate_per_sec"`
 	// MaxGroupMembers caps the size of a group.
 	MaxGroupMembers int `yaml:"max_group_members"`
+	// Retention is how long stream entries and conversation events are
+	// kept; older ones are trimmed in the background (once a minute) and
+	// a sync from a cursor before what is kept answers reset. 0 means
+	// everything is kept forever.
+	Retention time.Duration `yaml:"retention"`
 }
 
 // Presence tunes im/p/{uid} (PROTOCOL §8).
@@ -370,6 +375,9 @@ func (c *Config) Validate() error {
 	}
 	if c.IM.MaxGroupMembers < 2 {
 		bad("im.max_group_members", "must be at least 2")
+	}
+	if c.IM.Retention < 0 {
+		bad("im.retention", "must not be negative")
 	}
 	if p := c.Presence; p.Grace < 0 {
 		bad("presence.grace", "must not be negative")

@@ -154,9 +154,18 @@ func (s *Store) ConvSeq(cv string) (uint64, error) {
 
 // Stream reads up to max events of uid's stream with us > since, in
 // order, each with its US set. more reports whether the stream goes on.
-// Events that have expired (disappearing messages) are skipped.
+// Events that have expired (disappearing messages) are skipped. It
+// returns ErrTrimmed when events after since have been trimmed by age
+// (since+1 is below the stream floor): the caller must start over.
 func (s *Store) Stream(uid string, since uint64, max int) (evs []codec.Event, more bool, err error) {
 	err = s.db.View(func(txn *badger.Txn) error {
+		floor, err := getU64(txn, key(tabFloor, uid))
+		if err != nil {
+			return err
+		}
+		if since+1 < floor {
+			return ErrTrimmed
+		}
 		prefix := append(key(tabStream, uid), 0)
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: min(max+1, 256)})
 		defer it.Close()
@@ -272,7 +281,8 @@ func (s *Store) EventByID(id ulid.ULID) (codec.Event, error) {
 }
 
 // Deduped returns the event an earlier upstream command of (uid, did)
-// with cmid produced, or ErrNotFound.
+// with cmid produced, ErrNotFound for a new command, or ErrGone when the
+// command was done but its event has since been trimmed or expired.
 func (s *Store) Deduped(uid, did, cmid string) (codec.Event, error) {
 	var ev codec.Event
 	err := s.db.View(func(txn *badger.Txn) (err error) {
@@ -299,7 +309,7 @@ func dedupeLookup(txn *badger.Txn, uid, did, cmid string) (codec.Event, error) {
 		return ev, err
 	}
 	if !found {
-		return ev, ErrNotFound
+		return ev, ErrGone
 	}
 	return ev, nil
 }
