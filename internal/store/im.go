@@ -300,10 +300,11 @@ func dedupeLookup(txn *badger.Txn, uid, did, cmid string) (codec.Event, error) {
 	if err != nil {
 		return codec.Event{}, err
 	}
-	p, err := item.ValueCopy(nil)
+	v, err := item.ValueCopy(nil)
 	if err != nil {
 		return codec.Event{}, err
 	}
+	us, p := parseDedupe(v)
 	ev, found, err := loadEvent(txn, p)
 	if err != nil {
 		return ev, err
@@ -311,7 +312,34 @@ func dedupeLookup(txn *badger.Txn, uid, did, cmid string) (codec.Event, error) {
 	if !found {
 		return ev, ErrGone
 	}
+	ev.US = us
 	return ev, nil
+}
+
+// dedupeWithUS marks a dedupe value that carries the sender's us before
+// the pointer. A bare pointer (older entries, or a sender outside the
+// recipients) starts with its kind, 0 or 1.
+const dedupeWithUS byte = 0x80
+
+// dedupeValue is the value of a dedupe entry: the pointer, preceded by
+// the us the event got in the sender's stream when there is one.
+func dedupeValue(us uint64, p []byte) []byte {
+	if us == 0 {
+		return p
+	}
+	v := make([]byte, 0, 9+len(p))
+	v = append(v, dedupeWithUS)
+	v = binary.BigEndian.AppendUint64(v, us)
+	return append(v, p...)
+}
+
+// parseDedupe splits a dedupe value into the sender's us (0 if absent)
+// and the pointer.
+func parseDedupe(v []byte) (uint64, []byte) {
+	if len(v) > 9 && v[0] == dedupeWithUS {
+		return binary.BigEndian.Uint64(v[1:9]), v[9:]
+	}
+	return 0, v
 }
 
 // Marker returns uid's marker of kind k ("read" or "dlv") in cv.

@@ -310,6 +310,17 @@ func (q *sequencer) commit(batch []*Append) {
 	txn.Discard()
 }
 
+// senderUS is the us a's event got in its sender's own stream, 0 when
+// the sender is not among the recipients.
+func senderUS(a *Append) uint64 {
+	for i, uid := range a.To {
+		if uid == a.UID && i < len(a.US) {
+			return a.US[i]
+		}
+	}
+	return 0
+}
+
 func (q *sequencer) counter(m map[string]uint64, tab byte, name string) (uint64, error) {
 	if n, ok := m[name]; ok {
 		return n, nil
@@ -340,6 +351,7 @@ func (q *sequencer) prepare(a *Append, seen map[string]*Append) (out []entry, ct
 		dk = key(tabDedupe, a.UID, a.DID, a.CMID)
 		if prev, ok := seen[string(dk)]; ok {
 			ev := prev.Event
+			ev.US = senderUS(prev)
 			a.Dup = &ev
 			return nil, nil, nil
 		}
@@ -407,14 +419,6 @@ func (q *sequencer) prepare(a *Append, seen map[string]*Append) (out []entry, ct
 		add(seqKey(tabEvent, a.CV, seq), v, a.TTL)
 		add(append([]byte{tabEventID}, id[:]...), p, a.TTL)
 	}
-	if dk != nil {
-		ttl := DedupeTTL
-		if a.TTL > 0 && a.TTL < ttl {
-			ttl = a.TTL
-		}
-		add(dk, p, ttl)
-		seen[string(dk)] = a
-	}
 	a.US = make([]uint64, len(a.To))
 	for i, uid := range a.To {
 		n, err := q.counter(q.userUS, tabUserUS, uid)
@@ -426,6 +430,14 @@ func (q *sequencer) prepare(a *Append, seen map[string]*Append) (out []entry, ct
 		a.US[i] = n
 		add(seqKey(tabStream, uid, n), p, a.TTL)
 		ctrs = append(ctrs, counter{key(tabUserUS, uid), n})
+	}
+	if dk != nil {
+		ttl := DedupeTTL
+		if a.TTL > 0 && a.TTL < ttl {
+			ttl = a.TTL
+		}
+		add(dk, dedupeValue(senderUS(a), p), ttl)
+		seen[string(dk)] = a
 	}
 	for _, m := range a.Members {
 		r := m.Rec
