@@ -171,7 +171,7 @@ func (b *Broker) build() error {
 		{new(auth.Hook), &auth.Options{
 			Server: b.mqtt, Accounts: b.accounts, Sessions: b.sessions, Metrics: b.metrics,
 			Anonymous: anon, MaxFailures: cfg.Auth.MaxFailures,
-			Lockout: cfg.Auth.Lockout, MaxLockout: cfg.Auth.MaxLockout,
+			Lockout: cfg.Auth.Lockout, MaxLockout: cfg.Auth.MaxLockout, SweepEvery: cfg.Auth.SessionSweep,
 		}},
 	}
 	for _, h := range hooks {
@@ -480,6 +480,10 @@ func (b *Broker) Watch(filter string, fn func(topic string, payload []byte)) (fu
 		}
 	}, nil
 }
+
+// Sessions returns the registry of live sessions (for tests and
+// in-process tools).
+func (b *Broker) Sessions() *session.Registry { return b.sessions }
 
 // Store returns the broker's store (for tests and in-process tools).
 func (b *Broker) Store() *store.Store { return b.store }

@@ -104,6 +104,10 @@ type Auth struct {
 	// MaxLockout.
 	Lockout    time.Duration `yaml:"lockout"`
 	MaxLockout time.Duration `yaml:"max_lockout"`
+	// SessionSweep is how often sessions of connections that closed
+	// without a disconnect event (a failed CONNACK write) are looked for;
+	// one found twice in a row is removed.
+	SessionSweep time.Duration `yaml:"session_sweep"`
 	// Argon2 parameters for new password hashes.
 	Argon2Time    uint32   `yaml:"argon2_time"`
 	Argon2Memory  ByteSize `yaml:"argon2_memory"`
@@ -203,6 +207,7 @@ func DefaultConfig() *Config {
 			MaxFailures:   5,
 			Lockout:       time.Second,
 			MaxLockout:    5 * time.Minute,
+			SessionSweep:  time.Minute,
 			Argon2Time:    2,
 			Argon2Memory:  19 << 20,
 			Argon2Threads: 1,
@@ -341,6 +346,9 @@ func (c *Config) Validate() error {
 	}
 	if a.Lockout <= 0 || a.MaxLockout < a.Lockout {
 		bad("auth.lockout", "needs 0 < lockout <= max_lockout")
+	}
+	if a.SessionSweep <= 0 {
+		bad("auth.session_sweep", "must be positive")
 	}
 	if a.Argon2Time < 1 || a.Argon2Memory < 1<<20 || a.Argon2Threads < 1 {
 		bad("auth.argon2_*", "need time >= 1, memory >= 1MiB, threads >= 1")
