@@ -10,9 +10,11 @@ import (
 
 	paho5 "github.com/eclipse/paho.golang/paho"
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/fxamacker/cbor/v2"
 
 	"github.com/tern-im/tern/hooks/presence"
 	"github.com/tern-im/tern/internal/brokertest"
+	"github.com/tern-im/tern/internal/codec"
 	"github.com/tern-im/tern/internal/config"
 	"github.com/tern-im/tern/internal/store"
 	"github.com/tern-im/tern/topics"
@@ -458,8 +460,31 @@ func TestBadCommandErr(t *testing.T) {
 			t.Fatalf("%s: no err event", bad)
 		}
 	}
+	// A CBOR device gets its err events in CBOR.
+	hello := []byte(`{"rid":"h","op":"hello","a":{"enc":"cbor"}}`)
+	res, err := c5.Publish(ctx, &paho5.Publish{Topic: topics.Up("alice", "p5", topics.UpRPC), QoS: 1, Payload: hello})
+	if err != nil || res.ReasonCode != 0 {
+		t.Fatalf("hello: %+v, %v", res, err)
+	}
+	select {
+	case <-c5.Msgs: // the hello reply (JSON)
+	case <-time.After(brokertest.Timeout):
+		t.Fatal("no hello reply")
+	}
+	if res, err = c5.Publish(ctx, &paho5.Publish{Topic: up, QoS: 1, Payload: []byte(`{"s":1}`)}); err != nil || res.ReasonCode != 0 {
+		t.Fatalf("bad cbor-device command: %+v, %v", res, err)
+	}
+	select {
+	case m := <-c5.Msgs:
+		var ev codec.Event
+		if err := cbor.Unmarshal(m.Payload, &ev); err != nil || ev.T != "err" || ev.Code != 400 {
+			t.Fatalf("cbor err event %x: %+v, %v", m.Payload, ev, err)
+		}
+	case <-time.After(brokertest.Timeout):
+		t.Fatal("no cbor err event")
+	}
 	// A good command gets no err event.
-	res, err := c5.Publish(ctx, &paho5.Publish{Topic: up, QoS: 1, Payload: []byte(`{"s":"away"}`)})
+	res, err = c5.Publish(ctx, &paho5.Publish{Topic: up, QoS: 1, Payload: []byte(`{"s":"away"}`)})
 	if err != nil || res.ReasonCode != 0 {
 		t.Fatalf("away: %+v, %v", res, err)
 	}
@@ -538,6 +563,7 @@ func TestWatchedEph(t *testing.T) {
 	if p := next("off"); p.S != "off" || p.D != 0 {
 		t.Fatalf("off %+v", p)
 	}
+	<-time.After(100 * time.Millisecond) // deliveries in flight land
 	for _, uid := range []string{"carol", "dave", "erin"} {
 		select {
 		case m := <-eph[uid]:
