@@ -94,6 +94,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 		MemTableSize:   int64(cfg.Store.MemTableSize),
 		BlockCacheSize: int64(cfg.Store.BlockCache),
 		GCInterval:     cfg.Store.GCInterval,
+		Retention:      cfg.IM.Retention,
 		Logger:         log,
 	})
 	if err != nil {
@@ -165,13 +166,13 @@ func (b *Broker) build() error {
 		}},
 		{new(presence.Hook), &presence.Options{
 			Server: b.mqtt, Sessions: b.sessions, Store: b.store,
-			Grace: cfg.Presence.Grace, Coalesce: cfg.Presence.Coalesce,
+			Grace: cfg.Presence.Grace, Coalesce: cfg.Presence.Coalesce, Watchers: relations,
 		}},
 		{new(acl.Hook), &acl.Options{Policy: policy, Sessions: b.sessions, Metrics: b.metrics}},
 		{new(auth.Hook), &auth.Options{
 			Server: b.mqtt, Accounts: b.accounts, Sessions: b.sessions, Metrics: b.metrics,
 			Anonymous: anon, MaxFailures: cfg.Auth.MaxFailures,
-			Lockout: cfg.Auth.Lockout, MaxLockout: cfg.Auth.MaxLockout,
+			Lockout: cfg.Auth.Lockout, MaxLockout: cfg.Auth.MaxLockout, SweepEvery: cfg.Auth.SessionSweep,
 		}},
 	}
 	for _, h := range hooks {
@@ -484,6 +485,10 @@ func (b *Broker) Watch(filter string, fn func(topic string, payload []byte)) (fu
 		}
 	}, nil
 }
+
+// Sessions returns the registry of live sessions (for tests and
+// in-process tools).
+func (b *Broker) Sessions() *session.Registry { return b.sessions }
 
 // Store returns the broker's store (for tests and in-process tools).
 func (b *Broker) Store() *store.Store { return b.store }

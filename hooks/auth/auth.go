@@ -37,13 +37,24 @@ type Options struct {
 	Lockout, MaxLockout time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// SweepEvery is how often sessions of closed connections are looked
+	// for; 0 means DefaultSweepEvery.
+	SweepEvery time.Duration
 }
+
+// DefaultSweepEvery is the default period of the session sweep.
+const DefaultSweepEvery = time.Minute
 
 // Hook authenticates connections.
 type Hook struct {
 	mqtt.HookBase
 	opts     *Options
 	throttle *throttle
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	// suspects are the connections the last sweep found closed; only
+	// the sweep goroutine touches it.
+	suspects map[*mqtt.Client]bool
 }
 
 var _ mqtt.Hook = (*Hook)(nil)
@@ -53,7 +64,7 @@ func (h *Hook) ID() string { return "tern-auth" }
 
 // Provides lists the events handled.
 func (h *Hook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnDisconnect}, []byte{b})
+	return bytes.Contains([]byte{mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnDisconnect, mqtt.OnStarted}, []byte{b})
 }
 
 // Init takes *Options.
@@ -65,9 +76,70 @@ func (h *Hook) Init(config any) error {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.SweepEvery <= 0 {
+		o.SweepEvery = DefaultSweepEvery
+	}
 	h.opts = o
 	h.throttle = newThrottle(o.MaxFailures, o.Lockout, o.MaxLockout)
 	return nil
+}
+
+// OnStarted starts the session sweep.
+func (h *Hook) OnStarted() {
+	h.stop = make(chan struct{})
+	h.wg.Add(1)
+	go h.sweepLoop()
+}
+
+// Stop ends the session sweep.
+func (h *Hook) Stop() error {
+	if h.stop != nil {
+		close(h.stop)
+		h.wg.Wait()
+		h.stop = nil
+	}
+	return nil
+}
+
+func (h *Hook) sweepLoop() {
+	defer h.wg.Done()
+	t := time.NewTicker(h.opts.SweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-t.C:
+			if n := h.sweep(); n > 0 {
+				h.Log.Warn("auth: removed sessions of connections closed without a disconnect", "sessions", n)
+			}
+		}
+	}
+}
+
+// sweep removes the sessions of connections that were already closed at
+// the previous sweep and still are registered: mochi never calls
+// OnDisconnect when writing the CONNACK (or resending inflights) fails,
+// so nothing else would remove them. Waiting one period leaves a normal
+// disconnect, which closes the connection before the hooks' OnDisconnect
+// run, all the time it needs: every hook still finds the session there.
+// It returns how many it removed.
+func (h *Hook) sweep() int {
+	closed := h.opts.Sessions.Closed()
+	next := make(map[*mqtt.Client]bool, len(closed))
+	n := 0
+	for _, cl := range closed {
+		if !h.suspects[cl] {
+			next[cl] = true
+			continue
+		}
+		if h.opts.Sessions.Remove(cl) {
+			h.opts.Metrics.Connections.Dec()
+			n++
+		}
+	}
+	h.suspects = next
+	return n
 }
 
 // refusal is why a CONNECT was refused.
@@ -164,8 +236,7 @@ func (h *Hook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
 // OnDisconnect forgets the session. The broker registers this hook last so
 // every other hook still sees the session in its own OnDisconnect.
 func (h *Hook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
-	if _, ok := h.opts.Sessions.Get(cl); ok {
-		h.opts.Sessions.Remove(cl)
+	if h.opts.Sessions.Remove(cl) {
 		h.opts.Metrics.Connections.Dec()
 	}
 }

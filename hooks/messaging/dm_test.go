@@ -28,7 +28,7 @@ func TestDMSendFanoutDedupe(t *testing.T) {
 	}
 	// A resend returns the original to the sending device only.
 	a1.text("bob", "c-1", "on my way")
-	if ev := a1.next(); ev.ID != got[0].ID || ev.Seq != 1 {
+	if ev := a1.next(); ev.ID != got[0].ID || ev.Seq != 1 || ev.US != 1 {
 		t.Fatalf("resend got %+v", ev)
 	}
 	b1.none(b1.in, "second delivery")

@@ -43,6 +43,9 @@ type Storage interface {
 	User(uid string) (store.User, error)
 	SetContact(uid, other string, on bool) error
 	SetBlock(uid, other string, on bool) error
+	// Presences returns the stored presence of those of uids that have
+	// one (presence.get).
+	Presences(uids []string) (map[string]store.Presence, error)
 	RelationStore
 }
 

@@ -166,6 +166,8 @@ func (h *Hook) onMsg(d *device, payload []byte) (string, *apiError) {
 	if ev, err := h.opts.Store.Deduped(d.uid, d.did, up.CMID); err == nil {
 		h.sendEvent(d.uid, d.did, d.pref, &ev)
 		return up.CMID, nil
+	} else if errors.Is(err, store.ErrGone) {
+		return up.CMID, nil // done, and its event trimmed since: just ack
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return up.CMID, fault(err)
 	}

@@ -64,6 +64,12 @@ func (r *Relations) Visible(uid, other string) bool {
 	return v[other]
 }
 
+// VisibleSet returns C(uid) minus blocks either way, uid itself excluded.
+// The map is shared with the cache: callers must not modify it.
+func (r *Relations) VisibleSet(uid string) (map[string]bool, error) {
+	return r.visible(uid)
+}
+
 // Member reports whether uid is a current member of gid.
 func (r *Relations) Member(uid, gid string) bool {
 	g, err := r.group(gid)

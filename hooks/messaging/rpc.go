@@ -19,7 +19,10 @@ const (
 	maxSync        = 1000
 	defaultHistory = 50
 	maxHistory     = 200
-	maxRPCPayload  = 16 << 10
+	maxRPCPayload  = 64 << 10
+	// maxPresenceGet caps the uids of one presence.get (33 bytes each at
+	// most: 1,000 fit the request limit).
+	maxPresenceGet = 1000
 	// replySlack is room kept in a reply for everything but its items.
 	replySlack = 256
 )
@@ -97,6 +100,12 @@ func (h *Hook) call(d *device, req *codec.Request) (any, *apiError) {
 			return nil, errf(400, "bad args")
 		}
 		return h.contacts(d, req.Op, a.UID)
+	case "presence.get":
+		var a codec.PresenceGetArgs
+		if err := req.Args(&a); err != nil {
+			return nil, errf(400, "bad args")
+		}
+		return h.presenceGet(d, &a)
 	case "group.create", "group.add", "group.remove", "group.leave", "group.members", "group.role", "group.update":
 		var a codec.GroupArgs
 		if err := req.Args(&a); err != nil {
@@ -203,16 +212,23 @@ func (h *Hook) sync(d *device, a *codec.SyncArgs) (any, *apiError) {
 	if err != nil {
 		return nil, fault(err)
 	}
-	if a.Since > head {
-		// The device is ahead of the server's stream (e.g. the data was
-		// restored from an older backup): start over.
+	reset := func() (any, *apiError) {
 		convs, err := h.opts.Store.UserConvs(d.uid)
 		if err != nil {
 			return nil, fault(err)
 		}
-		return codec.SyncResult{Ev: []codec.Event{}, Reset: true, Convs: convs, USHead: head, Next: head}, nil
+		return codec.SyncResult{Ev: []codec.Event{}, Reset: true, Convs: orEmpty(convs), USHead: head, Next: head}, nil
+	}
+	if a.Since > head {
+		// The device is ahead of the server's stream (e.g. the data was
+		// restored from an older backup): start over.
+		return reset()
 	}
 	evs, more, err := h.opts.Store.Stream(d.uid, a.Since, n)
+	if errors.Is(err, store.ErrTrimmed) {
+		// Events after since were trimmed by age: start over from us_head.
+		return reset()
+	}
 	if err != nil {
 		return nil, fault(err)
 	}
@@ -381,6 +397,38 @@ func (h *Hook) contacts(d *device, op, uid string) (any, *apiError) {
 		return nil, fault(err)
 	}
 	return codec.ContactsResult{Contacts: orEmpty(cs), Blocked: orEmpty(bs)}, nil
+}
+
+// presenceGet answers the stored presence of the users the caller may
+// see: itself and C(caller) minus blocks (the same rule as subscribing to
+// im/p/{uid}). Unknown and invisible users are absent from the result.
+func (h *Hook) presenceGet(d *device, a *codec.PresenceGetArgs) (any, *apiError) {
+	if len(a.UIDs) > maxPresenceGet {
+		return nil, errf(400, "too many uids")
+	}
+	want := make([]string, 0, len(a.UIDs))
+	seen := make(map[string]bool, len(a.UIDs))
+	for _, uid := range a.UIDs {
+		if topics.CheckUID(uid) != nil {
+			return nil, errf(400, "bad uid")
+		}
+		if seen[uid] {
+			continue
+		}
+		seen[uid] = true
+		if h.opts.Relations.Visible(d.uid, uid) {
+			want = append(want, uid)
+		}
+	}
+	ps, err := h.opts.Store.Presences(want)
+	if err != nil {
+		return nil, fault(err)
+	}
+	out := codec.PresenceGetResult{P: make(map[string]codec.Presence, len(ps))}
+	for uid, p := range ps {
+		out.P[uid] = codec.Presence{S: p.S, PV: p.PV, LS: p.LS, D: p.D, TX: p.TX}
+	}
+	return out, nil
 }
 
 func orEmpty(s []string) []string {

@@ -17,7 +17,9 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/tern-im/tern/internal/codec"
 	"github.com/tern-im/tern/internal/session"
+	"github.com/tern-im/tern/internal/store"
 	"github.com/tern-im/tern/topics"
 )
 
@@ -36,7 +38,29 @@ type Options struct {
 	// Now is the clock; nil means time.Now. Timers use package time, which
 	// testing/synctest fakes.
 	Now func() time.Time
+	// Watchers, when set, makes every presence publication also go to the
+	// …/eph of the live devices of the user's contacts (PROTOCOL §4,
+	// "watched presence changes"), for users with at most MaxWatched
+	// contacts.
+	Watchers Watchers
 }
+
+// Watchers answers who may see whose presence (messaging.Relations).
+type Watchers interface {
+	// VisibleSet returns C(uid) minus blocks either way; read-only.
+	VisibleSet(uid string) (map[string]bool, error)
+	// Visible reports whether other is in C(uid) and no block hides it.
+	Visible(uid, other string) bool
+}
+
+// MaxWatched bounds the eph fan-out of one presence change: users with a
+// larger C(uid) (big groups) are not pushed on …/eph; their contacts use
+// the retained im/p/{uid} or presence.get.
+const MaxWatched = 256
+
+// watchQueue bounds the presence changes waiting for their eph fan-out;
+// beyond it changes are dropped (eph is best effort, QoS 0).
+const watchQueue = 1024
 
 // SweepEvery is how often the hook looks for connections that closed
 // without a disconnect event.
@@ -49,6 +73,14 @@ type Hook struct {
 	t    *tracker
 	stop chan struct{}
 	wg   sync.WaitGroup
+	// watch carries published presences to the eph fan-out goroutine.
+	watch chan watched
+}
+
+// watched is one published presence change.
+type watched struct {
+	uid string
+	p   store.Presence
 }
 
 var _ mqtt.Hook = (*Hook)(nil)
@@ -77,6 +109,10 @@ func (h *Hook) Init(config any) error {
 	}
 	h.opts = o
 	h.t = newTracker(o.Store, h.publish, o.Now, o.Grace, o.Coalesce, h.Log)
+	if o.Watchers != nil {
+		h.watch = make(chan watched, watchQueue)
+		h.t.changed = h.changed
+	}
 	n, err := h.t.rebuild()
 	if err != nil {
 		return fmt.Errorf("presence: rebuild: %w", err)
@@ -85,11 +121,79 @@ func (h *Hook) Init(config any) error {
 	return nil
 }
 
-// OnStarted starts the sweep.
+// OnStarted starts the sweep and the eph fan-out.
 func (h *Hook) OnStarted() {
 	h.stop = make(chan struct{})
 	h.wg.Add(1)
 	go h.sweep()
+	if h.watch != nil {
+		h.wg.Add(1)
+		go h.fanout()
+	}
+}
+
+// changed queues a published presence for the eph fan-out. It runs under
+// the user's shard lock, so it never blocks: when the queue is full the
+// change is dropped (the retained im/p/{uid} still has it).
+func (h *Hook) changed(uid string, p store.Presence) {
+	select {
+	case h.watch <- watched{uid, p}:
+	default:
+		h.Log.Debug("presence: eph fan-out queue full", "user", uid)
+	}
+}
+
+// fanout sends each queued presence change to the …/eph of the live
+// devices of the users who watch it, until Stop.
+func (h *Hook) fanout() {
+	defer h.wg.Done()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case w := <-h.watch:
+			h.push(w)
+		}
+	}
+}
+
+// push sends one change: to each x in C(uid) that uid is visible to as
+// well (contacts both ways, co-members, no block), on every live device
+// of x, in that device's encoding, QoS 0.
+func (h *Hook) push(w watched) {
+	vs, err := h.opts.Watchers.VisibleSet(w.uid)
+	if err != nil {
+		h.Log.Error("presence: watchers", "user", w.uid, "error", err)
+		return
+	}
+	if len(vs) > MaxWatched {
+		return
+	}
+	ev := codec.PresenceEvent{T: codec.TPres, UID: w.uid, Presence: codec.Presence{
+		S: w.p.S, PV: w.p.PV, LS: w.p.LS, D: w.p.D, TX: w.p.TX,
+	}}
+	var enc [2][]byte // JSON, CBOR
+	for x := range vs {
+		devs := h.opts.Sessions.Devices(x)
+		if len(devs) == 0 || !h.opts.Watchers.Visible(x, w.uid) {
+			continue
+		}
+		for _, s := range devs {
+			i := 0
+			if s.Prefs().CBOR {
+				i = 1
+			}
+			if enc[i] == nil {
+				if enc[i], err = codec.Encode(&ev, i == 1); err != nil {
+					h.Log.Error("presence: encode", "error", err)
+					return
+				}
+			}
+			if err := h.opts.Server.Publish(topics.Device(x, s.DID, topics.ChanEph), enc[i], false, 0); err != nil {
+				h.Log.Debug("presence: eph", "user", x, "error", err)
+			}
+		}
+	}
 }
 
 // sweep runs tracker.sweep every SweepEvery until Stop.
@@ -125,6 +229,20 @@ func (h *Hook) Stop() error {
 
 func (h *Hook) publish(uid string, payload []byte) error {
 	return h.opts.Server.Publish(topics.Presence(uid), payload, true, 1)
+}
+
+// refuse sends the device an err event (code 400) on its …/rpc, in its
+// encoding, for a presence command it cannot use.
+func (h *Hook) refuse(s *session.Session, why error) {
+	ev := codec.Event{T: codec.TErr, Code: 400, Msg: strings.TrimPrefix(why.Error(), "presence: ")}
+	b, err := codec.Encode(&ev, s.Prefs().CBOR)
+	if err != nil {
+		h.Log.Error("encode err event", "error", err)
+		return
+	}
+	if err := h.opts.Server.Publish(topics.Device(s.UID, s.DID, topics.ChanRPC), b, false, 1); err != nil {
+		h.Log.Debug("publish err event", "client", s.Client.ID, "error", err)
+	}
 }
 
 // alive reports whether a connection is still open.
@@ -198,8 +316,10 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	o, err := parseOp(pk.Payload)
 	if err != nil {
 		// Not a reason code for MQTT 5: mochi would log the whole packet,
-		// payload included, at error level for every bad command.
+		// payload included, at error level for every bad command. The
+		// device learns it from an err event instead.
 		h.Log.Debug("presence command refused", "client", cl.ID, "error", err)
+		h.refuse(s, err)
 		return pk, packets.CodeSuccessIgnore
 	}
 	h.t.apply(s.UID, s.DID, s.Gen, alive(cl), o, true)

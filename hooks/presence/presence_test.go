@@ -10,8 +10,11 @@ import (
 
 	paho5 "github.com/eclipse/paho.golang/paho"
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/fxamacker/cbor/v2"
 
+	"github.com/tern-im/tern/hooks/presence"
 	"github.com/tern-im/tern/internal/brokertest"
+	"github.com/tern-im/tern/internal/codec"
 	"github.com/tern-im/tern/internal/config"
 	"github.com/tern-im/tern/internal/store"
 	"github.com/tern-im/tern/topics"
@@ -416,5 +419,185 @@ func TestBlip(t *testing.T) {
 	time.Sleep(4*time.Second + 500*time.Millisecond) // the grace period, and then some
 	if n := pubs.Load() - before; n != 0 {
 		t.Fatalf("%d presence publications after a blip of %d devices", n, 2*users)
+	}
+}
+
+// TestBadCommandErr: a presence command the hook cannot use is
+// acknowledged without a reason code and answered with an err event
+// (code 400) on the device's …/rpc, in the device's encoding.
+func TestBadCommandErr(t *testing.T) {
+	t.Parallel()
+	b := start(t)
+	c5, _, err := b.Dial5("alice", "p5", "password-alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), brokertest.Timeout)
+	defer cancel()
+	if _, err := c5.Subscribe(ctx, &paho5.Subscribe{Subscriptions: []paho5.SubscribeOptions{
+		{Topic: topics.DeviceFilter("alice", "p5"), QoS: 1},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	up := topics.Up("alice", "p5", topics.UpPres)
+	for _, bad := range []string{`{"s":"sleeping"}`, `not json`, `{}`} {
+		res, err := c5.Publish(ctx, &paho5.Publish{Topic: up, QoS: 1, Payload: []byte(bad)})
+		if err != nil || res.ReasonCode != 0 {
+			t.Fatalf("%s: PUBACK %+v, %v; want success", bad, res, err)
+		}
+		select {
+		case m := <-c5.Msgs:
+			var ev struct {
+				T    string `json:"t"`
+				Code int    `json:"code"`
+				Msg  string `json:"msg"`
+			}
+			if m.Topic != topics.Device("alice", "p5", topics.ChanRPC) || json.Unmarshal(m.Payload, &ev) != nil ||
+				ev.T != "err" || ev.Code != 400 || ev.Msg == "" {
+				t.Fatalf("%s: got %s %q", bad, m.Topic, m.Payload)
+			}
+		case <-time.After(brokertest.Timeout):
+			t.Fatalf("%s: no err event", bad)
+		}
+	}
+	// A CBOR device gets its err events in CBOR.
+	hello := []byte(`{"rid":"h","op":"hello","a":{"enc":"cbor"}}`)
+	res, err := c5.Publish(ctx, &paho5.Publish{Topic: topics.Up("alice", "p5", topics.UpRPC), QoS: 1, Payload: hello})
+	if err != nil || res.ReasonCode != 0 {
+		t.Fatalf("hello: %+v, %v", res, err)
+	}
+	select {
+	case <-c5.Msgs: // the hello reply (JSON)
+	case <-time.After(brokertest.Timeout):
+		t.Fatal("no hello reply")
+	}
+	if res, err = c5.Publish(ctx, &paho5.Publish{Topic: up, QoS: 1, Payload: []byte(`{"s":1}`)}); err != nil || res.ReasonCode != 0 {
+		t.Fatalf("bad cbor-device command: %+v, %v", res, err)
+	}
+	select {
+	case m := <-c5.Msgs:
+		var ev codec.Event
+		if err := cbor.Unmarshal(m.Payload, &ev); err != nil || ev.T != "err" || ev.Code != 400 {
+			t.Fatalf("cbor err event %x: %+v, %v", m.Payload, ev, err)
+		}
+	case <-time.After(brokertest.Timeout):
+		t.Fatal("no cbor err event")
+	}
+	// A good command gets no err event.
+	res, err = c5.Publish(ctx, &paho5.Publish{Topic: up, QoS: 1, Payload: []byte(`{"s":"away"}`)})
+	if err != nil || res.ReasonCode != 0 {
+		t.Fatalf("away: %+v, %v", res, err)
+	}
+	select {
+	case m := <-c5.Msgs:
+		t.Fatalf("unexpected %s %q", m.Topic, m.Payload)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// TestWatchedEph: a presence change goes to the …/eph of the live devices
+// of the user's contacts (visible both ways), not to one-way contacts,
+// blockers or strangers.
+func TestWatchedEph(t *testing.T) {
+	t.Parallel()
+	b := start(t)
+	for _, uid := range []string{"carol", "dave", "erin"} {
+		b.AddUser(uid, "password-"+uid)
+	}
+	st := b.Store()
+	for _, c := range [][2]string{{"alice", "bob"}, {"bob", "alice"}, {"carol", "alice"}, {"alice", "dave"}, {"dave", "alice"}} {
+		if err := st.SetContact(c[0], c[1], true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.SetBlock("dave", "alice", true); err != nil {
+		t.Fatal(err)
+	}
+	eph := map[string]chan []byte{}
+	for _, uid := range []string{"bob", "carol", "dave", "erin"} {
+		ch := make(chan []byte, 16)
+		eph[uid] = ch
+		c := b.Dial(uid, "x1", "password-"+uid)
+		brokertest.Subscribe(t, c, topics.DeviceFilter(uid, "x1"), 1, func(_ paho.Client, m paho.Message) {
+			if m.Topic() == topics.Device(uid, "x1", topics.ChanEph) {
+				ch <- m.Payload()
+			}
+		})
+	}
+	type pres struct {
+		T   string `json:"t"`
+		UID string `json:"uid"`
+		store.Presence
+	}
+	next := func(what string) pres {
+		t.Helper()
+		select {
+		case b := <-eph["bob"]:
+			var p pres
+			if err := json.Unmarshal(b, &p); err != nil || p.T != "pres" || p.UID != "alice" {
+				t.Fatalf("%s: eph %q, %v", what, b, err)
+			}
+			return p
+		case <-time.After(brokertest.Timeout):
+			t.Fatalf("%s: no eph presence", what)
+			return pres{}
+		}
+	}
+	a := b.Dial("alice", "p1", "password-alice")
+	on := next("on")
+	if on.S != "on" || on.D != 1 || on.PV == 0 {
+		t.Fatalf("on %+v", on)
+	}
+	publish(t, a, topics.Up("alice", "p1", topics.UpPres), `{"s":"away","tx":"lunch"}`)
+	if p := next("away"); p.S != "away" || p.TX != "lunch" || p.PV <= on.PV {
+		t.Fatalf("away %+v after %+v", p, on)
+	}
+	for _, uid := range []string{"carol", "dave", "erin"} {
+		select {
+		case m := <-eph[uid]:
+			t.Fatalf("%s got %q", uid, m)
+		default:
+		}
+	}
+	disconnect(a)
+	if p := next("off"); p.S != "off" || p.D != 0 {
+		t.Fatalf("off %+v", p)
+	}
+	<-time.After(100 * time.Millisecond) // deliveries in flight land
+	for _, uid := range []string{"carol", "dave", "erin"} {
+		select {
+		case m := <-eph[uid]:
+			t.Fatalf("%s got %q", uid, m)
+		default:
+		}
+	}
+}
+
+// TestWatchedEphBound: a user with more than MaxWatched contacts is not
+// pushed on …/eph (the retained im/p/{uid} still is).
+func TestWatchedEphBound(t *testing.T) {
+	t.Parallel()
+	b := start(t)
+	st := b.Store()
+	for _, c := range [][2]string{{"alice", "bob"}, {"bob", "alice"}} {
+		if err := st.SetContact(c[0], c[1], true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range presence.MaxWatched {
+		if err := st.SetContact("alice", fmt.Sprintf("u%d", i), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ch := make(chan []byte, 16)
+	c := b.Dial("bob", "b1", "password-bob")
+	brokertest.Subscribe(t, c, topics.Device("bob", "b1", topics.ChanEph), 0, func(_ paho.Client, m paho.Message) { ch <- m.Payload() })
+	w := watch(t, b, "alice")
+	b.Dial("alice", "p1", "password-alice")
+	w.want(t, "on", 1)
+	select {
+	case m := <-ch:
+		t.Fatalf("eph with %d contacts: %q", presence.MaxWatched+1, m)
+	case <-time.After(200 * time.Millisecond):
 	}
 }

@@ -44,6 +44,9 @@ type tracker struct {
 	grace    time.Duration
 	coalesce time.Duration
 	log      *slog.Logger
+	// changed, if set, is told of every live publication (not the
+	// rebuild's), under the user's shard lock: it must not block.
+	changed func(uid string, p store.Presence)
 
 	// gate lets Stop wait for events and timer callbacks in progress and
 	// turn away later ones.
@@ -293,6 +296,9 @@ func (t *tracker) sync(uid string, u *user) {
 	}
 	if err != nil {
 		t.log.Error("presence: publish", "user", uid, "error", err)
+	}
+	if t.changed != nil {
+		t.changed(uid, p)
 	}
 }
 

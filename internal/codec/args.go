@@ -137,3 +137,31 @@ type GroupMeta struct {
 	N      int    `json:"n"`
 	V      uint64 `json:"v"`
 }
+
+// PresenceGetArgs are the arguments of `presence.get`.
+type PresenceGetArgs struct {
+	UIDs []string `json:"uids" cbor:"uids"`
+}
+
+// Presence is one user's presence (PROTOCOL §8), the shape of im/p/{uid}.
+type Presence struct {
+	S  string `json:"s" cbor:"s"`
+	PV uint64 `json:"pv" cbor:"pv"`
+	LS int64  `json:"ls" cbor:"ls"`
+	D  int    `json:"d" cbor:"d"`
+	TX string `json:"tx,omitempty" cbor:"tx,omitempty"`
+}
+
+// PresenceGetResult is the result of `presence.get`: the users the caller
+// may see that have a presence; the others are absent.
+type PresenceGetResult struct {
+	P map[string]Presence `json:"p" cbor:"p"`
+}
+
+// PresenceEvent is a watched presence change on a device's `…/eph`:
+// `{"t":"pres","uid":…}` with the presence fields.
+type PresenceEvent struct {
+	T   string `json:"t" cbor:"t"`
+	UID string `json:"uid" cbor:"uid"`
+	Presence
+}

@@ -33,6 +33,7 @@ const (
 	TConv   = "conv"
 	TTyp    = "typ"
 	TErr    = "err"
+	TPres   = "pres"
 )
 
 // Att is one attachment reference.

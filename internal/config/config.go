@@ -104,6 +104,10 @@ type Auth struct {
 	// MaxLockout.
 	Lockout    time.Duration `yaml:"lockout"`
 	MaxLockout time.Duration `yaml:"max_lockout"`
+	// SessionSweep is how often sessions of connections that closed
+	// without a disconnect event (a failed CONNACK write) are looked for;
+	// one found twice in a row is removed.
+	SessionSweep time.Duration `yaml:"session_sweep"`
 	// Argon2 parameters for new password hashes.
 	Argon2Time    uint32   `yaml:"argon2_time"`
 	Argon2Memory  ByteSize `yaml:"argon2_memory"`
@@ -150,6 +154,11 @@ type IM struct {
 	RatePerSec int `yaml:"rate_per_sec"`
 	// MaxGroupMembers caps the size of a group.
 	MaxGroupMembers int `yaml:"max_group_members"`
+	// Retention is how long stream entries and conversation events are
+	// kept; older ones are trimmed in the background (once a minute) and
+	// a sync from a cursor before what is kept answers reset. 0 means
+	// everything is kept forever.
+	Retention time.Duration `yaml:"retention"`
 }
 
 // Presence tunes im/p/{uid} (PROTOCOL §8).
@@ -201,6 +210,7 @@ func DefaultConfig() *Config {
 			MaxFailures:   5,
 			Lockout:       time.Second,
 			MaxLockout:    5 * time.Minute,
+			SessionSweep:  time.Minute,
 			Argon2Time:    2,
 			Argon2Memory:  19 << 20,
 			Argon2Threads: 1,
@@ -340,6 +350,9 @@ func (c *Config) Validate() error {
 	if a.Lockout <= 0 || a.MaxLockout < a.Lockout {
 		bad("auth.lockout", "needs 0 < lockout <= max_lockout")
 	}
+	if a.SessionSweep <= 0 {
+		bad("auth.session_sweep", "must be positive")
+	}
 	if a.Argon2Time < 1 || a.Argon2Memory < 1<<20 || a.Argon2Threads < 1 {
 		bad("auth.argon2_*", "need time >= 1, memory >= 1MiB, threads >= 1")
 	}
@@ -373,6 +386,9 @@ func (c *Config) Validate() error {
 	}
 	if c.IM.MaxGroupMembers < 2 {
 		bad("im.max_group_members", "must be at least 2")
+	}
+	if c.IM.Retention < 0 {
+		bad("im.retention", "must not be negative")
 	}
 	if p := c.Presence; p.Grace < 0 {
 		bad("presence.grace", "must not be negative")

@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestValidateIM(t *testing.T) {
@@ -18,6 +19,7 @@ func TestValidateIM(t *testing.T) {
 		{"burst", func(c *Config) { c.IM.RateBurst = 0 }, "im.rate_burst"},
 		{"rate", func(c *Config) { c.IM.RatePerSec = 0 }, "im.rate_per_sec"},
 		{"group size", func(c *Config) { c.IM.MaxGroupMembers = 1 }, "im.max_group_members"},
+		{"retention", func(c *Config) { c.IM.Retention = -time.Second }, "im.retention"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := DefaultConfig()
@@ -31,8 +33,8 @@ func TestValidateIM(t *testing.T) {
 	if err := DefaultConfig().Validate(); err != nil {
 		t.Fatalf("defaults: %v", err)
 	}
-	c, err := Decode(strings.NewReader("im:\n  max_body: 4KiB\n  rate_burst: 1000\n"))
-	if err != nil || c.IM.MaxBody != 4<<10 || c.IM.RateBurst != 1000 || c.IM.RatePerSec != 100 {
+	c, err := Decode(strings.NewReader("im:\n  max_body: 4KiB\n  rate_burst: 1000\n  retention: 2160h\n"))
+	if err != nil || c.IM.MaxBody != 4<<10 || c.IM.RateBurst != 1000 || c.IM.RatePerSec != 100 || c.IM.Retention != 90*24*time.Hour {
 		t.Fatalf("decode: %v %+v", err, c.IM)
 	}
 }

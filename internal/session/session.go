@@ -100,13 +100,13 @@ func (r *Registry) Get(cl *mqtt.Client) (*Session, bool) {
 	return s, ok
 }
 
-// Remove forgets a connection.
-func (r *Registry) Remove(cl *mqtt.Client) {
+// Remove forgets a connection and reports whether it was registered.
+func (r *Registry) Remove(cl *mqtt.Client) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s, ok := r.byConn[cl]
 	if !ok {
-		return
+		return false
 	}
 	delete(r.byConn, cl)
 	if m := r.byUser[s.UID]; m != nil {
@@ -115,6 +115,27 @@ func (r *Registry) Remove(cl *mqtt.Client) {
 			delete(r.byUser, s.UID)
 		}
 	}
+	return true
+}
+
+// Closed lists the registered connections that have closed.
+func (r *Registry) Closed() []*mqtt.Client {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out []*mqtt.Client
+	for cl := range r.byConn {
+		if cl.Closed() {
+			out = append(out, cl)
+		}
+	}
+	return out
+}
+
+// Len returns the number of registered connections.
+func (r *Registry) Len() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.byConn)
 }
 
 // Devices returns the live sessions of uid, one per device: while a

@@ -154,9 +154,18 @@ func (s *Store) ConvSeq(cv string) (uint64, error) {
 
 // Stream reads up to max events of uid's stream with us > since, in
 // order, each with its US set. more reports whether the stream goes on.
-// Events that have expired (disappearing messages) are skipped.
+// Events that have expired (disappearing messages) are skipped. It
+// returns ErrTrimmed when events after since have been trimmed by age
+// (since+1 is below the stream floor): the caller must start over.
 func (s *Store) Stream(uid string, since uint64, max int) (evs []codec.Event, more bool, err error) {
 	err = s.db.View(func(txn *badger.Txn) error {
+		floor, err := getU64(txn, key(tabFloor, uid))
+		if err != nil {
+			return err
+		}
+		if since+1 < floor {
+			return ErrTrimmed
+		}
 		prefix := append(key(tabStream, uid), 0)
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: min(max+1, 256)})
 		defer it.Close()
@@ -272,7 +281,8 @@ func (s *Store) EventByID(id ulid.ULID) (codec.Event, error) {
 }
 
 // Deduped returns the event an earlier upstream command of (uid, did)
-// with cmid produced, or ErrNotFound.
+// with cmid produced, ErrNotFound for a new command, or ErrGone when the
+// command was done but its event has since been trimmed or expired.
 func (s *Store) Deduped(uid, did, cmid string) (codec.Event, error) {
 	var ev codec.Event
 	err := s.db.View(func(txn *badger.Txn) (err error) {
@@ -290,18 +300,46 @@ func dedupeLookup(txn *badger.Txn, uid, did, cmid string) (codec.Event, error) {
 	if err != nil {
 		return codec.Event{}, err
 	}
-	p, err := item.ValueCopy(nil)
+	v, err := item.ValueCopy(nil)
 	if err != nil {
 		return codec.Event{}, err
 	}
+	us, p := parseDedupe(v)
 	ev, found, err := loadEvent(txn, p)
 	if err != nil {
 		return ev, err
 	}
 	if !found {
-		return ev, ErrNotFound
+		return ev, ErrGone
 	}
+	ev.US = us
 	return ev, nil
+}
+
+// dedupeWithUS marks a dedupe value that carries the sender's us before
+// the pointer. A bare pointer (older entries, or a sender outside the
+// recipients) starts with its kind, 0 or 1.
+const dedupeWithUS byte = 0x80
+
+// dedupeValue is the value of a dedupe entry: the pointer, preceded by
+// the us the event got in the sender's stream when there is one.
+func dedupeValue(us uint64, p []byte) []byte {
+	if us == 0 {
+		return p
+	}
+	v := make([]byte, 0, 9+len(p))
+	v = append(v, dedupeWithUS)
+	v = binary.BigEndian.AppendUint64(v, us)
+	return append(v, p...)
+}
+
+// parseDedupe splits a dedupe value into the sender's us (0 if absent)
+// and the pointer.
+func parseDedupe(v []byte) (uint64, []byte) {
+	if len(v) > 9 && v[0] == dedupeWithUS {
+		return binary.BigEndian.Uint64(v[1:9]), v[9:]
+	}
+	return 0, v
 }
 
 // Marker returns uid's marker of kind k ("read" or "dlv") in cv.

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/dgraph-io/badger/v4"
+
 	"github.com/tern-im/tern/internal/codec"
 )
 
@@ -111,5 +113,46 @@ func TestHistoryPaging(t *testing.T) {
 				t.Fatalf("got %d..%d complete %v", items[0].Seq, items[len(items)-1].Seq, complete)
 			}
 		})
+	}
+}
+
+// TestDedupeUS: a dedupe hit carries the us the event got in the
+// sender's own stream, from the store and within one batch; entries
+// written as a bare pointer (before us was kept) still resolve.
+func TestDedupeUS(t *testing.T) {
+	t.Parallel()
+	s, _ := openTest(t)
+	for range 2 {
+		if err := s.Append(&Append{CV: "g:x", To: []string{"a"}, Event: codec.Event{T: codec.TMsg}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send := func(cmid string) *Append {
+		return &Append{CV: "d:a:b", To: []string{"b", "a"}, UID: "a", DID: "p1", CMID: cmid, Event: codec.Event{T: codec.TMsg}}
+	}
+	first, again := send("c"), send("c")
+	if err := s.Append(first, again); err != nil {
+		t.Fatal(err)
+	}
+	if first.US[0] != 1 || first.US[1] != 3 {
+		t.Fatalf("us %v", first.US)
+	}
+	if again.Dup == nil || again.Dup.US != 3 || again.Dup.Seq != 1 {
+		t.Fatalf("same-batch dup %+v", again.Dup)
+	}
+	later := send("c")
+	if err := s.Append(later); err != nil || later.Dup == nil || later.Dup.US != 3 {
+		t.Fatalf("dup %+v, %v", later.Dup, err)
+	}
+	if ev, err := s.Deduped("a", "p1", "c"); err != nil || ev.US != 3 || ev.Seq != 1 {
+		t.Fatalf("deduped %+v, %v", ev, err)
+	}
+	if err := s.db.Update(func(txn *badger.Txn) error {
+		return txn.Set(key(tabDedupe, "a", "p0", "old"), ptr(ptrEvent, "d:a:b", 1))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if ev, err := s.Deduped("a", "p0", "old"); err != nil || ev.US != 0 || ev.Seq != 1 {
+		t.Fatalf("bare pointer entry: %+v, %v", ev, err)
 	}
 }

@@ -20,6 +20,13 @@ const DedupeTTL = 8 * 24 * time.Hour
 // maxBatch is how many appends the sequencer commits together at most.
 const maxBatch = 256
 
+// maxCounters bounds each in-memory counter map of the sequencer (convSeq,
+// auxSeq, userUS): past it the map starts over between two commits. The
+// counters are persisted with every commit, so a dropped one is reloaded
+// from its key when next used and never goes backwards. A variable for
+// tests.
+var maxCounters = 100_000
+
 // Append is one event to sequence and persist, with the side effects that
 // must commit atomically with it. The store fills Event's ID, Seq and TS
 // (Aux events get none of them) and writes a pointer to the event into the
@@ -51,8 +58,11 @@ type Append struct {
 	Committed func(*Append)
 
 	// Results.
-	US  []uint64     // the us assigned in each To stream
-	Dup *codec.Event // set instead when CMID was seen before
+	US []uint64 // the us assigned in each To stream
+	// Dup is set instead when CMID was seen before; when that command's
+	// event is gone (trimmed or expired) nothing is appended, US stays
+	// nil and Dup too.
+	Dup *codec.Event
 
 	err  error
 	done chan struct{}
@@ -105,10 +115,10 @@ type sequencer struct {
 	now     func() time.Time
 }
 
-func newSequencer(s *Store) *sequencer {
+func newSequencer(s *Store, now func() time.Time) *sequencer {
 	q := &sequencer{
 		s: s, in: make(chan *Append), stop: make(chan struct{}), done: make(chan struct{}),
-		entropy: ulid.Monotonic(rand.Reader, 0), now: time.Now,
+		entropy: ulid.Monotonic(rand.Reader, 0), now: now,
 	}
 	q.reset()
 	go q.run()
@@ -193,6 +203,13 @@ func (e entry) apply(txn *badger.Txn) error {
 // append lies wholly inside one transaction together with the counters it
 // advanced, so a crash never leaves a position reusable.
 func (q *sequencer) commit(batch []*Append) {
+	// Between commits every in-memory counter equals its stored value
+	// (nothing is dirty), so dropping them loses nothing.
+	for _, m := range []map[string]uint64{q.convSeq, q.auxSeq, q.userUS} {
+		if len(m) > maxCounters {
+			clear(m)
+		}
+	}
 	db := q.s.db
 	maxCount, maxSize := db.MaxBatchCount()*8/10, db.MaxBatchSize()*8/10
 	txn := db.NewTransaction(true)
@@ -293,6 +310,17 @@ func (q *sequencer) commit(batch []*Append) {
 	txn.Discard()
 }
 
+// senderUS is the us a's event got in its sender's own stream, 0 when
+// the sender is not among the recipients.
+func senderUS(a *Append) uint64 {
+	for i, uid := range a.To {
+		if uid == a.UID && i < len(a.US) {
+			return a.US[i]
+		}
+	}
+	return 0
+}
+
 func (q *sequencer) counter(m map[string]uint64, tab byte, name string) (uint64, error) {
 	if n, ok := m[name]; ok {
 		return n, nil
@@ -323,6 +351,7 @@ func (q *sequencer) prepare(a *Append, seen map[string]*Append) (out []entry, ct
 		dk = key(tabDedupe, a.UID, a.DID, a.CMID)
 		if prev, ok := seen[string(dk)]; ok {
 			ev := prev.Event
+			ev.US = senderUS(prev)
 			a.Dup = &ev
 			return nil, nil, nil
 		}
@@ -335,6 +364,8 @@ func (q *sequencer) prepare(a *Append, seen map[string]*Append) (out []entry, ct
 		case err == nil:
 			a.Dup = &ev
 			return nil, nil, nil
+		case errors.Is(err, ErrGone):
+			return nil, nil, nil // done long ago: nothing to append or resend
 		case !errors.Is(err, ErrNotFound):
 			return nil, nil, err
 		}
@@ -388,14 +419,6 @@ func (q *sequencer) prepare(a *Append, seen map[string]*Append) (out []entry, ct
 		add(seqKey(tabEvent, a.CV, seq), v, a.TTL)
 		add(append([]byte{tabEventID}, id[:]...), p, a.TTL)
 	}
-	if dk != nil {
-		ttl := DedupeTTL
-		if a.TTL > 0 && a.TTL < ttl {
-			ttl = a.TTL
-		}
-		add(dk, p, ttl)
-		seen[string(dk)] = a
-	}
 	a.US = make([]uint64, len(a.To))
 	for i, uid := range a.To {
 		n, err := q.counter(q.userUS, tabUserUS, uid)
@@ -407,6 +430,14 @@ func (q *sequencer) prepare(a *Append, seen map[string]*Append) (out []entry, ct
 		a.US[i] = n
 		add(seqKey(tabStream, uid, n), p, a.TTL)
 		ctrs = append(ctrs, counter{key(tabUserUS, uid), n})
+	}
+	if dk != nil {
+		ttl := DedupeTTL
+		if a.TTL > 0 && a.TTL < ttl {
+			ttl = a.TTL
+		}
+		add(dk, dedupeValue(senderUS(a), p), ttl)
+		seen[string(dk)] = a
 	}
 	for _, m := range a.Members {
 		r := m.Rec

@@ -21,6 +21,12 @@ var (
 	ErrNotFound = errors.New("store: not found")
 	ErrExists   = errors.New("store: already exists")
 	ErrClosed   = errors.New("store: closed")
+	// ErrTrimmed is returned by Stream for a cursor below the user's
+	// stream floor: events after it have been trimmed by age.
+	ErrTrimmed = errors.New("store: stream trimmed past the cursor")
+	// ErrGone is returned by Deduped when the command was done but the
+	// event it produced no longer exists (trimmed or expired).
+	ErrGone = errors.New("store: event is gone")
 )
 
 // Table prefixes. A key is prefix byte + table-specific suffix.
@@ -43,6 +49,17 @@ type Options struct {
 	// InMemory keeps everything in RAM (benchmarks only).
 	InMemory bool
 	Logger   *slog.Logger
+	// Retention > 0 starts a background trimmer that deletes stream
+	// entries and conversation events older than this (docs/storage.md).
+	// 0 keeps everything forever.
+	Retention time.Duration
+	// TrimEvery is how often the trimmer runs; 0 means DefaultTrimEvery.
+	TrimEvery time.Duration
+	// Now is the clock of the sequencer (event ts and ids) and of the
+	// trimmer; nil means time.Now.
+	Now func() time.Time
+	// OnTrim, if set, is called after each background trimming pass.
+	OnTrim func(TrimStats, error)
 }
 
 // Store is an open Badger database. It is safe for concurrent use.
@@ -83,11 +100,21 @@ func Open(dir string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %q: %w", dir, err)
 	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	s := &Store{db: db, log: o.Logger, stop: make(chan struct{})}
-	s.seq = newSequencer(s)
+	s.seq = newSequencer(s, o.Now)
 	if o.GCInterval > 0 && !o.InMemory {
 		s.wg.Add(1)
 		go s.gcLoop(o.GCInterval)
+	}
+	if o.Retention > 0 {
+		if o.TrimEvery <= 0 {
+			o.TrimEvery = DefaultTrimEvery
+		}
+		s.wg.Add(1)
+		go s.trimLoop(o)
 	}
 	return s, nil
 }
@@ -96,7 +123,8 @@ func Open(dir string, o Options) (*Store, error) {
 func (s *Store) DB() *badger.DB { return s.db }
 
 // Close stops the sequencer (appends submitted afterwards fail with
-// ErrClosed) and the GC loop, flushes and closes the database. It is safe
+// ErrClosed), the GC loop and the trimmer (between two of its
+// transactions), flushes and closes the database. It is safe
 // to call more than once.
 func (s *Store) Close() error {
 	var err error

@@ -1,0 +1,304 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/tern-im/tern/internal/codec"
+)
+
+// tabFloor holds each user's stream floor: {uid} → the lowest us that may
+// still be kept. Every stream entry below it has been trimmed by age.
+const tabFloor byte = 0x20
+
+// trimChunk bounds the keys one trimmer transaction deletes; trimHeads
+// bounds how many streams or conversations one scan step collects.
+const (
+	trimChunk = 1000
+	trimHeads = 256
+)
+
+// DefaultTrimEvery is how often the trimmer runs when Options.TrimEvery
+// is 0.
+const DefaultTrimEvery = time.Minute
+
+// TrimStats counts what one trimming pass deleted.
+type TrimStats struct {
+	Pointers  int // stream entries (0x12)
+	Events    int // conversation events (0x10)
+	Aux       int // aux events (0x11)
+	IDs       int // event id index entries (0x13)
+	Reactions int // reaction records (0x1F)
+}
+
+// StreamFloor returns the lowest us of uid's stream that may still be
+// kept (0 when nothing was ever trimmed).
+func (s *Store) StreamFloor(uid string) (uint64, error) {
+	var n uint64
+	err := s.db.View(func(txn *badger.Txn) (err error) {
+		n, err = getU64(txn, key(tabFloor, uid))
+		return err
+	})
+	return n, err
+}
+
+// trimLoop trims everything older than the retention every period until
+// Close.
+func (s *Store) trimLoop(o Options) {
+	defer s.wg.Done()
+	t := time.NewTicker(o.TrimEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			st, err := s.trim(o.Now().Add(-o.Retention), s.stop)
+			if err != nil && !errors.Is(err, ErrClosed) {
+				s.log.Warn("retention: trim", "error", err)
+			}
+			if o.OnTrim != nil {
+				o.OnTrim(st, err)
+			}
+		}
+	}
+}
+
+// Trim deletes what is older than cutoff: stream entries (raising each
+// user's stream floor), conversation and aux events, their id index and
+// reactions. Counters, markers, memberships and conversation lists stay,
+// so seq and us never go backwards. It works in small transactions and
+// may run while the store is in use; the background trimmer calls it
+// with now − retention.
+func (s *Store) Trim(cutoff time.Time) (TrimStats, error) {
+	return s.trim(cutoff, s.stop)
+}
+
+func (s *Store) trim(cutoff time.Time, quit <-chan struct{}) (TrimStats, error) {
+	var st TrimStats
+	ms := cutoff.UnixMilli()
+	if ms <= 0 {
+		return st, nil
+	}
+	// Streams first: their entries are judged by the events they point to.
+	steps := []struct {
+		tab byte
+		n   *int
+	}{{tabStream, &st.Pointers}, {tabEvent, &st.Events}, {tabAux, &st.Aux}}
+	for _, step := range steps {
+		if err := s.trimLogs(step.tab, ms, step.n, quit); err != nil {
+			return st, err
+		}
+	}
+	// Event ids and reactions are keyed by the ULID, whose first 48 bits
+	// are the event's ts: both tables trim from their start.
+	for _, step := range []struct {
+		tab byte
+		n   *int
+	}{{tabEventID, &st.IDs}, {tabReact, &st.Reactions}} {
+		if err := s.trimULIDs(step.tab, ms, step.n, quit); err != nil {
+			return st, err
+		}
+	}
+	return st, nil
+}
+
+func stopped(quit <-chan struct{}) bool {
+	select {
+	case <-quit:
+		return true
+	default:
+		return false
+	}
+}
+
+// trimLogs trims every log of table tab (keys tab|name|0|n): it finds the
+// logs whose first entry is older than cutoff, a few at a time, and trims
+// each from its start.
+func (s *Store) trimLogs(tab byte, cutoff int64, count *int, quit <-chan struct{}) error {
+	from := []byte{tab}
+	for {
+		if stopped(quit) {
+			return ErrClosed
+		}
+		var names []string
+		var next []byte
+		err := s.db.View(func(txn *badger.Txn) error {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{tab}, PrefetchValues: false})
+			defer it.Close()
+			for it.Seek(from); it.Valid(); {
+				k := it.Item().Key()
+				if len(k) < 10 {
+					it.Next()
+					continue
+				}
+				name := string(k[1 : len(k)-9])
+				ts, found, err := entryTS(txn, tab, it.Item())
+				if err != nil {
+					return err
+				}
+				if !found || ts < cutoff {
+					names = append(names, name)
+				}
+				next = append(key(tab, name), 1) // the next name's first key
+				if len(names) >= trimHeads {
+					return nil
+				}
+				it.Seek(next)
+			}
+			next = nil
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, name := range names {
+			n, err := s.trimLog(tab, name, cutoff, quit)
+			*count += n
+			if err != nil {
+				return err
+			}
+		}
+		if next == nil {
+			return nil
+		}
+		from = next
+	}
+}
+
+// entryTS returns the ts of a log entry: for a stream entry that of the
+// event it points to (found is false when that event is gone), else the
+// event's own.
+func entryTS(txn *badger.Txn, tab byte, item *badger.Item) (ts int64, found bool, err error) {
+	var ev codec.Event
+	if tab == tabStream {
+		p, err := item.ValueCopy(nil)
+		if err != nil {
+			return 0, false, err
+		}
+		ev, found, err = loadEvent(txn, p)
+		return ev.TS, found, err
+	}
+	err = item.Value(func(v []byte) error { return codec.UnmarshalStored(v, &ev) })
+	return ev.TS, err == nil, err
+}
+
+// trimLog deletes the entries of one log from its start while they are
+// older than cutoff, trimChunk per transaction. For a stream an entry
+// whose event is gone counts as old, and the user's floor is raised in
+// the same transaction as the deletes, so a reader never sees a gap
+// without the floor that explains it.
+func (s *Store) trimLog(tab byte, name string, cutoff int64, quit <-chan struct{}) (int, error) {
+	total := 0
+	prefix := append(key(tab, name), 0)
+	for {
+		if stopped(quit) {
+			return total, ErrClosed
+		}
+		var dels [][]byte
+		done := false
+		err := s.db.Update(func(txn *badger.Txn) error {
+			dels = dels[:0]
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: false})
+			var last uint64
+			for it.Rewind(); ; it.Next() {
+				if !it.Valid() {
+					done = true
+					break
+				}
+				if len(dels) >= trimChunk {
+					break
+				}
+				item := it.Item()
+				ts, found, err := entryTS(txn, tab, item)
+				if err != nil {
+					it.Close()
+					return err
+				}
+				if found && ts >= cutoff {
+					done = true
+					break
+				}
+				k := item.KeyCopy(nil)
+				last = binary.BigEndian.Uint64(k[len(k)-8:])
+				dels = append(dels, k)
+			}
+			it.Close() // a read-write transaction allows one iterator and no writes under it
+			for _, k := range dels {
+				if err := txn.Delete(k); err != nil {
+					return err
+				}
+			}
+			if tab == tabStream && len(dels) > 0 {
+				return txn.Set(key(tabFloor, name), u64(last+1))
+			}
+			return nil
+		})
+		if errors.Is(err, badger.ErrConflict) {
+			return total, nil // the next pass tries again
+		}
+		if err != nil {
+			return total, err
+		}
+		total += len(dels)
+		if done || len(dels) == 0 {
+			return total, nil
+		}
+	}
+}
+
+// trimULIDs deletes the entries of a table keyed tab|ulid|… from its
+// start while the ULID's time is before cutoff.
+func (s *Store) trimULIDs(tab byte, cutoff int64, count *int, quit <-chan struct{}) error {
+	for {
+		if stopped(quit) {
+			return ErrClosed
+		}
+		var dels [][]byte
+		done := false
+		err := s.db.Update(func(txn *badger.Txn) error {
+			dels = dels[:0]
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{tab}, PrefetchValues: false})
+			for it.Rewind(); ; it.Next() {
+				if !it.Valid() {
+					done = true
+					break
+				}
+				if len(dels) >= trimChunk {
+					break
+				}
+				k := it.Item().Key()
+				if len(k) < 17 {
+					continue
+				}
+				var ms [8]byte
+				copy(ms[2:], k[1:7])
+				if int64(binary.BigEndian.Uint64(ms[:])) >= cutoff {
+					done = true
+					break
+				}
+				dels = append(dels, it.Item().KeyCopy(nil))
+			}
+			it.Close()
+			for _, k := range dels {
+				if err := txn.Delete(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if errors.Is(err, badger.ErrConflict) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		*count += len(dels)
+		if done || len(dels) == 0 {
+			return nil
+		}
+	}
+}
