@@ -86,10 +86,15 @@ func (p *Policy) Allow(id Identity, topic string, write bool) bool {
 		return ok && !write && !strings.HasPrefix(filter, "$") && filter != "im" &&
 			!strings.HasPrefix(filter, Root) && p.allowPlain(id, filter, false)
 	case strings.HasPrefix(topic, "$"):
-		// $SYS/ is read-only for admins; $im/ and anything else under $
+		if write {
+			// Publishing under $ is accepted and discarded (the acl
+			// hook never routes it), as MQTT allows: nobody can
+			// subscribe there, and a 3.1.1 client is not disconnected.
+			return !strings.HasPrefix(topic, "$SYS")
+		}
+		// $SYS/ is readable by admins; $im/ and anything else under $
 		// is closed to clients.
-		return !write && id.Admin && !id.Anonymous &&
-			(topic == "$SYS" || strings.HasPrefix(topic, "$SYS/"))
+		return id.Admin && !id.Anonymous && (topic == "$SYS" || strings.HasPrefix(topic, "$SYS/"))
 	case topic == "im" || strings.HasPrefix(topic, Root):
 		if id.Anonymous {
 			return false

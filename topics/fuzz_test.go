@@ -59,7 +59,7 @@ func itoa(n int) string {
 // FuzzAllow checks the ACL decision's invariants on arbitrary topics: it
 // never panics, never lets a user publish outside its own upstream tree in
 // im/, never grants wildcard access in im/ beyond the own device filter,
-// and never opens $ topics to non-admins.
+// never opens $ topics to non-admins for reading, and never shares im/.
 func FuzzAllow(f *testing.F) {
 	for _, s := range []string{"im/u/alice/d/p1/#", "im/p/bob", "$SYS/#", "#", "im/up/alice/p1/msg", "public/x", "im/u/alice/d/p1/+"} {
 		f.Add(s, false)
@@ -73,8 +73,16 @@ func FuzzAllow(f *testing.F) {
 			return
 		}
 		switch {
+		case strings.HasPrefix(topic, "$share/"):
+			f := strings.SplitN(topic, "/", 3)
+			if write || len(f) < 3 || strings.HasPrefix(f[2], "$") || strings.HasPrefix(f[2], "im/") || f[2] == "im" {
+				t.Fatalf("shared subscription granted: %q write=%v", topic, write)
+			}
 		case strings.HasPrefix(topic, "$"):
-			t.Fatalf("non-admin granted %q", topic)
+			// Writes under $ are a sink (never routed); reads are closed.
+			if !write || strings.HasPrefix(topic, "$SYS") {
+				t.Fatalf("non-admin granted %q write=%v", topic, write)
+			}
 		case strings.HasPrefix(topic, "im/") || topic == "im":
 			if write && !strings.HasPrefix(topic, "im/up/alice/p1/") {
 				t.Fatalf("write granted to %q", topic)

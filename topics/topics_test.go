@@ -202,6 +202,8 @@ func TestPolicyAllow(t *testing.T) {
 		{"sys for user", alice, "$SYS/#", false, false},
 		{"sys for admin", admin, "$SYS/#", false, true},
 		{"sys write admin", admin, "$SYS/x", true, false},
+		{"dollar write is a sink", alice, "$TopicA/x", true, true},
+		{"dollar read", alice, "$TopicA/x", false, false},
 		{"$im", alice, "$im/will/alice/p1", false, false},
 		{"$im admin", admin, "$im/#", false, false},
 		{"plain deny first", alice, "test/nosubscribe", false, false},

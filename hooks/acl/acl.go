@@ -106,14 +106,14 @@ func (h *Hook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 	return will, nil
 }
 
-// OnPublish drops any client publish into im/ or $im/ that no earlier hook
-// consumed: the server is the only publisher downstream, and upstream
-// commands are never routed as-is.
+// OnPublish drops any client publish into im/ or under $ that no earlier
+// hook consumed: the server is the only publisher downstream, upstream
+// commands are never routed as-is, and $ topics belong to the server.
 func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
 		return pk, nil
 	}
-	if t := pk.TopicName; strings.HasPrefix(t, topics.Root) || strings.HasPrefix(t, "$im/") {
+	if t := pk.TopicName; strings.HasPrefix(t, topics.Root) || strings.HasPrefix(t, "$") {
 		h.Log.Debug("upstream publish not consumed", "client", cl.ID, "topic", t)
 		return pk, packets.CodeSuccessIgnore
 	}
