@@ -31,7 +31,11 @@
 # holding real data.
 #
 # Env: PER_TEST_TIMEOUT (s, default 120), FILE_TIMEOUT (s, default 900),
-#      INTEROP_FILES (default "client_test client_test5").
+#      INTEROP_FILES (default "client_test client_test5"),
+#      INTEROP_ATTEMPTS (default 1): rerun a whole file that had a failure up
+#      to this many times in all; a file counts as passed if one attempt
+#      passed completely (the summary says which). The suite has known timing
+#      flakes (docs/interop-notes.md); keep 1 to see them.
 # Exit status: 0 only if every test of every file passed.
 set -euo pipefail
 
@@ -40,6 +44,11 @@ suite="${2:-${PAHO_TESTING:-}}"
 files="${INTEROP_FILES:-client_test client_test5}"
 per_test="${PER_TEST_TIMEOUT:-120}"
 file_timeout="${FILE_TIMEOUT:-900}"
+attempts="${INTEROP_ATTEMPTS:-1}"
+if [[ ! "$attempts" =~ ^[1-9][0-9]*$ ]]; then
+  echo "interop: INTEROP_ATTEMPTS must be a positive integer" >&2
+  exit 2
+fi
 
 if [[ -z "$suite" ]]; then
   echo "interop: no paho.mqtt.testing checkout given (argument 2 or PAHO_TESTING)" >&2
@@ -139,18 +148,29 @@ total_pass=0
 total_fail=0
 summary=()
 for f in $files; do
-  echo "=== $f.py ==="
-  counts="$work/$f.counts"
-  rc=0
-  INTEROP_COUNTS="$counts" PER_TEST_TIMEOUT="$per_test" \
-    timeout --kill-after=10 "$file_timeout" python3 -u "$work/run_suite.py" "$suite" "$f" "$host" "$port" || rc=$?
-  if [[ -s "$counts" ]]; then
-    read -r p n <"$counts"
-  else
-    p=0; n=1   # crashed or timed out before reporting
-    echo "interop: $f.py did not finish (exit $rc)" >&2
+  note=""
+  for ((attempt = 1; attempt <= attempts; attempt++)); do
+    echo "=== $f.py (attempt $attempt of $attempts) ==="
+    counts="$work/$f.counts"
+    rm -f "$counts"
+    rc=0
+    INTEROP_COUNTS="$counts" PER_TEST_TIMEOUT="$per_test" \
+      timeout --kill-after=10 "$file_timeout" python3 -u "$work/run_suite.py" "$suite" "$f" "$host" "$port" || rc=$?
+    if [[ -s "$counts" ]]; then
+      read -r p n <"$counts"
+    else
+      p=0; n=1   # crashed or timed out before reporting
+      note=" (did not finish, exit $rc)"
+      echo "interop: $f.py did not finish (exit $rc)" >&2
+    fi
+    if [[ "$n" -eq 0 ]]; then
+      break
+    fi
+  done
+  if [[ "$attempt" -gt 1 && "$n" -eq 0 ]]; then
+    note=" (passed on attempt $attempt of $attempts)"
   fi
-  summary+=("$f.py: $p passed, $n failed")
+  summary+=("$f.py: $p passed, $n failed$note")
   total_pass=$((total_pass + p))
   total_fail=$((total_fail + n))
 done
