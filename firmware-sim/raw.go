@@ -99,8 +99,8 @@ func (r *RawClient) connect() (*conn, error) {
 	o := paho.NewClientOptions().AddBroker("tcp://sim").SetClientID(r.opts.ClientID).
 		SetUsername(r.opts.Username).SetPassword(r.opts.Password).SetProtocolVersion(4).
 		SetAutoReconnect(false).SetConnectRetry(false).SetCleanSession(true).
-		SetKeepAlive(60*time.Second).SetConnectTimeout(10*time.Second).
-		SetWriteTimeout(10*time.Second).SetOrderMatters(true).
+		SetKeepAlive(60 * time.Second).SetConnectTimeout(10 * time.Second).
+		SetWriteTimeout(10 * time.Second).SetOrderMatters(true).
 		SetConnectionLostHandler(func(paho.Client, error) { c.lost() }).
 		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { r.onMessage(m) }).
 		SetCustomOpenConnectionFn(func(*url.URL, paho.ClientOptions) (net.Conn, error) { return r.opts.Dial() })
