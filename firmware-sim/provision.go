@@ -88,7 +88,9 @@ type ProvisionOptions struct {
 	GroupSize      int
 	Out            string // devices file, read first if it exists
 	Workers        int
-	Log            func(format string, args ...any)
+	// RPCTimeout bounds hello and group.create; 0 means 5s.
+	RPCTimeout time.Duration
+	Log        func(format string, args ...any)
 }
 
 // ProvisionResult counts what provisioning did.
@@ -137,6 +139,9 @@ func Provision(ctx context.Context, o ProvisionOptions) (*Fleet, ProvisionResult
 		have[fleet.Users[i].UID] = &fleet.Users[i]
 	}
 	cl := adminapi.NewClient(o.Server, o.AdminToken)
+	// Leave no idle keep-alive connection behind: a broker shutting down
+	// waits for connections that never sent a request.
+	defer cl.HTTP.CloseIdleConnections()
 	users := make([]User, o.Users)
 	var (
 		mu   sync.Mutex
@@ -312,7 +317,7 @@ func createGroups(ctx context.Context, f *Fleet, o ProvisionOptions, res *Provis
 		if !ok {
 			return fmt.Errorf("group %s: owner %s has no device", g.GID, g.Owner)
 		}
-		err := withDevice(ctx, o.MQTT, cr, acc, runID, func(d *Device) error {
+		err := withDevice(ctx, o.MQTT, cr, acc, runID, o.RPCTimeout, func(d *Device) error {
 			var out struct {
 				GID string `json:"gid"`
 				CV  string `json:"cv"`
@@ -344,11 +349,11 @@ func createGroups(ctx context.Context, f *Fleet, o ProvisionOptions, res *Provis
 
 // withDevice connects one device, waits until it is online (synced) and
 // runs fn, then disconnects it.
-func withDevice(ctx context.Context, mqttAddr string, cr Credentials, acc *Accounting, runID string, fn func(*Device) error) error {
+func withDevice(ctx context.Context, mqttAddr string, cr Credentials, acc *Accounting, runID string, rpcTimeout time.Duration, fn func(*Device) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	d := NewDevice(DeviceOptions{
-		Creds: cr, QoS: 1, Clean: true, RunID: runID, Acc: acc, Index: -1,
+		Creds: cr, QoS: 1, Clean: true, RunID: runID, Acc: acc, Index: -1, RPCTimeout: rpcTimeout,
 		Dial: func() (net.Conn, error) { return net.DialTimeout("tcp", mqttAddr, 10*time.Second) },
 	})
 	errc := make(chan error, 1)

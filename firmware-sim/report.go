@@ -96,7 +96,11 @@ func (r *Runner) report(load time.Duration) *Report {
 		rep.ConnectRate = float64(len(r.clients)) / r.connectAt.Seconds()
 	}
 	if load > 0 {
-		rep.DeliveredPerSec = float64(c.Delivered) / load.Seconds()
+		dlv := c.Delivered
+		if r.deliveredInLoad > 0 {
+			dlv = r.deliveredInLoad
+		}
+		rep.DeliveredPerSec = float64(dlv) / load.Seconds()
 	}
 	if r.storm != 0 {
 		rep.StormSeconds = r.storm.Seconds()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"strconv"
@@ -103,6 +104,9 @@ type Runner struct {
 	storm     time.Duration
 	stormN    int
 	rssBefore int64
+	// deliveredInLoad is the delivered count when the load phase ended:
+	// the throughput figure excludes the drain.
+	deliveredInLoad uint64
 	warnings  []string
 }
 
@@ -194,7 +198,7 @@ type directLink struct {
 	addr  string
 	d     net.Dialer
 	mu    sync.Mutex
-	c     net.Conn
+	c     *cutConn
 	drops atomic.Uint64
 }
 
@@ -203,10 +207,11 @@ func (l *directLink) Dial() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	cc := &cutConn{Conn: c}
 	l.mu.Lock()
-	l.c = c
+	l.c = cc
 	l.mu.Unlock()
-	return c, nil
+	return cc, nil
 }
 
 func (l *directLink) Cut() {
@@ -216,8 +221,37 @@ func (l *directLink) Cut() {
 	l.mu.Unlock()
 	if c != nil {
 		l.drops.Add(1)
-		c.Close()
+		c.cut()
 	}
+}
+
+// cutConn makes a local cut look like the peer went away: paho treats
+// "use of closed network connection" as its own doing and would wait for
+// the keepalive to notice.
+type cutConn struct {
+	net.Conn
+	isCut atomic.Bool
+}
+
+func (c *cutConn) cut() {
+	c.isCut.Store(true)
+	c.Conn.Close()
+}
+
+func (c *cutConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil && c.isCut.Load() {
+		return n, io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+func (c *cutConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if err != nil && c.isCut.Load() {
+		return n, io.ErrClosedPipe
+	}
+	return n, err
 }
 
 func (l *directLink) SetDrop(float64) {}
@@ -386,6 +420,8 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	r.progressUntil(lctx, loadStart)
 	lw.Wait()
 	r.loadEnd.Store(int64(time.Since(loadStart)))
+	atEnd, _, _ := r.acc.Snapshot()
+	r.deliveredInLoad = atEnd.Delivered
 	for _, l := range r.links {
 		l.SetDrop(0)
 	}
