@@ -107,7 +107,7 @@ type Runner struct {
 	// deliveredInLoad is the delivered count when the load phase ended:
 	// the throughput figure excludes the drain.
 	deliveredInLoad uint64
-	warnings  []string
+	warnings        []string
 }
 
 // NewRunner validates o and returns a runner.
