@@ -1,6 +1,7 @@
 package firmwaresim
 
 import (
+	"fmt"
 	"sync"
 	"time"
 
@@ -225,6 +226,28 @@ func (a *Accounting) lost() uint64 {
 		}
 	}
 	return lost
+}
+
+// Missing describes up to limit (message, recipient) pairs never
+// applied, as "sender/n→device", for a report or a failing test.
+func (a *Accounting) Missing(limit int) []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []string
+	for sender, ms := range a.sent {
+		for _, m := range ms {
+			for _, dev := range m.recipients {
+				r := a.recv[dev]
+				if r == nil || r.seen[sender] == nil || !r.seen[sender].has(m.n) {
+					if len(out) == limit {
+						return out
+					}
+					out = append(out, fmt.Sprintf("%d/%d→%d", sender, m.n, dev))
+				}
+			}
+		}
+	}
+	return out
 }
 
 // Expected counts (message, recipient) pairs generated so far.

@@ -55,6 +55,10 @@ type DeviceOptions struct {
 	// RPCTimeout bounds every RPC; hello failing with it means the broker
 	// has no messaging layer.
 	RPCTimeout time.Duration
+	// ResendAfter republishes a message whose echo has not arrived this
+	// long after its last PUBLISH (the server dedupes on cmid and sends
+	// the original event again). 0 means 5s.
+	ResendAfter time.Duration
 	// RunID makes cmids unique across runs of the same device file.
 	RunID string
 	// Acc receives everything the device applies.
@@ -72,6 +76,7 @@ type outMsg struct {
 	payload   []byte
 	published bool      // on the current connection
 	sends     int       // PUBLISHes so far, over all connections
+	sentAt    time.Time // last PUBLISH
 	notBefore time.Time // retry delay after a 429/503
 }
 
@@ -116,6 +121,9 @@ func NewDevice(o DeviceOptions) *Device {
 	}
 	if o.RPCTimeout <= 0 {
 		o.RPCTimeout = 5 * time.Second
+	}
+	if o.ResendAfter <= 0 {
+		o.ResendAfter = 5 * time.Second
 	}
 	return &Device{
 		opts:       o,
@@ -318,10 +326,15 @@ func (d *Device) session(ctx context.Context, first bool) error {
 	d.online.Store(true)
 	d.everOnline.Store(true)
 	d.publishPending(c)
+	resend := time.NewTicker(d.opts.ResendAfter / 2)
+	defer resend.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-resend.C:
+			d.expireUnconfirmed()
+			d.publishPending(c)
 		case <-c.done:
 			return errLinkLost
 		case res := <-d.syncReq:
@@ -615,6 +628,17 @@ func (d *Device) onErr(ev *Event) {
 	d.confirm(ev.CMID)
 }
 
+// expireUnconfirmed marks messages whose echo is overdue for a resend.
+func (d *Device) expireUnconfirmed() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, m := range d.outbox {
+		if m.published && time.Since(m.sentAt) > d.opts.ResendAfter {
+			m.published = false
+		}
+	}
+}
+
 // publishPending publishes outbox messages not yet sent on this
 // connection, in order, within the window.
 func (d *Device) publishPending(c *conn) {
@@ -640,6 +664,7 @@ func (d *Device) publishPending(c *conn) {
 		m.published = true
 		resent := m.sends > 0
 		m.sends++
+		m.sentAt = now
 		d.inflight++
 		d.mu.Unlock()
 		tok := c.c.Publish(d.up("msg"), d.opts.QoS, false, m.payload)

@@ -303,11 +303,6 @@ func createGroups(ctx context.Context, f *Fleet, o ProvisionOptions, res *Provis
 		res.Warning = "groups not created: no --mqtt address for group.create"
 		return nil
 	}
-	acc := NewAccounting()
-	runID, err := randomHex(4)
-	if err != nil {
-		return err
-	}
 	for i := range f.Groups {
 		g := &f.Groups[i]
 		if g.Created {
@@ -317,22 +312,15 @@ func createGroups(ctx context.Context, f *Fleet, o ProvisionOptions, res *Provis
 		if !ok {
 			return fmt.Errorf("group %s: owner %s has no device", g.GID, g.Owner)
 		}
-		err := withDevice(ctx, o.MQTT, cr, acc, runID, o.RPCTimeout, func(d *Device) error {
-			var out struct {
-				GID string `json:"gid"`
-				CV  string `json:"cv"`
-			}
-			err := d.Call(ctx, "group.create", map[string]any{"name": g.GID, "members": g.Members[1:], "gid": g.GID}, &out)
-			var re *RPCError
-			if errors.As(err, &re) && re.Code == 409 {
-				res.GroupsKept++
-				return nil
-			}
-			if err == nil {
-				res.GroupsCreated++
-			}
-			return err
-		})
+		err := CreateGroup(ctx, o.MQTT, cr, *g, o.RPCTimeout)
+		var re *RPCError
+		switch {
+		case errors.As(err, &re) && re.Code == 409:
+			res.GroupsKept++
+			err = nil
+		case err == nil:
+			res.GroupsCreated++
+		}
 		if errors.Is(err, ErrNoMessaging) || errors.Is(err, ErrRPCTimeout) {
 			res.GroupsSkipped = pending - res.GroupsCreated
 			res.Warning = "groups not created: the broker does not answer hello/group.create (messaging not available); re-run provision once it does"
@@ -345,6 +333,22 @@ func createGroups(ctx context.Context, f *Fleet, o ProvisionOptions, res *Provis
 	}
 	o.Log("groups: %d created, %d existing", res.GroupsCreated, res.GroupsKept)
 	return nil
+}
+
+// CreateGroup creates g over MQTT as its owner's device cr (group.create,
+// §9). An RPCError with code 409 means it exists.
+func CreateGroup(ctx context.Context, mqttAddr string, cr Credentials, g Group, rpcTimeout time.Duration) error {
+	runID, err := randomHex(4)
+	if err != nil {
+		return err
+	}
+	return withDevice(ctx, mqttAddr, cr, NewAccounting(), runID, rpcTimeout, func(d *Device) error {
+		var out struct {
+			GID string `json:"gid"`
+			CV  string `json:"cv"`
+		}
+		return d.Call(ctx, "group.create", map[string]any{"name": g.GID, "members": g.Members[1:], "gid": g.GID}, &out)
+	})
 }
 
 // withDevice connects one device, waits until it is online (synced) and

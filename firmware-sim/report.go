@@ -51,6 +51,8 @@ type Report struct {
 	BrokerRSSAfter   int64   `json:"broker_rss_after,omitempty"`
 	BrokerRSSPerConn float64 `json:"broker_rss_per_conn,omitempty"`
 
+	// Missing names a few lost deliveries as "sender/n→device".
+	Missing  []string `json:"missing,omitempty"`
 	Warnings []string `json:"warnings,omitempty"`
 }
 
@@ -109,6 +111,7 @@ func (r *Runner) report(load time.Duration) *Report {
 	if rep.Phase == "done" && load > 0 && r.loadEnd.Load() != 0 {
 		rep.Expected = r.acc.Expected()
 		rep.Lost = r.acc.Lost()
+		rep.Missing = r.acc.Missing(10)
 	}
 	return rep
 }
@@ -207,6 +210,9 @@ func (rep *Report) Text() string {
 	if rep.BrokerRSSAfter > 0 {
 		fmt.Fprintf(&b, "broker RSS   %.1f MiB → %.1f MiB: %.1f kB per connection\n",
 			float64(rep.BrokerRSSBefore)/(1<<20), float64(rep.BrokerRSSAfter)/(1<<20), rep.BrokerRSSPerConn/1000)
+	}
+	if len(rep.Missing) > 0 {
+		fmt.Fprintf(&b, "missing      %s\n", strings.Join(rep.Missing, " "))
 	}
 	for _, w := range rep.Warnings {
 		fmt.Fprintf(&b, "warning      %s\n", w)

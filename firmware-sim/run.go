@@ -723,32 +723,36 @@ func (r *Runner) drain(ctx context.Context) {
 		}
 		return
 	}
+	// Outboxes empty through echoes (live or synced); each round asks
+	// every online device to sync, which also brings overdue echoes.
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		busy := false
+		var chs []<-chan error
 		for _, d := range r.devs {
-			if !d.Online() || d.Outbox() > 0 {
-				busy = true
-				break
-			}
-		}
-		if !busy {
-			var chs []<-chan error
-			for _, d := range r.devs {
+			if d.Online() {
 				chs = append(chs, d.SyncNow())
 			}
-			ok := true
-			for _, ch := range chs {
-				select {
-				case err := <-ch:
-					ok = ok && err == nil
-				case <-time.After(time.Until(deadline)):
-					ok = false
-				}
+		}
+		ok := len(chs) == len(r.devs)
+		for _, ch := range chs {
+			select {
+			case err := <-ch:
+				ok = ok && err == nil
+			case <-time.After(time.Until(deadline)):
+				ok = false
 			}
-			if ok && r.acc.Lost() == 0 {
-				return
-			}
+		}
+		if ok && r.outboxesEmpty() && r.acc.Lost() == 0 {
+			return
 		}
 		<-t.C
 	}
+}
+
+func (r *Runner) outboxesEmpty() bool {
+	for _, d := range r.devs {
+		if d.Outbox() > 0 {
+			return false
+		}
+	}
+	return true
 }

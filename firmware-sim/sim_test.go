@@ -3,6 +3,7 @@ package firmwaresim_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -215,4 +216,76 @@ func TestIMEncodings(t *testing.T) {
 			t.Fatalf("cbor=%v: delivered %d of %d, lost %d", cbor, rep.Delivered, rep.Expected, rep.Lost)
 		}
 	}
+}
+
+// fakeFleet is a fleet for the fake messaging broker (which admits any
+// credentials): n users with one device each, groups of size k.
+func fakeFleet(n, groups, k int) *firmwaresim.Fleet {
+	f := &firmwaresim.Fleet{}
+	for i := 1; i <= n; i++ {
+		uid := firmwaresim.UID("sim", i)
+		f.Users = append(f.Users, firmwaresim.User{UID: uid, Devices: []firmwaresim.Credentials{{UID: uid, DID: "d1", Token: "x"}}})
+	}
+	for g := range groups {
+		var ms []string
+		for j := range k {
+			ms = append(ms, firmwaresim.UID("sim", (g*k+j)%n+1))
+		}
+		f.Groups = append(f.Groups, firmwaresim.Group{GID: fmt.Sprintf("simg%04d", g+1), Owner: ms[0], Members: ms, Created: false})
+	}
+	return f
+}
+
+// TestIMAgainstFakeMessaging drives the full device protocol (hello,
+// sync, outbox, resend, us dedupe, gap → sync) against a fake messaging
+// layer that also loses 10 % of live deliveries, over links that drop.
+func TestIMAgainstFakeMessaging(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		scenario string
+		cbor     bool
+	}{
+		{"dm json", firmwaresim.ScenarioDM, false},
+		{"dm cbor", firmwaresim.ScenarioDM, true},
+		{"group", firmwaresim.ScenarioGroup, false},
+		{"mixed", firmwaresim.ScenarioMixed, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			addr := startFakeIM(t, 0.1)
+			f := fakeFleet(20, 4, 5)
+			// Groups are created over MQTT by their owners, as provision does.
+			for i := range f.Groups {
+				g := &f.Groups[i]
+				err := firmwaresim.CreateGroup(context.Background(), addr, f.Users[indexOf(f, g.Owner)].Devices[0], *g, time.Second)
+				if err != nil {
+					t.Fatalf("group.create %s: %v", g.GID, err)
+				}
+				g.Created = true
+			}
+			rep := run(t, firmwaresim.RunOptions{
+				MQTT: addr, Fleet: f, Scenario: tc.scenario, CBOR: tc.cbor,
+				Devices: 20, Rate: 200, Duration: 3 * time.Second, QoS: 1, Payload: 48,
+				Link:  firmwaresim.LinkOptions{Drop: 0.2, Outage: 50 * time.Millisecond},
+				Drain: 20 * time.Second, RPCTimeout: 2 * time.Second,
+			})
+			if rep.Generated == 0 || rep.Gaps == 0 {
+				t.Fatalf("nothing exercised: generated %d, gaps %d", rep.Generated, rep.Gaps)
+			}
+			if rep.Lost != 0 || rep.Duplicated != 0 || rep.OutOfOrder != 0 || rep.Delivered != rep.Expected {
+				t.Fatalf("delivered %d of %d, lost %d, duplicated %d, out of order %d",
+					rep.Delivered, rep.Expected, rep.Lost, rep.Duplicated, rep.OutOfOrder)
+			}
+		})
+	}
+}
+
+func indexOf(f *firmwaresim.Fleet, uid string) int {
+	for i, u := range f.Users {
+		if u.UID == uid {
+			return i
+		}
+	}
+	return -1
 }
