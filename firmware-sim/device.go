@@ -100,6 +100,7 @@ type Device struct {
 	rid        atomic.Uint64
 	online     atomic.Bool
 	everOnline atomic.Bool
+	lastErr    atomic.Pointer[error]
 
 	// Owned by the Run goroutine.
 	lastUS uint64
@@ -158,6 +159,27 @@ func (d *Device) SyncNow() <-chan error {
 		res <- errLinkLost // one is already queued
 	}
 	return res
+}
+
+// Err returns the last error that ended a connection attempt, if any.
+func (d *Device) Err() error {
+	if p := d.lastErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Subscribe adds a subscription on the current connection (and, through
+// ExtraSubs, on later ones); for filters that only become allowed after
+// setup, such as a new contact's presence.
+func (d *Device) Subscribe(filter string) error {
+	d.mu.Lock()
+	c := d.cur
+	d.mu.Unlock()
+	if c == nil {
+		return errLinkLost
+	}
+	return wait(c.c.Subscribe(filter, 1, nil), c, d.opts.RPCTimeout)
 }
 
 // Online reports whether the device is connected and synced.
@@ -246,6 +268,9 @@ func (d *Device) Run(ctx context.Context) error {
 		err := d.session(ctx, first)
 		if errors.Is(err, ErrNoMessaging) && !d.everOnline.Load() {
 			return err
+		}
+		if err != nil && !errors.Is(err, errLinkLost) {
+			d.lastErr.Store(&err)
 		}
 		if d.everOnline.Load() {
 			first = false

@@ -156,6 +156,8 @@ func (h *fakeIM) rpc(uid, did, rid, op string, a map[string]any) {
 		}
 		next := since + uint64(len(ev))
 		reply["r"] = map[string]any{"ev": ev, "next": next, "more": next < uint64(len(st))}
+	case "contacts.add":
+		reply["r"] = map[string]any{"contacts": []string{fmt.Sprint(a["uid"])}, "blocked": []string{}}
 	case "group.create":
 		gid, _ := a["gid"].(string)
 		if _, ok := h.groups[gid]; ok {

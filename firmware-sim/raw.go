@@ -37,6 +37,15 @@ type RawClient struct {
 	onlineAt atomic.Int64
 	nextN    atomic.Uint64
 	freed    chan struct{}
+	lastErr  atomic.Pointer[error]
+}
+
+// Err returns the last error of a connection attempt, if any.
+func (r *RawClient) Err() error {
+	if p := r.lastErr.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // NewRawClient returns an unconnected raw client.
@@ -72,6 +81,7 @@ func (r *RawClient) Run(ctx context.Context) error {
 		}
 		c, err := r.connect()
 		if err != nil {
+			r.lastErr.Store(&err)
 			backoff = min(max(2*backoff, 50*time.Millisecond), 2*time.Second)
 			continue
 		}

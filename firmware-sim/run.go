@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,6 +74,7 @@ type client interface {
 	Run(ctx context.Context) error
 	Online() bool
 	OnlineSince() time.Time
+	Err() error
 }
 
 // cutter is a device's link as the runner sees it.
@@ -407,6 +409,7 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 		return r.report(time.Since(r.start)), err
 	}
 	r.connectAt = time.Since(r.start)
+	r.addContacts(ctx)
 	lctx, stopLoad := context.WithTimeout(ctx, r.o.Duration)
 	defer stopLoad()
 	loadStart := time.Now()
@@ -459,6 +462,11 @@ func (r *Runner) waitOnline(ctx context.Context, errc chan error, deadline time.
 		case <-t.C:
 		}
 		if time.Now().After(deadline) {
+			for _, c := range r.clients {
+				if err := c.Err(); err != nil && !c.Online() {
+					return fmt.Errorf("only %d of %d devices online; last error: %w", r.countOnline(), len(r.clients), err)
+				}
+			}
 			return fmt.Errorf("only %d of %d devices online", r.countOnline(), len(r.clients))
 		}
 		if r.o.Progress != nil && time.Since(last) >= time.Second {
@@ -537,6 +545,29 @@ func (r *Runner) stormAfter(ctx context.Context, d time.Duration) {
 		<-t.C
 	}
 	r.storm = -1
+}
+
+// addContacts makes each presence watcher a contact of its peer
+// (contacts.add, §9–§10) and subscribes to the peer's presence, which the
+// ACL allows only for contacts.
+func (r *Runner) addContacts(ctx context.Context) {
+	failed := 0
+	var lastErr error
+	for _, d := range r.devs {
+		for _, f := range d.opts.ExtraSubs {
+			peer := strings.TrimPrefix(f, "im/p/")
+			if err := d.Call(ctx, "contacts.add", map[string]string{"uid": peer}, nil); err != nil {
+				failed, lastErr = failed+1, err
+				continue
+			}
+			if err := d.Subscribe(f); err != nil {
+				failed, lastErr = failed+1, err
+			}
+		}
+	}
+	if failed > 0 {
+		r.warnings = append(r.warnings, fmt.Sprintf("presence: %d contacts.add/subscribe failed (last: %v)", failed, lastErr))
+	}
 }
 
 // drive generates the scenario's load until ctx is done.
