@@ -7,6 +7,7 @@
 #
 # Environment (defaults in brackets):
 #   ROUNDS [3]  DUR [10s]  PAIRS [100]  QOS [1]  PAYLOAD [64]  WINDOW [32]
+#   RATE [0: closed loop, each client keeps WINDOW in flight; else msgs/s total]
 #   IDLE [10000]  STORM [10000]  BROKERS ["tern mochi mosquitto"]
 #   OUT [bench-out]
 set -euo pipefail
@@ -18,6 +19,7 @@ PAIRS=${PAIRS:-100}
 QOS=${QOS:-1}
 PAYLOAD=${PAYLOAD:-64}
 WINDOW=${WINDOW:-32}
+RATE=${RATE:-0}
 IDLE=${IDLE:-10000}
 STORM=${STORM:-10000}
 BROKERS=${BROKERS:-"tern mochi mosquitto"}
@@ -98,25 +100,27 @@ median() { # median FILE-GLOB JQ-EXPR
 }
 
 dm() {
-	echo "== Raw DM pairs: $PAIRS pairs, QoS $QOS, $PAYLOAD B, closed loop (window $WINDOW), $DUR × $ROUNDS rounds" >&2
+	local load="closed loop (window $WINDOW)" tag=dm
+	if [[ $RATE != 0 ]]; then load="$RATE msg/s offered"; tag=dm$RATE; fi
+	echo "== Raw DM pairs: $PAIRS pairs, QoS $QOS, $PAYLOAD B, $load, $DUR × $ROUNDS rounds" >&2
 	for r in $(seq "$ROUNDS"); do
 		for b in $BROKERS; do
 			start "$b"
-			sim "$b" "dm-$b-$r" --scenario dm --devices $((2 * PAIRS)) --rate 0 --window "$WINDOW" \
+			sim "$b" "$tag-$b-$r" --scenario dm --devices $((2 * PAIRS)) --rate "$RATE" --window "$WINDOW" \
 				--duration "$DUR" --drain 10s --qos "$QOS" --payload "$PAYLOAD"
-			jq -r --arg b "$b" --arg r "$r" '"round \($r) \($b): \(.delivered_per_sec|floor) msg/s, p50 \(.latency_ms.p50) ms, p99 \(.latency_ms.p99) ms, lost \(.lost)"' "$OUT/results/dm-$b-$r.json" >&2
+			jq -r --arg b "$b" --arg r "$r" '"round \($r) \($b): \(.delivered_per_sec|floor) msg/s, p50 \(.latency_ms.p50) ms, p99 \(.latency_ms.p99) ms, lost \(.lost)"' "$OUT/results/$tag-$b-$r.json" >&2
 			stop
 		done
 	done
 	printf '\n%-10s %12s %10s %10s %8s %8s\n' broker "msg/s(med)" "p50 ms" "p99 ms" lost "vs mochi"
 	local base
-	base=$(median "$OUT/results/dm-mochi-*.json" .delivered_per_sec 2>/dev/null || echo 0)
+	base=$(median "$OUT/results/$tag-mochi-*.json" .delivered_per_sec 2>/dev/null || echo 0)
 	for b in $BROKERS; do
 		local v p50 p99 lost
-		v=$(median "$OUT/results/dm-$b-*.json" .delivered_per_sec)
-		p50=$(median "$OUT/results/dm-$b-*.json" .latency_ms.p50)
-		p99=$(median "$OUT/results/dm-$b-*.json" .latency_ms.p99)
-		lost=$(median "$OUT/results/dm-$b-*.json" .lost)
+		v=$(median "$OUT/results/$tag-$b-*.json" .delivered_per_sec)
+		p50=$(median "$OUT/results/$tag-$b-*.json" .latency_ms.p50)
+		p99=$(median "$OUT/results/$tag-$b-*.json" .latency_ms.p99)
+		lost=$(median "$OUT/results/$tag-$b-*.json" .lost)
 		printf '%-10s %12.0f %10.2f %10.2f %8.0f %8s\n' "$b" "$v" "$p50" "$p99" "$lost" \
 			"$(awk -v v="$v" -v b="$base" 'BEGIN { if (b > 0) printf "%.2f", v / b; else print "-" }')"
 	done
