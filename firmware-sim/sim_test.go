@@ -289,3 +289,17 @@ func indexOf(f *firmwaresim.Fleet, uid string) int {
 	}
 	return -1
 }
+
+// TestIMStormAgainstFakeMessaging cuts every IM device at once: each must
+// reconnect, say hello and sync before it counts as back.
+func TestIMStormAgainstFakeMessaging(t *testing.T) {
+	t.Parallel()
+	addr := startFakeIM(t, 0)
+	rep := run(t, firmwaresim.RunOptions{
+		MQTT: addr, Fleet: fakeFleet(50, 0, 0), Scenario: firmwaresim.ScenarioIdle,
+		Devices: 50, Duration: 2 * time.Second, StormAt: 500 * time.Millisecond, RPCTimeout: 2 * time.Second,
+	})
+	if rep.StormDevices != 50 || rep.StormSeconds <= 0 || rep.CatchUpMS.Count < 100 {
+		t.Fatalf("storm: %d devices in %.3fs, %d catch-ups", rep.StormDevices, rep.StormSeconds, rep.CatchUpMS.Count)
+	}
+}
