@@ -112,7 +112,7 @@ func TestAccountingStream(t *testing.T) {
 
 func TestStampRoundTrip(t *testing.T) {
 	t.Parallel()
-	st := Stamp{Sender: 42, N: 7, SentAt: time.Unix(0, 1732262400123456789)}
+	st := Stamp{Run: "3fa9c2d1", Sender: 42, N: 7, SentAt: time.Unix(0, 1732262400123456789)}
 	body := st.TextBody(64)
 	if len(body) != 64 {
 		t.Fatalf("body length %d", len(body))
@@ -126,10 +126,10 @@ func TestStampRoundTrip(t *testing.T) {
 		t.Fatalf("payload length %d", len(p))
 	}
 	got, err = ParseRawPayload(p)
-	if err != nil || !got.SentAt.Equal(st.SentAt) || got.Sender != 42 || got.N != 7 {
+	if err != nil || !got.SentAt.Equal(st.SentAt) || got.Sender != 42 || got.N != 7 || got.Run != "" {
 		t.Fatalf("raw: %+v %v", got, err)
 	}
-	for _, bad := range []string{"", "hello", "~sim.1.2~", "~sim.a.2.3~", "~sim.1.2.3"} {
+	for _, bad := range []string{"", "hello", "~sim.r.1.2~", "~sim.r.a.2.3~", "~sim.r.1.2.3", "~sim.R.1.2.3~", "~sim.1.2.3~"} {
 		if _, err := ParseTextBody(bad); err == nil {
 			t.Errorf("ParseTextBody(%q) accepted", bad)
 		}
@@ -140,8 +140,8 @@ func TestStampRoundTrip(t *testing.T) {
 }
 
 func FuzzParseTextBody(f *testing.F) {
-	f.Add("~sim.1.2.3~xx")
-	f.Add("~sim.-1.2.3~")
+	f.Add("~sim.ab12.1.2.3~xx")
+	f.Add("~sim..-1.2.3~")
 	f.Fuzz(func(t *testing.T, s string) {
 		st, err := ParseTextBody(s)
 		if err != nil {

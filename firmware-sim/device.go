@@ -59,7 +59,12 @@ type DeviceOptions struct {
 	// long after its last PUBLISH (the server dedupes on cmid and sends
 	// the original event again). 0 means 5s.
 	ResendAfter time.Duration
-	// RunID makes cmids unique across runs of the same device file.
+	// Replay makes a fresh device sync its user's whole stream from 0;
+	// by default it starts at the us_head of its first hello, as a device
+	// that restored its position would (history is not this run's load).
+	Replay bool
+	// RunID makes cmids unique across runs of the same device file, and
+	// tells this run's messages from earlier ones.
 	RunID string
 	// Acc receives everything the device applies.
 	Acc *Accounting
@@ -210,7 +215,7 @@ func notify(ch chan struct{}) {
 // indexes, for the accounting). It never blocks on the network.
 func (d *Device) Send(to string, recipients []int, bodySize int) {
 	n := d.nextN.Add(1)
-	st := Stamp{Sender: d.opts.Index, N: n, SentAt: time.Now()}
+	st := Stamp{Run: d.opts.RunID, Sender: d.opts.Index, N: n, SentAt: time.Now()}
 	cmid := d.opts.RunID + "-" + strconv.FormatUint(n, 10)
 	p, err := encode(map[string]any{"to": to, "cmid": cmid, "b": st.TextBody(bodySize)}, d.opts.CBOR)
 	if err != nil {
@@ -342,6 +347,14 @@ func (d *Device) session(ctx context.Context, first bool) error {
 	}
 	if !rep.OK {
 		return fmt.Errorf("hello: %w", rep.Err)
+	}
+	if !d.everOnline.Load() && !d.opts.Replay && d.lastUS == 0 {
+		var h HelloResult
+		if err := rep.Result(&h); err != nil {
+			return fmt.Errorf("hello: %w", err)
+		}
+		d.setLastUS(h.USHead)
+		d.opts.Acc.ResetStream(d.opts.Index, h.USHead)
 	}
 	if err := d.syncAll(ctx, c); err != nil {
 		return err
@@ -606,7 +619,8 @@ func (d *Device) apply(ev *Event) {
 		return
 	}
 	st, err := ParseTextBody(ev.B)
-	if err != nil {
+	if err != nil || st.Run != d.opts.RunID {
+		// Not a message of this run (another client, an earlier run).
 		d.opts.Acc.StreamEvent(d.opts.Index, ev.US)
 		return
 	}

@@ -59,6 +59,9 @@ type RunOptions struct {
 	RawUser   string
 	RawPass   string
 	GroupSize int
+	// Replay makes fresh devices sync their whole stream from 0 instead
+	// of starting at us_head.
+	Replay bool
 	// RPCTimeout bounds IM RPCs (hello included).
 	RPCTimeout time.Duration
 	// BrokerPID or MetricsURL, if set, let the idle scenario report the
@@ -291,7 +294,7 @@ func (r *Runner) build() error {
 		d := NewDevice(DeviceOptions{
 			Index: i, Creds: creds[i], Dial: dial, QoS: o.QoS, CBOR: o.CBOR, Clean: o.Clean,
 			Window: o.Window, RPCTimeout: o.RPCTimeout, RunID: r.runID, Acc: r.acc,
-			ExtraSubs: extra, OnPresence: r.onPresence(i),
+			ExtraSubs: extra, OnPresence: r.onPresence(i), Replay: o.Replay,
 		})
 		r.devs = append(r.devs, d)
 		r.clients = append(r.clients, d)

@@ -14,16 +14,21 @@ var errStamp = errors.New("firmwaresim: no simulator stamp")
 // Stamp identifies a simulated message inside its body, so a receiver can
 // account for it and time it without any shared state.
 type Stamp struct {
+	// Run tells this run's messages from those of earlier runs of the same
+	// devices file (text bodies only; [0-9a-z]*, no dots).
+	Run    string
 	Sender int
 	N      uint64
 	SentAt time.Time
 }
 
 // TextBody renders s as a text body of at least size bytes:
-// "~sim.{sender}.{n}.{unixnano}~" padded with 'x'.
+// "~sim.{run}.{sender}.{n}.{unixnano}~" padded with 'x'.
 func (s Stamp) TextBody(size int) string {
 	b := make([]byte, 0, max(size, 48))
 	b = append(b, "~sim."...)
+	b = append(b, s.Run...)
+	b = append(b, '.')
 	b = strconv.AppendInt(b, int64(s.Sender), 10)
 	b = append(b, '.')
 	b = strconv.AppendUint(b, s.N, 10)
@@ -47,16 +52,18 @@ func ParseTextBody(body string) (Stamp, error) {
 		return Stamp{}, errStamp
 	}
 	parts := strings.Split(rest[:end], ".")
-	if len(parts) != 3 {
+	if len(parts) != 4 || strings.ContainsFunc(parts[0], func(r rune) bool {
+		return !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z')
+	}) {
 		return Stamp{}, errStamp
 	}
-	sender, err1 := strconv.Atoi(parts[0])
-	n, err2 := strconv.ParseUint(parts[1], 10, 64)
-	ns, err3 := strconv.ParseInt(parts[2], 10, 64)
+	sender, err1 := strconv.Atoi(parts[1])
+	n, err2 := strconv.ParseUint(parts[2], 10, 64)
+	ns, err3 := strconv.ParseInt(parts[3], 10, 64)
 	if err1 != nil || err2 != nil || err3 != nil || sender < 0 {
 		return Stamp{}, errStamp
 	}
-	return Stamp{Sender: sender, N: n, SentAt: time.Unix(0, ns)}, nil
+	return Stamp{Run: parts[0], Sender: sender, N: n, SentAt: time.Unix(0, ns)}, nil
 }
 
 // rawStampLen is the binary stamp size: magic, sender, n, unix nanos.

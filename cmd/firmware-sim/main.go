@@ -172,6 +172,7 @@ func (c *runCommand) Parse(args []string) error {
 	fs.IntVar(&c.qos, "qos", 1, "QoS of messages and subscriptions: 0 or 1")
 	fs.IntVar(&o.Payload, "payload", 64, "message body `bytes`")
 	fs.StringVar(&c.encoding, "encoding", "json", "device encoding negotiated in hello: json or cbor")
+	fs.BoolVar(&o.Replay, "replay", false, "fresh devices sync their user's whole stream from 0 (default: start at us_head from hello)")
 	fs.BoolVar(&o.Clean, "clean", true, "clean session at every connect (catch-up comes from sync)")
 	fs.IntVar(&o.Window, "window", 32, "unconfirmed messages in flight per device")
 	fs.Float64Var(&o.Link.Drop, "drop", 0, "chance per second that a device's link drops (0..1)")
