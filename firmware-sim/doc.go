@@ -1,0 +1,16 @@
+// Package firmwaresim simulates Tern devices to size a deployment and to
+// catch regressions. Devices speak PROTOCOL.md exactly like firmware does:
+// paho clients with ClientID {uid}.{did} and a device token, SUBSCRIBE to
+// the own device filter, RPC hello, sync until more is false, then send
+// messages through a cmid outbox that is resent after every reconnect.
+// Every delivery is checked end to end by an Accounting (loss, duplicates,
+// order by seq and us) and timed in HDR histograms.
+//
+// Besides the IM scenarios (dm, group, presence, mixed) the package has a
+// raw mode (plain MQTT pairs and fan-out, to compare brokers), an idle mode
+// (many mostly idle connections and the broker's RSS per connection), and
+// Links: an in-process TCP proxy per device that drops, delays, throttles
+// and cuts connections on demand.
+//
+// The binary is cmd/firmware-sim.
+package firmwaresim

@@ -1,0 +1,324 @@
+package firmwaresim_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/tern-im/tern/broker"
+	firmwaresim "github.com/tern-im/tern/firmware-sim"
+	"github.com/tern-im/tern/internal/brokertest"
+	"github.com/tern-im/tern/internal/config"
+)
+
+// benchBroker starts Tern with the plain namespace bench/# open to
+// anonymous clients, as configs/bench.yaml does.
+func benchBroker(t *testing.T) *brokertest.Broker {
+	t.Helper()
+	return brokertest.Start(t, func(c *config.Config) {
+		c.MQTT.Anonymous = true
+		c.ACL.Rules = []config.Rule{{Filter: "bench/#", Access: "readwrite", Users: []string{"all"}, Anonymous: true}}
+	})
+}
+
+func provision(t *testing.T, b *brokertest.Broker, out string, users, groups int) (*firmwaresim.Fleet, firmwaresim.ProvisionResult) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	f, res, err := firmwaresim.Provision(ctx, firmwaresim.ProvisionOptions{
+		Server: b.HTTPURL(), AdminToken: b.AdminToken(), MQTT: b.Addr(broker.ListenerMQTT),
+		Users: users, Groups: groups, GroupSize: 3, Out: out, RPCTimeout: time.Second,
+	})
+	if err != nil {
+		t.Fatalf("provision: %v", err)
+	}
+	return f, res
+}
+
+func TestProvisionIdempotent(t *testing.T) {
+	t.Parallel()
+	b := brokertest.Start(t)
+	out := filepath.Join(t.TempDir(), "devices.json")
+	f, res := provision(t, b, out, 5, 0)
+	if res.UsersCreated != 5 || res.TokensCreated != 5 || len(f.Devices()) != 5 {
+		t.Fatalf("first run: %+v, %d devices", res, len(f.Devices()))
+	}
+	for _, d := range f.Devices() {
+		if err := b.TryConnect(b.ClientOptions(d.ClientID(), d.UID, d.Token)); err != nil {
+			t.Fatalf("device %s cannot connect with its token: %v", d.ClientID(), err)
+		}
+	}
+	f2, res2 := provision(t, b, out, 5, 0)
+	if res2.UsersCreated != 0 || res2.UsersExisting != 5 || res2.TokensCreated != 0 {
+		t.Fatalf("second run created again: %+v", res2)
+	}
+	if f2.Devices()[0].Token != f.Devices()[0].Token {
+		t.Fatal("second run changed a token")
+	}
+	// A lost devices file: users exist, new tokens are issued.
+	if err := os.Remove(out); err != nil {
+		t.Fatal(err)
+	}
+	_, res3 := provision(t, b, out, 6, 0)
+	if res3.UsersCreated != 1 || res3.TokensCreated != 6 {
+		t.Fatalf("after losing the file: %+v", res3)
+	}
+}
+
+func TestProvisionGroupsWithoutMessaging(t *testing.T) {
+	t.Parallel()
+	b := brokertest.Start(t)
+	out := filepath.Join(t.TempDir(), "devices.json")
+	f, res := provision(t, b, out, 6, 2)
+	if len(f.Groups) != 2 || len(f.Groups[0].Members) != 3 {
+		t.Fatalf("groups planned: %+v", f.Groups)
+	}
+	if res.GroupsCreated+res.GroupsSkipped != 2 {
+		t.Fatalf("groups neither created nor skipped: %+v", res)
+	}
+	if res.GroupsSkipped > 0 && res.Warning == "" {
+		t.Fatal("skipped groups without a warning")
+	}
+	t.Logf("groups: %+v", res)
+}
+
+func run(t *testing.T, o firmwaresim.RunOptions) *firmwaresim.Report {
+	t.Helper()
+	r, err := firmwaresim.NewRunner(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	rep, err := r.Run(ctx)
+	if errors.Is(err, firmwaresim.ErrNoMessaging) {
+		t.Skip("broker does not answer hello: messaging (PROTOCOL §5/§9) is not merged yet")
+	}
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	t.Logf("\n%s", rep.Text())
+	return rep
+}
+
+func TestRawPairs(t *testing.T) {
+	t.Parallel()
+	b := benchBroker(t)
+	rep := run(t, firmwaresim.RunOptions{
+		MQTT: b.Addr(broker.ListenerMQTT), Raw: true, Scenario: firmwaresim.ScenarioDM,
+		Devices: 10, Rate: 2000, Duration: time.Second, QoS: 1, Payload: 64, Drain: 5 * time.Second,
+	})
+	if rep.Delivered == 0 || rep.Lost != 0 || rep.Duplicated != 0 || rep.OutOfOrder != 0 || rep.Delivered != rep.Expected {
+		t.Fatalf("raw pairs: delivered %d of %d, lost %d dup %d ooo %d", rep.Delivered, rep.Expected, rep.Lost, rep.Duplicated, rep.OutOfOrder)
+	}
+}
+
+func TestRawFanout(t *testing.T) {
+	t.Parallel()
+	b := benchBroker(t)
+	rep := run(t, firmwaresim.RunOptions{
+		MQTT: b.Addr(broker.ListenerMQTT), Raw: true, Scenario: firmwaresim.ScenarioGroup, GroupSize: 5,
+		Devices: 10, Rate: 200, Duration: time.Second, QoS: 1, Payload: 32, Drain: 5 * time.Second,
+	})
+	if rep.Delivered == 0 || rep.Lost != 0 || rep.Delivered != 4*rep.Generated {
+		t.Fatalf("fan-out: generated %d delivered %d lost %d", rep.Generated, rep.Delivered, rep.Lost)
+	}
+}
+
+// TestRawFlakyLinks shows what plain MQTT with clean sessions does when
+// links drop: the simulator reconnects, counts drops, and reports what
+// was lost on the way (the IM protocol is what makes that zero).
+func TestRawFlakyLinks(t *testing.T) {
+	t.Parallel()
+	b := benchBroker(t)
+	rep := run(t, firmwaresim.RunOptions{
+		MQTT: b.Addr(broker.ListenerMQTT), Raw: true, Scenario: firmwaresim.ScenarioDM,
+		Devices: 10, Rate: 500, Duration: 3 * time.Second, QoS: 1, Drain: 3 * time.Second,
+		Link: firmwaresim.LinkOptions{Drop: 0.5, Latency: 2 * time.Millisecond},
+	})
+	if rep.LinkDrops == 0 || rep.Reconnects == 0 {
+		t.Fatalf("no drops (%d) or reconnects (%d)", rep.LinkDrops, rep.Reconnects)
+	}
+	if rep.Delivered == 0 || rep.Duplicated != 0 {
+		t.Fatalf("delivered %d dup %d", rep.Delivered, rep.Duplicated)
+	}
+}
+
+func TestIdleStormAndRSS(t *testing.T) {
+	t.Parallel()
+	b := benchBroker(t)
+	rep := run(t, firmwaresim.RunOptions{
+		MQTT: b.Addr(broker.ListenerMQTT), Raw: true, Scenario: firmwaresim.ScenarioIdle,
+		Devices: 60, Duration: 2 * time.Second, StormAt: 500 * time.Millisecond,
+		SourceIPs: []string{"127.0.0.2", "127.0.0.3", "127.0.0.4"},
+		BrokerPID: os.Getpid(),
+	})
+	if rep.Online != 60 || rep.ConnectRate <= 0 {
+		t.Fatalf("online %d, connect rate %.0f", rep.Online, rep.ConnectRate)
+	}
+	if rep.StormDevices != 60 || rep.StormSeconds <= 0 {
+		t.Fatalf("storm: %d devices in %.3fs", rep.StormDevices, rep.StormSeconds)
+	}
+	if rep.BrokerRSSAfter == 0 {
+		t.Fatal("no RSS figure")
+	}
+}
+
+func TestIMRefusesWithoutProvisioning(t *testing.T) {
+	t.Parallel()
+	if _, err := firmwaresim.NewRunner(firmwaresim.RunOptions{Scenario: "dm", Devices: 2, Duration: time.Second}); err == nil {
+		t.Fatal("IM run without a devices file accepted")
+	}
+	if _, err := firmwaresim.NewRunner(firmwaresim.RunOptions{Scenario: "chaos", Devices: 2, Duration: time.Second}); err == nil {
+		t.Fatal("unknown scenario accepted")
+	}
+}
+
+// TestIMFlakyZeroLoss is the promise: 50 devices in DM pairs, links that
+// drop with a 20 % chance every second, QoS 1, and still every message
+// arrives exactly once, in order. It needs the messaging layer; until
+// the broker answers hello it skips.
+func TestIMFlakyZeroLoss(t *testing.T) {
+	t.Parallel()
+	b := brokertest.Start(t)
+	out := filepath.Join(t.TempDir(), "devices.json")
+	f, _ := provision(t, b, out, 50, 0)
+	rep := run(t, firmwaresim.RunOptions{
+		MQTT: b.Addr(broker.ListenerMQTT), Fleet: f, Scenario: firmwaresim.ScenarioDM,
+		Devices: 50, Rate: 250, Duration: 5 * time.Second, QoS: 1, Payload: 64,
+		Link:  firmwaresim.LinkOptions{Drop: 0.2, Outage: 100 * time.Millisecond, Latency: time.Millisecond},
+		Drain: 30 * time.Second, RPCTimeout: 2 * time.Second,
+	})
+	if rep.Generated == 0 || rep.LinkDrops == 0 {
+		t.Fatalf("nothing happened: generated %d, drops %d", rep.Generated, rep.LinkDrops)
+	}
+	if rep.Lost != 0 || rep.Duplicated != 0 || rep.OutOfOrder != 0 || rep.Delivered != rep.Expected {
+		t.Fatalf("promise broken: delivered %d of %d, lost %d, duplicated %d, out of order %d",
+			rep.Delivered, rep.Expected, rep.Lost, rep.Duplicated, rep.OutOfOrder)
+	}
+}
+
+// TestIMEncodings runs a clean group-free DM exchange in both encodings.
+func TestIMEncodings(t *testing.T) {
+	t.Parallel()
+	b := brokertest.Start(t)
+	f, _ := provision(t, b, filepath.Join(t.TempDir(), "devices.json"), 4, 0)
+	for _, cbor := range []bool{false, true} {
+		rep := run(t, firmwaresim.RunOptions{
+			MQTT: b.Addr(broker.ListenerMQTT), Fleet: f, Scenario: firmwaresim.ScenarioDM, CBOR: cbor,
+			Devices: 4, Rate: 40, Duration: time.Second, QoS: 1, Drain: 10 * time.Second, RPCTimeout: 2 * time.Second,
+		})
+		if rep.Lost != 0 || rep.Delivered != rep.Expected || rep.Delivered == 0 {
+			t.Fatalf("cbor=%v: delivered %d of %d, lost %d", cbor, rep.Delivered, rep.Expected, rep.Lost)
+		}
+	}
+}
+
+// fakeFleet is a fleet for the fake messaging broker (which admits any
+// credentials): n users with one device each, groups of size k.
+func fakeFleet(n, groups, k int) *firmwaresim.Fleet {
+	f := &firmwaresim.Fleet{}
+	for i := 1; i <= n; i++ {
+		uid := firmwaresim.UID("sim", i)
+		f.Users = append(f.Users, firmwaresim.User{UID: uid, Devices: []firmwaresim.Credentials{{UID: uid, DID: "d1", Token: "x"}}})
+	}
+	for g := range groups {
+		var ms []string
+		for j := range k {
+			ms = append(ms, firmwaresim.UID("sim", (g*k+j)%n+1))
+		}
+		f.Groups = append(f.Groups, firmwaresim.Group{GID: fmt.Sprintf("simg%04d", g+1), Owner: ms[0], Members: ms, Created: false})
+	}
+	return f
+}
+
+// TestIMAgainstFakeMessaging drives the full device protocol (hello,
+// sync, outbox, resend, us dedupe, gap → sync) against a fake messaging
+// layer that also loses 10 % of live deliveries, over links that drop.
+func TestIMAgainstFakeMessaging(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		scenario string
+		cbor     bool
+	}{
+		{"dm json", firmwaresim.ScenarioDM, false},
+		{"dm cbor", firmwaresim.ScenarioDM, true},
+		{"group", firmwaresim.ScenarioGroup, false},
+		{"mixed", firmwaresim.ScenarioMixed, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			addr := startFakeIM(t, 0.1)
+			f := fakeFleet(20, 4, 5)
+			// Groups are created over MQTT by their owners, as provision does.
+			for i := range f.Groups {
+				g := &f.Groups[i]
+				err := firmwaresim.CreateGroup(context.Background(), addr, f.Users[indexOf(f, g.Owner)].Devices[0], *g, time.Second)
+				if err != nil {
+					t.Fatalf("group.create %s: %v", g.GID, err)
+				}
+				g.Created = true
+			}
+			rep := run(t, firmwaresim.RunOptions{
+				MQTT: addr, Fleet: f, Scenario: tc.scenario, CBOR: tc.cbor,
+				Devices: 20, Rate: 200, Duration: 3 * time.Second, QoS: 1, Payload: 48,
+				Link:  firmwaresim.LinkOptions{Drop: 0.2, Outage: 50 * time.Millisecond},
+				Drain: 20 * time.Second, RPCTimeout: 2 * time.Second,
+			})
+			if rep.Generated == 0 || rep.Gaps == 0 {
+				t.Fatalf("nothing exercised: generated %d, gaps %d", rep.Generated, rep.Gaps)
+			}
+			if rep.Lost != 0 || rep.Duplicated != 0 || rep.OutOfOrder != 0 || rep.Delivered != rep.Expected {
+				t.Fatalf("delivered %d of %d, lost %d, duplicated %d, out of order %d",
+					rep.Delivered, rep.Expected, rep.Lost, rep.Duplicated, rep.OutOfOrder)
+			}
+		})
+	}
+}
+
+func indexOf(f *firmwaresim.Fleet, uid string) int {
+	for i, u := range f.Users {
+		if u.UID == uid {
+			return i
+		}
+	}
+	return -1
+}
+
+// TestIMStormAgainstFakeMessaging cuts every IM device at once: each must
+// reconnect, say hello and sync before it counts as back.
+func TestIMStormAgainstFakeMessaging(t *testing.T) {
+	t.Parallel()
+	addr := startFakeIM(t, 0)
+	rep := run(t, firmwaresim.RunOptions{
+		MQTT: addr, Fleet: fakeFleet(50, 0, 0), Scenario: firmwaresim.ScenarioIdle,
+		Devices: 50, Duration: 2 * time.Second, StormAt: 500 * time.Millisecond, RPCTimeout: 2 * time.Second,
+	})
+	if rep.StormDevices != 50 || rep.StormSeconds <= 0 || rep.CatchUpMS.Count < 100 {
+		t.Fatalf("storm: %d devices in %.3fs, %d catch-ups", rep.StormDevices, rep.StormSeconds, rep.CatchUpMS.Count)
+	}
+}
+
+// TestIMRerunSameFleet runs twice with one devices file: the second run's
+// devices start at us_head and tell their messages from the first run's,
+// so nothing is miscounted (with and without replaying the history).
+func TestIMRerunSameFleet(t *testing.T) {
+	t.Parallel()
+	addr := startFakeIM(t, 0.1)
+	f := fakeFleet(6, 0, 0)
+	for i, replay := range []bool{false, false, true} {
+		rep := run(t, firmwaresim.RunOptions{
+			MQTT: addr, Fleet: f, Scenario: firmwaresim.ScenarioDM, Replay: replay,
+			Devices: 6, Rate: 60, Duration: time.Second, QoS: 1, Drain: 10 * time.Second, RPCTimeout: 2 * time.Second,
+		})
+		if rep.Generated == 0 || rep.Lost != 0 || rep.Duplicated != 0 || rep.OutOfOrder != 0 || rep.Delivered != rep.Expected {
+			t.Fatalf("run %d (replay %v): generated %d, delivered %d of %d, lost %d, dup %d, ooo %d",
+				i, replay, rep.Generated, rep.Delivered, rep.Expected, rep.Lost, rep.Duplicated, rep.OutOfOrder)
+		}
+	}
+}
