@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -345,6 +346,13 @@ func (b *Broker) httpHandler() http.Handler {
 	admin := adminapi.NewHandler(b.accounts, b, b.adminToken, b.log)
 	admin.Level = b.level
 	mux.Handle("/admin/", admin)
+	// Profiles for operators, behind the admin token like the admin API.
+	prof := http.NewServeMux()
+	prof.HandleFunc("/debug/pprof/", pprof.Index)
+	prof.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	prof.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	prof.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.Handle("/debug/pprof/", adminapi.RequireToken(b.adminToken, prof))
 	return mux
 }
 

@@ -498,3 +498,27 @@ func TestLogLevelAtRuntime(t *testing.T) {
 		t.Fatalf("status %d, level %v", resp.StatusCode, lv.Level())
 	}
 }
+
+func TestPprofNeedsAdminToken(t *testing.T) {
+	t.Parallel()
+	b := brokertest.Start(t)
+	url := b.HTTPURL() + "/debug/pprof/heap"
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("without token: %d", resp.StatusCode)
+	}
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Authorization", "Bearer "+b.AdminToken())
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("with token: %d", resp.StatusCode)
+	}
+}

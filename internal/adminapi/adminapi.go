@@ -71,13 +71,28 @@ func NewHandler(acc *accounts.Service, k Kicker, token string, log *slog.Logger)
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	got, ok := bearer(r)
-	if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(h.Token)) != 1 {
+	if !authorized(r, h.Token) {
 		writeErr(w, http.StatusUnauthorized, "missing or wrong admin token")
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	h.mux.ServeHTTP(w, r)
+}
+
+// RequireToken serves next only to requests bearing the admin token.
+func RequireToken(token string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !authorized(r, token) {
+			writeErr(w, http.StatusUnauthorized, "missing or wrong admin token")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func authorized(r *http.Request, token string) bool {
+	got, ok := bearer(r)
+	return ok && token != "" && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
 }
 
 func bearer(r *http.Request) (string, bool) {
