@@ -32,6 +32,10 @@
 #
 # Env: PER_TEST_TIMEOUT (s, default 120), FILE_TIMEOUT (s, default 900),
 #      INTEROP_FILES (default "client_test client_test5"),
+#      INTEROP_SYNC_SUBSCRIBE=1: make the test client's subscribe() wait for
+#      its SUBACK, removing a race in two client_test5.py tests (they fail
+#      ~30% of runs each on a correct broker; see docs/interop-notes.md).
+#      Off by default so a plain run is the suite as published.
 #      INTEROP_ATTEMPTS (default 1): rerun a whole file that had a failure up
 #      to this many times in all; a file counts as passed if one attempt
 #      passed completely (the summary says which). The suite has known timing
@@ -109,6 +113,27 @@ else:
     m.wildtopics = ("TopicA/+", "+/C", "#", "/#", "/+", "+/+", "TopicA/#")
 logging.getLogger().setLevel(logging.ERROR)
 
+if os.environ.get("INTEROP_SYNC_SUBSCRIBE") == "1":
+    # Opt-in harness fix for a race in client_test5.py: test_subscribe_options
+    # and test_request_response wait for aclient's SUBACK after
+    # bclient.subscribe(), so aclient may publish before the broker has
+    # processed bclient's SUBSCRIBE. Here subscribe() returns only once its
+    # SUBACK reached the client's callback (at most 3 s); assertions and
+    # packets are unchanged. Clients without a callback are left alone.
+    import time as _time
+    _orig_subscribe = m.mqtt_client.Client.subscribe
+
+    def _sync_subscribe(self, *args, **kwargs):
+        msgid = _orig_subscribe(self, *args, **kwargs)
+        if self.callback is not None and hasattr(self.callback, "subscribeds"):
+            deadline = _time.time() + 3
+            while _time.time() < deadline and \
+                    not any(s[0] == msgid for s in list(self.callback.subscribeds)):
+                _time.sleep(0.01)
+        return msgid
+
+    m.mqtt_client.Client.subscribe = _sync_subscribe
+
 class TestTimeout(Exception):
     pass
 
@@ -143,7 +168,7 @@ sys.stdout.flush()
 os._exit(0 if failed == 0 and passed > 0 else 1)  # the suite leaves client threads behind
 PY
 
-echo "interop: broker $host:$port, suite $suite"
+echo "interop: broker $host:$port, suite $suite, sync_subscribe=${INTEROP_SYNC_SUBSCRIBE:-0}, attempts=$attempts"
 total_pass=0
 total_fail=0
 summary=()
