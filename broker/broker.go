@@ -197,13 +197,16 @@ func capabilities(cfg *config.Config) *mqtt.Capabilities {
 	// 0: retained presence and keys never expire by themselves (mochi's
 	// default of 24 h would silently drop them).
 	c.MaximumMessageExpiryInterval = int64(lim.MaxMessageExpiry / time.Second)
-	// mochi allocates the write queue channel up front: 8192 slots cost
-	// 64 KiB of address space per client. A small queue plus sync is the
-	// design; a full queue drops deliveries the stream recovers.
+	// mochi allocates the write queue channel up front: its 8192 slots
+	// cost 64 KiB per client, resident once the allocation is recycled.
+	// 256 slots (2 KiB) absorb bursts; beyond that a slow device's
+	// deliveries are dropped, and the durable stream recovers them.
 	c.MaximumClientWritesPending = int32(lim.WriteQueue)
 	// Receive maximum bounds QoS 1 publishes in flight from one client.
 	c.ReceiveMaximum = uint16(lim.ReceiveMaximum)
-	// Inflight deliveries held per client before new ones are dropped.
+	// QoS 1 deliveries awaiting PUBACK per client before new ones are
+	// dropped: memory is spent only on a real backlog, so this is generous
+	// (plain-MQTT subscribers have no sync to recover from drops).
 	c.MaximumInflight = uint16(lim.MaxInflight)
 	// A handful of inbound aliases is enough for the few upstream topics.
 	c.TopicAliasMaximum = uint16(lim.TopicAliasMaximum)
