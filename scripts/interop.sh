@@ -25,7 +25,8 @@
 # class with a per-test time limit (some tests loop forever when the broker
 # misbehaves).
 #
-# The broker must run the compat profile (see docs/interop-notes.md).
+# The broker must run the compat profile (configs/compat.yaml; see
+# docs/interop.md and docs/interop-notes.md).
 # WARNING: the tests delete every retained message they can see via "#" and
 # use client ids myclientid / myclientid2; never point this at a broker
 # holding real data.
