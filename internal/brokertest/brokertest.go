@@ -21,8 +21,9 @@ import (
 	"github.com/tern-im/tern/internal/config"
 )
 
-// Timeout bounds every wait in the helpers.
-const Timeout = 10 * time.Second
+// Timeout bounds every wait in the helpers: generous, since it only matters
+// when a test fails, and -race on a busy 2-core box is slow.
+const Timeout = 20 * time.Second
 
 // Broker is a running test broker.
 type Broker struct {
@@ -42,7 +43,8 @@ func Config(t testing.TB) *config.Config {
 	cfg.AdminToken = "test-admin-token"
 	cfg.Auth.Argon2Time = 1
 	cfg.Auth.Argon2Memory = 1 << 20
-	cfg.Limits.ConnectTimeout = time.Second
+	// Short enough for the bad-input tests, long enough for a loaded CI box.
+	cfg.Limits.ConnectTimeout = 3 * time.Second
 	return cfg
 }
 
