@@ -331,3 +331,19 @@ func TestIMGapSync(t *testing.T) {
 			rep.Delivered, rep.Expected, rep.Lost, rep.Duplicated, rep.OutOfOrder)
 	}
 }
+
+// TestIMGroupOneSender is the fan-out shape: one sender (Senders: 1), every
+// message delivered to each other member's device.
+func TestIMGroupOneSender(t *testing.T) {
+	t.Parallel()
+	b, f := imBroker(t, 6, 1, 6)
+	rep := run(t, firmwaresim.RunOptions{
+		MQTT: b.Addr(broker.ListenerMQTT), Fleet: f, Scenario: firmwaresim.ScenarioGroup, Senders: 1,
+		Devices: 6, Rate: 50, Duration: time.Second, QoS: 1, Drain: 10 * time.Second, RPCTimeout: 2 * time.Second,
+	})
+	if rep.Generated == 0 || rep.Published != rep.Generated || rep.Delivered != 5*rep.Generated ||
+		rep.Lost != 0 || rep.Duplicated != 0 || rep.OutOfOrder != 0 {
+		t.Fatalf("generated %d, publishes %d, delivered %d, lost %d, dup %d, ooo %d",
+			rep.Generated, rep.Published, rep.Delivered, rep.Lost, rep.Duplicated, rep.OutOfOrder)
+	}
+}
