@@ -42,6 +42,9 @@ type RunOptions struct {
 	CBOR     bool
 	Clean    bool
 	Window   int
+	// Senders limits sending to the first Senders devices (e.g. 1 for a
+	// one-sender group fan-out); 0 means every device sends.
+	Senders int
 	// Link impairs every device's link through its own proxy.
 	Link LinkOptions
 	// StormAt cuts every device's link at once at this offset; 0 never.
@@ -137,6 +140,12 @@ func NewRunner(o RunOptions) (*Runner, error) {
 	}
 	if o.Window <= 0 {
 		o.Window = 32
+	}
+	if o.Senders < 0 || o.Senders > o.Devices {
+		return nil, fmt.Errorf("senders %d must be within 0..devices (%d)", o.Senders, o.Devices)
+	}
+	if o.Senders == 0 {
+		o.Senders = o.Devices
 	}
 	if o.Drain <= 0 {
 		o.Drain = 30 * time.Second
@@ -598,7 +607,7 @@ func (r *Runner) drive(ctx context.Context) {
 		due := r.o.Rate * time.Since(start).Seconds()
 		for sent+1 <= due {
 			sent++
-			r.sendOne(next % len(r.clients))
+			r.sendOne(next % r.o.Senders)
 			next++
 		}
 	}
@@ -607,7 +616,7 @@ func (r *Runner) drive(ctx context.Context) {
 // closedLoop keeps every sender's window full until ctx is done.
 func (r *Runner) closedLoop(ctx context.Context) {
 	var wg sync.WaitGroup
-	for i := range r.clients {
+	for i := range r.o.Senders {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

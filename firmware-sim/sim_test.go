@@ -3,7 +3,6 @@ package firmwaresim_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -27,11 +26,18 @@ func benchBroker(t *testing.T) *brokertest.Broker {
 
 func provision(t *testing.T, b *brokertest.Broker, out string, users, groups int) (*firmwaresim.Fleet, firmwaresim.ProvisionResult) {
 	t.Helper()
+	return provisionGroups(t, b, out, users, groups, 3)
+}
+
+// provisionGroups provisions through the broker's real admin API (users,
+// device tokens) and group.create over MQTT.
+func provisionGroups(t *testing.T, b *brokertest.Broker, out string, users, groups, groupSize int) (*firmwaresim.Fleet, firmwaresim.ProvisionResult) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	f, res, err := firmwaresim.Provision(ctx, firmwaresim.ProvisionOptions{
 		Server: b.HTTPURL(), AdminToken: b.AdminToken(), MQTT: b.Addr(broker.ListenerMQTT),
-		Users: users, Groups: groups, GroupSize: 3, Out: out, RPCTimeout: time.Second,
+		Users: users, Groups: groups, GroupSize: groupSize, Out: out, RPCTimeout: time.Second,
 	})
 	if err != nil {
 		t.Fatalf("provision: %v", err)
@@ -218,28 +224,24 @@ func TestIMEncodings(t *testing.T) {
 	}
 }
 
-// fakeFleet is a fleet for the fake messaging broker (which admits any
-// credentials): n users with one device each, groups of size k.
-func fakeFleet(n, groups, k int) *firmwaresim.Fleet {
-	f := &firmwaresim.Fleet{}
-	for i := 1; i <= n; i++ {
-		uid := firmwaresim.UID("sim", i)
-		f.Users = append(f.Users, firmwaresim.User{UID: uid, Devices: []firmwaresim.Credentials{{UID: uid, DID: "d1", Token: "x"}}})
+// imBroker starts a real Tern and provisions users devices (one each)
+// and groups of groupSize through its admin API and group.create, as
+// `firmware-sim provision` does.
+func imBroker(t *testing.T, users, groups, groupSize int) (*brokertest.Broker, *firmwaresim.Fleet) {
+	t.Helper()
+	b := brokertest.Start(t)
+	f, res := provisionGroups(t, b, filepath.Join(t.TempDir(), "devices.json"), users, groups, groupSize)
+	if res.GroupsCreated != groups || res.GroupsSkipped != 0 {
+		t.Fatalf("groups: %+v", res)
 	}
-	for g := range groups {
-		var ms []string
-		for j := range k {
-			ms = append(ms, firmwaresim.UID("sim", (g*k+j)%n+1))
-		}
-		f.Groups = append(f.Groups, firmwaresim.Group{GID: fmt.Sprintf("simg%04d", g+1), Owner: ms[0], Members: ms, Created: false})
-	}
-	return f
+	return b, f
 }
 
-// TestIMAgainstFakeMessaging drives the full device protocol (hello,
-// sync, outbox, resend, us dedupe, gap → sync) against a fake messaging
-// layer that also loses 10 % of live deliveries, over links that drop.
-func TestIMAgainstFakeMessaging(t *testing.T) {
+// TestIMFlakyScenarios drives the full device protocol (hello, sync,
+// outbox, resend, us dedupe, gap → sync) against a real Tern over links
+// that drop 20 % per second with 50 ms outages, in every IM scenario and
+// both encodings: nothing lost, duplicated or out of order.
+func TestIMFlakyScenarios(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name     string
@@ -253,25 +255,15 @@ func TestIMAgainstFakeMessaging(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			addr := startFakeIM(t, 0.1)
-			f := fakeFleet(20, 4, 5)
-			// Groups are created over MQTT by their owners, as provision does.
-			for i := range f.Groups {
-				g := &f.Groups[i]
-				err := firmwaresim.CreateGroup(context.Background(), addr, f.Users[indexOf(f, g.Owner)].Devices[0], *g, time.Second)
-				if err != nil {
-					t.Fatalf("group.create %s: %v", g.GID, err)
-				}
-				g.Created = true
-			}
+			b, f := imBroker(t, 20, 4, 5)
 			rep := run(t, firmwaresim.RunOptions{
-				MQTT: addr, Fleet: f, Scenario: tc.scenario, CBOR: tc.cbor,
+				MQTT: b.Addr(broker.ListenerMQTT), Fleet: f, Scenario: tc.scenario, CBOR: tc.cbor,
 				Devices: 20, Rate: 200, Duration: 3 * time.Second, QoS: 1, Payload: 48,
 				Link:  firmwaresim.LinkOptions{Drop: 0.2, Outage: 50 * time.Millisecond},
 				Drain: 20 * time.Second, RPCTimeout: 2 * time.Second,
 			})
-			if rep.Generated == 0 || rep.Gaps == 0 {
-				t.Fatalf("nothing exercised: generated %d, gaps %d", rep.Generated, rep.Gaps)
+			if rep.Generated == 0 || rep.LinkDrops == 0 || rep.Reconnects == 0 {
+				t.Fatalf("nothing exercised: generated %d, link drops %d, reconnects %d", rep.Generated, rep.LinkDrops, rep.Reconnects)
 			}
 			if rep.Lost != 0 || rep.Duplicated != 0 || rep.OutOfOrder != 0 || rep.Delivered != rep.Expected {
 				t.Fatalf("delivered %d of %d, lost %d, duplicated %d, out of order %d",
@@ -281,22 +273,13 @@ func TestIMAgainstFakeMessaging(t *testing.T) {
 	}
 }
 
-func indexOf(f *firmwaresim.Fleet, uid string) int {
-	for i, u := range f.Users {
-		if u.UID == uid {
-			return i
-		}
-	}
-	return -1
-}
-
-// TestIMStormAgainstFakeMessaging cuts every IM device at once: each must
-// reconnect, say hello and sync before it counts as back.
-func TestIMStormAgainstFakeMessaging(t *testing.T) {
+// TestIMStorm cuts every IM device at once: each must reconnect with its
+// device token, say hello and sync before it counts as back.
+func TestIMStorm(t *testing.T) {
 	t.Parallel()
-	addr := startFakeIM(t, 0)
+	b, f := imBroker(t, 50, 0, 0)
 	rep := run(t, firmwaresim.RunOptions{
-		MQTT: addr, Fleet: fakeFleet(50, 0, 0), Scenario: firmwaresim.ScenarioIdle,
+		MQTT: b.Addr(broker.ListenerMQTT), Fleet: f, Scenario: firmwaresim.ScenarioIdle,
 		Devices: 50, Duration: 2 * time.Second, StormAt: 500 * time.Millisecond, RPCTimeout: 2 * time.Second,
 	})
 	if rep.StormDevices != 50 || rep.StormSeconds <= 0 || rep.CatchUpMS.Count < 100 {
@@ -304,21 +287,63 @@ func TestIMStormAgainstFakeMessaging(t *testing.T) {
 	}
 }
 
-// TestIMRerunSameFleet runs twice with one devices file: the second run's
-// devices start at us_head and tell their messages from the first run's,
-// so nothing is miscounted (with and without replaying the history).
+// TestIMRerunSameFleet runs three times with one devices file against one
+// broker: later runs' devices start at us_head and tell their messages
+// from the earlier runs', so nothing is miscounted (with and without
+// replaying the history).
 func TestIMRerunSameFleet(t *testing.T) {
 	t.Parallel()
-	addr := startFakeIM(t, 0.1)
-	f := fakeFleet(6, 0, 0)
+	b, f := imBroker(t, 6, 0, 0)
 	for i, replay := range []bool{false, false, true} {
 		rep := run(t, firmwaresim.RunOptions{
-			MQTT: addr, Fleet: f, Scenario: firmwaresim.ScenarioDM, Replay: replay,
+			MQTT: b.Addr(broker.ListenerMQTT), Fleet: f, Scenario: firmwaresim.ScenarioDM, Replay: replay,
 			Devices: 6, Rate: 60, Duration: time.Second, QoS: 1, Drain: 10 * time.Second, RPCTimeout: 2 * time.Second,
 		})
 		if rep.Generated == 0 || rep.Lost != 0 || rep.Duplicated != 0 || rep.OutOfOrder != 0 || rep.Delivered != rep.Expected {
 			t.Fatalf("run %d (replay %v): generated %d, delivered %d of %d, lost %d, dup %d, ooo %d",
 				i, replay, rep.Generated, rep.Delivered, rep.Expected, rep.Lost, rep.Duplicated, rep.OutOfOrder)
 		}
+	}
+}
+
+// TestIMGapSync makes the broker drop live deliveries for real — a tiny
+// write queue and in-flight quota, as under saturation — so devices see
+// `us` gaps and must fill them with sync: still nothing lost, duplicated
+// or out of order.
+func TestIMGapSync(t *testing.T) {
+	t.Parallel()
+	b := brokertest.Start(t, func(c *config.Config) {
+		c.Limits.WriteQueue = 2
+		c.Limits.MaxInflight = 2
+	})
+	f, _ := provisionGroups(t, b, filepath.Join(t.TempDir(), "devices.json"), 20, 4, 5)
+	rep := run(t, firmwaresim.RunOptions{
+		MQTT: b.Addr(broker.ListenerMQTT), Fleet: f, Scenario: firmwaresim.ScenarioGroup,
+		Devices: 20, Rate: 400, Duration: time.Second, QoS: 1, Payload: 48,
+		Link:  firmwaresim.LinkOptions{Latency: 20 * time.Millisecond},
+		Drain: 20 * time.Second, RPCTimeout: 2 * time.Second,
+	})
+	if rep.Generated == 0 || rep.Gaps == 0 {
+		t.Fatalf("nothing exercised: generated %d, gaps %d", rep.Generated, rep.Gaps)
+	}
+	if rep.Lost != 0 || rep.Duplicated != 0 || rep.OutOfOrder != 0 || rep.Delivered != rep.Expected {
+		t.Fatalf("delivered %d of %d, lost %d, duplicated %d, out of order %d",
+			rep.Delivered, rep.Expected, rep.Lost, rep.Duplicated, rep.OutOfOrder)
+	}
+}
+
+// TestIMGroupOneSender is the fan-out shape: one sender (Senders: 1), every
+// message delivered to each other member's device.
+func TestIMGroupOneSender(t *testing.T) {
+	t.Parallel()
+	b, f := imBroker(t, 6, 1, 6)
+	rep := run(t, firmwaresim.RunOptions{
+		MQTT: b.Addr(broker.ListenerMQTT), Fleet: f, Scenario: firmwaresim.ScenarioGroup, Senders: 1,
+		Devices: 6, Rate: 50, Duration: time.Second, QoS: 1, Drain: 10 * time.Second, RPCTimeout: 2 * time.Second,
+	})
+	if rep.Generated == 0 || rep.Published != rep.Generated || rep.Delivered != 5*rep.Generated ||
+		rep.Lost != 0 || rep.Duplicated != 0 || rep.OutOfOrder != 0 {
+		t.Fatalf("generated %d, publishes %d, delivered %d, lost %d, dup %d, ooo %d",
+			rep.Generated, rep.Published, rep.Delivered, rep.Lost, rep.Duplicated, rep.OutOfOrder)
 	}
 }

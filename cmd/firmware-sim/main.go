@@ -175,6 +175,7 @@ func (c *runCommand) Parse(args []string) error {
 	fs.BoolVar(&o.Replay, "replay", false, "fresh devices sync their user's whole stream from 0 (default: start at us_head from hello)")
 	fs.BoolVar(&o.Clean, "clean", true, "clean session at every connect (catch-up comes from sync)")
 	fs.IntVar(&o.Window, "window", 32, "unconfirmed messages in flight per device")
+	fs.IntVar(&o.Senders, "senders", 0, "only the first `N` devices send (e.g. 1 for a one-sender group fan-out); 0 = all")
 	fs.Float64Var(&o.Link.Drop, "drop", 0, "chance per second that a device's link drops (0..1)")
 	fs.DurationVar(&o.Link.Outage, "outage", 0, "how long a dropped link refuses to reconnect")
 	fs.DurationVar(&o.Link.Latency, "latency", 0, "added one-way link latency")
