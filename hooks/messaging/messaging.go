@@ -41,6 +41,9 @@ type Storage interface {
 	Reacted(id ulid.ULID, uid, k string) (bool, error)
 	UserConvs(uid string) ([]string, error)
 	User(uid string) (store.User, error)
+	// DMPeer reports, in one read, whether other exists and whether
+	// either of uid and other blocks the other.
+	DMPeer(uid, other string) (exists, blocked bool, err error)
 	SetContact(uid, other string, on bool) error
 	SetBlock(uid, other string, on bool) error
 	// Presences returns the stored presence of those of uids that have
@@ -84,6 +87,7 @@ type Hook struct {
 	users  stripes
 	groups stripes
 	dl     *deliverer
+	peers  *peerCache
 }
 
 var _ mqtt.Hook = (*Hook)(nil)
@@ -124,6 +128,7 @@ func (h *Hook) Init(config any) error {
 	h.inline = o.Server.NewClient(nil, mqtt.LocalListener, "tern-messaging", true)
 	h.rate = newLimiter(o.RateBurst, o.RatePerSec, o.Now)
 	h.typing = newTypingGate(2*time.Second, o.Now)
+	h.peers = newPeerCache(o.Now)
 	h.dl = newDeliverer(h, 4)
 	return nil
 }

@@ -387,6 +387,7 @@ func (h *Hook) contacts(d *device, op, uid string) (any, *apiError) {
 			return nil, fault(err)
 		}
 		h.opts.Relations.Invalidate([]string{d.uid, uid})
+		h.peers.forget(d.uid, uid)
 	}
 	cs, err := h.opts.Store.Contacts(d.uid)
 	if err != nil {

@@ -443,6 +443,28 @@ func (s *Store) Blocks(a, b string) (bool, error) {
 	return s.exists(key(tabBlock, a, b))
 }
 
+// DMPeer answers, in one read, what a direct message from uid to other
+// needs: whether other is a user, and whether either blocks the other.
+func (s *Store) DMPeer(uid, other string) (exists, blocked bool, err error) {
+	err = s.db.View(func(txn *badger.Txn) error {
+		for _, k := range [][]byte{key(tabUser, other), key(tabBlock, uid, other), key(tabBlock, other, uid)} {
+			_, err := txn.Get(k)
+			switch {
+			case err == nil:
+				if k[0] == tabUser {
+					exists = true
+				} else {
+					blocked = true
+				}
+			case !errors.Is(err, badger.ErrKeyNotFound):
+				return err
+			}
+		}
+		return nil
+	})
+	return exists, blocked, err
+}
+
 // IsContact reports whether other is on uid's roster.
 func (s *Store) IsContact(uid, other string) (bool, error) {
 	return s.exists(key(tabContact, uid, other))

@@ -253,7 +253,7 @@ func (q *sequencer) commit(batch []*Append) {
 		clear(seen)
 	}
 	for _, a := range batch {
-		entries, ctrs, err := q.prepare(a, seen)
+		entries, ctrs, err := q.prepare(txn, a, seen)
 		// Counters are charged in full even when another append of the
 		// transaction already dirtied them: a safe overestimate.
 		var n, z int64 = int64(len(entries) + len(ctrs)), 0
@@ -321,15 +321,13 @@ func senderUS(a *Append) uint64 {
 	return 0
 }
 
-func (q *sequencer) counter(m map[string]uint64, tab byte, name string) (uint64, error) {
+func (q *sequencer) counter(txn *badger.Txn, m map[string]uint64, tab byte, name string) (uint64, error) {
 	if n, ok := m[name]; ok {
 		return n, nil
 	}
-	var n uint64
-	err := q.s.db.View(func(txn *badger.Txn) (err error) {
-		n, err = getU64(txn, key(tab, name))
-		return err
-	})
+	// Counters are written only when a transaction commits, so the batch
+	// transaction reads the committed value.
+	n, err := getU64(txn, key(tab, name))
 	if err == nil {
 		m[name] = n
 	}
@@ -345,7 +343,7 @@ type counter struct {
 // prepare allocates positions for a and returns its writes and the
 // counters it advanced; nil entries and no error mean a dedupe hit (a.Dup
 // is set).
-func (q *sequencer) prepare(a *Append, seen map[string]*Append) (out []entry, ctrs []counter, err error) {
+func (q *sequencer) prepare(txn *badger.Txn, a *Append, seen map[string]*Append) (out []entry, ctrs []counter, err error) {
 	var dk []byte
 	if a.CMID != "" {
 		dk = key(tabDedupe, a.UID, a.DID, a.CMID)
@@ -355,11 +353,10 @@ func (q *sequencer) prepare(a *Append, seen map[string]*Append) (out []entry, ct
 			a.Dup = &ev
 			return nil, nil, nil
 		}
-		var ev codec.Event
-		err = q.s.db.View(func(txn *badger.Txn) (err error) {
-			ev, err = dedupeLookup(txn, a.UID, a.DID, a.CMID)
-			return err
-		})
+		// Read through the batch's own transaction: a separate read
+		// transaction per append would take Badger's oracle lock and wait
+		// on the commit watermark inside the single writer's loop.
+		ev, err := dedupeLookup(txn, a.UID, a.DID, a.CMID)
 		switch {
 		case err == nil:
 			a.Dup = &ev
@@ -385,7 +382,7 @@ func (q *sequencer) prepare(a *Append, seen map[string]*Append) (out []entry, ct
 	var p []byte
 	var seq uint64
 	if a.Aux {
-		n, err := q.counter(q.auxSeq, tabAuxSeq, a.CV)
+		n, err := q.counter(txn, q.auxSeq, tabAuxSeq, a.CV)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -399,7 +396,7 @@ func (q *sequencer) prepare(a *Append, seen map[string]*Append) (out []entry, ct
 		}
 		add(seqKey(tabAux, a.CV, n), v, a.TTL)
 	} else {
-		n, err := q.counter(q.convSeq, tabConvSeq, a.CV)
+		n, err := q.counter(txn, q.convSeq, tabConvSeq, a.CV)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -421,7 +418,7 @@ func (q *sequencer) prepare(a *Append, seen map[string]*Append) (out []entry, ct
 	}
 	a.US = make([]uint64, len(a.To))
 	for i, uid := range a.To {
-		n, err := q.counter(q.userUS, tabUserUS, uid)
+		n, err := q.counter(txn, q.userUS, tabUserUS, uid)
 		if err != nil {
 			return nil, nil, err
 		}
