@@ -18,8 +18,9 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 )
 
-// TCP is a plain or TLS TCP listener.
-type TCP struct {
+// bound is what both listeners share: an id, an address bound in Init
+// (optionally behind TLS) and a connect deadline.
+type bound struct {
 	// ConnectTimeout bounds the time to a complete CONNECT; mochi replaces
 	// the deadline with the keepalive one once CONNECT is read.
 	ConnectTimeout time.Duration
@@ -30,13 +31,45 @@ type TCP struct {
 	once           sync.Once
 }
 
-// NewTCP returns a TCP listener; tlsConf may be nil.
-func NewTCP(id, addr string, tlsConf *tls.Config) *TCP {
-	return &TCP{id: id, addr: addr, tls: tlsConf}
+// ID returns the listener id.
+func (b *bound) ID() string { return b.id }
+
+// Address returns the bound address once initialised.
+func (b *bound) Address() string {
+	if b.ln != nil {
+		return b.ln.Addr().String()
+	}
+	return b.addr
 }
 
-// ID returns the listener id.
-func (l *TCP) ID() string { return l.id }
+// bind listens on the address, behind TLS when configured.
+func (b *bound) bind(log *slog.Logger) error {
+	b.log = log
+	ln, err := net.Listen("tcp", b.addr)
+	if err != nil {
+		return err
+	}
+	if b.tls != nil {
+		ln = tls.NewListener(ln, b.tls)
+	}
+	b.ln = ln
+	return nil
+}
+
+// deadline puts the connect deadline on a new connection.
+func (b *bound) deadline(c net.Conn) {
+	if b.ConnectTimeout > 0 {
+		_ = c.SetDeadline(time.Now().Add(b.ConnectTimeout)) // a failure surfaces on read
+	}
+}
+
+// TCP is a plain or TLS TCP listener.
+type TCP struct{ bound }
+
+// NewTCP returns a TCP listener; tlsConf may be nil.
+func NewTCP(id, addr string, tlsConf *tls.Config) *TCP {
+	return &TCP{bound{id: id, addr: addr, tls: tlsConf}}
+}
 
 // Protocol returns "tcp" or "tls".
 func (l *TCP) Protocol() string {
@@ -46,27 +79,8 @@ func (l *TCP) Protocol() string {
 	return "tcp"
 }
 
-// Address returns the bound address once initialised.
-func (l *TCP) Address() string {
-	if l.ln != nil {
-		return l.ln.Addr().String()
-	}
-	return l.addr
-}
-
 // Init binds the address.
-func (l *TCP) Init(log *slog.Logger) error {
-	l.log = log
-	ln, err := net.Listen("tcp", l.addr)
-	if err != nil {
-		return err
-	}
-	if l.tls != nil {
-		ln = tls.NewListener(ln, l.tls)
-	}
-	l.ln = ln
-	return nil
-}
+func (l *TCP) Init(log *slog.Logger) error { return l.bind(log) }
 
 // Serve accepts connections until Close.
 func (l *TCP) Serve(establish listeners.EstablishFn) {
@@ -80,9 +94,7 @@ func (l *TCP) Serve(establish listeners.EstablishFn) {
 			}
 			return
 		}
-		if l.ConnectTimeout > 0 {
-			_ = conn.SetDeadline(time.Now().Add(l.ConnectTimeout)) // a failure surfaces on read
-		}
+		l.deadline(conn)
 		go func() {
 			if err := establish(l.id, conn); err != nil && !errors.Is(err, io.EOF) {
 				l.log.Debug("connection ended", "remote", conn.RemoteAddr().String(), "error", err)
@@ -103,21 +115,16 @@ func (l *TCP) Close(closeClients listeners.CloseFn) {
 
 // WS serves MQTT over WebSocket on one path (PROTOCOL §3: /mqtt).
 type WS struct {
-	// ConnectTimeout bounds the time to a complete CONNECT after upgrade.
-	ConnectTimeout time.Duration
-	id, addr, path string
-	tls            *tls.Config
-	ln             net.Listener
-	srv            *http.Server
-	log            *slog.Logger
-	establish      listeners.EstablishFn
-	upgrader       websocket.Upgrader
-	once           sync.Once
+	bound
+	path      string
+	srv       *http.Server
+	establish listeners.EstablishFn
+	upgrader  websocket.Upgrader
 }
 
 // NewWS returns a WebSocket listener; tlsConf may be nil.
 func NewWS(id, addr, path string, tlsConf *tls.Config) *WS {
-	return &WS{id: id, addr: addr, path: path, tls: tlsConf, upgrader: websocket.Upgrader{
+	return &WS{bound: bound{id: id, addr: addr, tls: tlsConf}, path: path, upgrader: websocket.Upgrader{
 		Subprotocols: []string{"mqtt", "mqttv3.1"},
 		// Devices and browsers of any origin authenticate with MQTT
 		// credentials; the origin is not a security boundary here.
@@ -127,9 +134,6 @@ func NewWS(id, addr, path string, tlsConf *tls.Config) *WS {
 	}}
 }
 
-// ID returns the listener id.
-func (l *WS) ID() string { return l.id }
-
 // Protocol returns "ws" or "wss".
 func (l *WS) Protocol() string {
 	if l.tls != nil {
@@ -138,25 +142,11 @@ func (l *WS) Protocol() string {
 	return "ws"
 }
 
-// Address returns the bound address once initialised.
-func (l *WS) Address() string {
-	if l.ln != nil {
-		return l.ln.Addr().String()
-	}
-	return l.addr
-}
-
 // Init binds the address.
 func (l *WS) Init(log *slog.Logger) error {
-	l.log = log
-	ln, err := net.Listen("tcp", l.addr)
-	if err != nil {
+	if err := l.bind(log); err != nil {
 		return err
 	}
-	if l.tls != nil {
-		ln = tls.NewListener(ln, l.tls)
-	}
-	l.ln = ln
 	mux := http.NewServeMux()
 	mux.HandleFunc(l.path, l.handle)
 	l.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
@@ -169,9 +159,7 @@ func (l *WS) handle(w http.ResponseWriter, r *http.Request) {
 		return // the upgrader has answered
 	}
 	defer c.Close()
-	if l.ConnectTimeout > 0 {
-		_ = c.NetConn().SetDeadline(time.Now().Add(l.ConnectTimeout)) // a failure surfaces on read
-	}
+	l.deadline(c.NetConn())
 	if err := l.establish(l.id, &wsConn{Conn: c.NetConn(), c: c}); err != nil && !errors.Is(err, io.EOF) {
 		l.log.Debug("connection ended", "remote", r.RemoteAddr, "error", err)
 	}
