@@ -107,6 +107,11 @@ type sequencer struct {
 	convSeq map[string]uint64
 	auxSeq  map[string]uint64
 	userUS  map[string]uint64
+	// listed are conversation-list keys known to be stored: every DM
+	// would otherwise rewrite its two (idempotent) keys into the memtable.
+	// Only the sequencer writes them, so the set cannot go stale; it is
+	// dropped whole when large.
+	listed map[string]bool
 	// dirty are the counters advanced by the appends of the open
 	// transaction: written once, with them, when it commits.
 	dirty   map[string]uint64
@@ -129,6 +134,7 @@ func (q *sequencer) reset() {
 	q.convSeq = map[string]uint64{}
 	q.auxSeq = map[string]uint64{}
 	q.userUS = map[string]uint64{}
+	q.listed = map[string]bool{}
 	q.dirty = map[string]uint64{}
 }
 
@@ -209,6 +215,9 @@ func (q *sequencer) commit(batch []*Append) {
 		if len(m) > maxCounters {
 			clear(m)
 		}
+	}
+	if len(q.listed) > maxCounters {
+		clear(q.listed)
 	}
 	db := q.s.db
 	maxCount, maxSize := db.MaxBatchCount()*8/10, db.MaxBatchSize()*8/10
@@ -470,9 +479,12 @@ func (q *sequencer) prepare(txn *badger.Txn, a *Append, seen map[string]*Append)
 	}
 	for _, c := range a.UserConvs {
 		k := key(tabUserConv, c.UID, c.CV)
-		if c.Remove {
+		switch {
+		case c.Remove:
+			delete(q.listed, string(k))
 			out = append(out, entry{k: k, del: true, size: int64(len(k) + 32)})
-		} else {
+		case !q.listed[string(k)]:
+			q.listed[string(k)] = true
 			add(k, nil, 0)
 		}
 	}
