@@ -429,7 +429,12 @@ func TestBadInputKeepsBrokerServing(t *testing.T) {
 	b.AddUser("alice", pw)
 	good := b.Dial("alice", "p1", pw)
 	echo := make(chan []byte, 4)
-	brokertest.Subscribe(t, good, "echo/alice", 1, func(_ paho.Client, m paho.Message) { echo <- m.Payload() })
+	brokertest.Subscribe(t, good, "echo/alice", 1, func(_ paho.Client, m paho.Message) {
+		select {
+		case echo <- m.Payload():
+		default: // never block paho's router; the test fails on its timeout
+		}
+	})
 
 	addr := b.Addr(broker.ListenerMQTT)
 	for name, raw := range map[string][]byte{

@@ -116,9 +116,9 @@ func (p *proc) dial(t *testing.T, uid, did string) *dev {
 	brokertest.Subscribe(t, d.c, topics.DeviceFilter(uid, did), 1, func(_ paho.Client, m paho.Message) {
 		switch {
 		case strings.HasSuffix(m.Topic(), "/in"):
-			d.in <- m.Payload()
+			offer(d.in, m.Payload())
 		case strings.HasSuffix(m.Topic(), "/rpc"):
-			d.rpc <- m.Payload()
+			offer(d.rpc, m.Payload())
 		}
 	})
 	return d
@@ -224,8 +224,8 @@ func TestRestart(t *testing.T) {
 		t.Fatalf("%d events after restart", len(evs))
 	}
 	// Retained group meta is republished at start.
-	meta := make(chan []byte, 1)
-	brokertest.Subscribe(t, bo.c, topics.GroupMeta("ops"), 1, func(_ paho.Client, m paho.Message) { meta <- m.Payload() })
+	meta := make(chan []byte, 16)
+	brokertest.Subscribe(t, bo.c, topics.GroupMeta("ops"), 1, func(_ paho.Client, m paho.Message) { offer(meta, m.Payload()) })
 	if m := bo.wait(meta, "meta"); !strings.Contains(string(m), `"Ops"`) {
 		t.Fatalf("meta %s", m)
 	}

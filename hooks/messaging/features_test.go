@@ -381,7 +381,7 @@ func TestQoS0AndMissedLive(t *testing.T) {
 	a := connect(t, b, "alice", "p1")
 	bc := b.Connect(b.ClientOptions("bob.b1", "bob", pw).SetOrderMatters(true))
 	got := make(chan []byte, 100)
-	brokertest.Subscribe(t, bc, topics.DeviceFilter("bob", "b1"), 0, func(_ paho.Client, m paho.Message) { got <- m.Payload() })
+	brokertest.Subscribe(t, bc, topics.DeviceFilter("bob", "b1"), 0, func(_ paho.Client, m paho.Message) { offer(got, m.Payload()) })
 	brokertest.Wait(t, a.c.Publish(topics.Up("alice", "p1", "msg"), 0, false, []byte(`{"to":"bob","cmid":"q0","b":"at most once"}`)), "publish")
 	if ev := a.next(); ev.B != "at most once" {
 		t.Fatalf("got %+v", ev)

@@ -30,8 +30,8 @@ func TestGroups(t *testing.T) {
 		}
 	}
 	// Retained meta, readable by members only.
-	meta := make(chan []byte, 4)
-	brokertest.Subscribe(t, bo.c, topics.GroupMeta("ops"), 1, func(_ paho.Client, m paho.Message) { meta <- m.Payload() })
+	meta := make(chan []byte, 256) // every membership change republishes it
+	brokertest.Subscribe(t, bo.c, topics.GroupMeta("ops"), 1, func(_ paho.Client, m paho.Message) { offer(meta, m.Payload()) })
 	var gm codec.GroupMeta
 	if err := json.Unmarshal(bo.wait(meta, "meta"), &gm); err != nil || gm.Name != "Ops" || gm.N != 2 {
 		t.Fatalf("meta %+v %v", gm, err)
