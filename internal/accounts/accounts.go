@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -47,7 +48,22 @@ type Service struct {
 	params Params
 	// kdf bounds concurrent argon2 runs: each costs Params.Memory of RAM.
 	kdf chan struct{}
+
+	// The cache holds what a token login needs, so a reconnect storm of
+	// token devices costs map lookups instead of two store reads each.
+	// Every change of accounts and tokens goes through this Service (the
+	// store's directory lock keeps the offline CLI out while a broker
+	// runs), which drops the entries it affects.
+	mu     sync.RWMutex
+	tokens map[[sha256.Size]byte]store.Token // by hash of the secret
+	users  map[string]store.User             // hash field cleared
+	// gen counts invalidations: an authentication that read the store
+	// before a concurrent change committed must not cache what it read.
+	gen uint64
 }
+
+// maxCached bounds each cache; past it a cache starts over.
+const maxCached = 200_000
 
 // New returns a Service over st. kdfSlots bounds concurrent password
 // hashing (use the core count).
@@ -55,7 +71,8 @@ func New(st *store.Store, p Params, kdfSlots int) *Service {
 	if kdfSlots < 1 {
 		kdfSlots = 1
 	}
-	return &Service{st: st, params: p, kdf: make(chan struct{}, kdfSlots)}
+	return &Service{st: st, params: p, kdf: make(chan struct{}, kdfSlots),
+		tokens: map[[sha256.Size]byte]store.Token{}, users: map[string]store.User{}}
 }
 
 // AddUser creates a user with a password.
@@ -94,6 +111,7 @@ func (s *Service) SetAdmin(uid string, admin bool) error {
 }
 
 func (s *Service) update(uid string, fn func(*store.User)) error {
+	defer s.forget(uid)
 	err := s.st.UpdateUser(uid, func(u *store.User) error { fn(u); return nil })
 	if errors.Is(err, store.ErrNotFound) {
 		return ErrUnknownUser
@@ -103,6 +121,7 @@ func (s *Service) update(uid string, fn func(*store.User)) error {
 
 // DeleteUser removes a user and its tokens; stored messages stay.
 func (s *Service) DeleteUser(uid string) error {
+	defer s.forget(uid)
 	err := s.st.DeleteUser(uid)
 	if errors.Is(err, store.ErrNotFound) {
 		return ErrUnknownUser
@@ -158,6 +177,7 @@ func (s *Service) RevokeTokens(uid, did, id string) (int, error) {
 	if _, err := s.User(uid); err != nil {
 		return 0, err
 	}
+	defer s.forget(uid)
 	return s.st.RevokeTokens(uid, did, id)
 }
 
@@ -165,6 +185,9 @@ func (s *Service) RevokeTokens(uid, did, id string) (int, error) {
 // to that pair, or the account password. It returns the identity on
 // success and ErrBadCredentials or ErrDisabled otherwise.
 func (s *Service) Authenticate(uid, did, secret string) (topics.Identity, error) {
+	if strings.HasPrefix(secret, TokenPrefix) {
+		return s.authenticateToken(uid, did, secret)
+	}
 	u, err := s.st.User(uid)
 	if errors.Is(err, store.ErrNotFound) {
 		return topics.Identity{}, ErrBadCredentials
@@ -172,28 +195,80 @@ func (s *Service) Authenticate(uid, did, secret string) (topics.Identity, error)
 	if err != nil {
 		return topics.Identity{}, err
 	}
-	if strings.HasPrefix(secret, TokenPrefix) {
-		sum := sha256.Sum256([]byte(secret))
-		t, err := s.st.TokenByHash(sum[:])
-		if errors.Is(err, store.ErrNotFound) || (err == nil && (t.UID != uid || t.DID != did)) {
-			return topics.Identity{}, ErrBadCredentials
-		}
-		if err != nil {
-			return topics.Identity{}, err
-		}
-	} else {
-		ok, err := s.verify(u.Hash, secret)
-		if err != nil {
-			return topics.Identity{}, err
-		}
-		if !ok {
-			return topics.Identity{}, ErrBadCredentials
-		}
+	ok, err := s.verify(u.Hash, secret)
+	if err != nil {
+		return topics.Identity{}, err
+	}
+	if !ok {
+		return topics.Identity{}, ErrBadCredentials
 	}
 	if u.Disabled {
 		return topics.Identity{}, ErrDisabled
 	}
 	return topics.Identity{UID: uid, DID: did, Admin: u.Admin}, nil
+}
+
+// authenticateToken checks a device token, from the cache when it can.
+func (s *Service) authenticateToken(uid, did, secret string) (topics.Identity, error) {
+	sum := sha256.Sum256([]byte(secret))
+	s.mu.RLock()
+	t, tok := s.tokens[sum]
+	u, usr := s.users[uid]
+	gen := s.gen
+	s.mu.RUnlock()
+	if !tok {
+		var err error
+		t, err = s.st.TokenByHash(sum[:])
+		if errors.Is(err, store.ErrNotFound) {
+			return topics.Identity{}, ErrBadCredentials
+		}
+		if err != nil {
+			return topics.Identity{}, err
+		}
+	}
+	if t.UID != uid || t.DID != did {
+		return topics.Identity{}, ErrBadCredentials
+	}
+	if !usr {
+		var err error
+		u, err = s.st.User(uid)
+		if errors.Is(err, store.ErrNotFound) {
+			return topics.Identity{}, ErrBadCredentials
+		}
+		if err != nil {
+			return topics.Identity{}, err
+		}
+		u.Hash = ""
+	}
+	if !tok || !usr {
+		s.mu.Lock()
+		if s.gen == gen { // nothing changed since the reads
+			if len(s.tokens) >= maxCached || len(s.users) >= maxCached {
+				clear(s.tokens)
+				clear(s.users)
+			}
+			s.tokens[sum] = t
+			s.users[uid] = u
+		}
+		s.mu.Unlock()
+	}
+	if u.Disabled {
+		return topics.Identity{}, ErrDisabled
+	}
+	return topics.Identity{UID: uid, DID: did, Admin: u.Admin}, nil
+}
+
+// forget drops what the cache holds about uid and its tokens.
+func (s *Service) forget(uid string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gen++
+	delete(s.users, uid)
+	for h, t := range s.tokens {
+		if t.UID == uid {
+			delete(s.tokens, h)
+		}
+	}
 }
 
 // hash returns a PHC-encoded argon2id hash of password.

@@ -97,3 +97,63 @@ func FuzzParsePHC(f *testing.F) {
 		}
 	})
 }
+
+// TestTokenCacheInvalidation: cached token logins see every change made
+// through the service at once.
+func TestTokenCacheInvalidation(t *testing.T) {
+	t.Parallel()
+	s := newService(t)
+	if err := s.AddUser("alice", "correct-horse", false); err != nil {
+		t.Fatal(err)
+	}
+	secret, _, err := s.CreateToken("alice", "p1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := func(what string) {
+		t.Helper()
+		if _, err := s.Authenticate("alice", "p1", secret); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	ok("first login")
+	ok("cached login")
+	if err := s.SetAdmin("alice", true); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := s.Authenticate("alice", "p1", secret); err != nil || !id.Admin {
+		t.Fatalf("admin change not seen: %+v %v", id, err)
+	}
+	if err := s.SetDisabled("alice", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Authenticate("alice", "p1", secret); !errors.Is(err, ErrDisabled) {
+		t.Fatalf("disable not seen: %v", err)
+	}
+	if err := s.SetDisabled("alice", false); err != nil {
+		t.Fatal(err)
+	}
+	ok("enabled again")
+	if _, err := s.Authenticate("alice", "p2", secret); !errors.Is(err, ErrBadCredentials) {
+		t.Fatalf("cached token accepted for another device: %v", err)
+	}
+	if _, err := s.RevokeTokens("alice", "p1", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Authenticate("alice", "p1", secret); !errors.Is(err, ErrBadCredentials) {
+		t.Fatalf("revoked token accepted: %v", err)
+	}
+	secret2, _, err := s.CreateToken("alice", "p1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Authenticate("alice", "p1", secret2); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteUser("alice"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Authenticate("alice", "p1", secret2); !errors.Is(err, ErrBadCredentials) {
+		t.Fatalf("token of deleted user accepted: %v", err)
+	}
+}
