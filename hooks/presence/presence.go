@@ -62,10 +62,6 @@ const MaxWatched = 256
 // beyond it changes are dropped (eph is best effort, QoS 0).
 const watchQueue = 1024
 
-// SweepEvery is how often the hook looks for connections that closed
-// without a disconnect event.
-const SweepEvery = time.Minute
-
 // Hook maintains presence.
 type Hook struct {
 	mqtt.HookBase
@@ -113,6 +109,15 @@ func (h *Hook) Init(config any) error {
 		h.watch = make(chan watched, watchQueue)
 		h.t.changed = h.changed
 	}
+	// A session removed without OnDisconnect (the auth hook sweeps the
+	// connections mochi closed without one) is that device going; for a
+	// normal disconnect, handled in OnDisconnect, this changes nothing:
+	// the generation is no longer the device's current one.
+	o.Sessions.OnRemove(func(s *session.Session) {
+		if !s.Anonymous {
+			h.t.down(s.UID, s.DID, s.Gen)
+		}
+	})
 	n, err := h.t.rebuild()
 	if err != nil {
 		return fmt.Errorf("presence: rebuild: %w", err)
@@ -121,11 +126,9 @@ func (h *Hook) Init(config any) error {
 	return nil
 }
 
-// OnStarted starts the sweep and the eph fan-out.
+// OnStarted starts the eph fan-out.
 func (h *Hook) OnStarted() {
 	h.stop = make(chan struct{})
-	h.wg.Add(1)
-	go h.sweep()
 	if h.watch != nil {
 		h.wg.Add(1)
 		go h.fanout()
@@ -196,24 +199,7 @@ func (h *Hook) push(w watched) {
 	}
 }
 
-// sweep runs tracker.sweep every SweepEvery until Stop.
-func (h *Hook) sweep() {
-	defer h.wg.Done()
-	tk := time.NewTicker(SweepEvery)
-	defer tk.Stop()
-	for {
-		select {
-		case <-h.stop:
-			return
-		case <-tk.C:
-			if n := h.t.sweep(); n > 0 {
-				h.Log.Warn("presence: closed connections without a disconnect", "devices", n)
-			}
-		}
-	}
-}
-
-// Stop ends the sweep, cancels the timers and records when the users
+// Stop ends the eph fan-out, cancels the timers and records when the users
 // still online were last seen.
 func (h *Hook) Stop() error {
 	if h.stop != nil {
@@ -245,9 +231,6 @@ func (h *Hook) refuse(s *session.Session, why error) {
 	}
 }
 
-// alive reports whether a connection is still open.
-func alive(cl *mqtt.Client) func() bool { return func() bool { return !cl.Closed() } }
-
 // device returns the user session of a connection.
 func (h *Hook) device(cl *mqtt.Client) (*session.Session, bool) {
 	s, ok := h.opts.Sessions.Get(cl)
@@ -262,7 +245,7 @@ func (h *Hook) device(cl *mqtt.Client) (*session.Session, bool) {
 // disconnect and will already meet the newer generation.
 func (h *Hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 	if s, ok := h.device(cl); ok {
-		h.t.up(s.UID, s.DID, s.Gen, alive(cl))
+		h.t.up(s.UID, s.DID, s.Gen)
 	}
 }
 
@@ -299,7 +282,7 @@ func (h *Hook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 		h.Log.Debug("presence will ignored", "client", cl.ID, "error", err)
 		return
 	}
-	h.t.apply(s.UID, s.DID, s.Gen, alive(cl), o, false)
+	h.t.apply(s.UID, s.DID, s.Gen, o, false)
 }
 
 // OnPublish consumes presence commands on im/up/{uid}/{did}/pres; they are
@@ -322,6 +305,6 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		h.refuse(s, err)
 		return pk, packets.CodeSuccessIgnore
 	}
-	h.t.apply(s.UID, s.DID, s.Gen, alive(cl), o, true)
+	h.t.apply(s.UID, s.DID, s.Gen, o, true)
 	return pk, packets.CodeSuccessIgnore
 }

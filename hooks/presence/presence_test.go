@@ -11,11 +11,13 @@ import (
 	paho5 "github.com/eclipse/paho.golang/paho"
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/fxamacker/cbor/v2"
+	mqtt "github.com/mochi-mqtt/server/v2"
 
 	"github.com/tern-im/tern/hooks/presence"
 	"github.com/tern-im/tern/internal/brokertest"
 	"github.com/tern-im/tern/internal/codec"
 	"github.com/tern-im/tern/internal/config"
+	"github.com/tern-im/tern/internal/session"
 	"github.com/tern-im/tern/internal/store"
 	"github.com/tern-im/tern/topics"
 )
@@ -278,6 +280,33 @@ func TestCutAndGrace(t *testing.T) {
 	w.want(t, "off", 0)
 	if since := time.Since(cut); since < grace {
 		t.Fatalf("off %v after the cut, inside the grace period", since)
+	}
+}
+
+// TestSessionRemovedWithoutDisconnect: a session the registry drops
+// without an OnDisconnect (the auth hook's sweep of connections mochi
+// closed after a failed CONNACK write) takes the device off, through the
+// grace period like any other departure.
+func TestSessionRemovedWithoutDisconnect(t *testing.T) {
+	t.Parallel()
+	b := start(t)
+	w := watch(t, b, "alice")
+	b.Dial("alice", "p1", "password-alice")
+	w.want(t, "on", 1)
+	var victim *mqtt.Client
+	b.Sessions().Range(func(cl *mqtt.Client, s *session.Session) bool {
+		if s.UID == "alice" {
+			victim = cl
+		}
+		return victim == nil
+	})
+	if victim == nil || !b.Sessions().Remove(victim) {
+		t.Fatal("alice's session not in the registry")
+	}
+	removed := time.Now()
+	w.want(t, "off", 0)
+	if since := time.Since(removed); since < grace {
+		t.Fatalf("off %v after the removal, inside the grace period", since)
 	}
 }
 

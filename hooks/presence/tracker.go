@@ -59,9 +59,6 @@ type tracker struct {
 // device is the current connection of one device.
 type device struct {
 	gen uint64
-	// alive reports whether the connection is still open; nil means it
-	// is not known and only events end the device.
-	alive func() bool
 }
 
 type shard struct {
@@ -142,12 +139,12 @@ func (t *tracker) load(uid string, u *user) {
 }
 
 // up records that device did connected with generation gen.
-func (t *tracker) up(uid, did string, gen uint64, alive func() bool) {
+func (t *tracker) up(uid, did string, gen uint64) {
 	t.do(uid, func(u *user) {
 		if cur, ok := u.devs[did]; ok && cur.gen > gen {
 			return // an older connection, late
 		}
-		t.add(u, did, device{gen, alive})
+		t.add(u, did, device{gen})
 	})
 }
 
@@ -161,7 +158,7 @@ func (t *tracker) down(uid, did string, gen uint64) {
 // is false for a fired will, which only counts from the device's current
 // connection; a live connection that had said off comes back with any
 // other status.
-func (t *tracker) apply(uid, did string, gen uint64, alive func() bool, o op, live bool) {
+func (t *tracker) apply(uid, did string, gen uint64, o op, live bool) {
 	t.do(uid, func(u *user) {
 		cur, ok := u.devs[did]
 		switch {
@@ -181,7 +178,7 @@ func (t *tracker) apply(uid, did string, gen uint64, alive func() bool, o op, li
 			u.mode = o.S
 		}
 		if !ok || cur.gen != gen {
-			t.add(u, did, device{gen, alive})
+			t.add(u, did, device{gen})
 		}
 	})
 }
@@ -304,35 +301,6 @@ func (t *tracker) sync(uid string, u *user) {
 
 func (t *tracker) flushed(uid string) {
 	t.do(uid, func(u *user) { u.flush = nil })
-}
-
-// sweep counts as gone every device whose connection has closed without
-// a disconnect event: mochi skips OnDisconnect when the CONNACK cannot be
-// written. It returns how many it found.
-func (t *tracker) sweep() int {
-	type gone struct {
-		uid, did string
-		gen      uint64
-	}
-	var found []gone
-	t.gate.RLock()
-	for i := range t.shards {
-		sh := &t.shards[i]
-		sh.mu.Lock()
-		for uid, u := range sh.users {
-			for did, d := range u.devs {
-				if d.alive != nil && !d.alive() {
-					found = append(found, gone{uid, did, d.gen})
-				}
-			}
-		}
-		sh.mu.Unlock()
-	}
-	t.gate.RUnlock()
-	for _, g := range found {
-		t.down(g.uid, g.did, g.gen)
-	}
-	return len(found)
 }
 
 // rebuild publishes every stored presence as off, keeping ls: after a

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -150,7 +149,7 @@ func (r *rig) expect(want ...string) []pub {
 func TestTrackerConnectDisconnect(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, nil)
-		r.tr.up("alice", "p1", 1, nil)
+		r.tr.up("alice", "p1", 1)
 		got := r.expect("alice:on/1")
 		if got[0].p.PV != 1 || got[0].p.LS != r.start.UnixMilli() {
 			t.Fatalf("first publication %+v", got[0].p)
@@ -175,18 +174,18 @@ func TestTrackerConnectDisconnect(t *testing.T) {
 func TestTrackerGrace(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, nil)
-		r.tr.up("alice", "p1", 1, nil)
+		r.tr.up("alice", "p1", 1)
 		r.expect("alice:on/1")
 		// Back within the grace period, on a new connection: nothing to say.
 		r.tr.down("alice", "p1", 1)
 		time.Sleep(testGrace / 2)
-		r.tr.up("alice", "p1", 2, nil)
+		r.tr.up("alice", "p1", 2)
 		time.Sleep(time.Minute)
 		r.expect()
 		// Two short absences: the second grace period counts from its own start.
 		r.tr.down("alice", "p1", 2)
 		time.Sleep(testGrace / 2)
-		r.tr.up("alice", "p1", 3, nil)
+		r.tr.up("alice", "p1", 3)
 		time.Sleep(time.Second)
 		r.tr.down("alice", "p1", 3)
 		time.Sleep(testGrace - time.Second)
@@ -199,15 +198,15 @@ func TestTrackerGrace(t *testing.T) {
 func TestTrackerTakeover(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, nil)
-		r.tr.up("alice", "p1", 1, nil)
+		r.tr.up("alice", "p1", 1)
 		r.expect("alice:on/1")
 		// Same ClientID again while gen 1 is half-open: gen 2 is counted
 		// first, then gen 1's will and disconnect arrive.
-		r.tr.up("alice", "p1", 2, nil)
-		r.tr.apply("alice", "p1", 1, nil, op{S: Off}, false)
+		r.tr.up("alice", "p1", 2)
+		r.tr.apply("alice", "p1", 1, op{S: Off}, false)
 		r.tr.down("alice", "p1", 1)
 		// A late up of the old generation is ignored too.
-		r.tr.up("alice", "p1", 1, nil)
+		r.tr.up("alice", "p1", 1)
 		time.Sleep(time.Minute)
 		r.expect()
 		r.tr.down("alice", "p1", 2)
@@ -219,8 +218,8 @@ func TestTrackerTakeover(t *testing.T) {
 func TestTrackerTwoDevices(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, nil)
-		r.tr.up("alice", "p1", 1, nil)
-		r.tr.up("alice", "p2", 2, nil)
+		r.tr.up("alice", "p1", 1)
+		r.tr.up("alice", "p2", 2)
 		r.expect("alice:on/1") // d:2 waits for the coalescing window
 		time.Sleep(testCoalesce)
 		r.expect("alice:on/2")
@@ -239,43 +238,43 @@ func TestTrackerTwoDevices(t *testing.T) {
 func TestTrackerStatus(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, nil)
-		r.tr.up("alice", "p1", 1, nil)
-		r.tr.up("alice", "p2", 2, nil)
+		r.tr.up("alice", "p1", 1)
+		r.tr.up("alice", "p2", 2)
 		r.expect("alice:on/1")
 		time.Sleep(testCoalesce)
 		r.expect("alice:on/2")
 		time.Sleep(testCoalesce)
-		r.tr.apply("alice", "p1", 1, nil, op{S: Away, TX: "lunch", HasTX: true}, true)
+		r.tr.apply("alice", "p1", 1, op{S: Away, TX: "lunch", HasTX: true}, true)
 		got := r.expect("alice:away/2")
 		if got[0].p.TX != "lunch" {
 			t.Fatalf("tx %q", got[0].p.TX)
 		}
 		time.Sleep(testCoalesce)
-		r.tr.apply("alice", "p2", 2, nil, op{S: Busy}, true)
+		r.tr.apply("alice", "p2", 2, op{S: Busy}, true)
 		if got = r.expect("alice:busy/2"); got[0].p.TX != "lunch" {
 			t.Fatalf("tx %q after s only", got[0].p.TX)
 		}
 		// "off" from a device: that device has gone, not the user.
 		time.Sleep(testCoalesce)
-		r.tr.apply("alice", "p1", 1, nil, op{S: Off}, true)
+		r.tr.apply("alice", "p1", 1, op{S: Off}, true)
 		r.expect() // a change of the device count alone waits a window
 		time.Sleep(testCoalesce)
 		r.expect("alice:busy/1")
 		// A will of a connection that already said off changes nothing;
 		// the same live connection saying on again is back.
-		r.tr.apply("alice", "p1", 1, nil, op{S: Off}, false)
+		r.tr.apply("alice", "p1", 1, op{S: Off}, false)
 		time.Sleep(testCoalesce)
 		r.expect()
-		r.tr.apply("alice", "p1", 1, nil, op{S: On}, true)
+		r.tr.apply("alice", "p1", 1, op{S: On}, true)
 		r.expect("alice:on/2")
 		// Clearing the text.
 		time.Sleep(testCoalesce)
-		r.tr.apply("alice", "p2", 2, nil, op{HasTX: true}, true)
+		r.tr.apply("alice", "p2", 2, op{HasTX: true}, true)
 		if got = r.expect("alice:on/2"); got[0].p.TX != "" {
 			t.Fatalf("tx %q after clearing", got[0].p.TX)
 		}
 		// Away ends with the last device; the text stays.
-		r.tr.apply("alice", "p2", 2, nil, op{S: Away, TX: "bbl", HasTX: true}, true)
+		r.tr.apply("alice", "p2", 2, op{S: Away, TX: "bbl", HasTX: true}, true)
 		time.Sleep(testCoalesce)
 		r.expect("alice:away/2")
 		r.tr.down("alice", "p1", 1)
@@ -284,7 +283,7 @@ func TestTrackerStatus(t *testing.T) {
 		if got = r.expect("alice:off/0"); got[0].p.TX != "bbl" {
 			t.Fatalf("off tx %q", got[0].p.TX)
 		}
-		r.tr.up("alice", "p1", 3, nil)
+		r.tr.up("alice", "p1", 3)
 		if got = r.expect("alice:on/1"); got[0].p.TX != "bbl" {
 			t.Fatalf("tx %q after coming back", got[0].p.TX)
 		}
@@ -294,10 +293,10 @@ func TestTrackerStatus(t *testing.T) {
 func TestTrackerWill(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, nil)
-		r.tr.up("alice", "p1", 1, nil)
+		r.tr.up("alice", "p1", 1)
 		r.expect("alice:on/1")
-		r.tr.apply("alice", "p1", 1, nil, op{S: Off}, false) // the will fires first
-		r.tr.down("alice", "p1", 1)                          // then the disconnect
+		r.tr.apply("alice", "p1", 1, op{S: Off}, false) // the will fires first
+		r.tr.down("alice", "p1", 1)                     // then the disconnect
 		time.Sleep(testGrace)
 		r.expect("alice:off/0")
 	})
@@ -308,11 +307,11 @@ func TestTrackerWill(t *testing.T) {
 func TestTrackerFlapping(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, nil)
-		r.tr.up("alice", "steady", 1, nil)
+		r.tr.up("alice", "steady", 1)
 		gen := uint64(2)
 		end := time.Now().Add(time.Minute)
 		for time.Now().Before(end) {
-			r.tr.up("alice", "flappy", gen, nil)
+			r.tr.up("alice", "flappy", gen)
 			time.Sleep(150 * time.Millisecond)
 			r.tr.down("alice", "flappy", gen)
 			time.Sleep(150 * time.Millisecond)
@@ -338,9 +337,9 @@ func TestTrackerFlapping(t *testing.T) {
 func TestTrackerRebuildAndStop(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, nil)
-		r.tr.up("alice", "p1", 1, nil)
-		r.tr.up("bob", "p1", 2, nil)
-		r.tr.up("carol", "p1", 3, nil)
+		r.tr.up("alice", "p1", 1)
+		r.tr.up("bob", "p1", 2)
+		r.tr.up("carol", "p1", 3)
 		r.tr.down("carol", "p1", 3)
 		r.expect("alice:on/1", "bob:on/1", "carol:on/1")
 		time.Sleep(testGrace)
@@ -384,7 +383,7 @@ func TestTrackerRebuildAndStop(t *testing.T) {
 			}
 		}
 		// And carries on from the stored pv.
-		r2.tr.up("alice", "p1", 9, nil)
+		r2.tr.up("alice", "p1", 9)
 		if got := r2.expect("alice:on/1"); got[0].p.PV != before["alice"].PV+2 {
 			t.Fatalf("pv after restart %d", got[0].p.PV)
 		}
@@ -398,7 +397,7 @@ func TestTrackerStoreFailure(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, nil)
 		r.st.fail = true
-		r.tr.up("alice", "p1", 1, nil)
+		r.tr.up("alice", "p1", 1)
 		time.Sleep(3 * retryAfter)
 		r.expect() // never published unpersisted
 		r.st.mu.Lock()
@@ -414,45 +413,22 @@ func TestTrackerStoreFailure(t *testing.T) {
 	})
 }
 
-// TestTrackerSweep: a connection that closed without any disconnect event
-// (mochi skips OnDisconnect when the CONNACK write fails) is found by the
-// sweep and goes through the grace period like any other.
-func TestTrackerSweep(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		r := newRig(t, nil)
-		var closed atomic.Bool
-		r.tr.up("alice", "p1", 1, func() bool { return !closed.Load() })
-		r.tr.up("bob", "p1", 2, func() bool { return true })
-		r.tr.up("carol", "p1", 3, nil)
-		r.expect("alice:on/1", "bob:on/1", "carol:on/1")
-		if n := r.tr.sweep(); n != 0 {
-			t.Fatalf("sweep found %d with every connection open", n)
-		}
-		closed.Store(true)
-		if n := r.tr.sweep(); n != 1 {
-			t.Fatalf("sweep found %d, want 1", n)
-		}
-		time.Sleep(testGrace)
-		r.expect("alice:off/0")
-	})
-}
-
 // TestTrackerBlip: every device of a user drops and reconnects within a
 // window (a network blip, a cut on the broker side): nothing is published.
 func TestTrackerBlip(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, nil)
-		r.tr.up("alice", "p1", 1, nil)
-		r.tr.up("alice", "p2", 2, nil)
+		r.tr.up("alice", "p1", 1)
+		r.tr.up("alice", "p2", 2)
 		time.Sleep(time.Minute)
 		r.expect("alice:on/1", "alice:on/2")
 		r.tr.down("alice", "p1", 1)
 		time.Sleep(100 * time.Millisecond)
 		r.tr.down("alice", "p2", 2)
 		time.Sleep(500 * time.Millisecond)
-		r.tr.up("alice", "p2", 3, nil)
+		r.tr.up("alice", "p2", 3)
 		time.Sleep(100 * time.Millisecond)
-		r.tr.up("alice", "p1", 4, nil)
+		r.tr.up("alice", "p1", 4)
 		time.Sleep(time.Minute)
 		r.expect()
 	})

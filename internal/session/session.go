@@ -53,10 +53,22 @@ func (s *Session) SetPrefs(p Prefs) { s.prefs.Store(&p) }
 // Registry maps live connections to their sessions. It is safe for
 // concurrent use.
 type Registry struct {
-	gen    atomic.Uint64
-	mu     sync.RWMutex
-	byConn map[*mqtt.Client]*Session
-	byUser map[string]map[*mqtt.Client]*Session
+	gen      atomic.Uint64
+	mu       sync.RWMutex
+	byConn   map[*mqtt.Client]*Session
+	byUser   map[string]map[*mqtt.Client]*Session
+	onRemove []func(*Session)
+}
+
+// OnRemove registers fn to run after a session is removed, whether by the
+// auth hook's OnDisconnect or by its sweep of connections mochi closed
+// without one (a failed CONNACK write). Hooks that track connections
+// themselves use it instead of sweeping again. fn runs outside the
+// registry's lock; register before the broker starts.
+func (r *Registry) OnRemove(fn func(*Session)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.onRemove = append(r.onRemove, fn)
 }
 
 // NewRegistry returns an empty registry whose generations start after
@@ -103,19 +115,24 @@ func (r *Registry) Get(cl *mqtt.Client) (*Session, bool) {
 // Remove forgets a connection and reports whether it was registered.
 func (r *Registry) Remove(cl *mqtt.Client) bool {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	s, ok := r.byConn[cl]
-	if !ok {
-		return false
-	}
-	delete(r.byConn, cl)
-	if m := r.byUser[s.UID]; m != nil {
-		delete(m, cl)
-		if len(m) == 0 {
-			delete(r.byUser, s.UID)
+	if ok {
+		delete(r.byConn, cl)
+		if m := r.byUser[s.UID]; m != nil {
+			delete(m, cl)
+			if len(m) == 0 {
+				delete(r.byUser, s.UID)
+			}
 		}
 	}
-	return true
+	fns := r.onRemove
+	r.mu.Unlock()
+	if ok {
+		for _, fn := range fns {
+			fn(s)
+		}
+	}
+	return ok
 }
 
 // Closed lists the registered connections that have closed.

@@ -68,3 +68,18 @@ func TestPrefs(t *testing.T) {
 		t.Fatalf("prefs = %+v", p)
 	}
 }
+
+func TestOnRemove(t *testing.T) {
+	t.Parallel()
+	r := NewRegistry(0)
+	var got []*Session
+	r.OnRemove(func(s *Session) { got = append(got, s) })
+	cl := client("alice.p1")
+	s := r.Add(cl, topics.Identity{UID: "alice", DID: "p1"})
+	if !r.Remove(cl) || r.Remove(cl) {
+		t.Fatal("Remove reported wrongly")
+	}
+	if len(got) != 1 || got[0] != s {
+		t.Fatalf("callbacks %v, want the removed session once", got)
+	}
+}
