@@ -94,15 +94,11 @@ func TestTLSAndMutualTLS(t *testing.T) {
 	b.AddUser("alice", pw)
 	url := "ssl://" + b.Addr(broker.ListenerTLS)
 
-	withCert := b.ClientOptions("alice.p1", "alice", pw)
-	withCert.Servers = nil
-	withCert.AddBroker(url).SetTLSConfig(&tls.Config{RootCAs: pki.pool, Certificates: []tls.Certificate{pki.client}})
+	withCert := b.ClientOptionsAt(url, "alice.p1", "alice", pw).SetTLSConfig(&tls.Config{RootCAs: pki.pool, Certificates: []tls.Certificate{pki.client}})
 	c := b.Connect(withCert)
 	brokertest.Subscribe(t, c, "im/u/alice/d/p1/#", 1, func(paho.Client, paho.Message) {})
 
-	noCert := b.ClientOptions("alice.p2", "alice", pw)
-	noCert.Servers = nil
-	noCert.AddBroker(url).SetTLSConfig(&tls.Config{RootCAs: pki.pool})
+	noCert := b.ClientOptionsAt(url, "alice.p2", "alice", pw).SetTLSConfig(&tls.Config{RootCAs: pki.pool})
 	if err := b.TryConnect(noCert); err == nil {
 		t.Fatal("client without certificate admitted to a require_client_cert listener")
 	}
@@ -122,10 +118,7 @@ func TestWebSocket(t *testing.T) {
 	t.Parallel()
 	b := brokertest.Start(t)
 	b.AddUser("alice", pw)
-	o := b.ClientOptions("alice.p1", "alice", pw)
-	o.Servers = nil
-	o.AddBroker("ws://" + b.Addr(broker.ListenerWS) + "/mqtt")
-	c := b.Connect(o)
+	c := b.Connect(b.ClientOptionsAt("ws://"+b.Addr(broker.ListenerWS)+"/mqtt", "alice.p1", "alice", pw))
 	got := make(chan string, 1)
 	brokertest.Subscribe(t, c, "im/sys/server", 1, func(_ paho.Client, m paho.Message) {
 		select {

@@ -204,6 +204,19 @@ func (d *Device) LastUS() uint64 {
 	return d.lastUS
 }
 
+// releaseWhenDone runs release once the publish tok completes or the
+// connection it went out on ends (its acknowledgement will never come),
+// freeing the sender's in-flight slot.
+func releaseWhenDone(tok paho.Token, connDone <-chan struct{}, release func()) {
+	go func() {
+		select {
+		case <-tok.Done():
+		case <-connDone:
+		}
+		release()
+	}()
+}
+
 func notify(ch chan struct{}) {
 	select {
 	case ch <- struct{}{}:
@@ -713,17 +726,13 @@ func (d *Device) publishPending(c *conn) {
 				c.Resent++
 			}
 		})
-		go func() {
-			select {
-			case <-tok.Done():
-			case <-c.done:
-			}
+		releaseWhenDone(tok, c.done, func() {
 			d.mu.Lock()
 			if d.cur == c {
 				d.inflight--
 			}
 			d.mu.Unlock()
 			notify(d.sendNotify)
-		}()
+		})
 	}
 }

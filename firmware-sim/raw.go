@@ -157,18 +157,14 @@ func (r *RawClient) Publish(topic string, recipients []int, size int) bool {
 	r.opts.Acc.Sent(r.opts.Index, n, recipients)
 	tok := c.c.Publish(topic, r.opts.QoS, false, st.RawPayload(size))
 	r.opts.Acc.Add(func(c *Counters) { c.Published++ })
-	go func() {
-		select {
-		case <-tok.Done():
-		case <-c.done:
-		}
+	releaseWhenDone(tok, c.done, func() {
 		r.mu.Lock()
 		if r.cur == c {
 			r.inflight--
 		}
 		r.mu.Unlock()
 		notify(r.freed)
-	}()
+	})
 	return true
 }
 

@@ -116,10 +116,16 @@ func (b *Broker) Token(uid, did string) string {
 // URL returns the tcp:// URL of the MQTT listener.
 func (b *Broker) URL() string { return "tcp://" + b.Addr(broker.ListenerMQTT) }
 
-// ClientOptions returns paho 3.1.1 options for the broker with no
-// automatic reconnect (tests decide).
+// ClientOptions returns paho 3.1.1 options for the broker's MQTT
+// listener with no automatic reconnect (tests decide).
 func (b *Broker) ClientOptions(clientID, user, pass string) *paho.ClientOptions {
-	o := paho.NewClientOptions().AddBroker(b.URL()).SetClientID(clientID).
+	return b.ClientOptionsAt(b.URL(), clientID, user, pass)
+}
+
+// ClientOptionsAt is ClientOptions for another listener, e.g.
+// "ws://host:port/mqtt" or "ssl://host:port".
+func (b *Broker) ClientOptionsAt(url, clientID, user, pass string) *paho.ClientOptions {
+	o := paho.NewClientOptions().AddBroker(url).SetClientID(clientID).
 		SetUsername(user).SetPassword(pass).SetProtocolVersion(4).
 		SetAutoReconnect(false).SetConnectRetry(false).SetCleanSession(true).
 		SetConnectTimeout(Timeout).SetWriteTimeout(Timeout).SetOrderMatters(false)
