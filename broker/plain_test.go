@@ -42,7 +42,7 @@ func TestOfflineQueueing(t *testing.T) {
 	bob := paho.NewClient(o)
 	brokertest.Wait(t, bob.Connect(), "connect")
 	brokertest.Wait(t, bob.Subscribe("tele/bob", 1, collect(got)), "subscribe")
-	bob.Disconnect(50)
+	brokertest.Disconnect(t, bob)
 
 	alice := b.Dial("alice", "p1", pw)
 	for _, p := range []string{"one", "two"} {
@@ -50,7 +50,7 @@ func TestOfflineQueueing(t *testing.T) {
 	}
 	bob = paho.NewClient(o)
 	brokertest.Wait(t, bob.Connect(), "reconnect")
-	defer bob.Disconnect(50)
+	defer brokertest.Disconnect(t, bob)
 	// mochi resends a returning session's queue sorted by whole-second
 	// timestamps only, so plain-MQTT order across a reconnect is not
 	// guaranteed (IM devices get their order from us): compare as a set.

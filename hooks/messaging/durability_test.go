@@ -112,7 +112,7 @@ func (p *proc) dial(t *testing.T, uid, did string) *dev {
 	d := &dev{t: t, uid: uid, did: did, in: make(chan []byte, 20000), rpc: make(chan []byte, 1000), eph: make(chan []byte, 100)}
 	d.c = paho.NewClient(o)
 	brokertest.Wait(t, d.c.Connect(), "connect")
-	t.Cleanup(func() { d.c.Disconnect(50) })
+	t.Cleanup(func() { brokertest.Disconnect(t, d.c) })
 	brokertest.Subscribe(t, d.c, topics.DeviceFilter(uid, did), 1, func(_ paho.Client, m paho.Message) {
 		switch {
 		case strings.HasSuffix(m.Topic(), "/in"):
@@ -214,7 +214,7 @@ func TestRestart(t *testing.T) {
 	for i := range 10 {
 		a.text("bob", fmt.Sprint(i), "x")
 	}
-	a.c.Disconnect(50)
+	brokertest.Disconnect(t, a.c)
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -391,7 +391,7 @@ func TestQoS0AndMissedLive(t *testing.T) {
 	case <-time.After(brokertest.Timeout):
 		t.Fatal("no live QoS 0 delivery")
 	}
-	bc.Disconnect(50)
+	brokertest.Disconnect(t, bc)
 	for i := range 50 {
 		a.text("bob", fmt.Sprint(i), "while away")
 	}

@@ -143,7 +143,7 @@ func (b *Broker) Connect(o *paho.ClientOptions) paho.Client {
 	if err := tok.Error(); err != nil {
 		b.t.Fatalf("connect %s: %v", o.ClientID, err)
 	}
-	b.t.Cleanup(func() { c.Disconnect(50) })
+	b.t.Cleanup(func() { Disconnect(b.t, c) })
 	return c
 }
 
@@ -161,9 +161,27 @@ func (b *Broker) TryConnect(o *paho.ClientOptions) error {
 		return fmt.Errorf("connect %s: timed out", o.ClientID)
 	}
 	if tok.Error() == nil {
-		c.Disconnect(50)
+		Disconnect(b.t, c)
 	}
 	return tok.Error()
+}
+
+// Disconnect disconnects a paho client without letting the test hang:
+// paho's Disconnect waits for its router, which a handler blocked on a
+// full channel would hold forever. After 5 s the client is left behind,
+// logged, rather than the whole test binary running into its timeout.
+func Disconnect(t testing.TB, c paho.Client) {
+	done := make(chan struct{})
+	go func() {
+		c.Disconnect(50)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		r := c.OptionsReader()
+		t.Logf("paho Disconnect of %s did not return in 5 s; left behind", r.ClientID())
+	}
 }
 
 // Wait waits for a paho token and fails the test on timeout or error.
