@@ -188,10 +188,7 @@ func (s *Service) Authenticate(uid, did, secret string) (topics.Identity, error)
 	if strings.HasPrefix(secret, TokenPrefix) {
 		return s.authenticateToken(uid, did, secret)
 	}
-	u, err := s.st.User(uid)
-	if errors.Is(err, store.ErrNotFound) {
-		return topics.Identity{}, ErrBadCredentials
-	}
+	u, err := s.login(uid)
 	if err != nil {
 		return topics.Identity{}, err
 	}
@@ -202,10 +199,26 @@ func (s *Service) Authenticate(uid, did, secret string) (topics.Identity, error)
 	if !ok {
 		return topics.Identity{}, ErrBadCredentials
 	}
+	return identity(u, did)
+}
+
+// login reads the account a login names; an unknown user is reported as
+// bad credentials, like a wrong secret.
+func (s *Service) login(uid string) (store.User, error) {
+	u, err := s.st.User(uid)
+	if errors.Is(err, store.ErrNotFound) {
+		return u, ErrBadCredentials
+	}
+	return u, err
+}
+
+// identity is who a login of device did into account u is, unless the
+// account is disabled.
+func identity(u store.User, did string) (topics.Identity, error) {
 	if u.Disabled {
 		return topics.Identity{}, ErrDisabled
 	}
-	return topics.Identity{UID: uid, DID: did, Admin: u.Admin}, nil
+	return topics.Identity{UID: u.UID, DID: did, Admin: u.Admin}, nil
 }
 
 // authenticateToken checks a device token, from the cache when it can.
@@ -231,11 +244,7 @@ func (s *Service) authenticateToken(uid, did, secret string) (topics.Identity, e
 	}
 	if !usr {
 		var err error
-		u, err = s.st.User(uid)
-		if errors.Is(err, store.ErrNotFound) {
-			return topics.Identity{}, ErrBadCredentials
-		}
-		if err != nil {
+		if u, err = s.login(uid); err != nil {
 			return topics.Identity{}, err
 		}
 		u.Hash = ""
@@ -252,10 +261,7 @@ func (s *Service) authenticateToken(uid, did, secret string) (topics.Identity, e
 		}
 		s.mu.Unlock()
 	}
-	if u.Disabled {
-		return topics.Identity{}, ErrDisabled
-	}
-	return topics.Identity{UID: uid, DID: did, Admin: u.Admin}, nil
+	return identity(u, did)
 }
 
 // forget drops what the cache holds about uid and its tokens.
