@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -156,6 +157,7 @@ type runCommand struct {
 	sourceIPs      string
 	jsonOut        bool
 	progress       bool
+	cpuProfile     string
 }
 
 func (c *runCommand) Parse(args []string) error {
@@ -193,6 +195,7 @@ func (c *runCommand) Parse(args []string) error {
 	fs.StringVar(&o.MetricsURL, "metrics", "", "Prometheus `URL` for RSS per connection (default SERVER/metrics when --server is set)")
 	fs.BoolVar(&c.jsonOut, "json", false, "print the final report as one JSON object on stdout")
 	fs.BoolVar(&c.progress, "progress", false, "print a progress line every second even when stderr is not a terminal")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write the simulator's own CPU profile to `file` (to tell its cost from the broker's)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -245,6 +248,17 @@ func (c *runCommand) Run(ctx context.Context) error {
 	r, err := firmwaresim.NewRunner(c.o)
 	if err != nil {
 		return err
+	}
+	if c.cpuProfile != "" {
+		f, err := os.Create(c.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	rep, err := r.Run(ctx)
 	if tty {
