@@ -171,6 +171,9 @@ var v3Codes = map[byte]byte{
 func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	id, ref := h.authenticate(cl, pk)
 	if ref == nil {
+		ref = h.settlePrevious(cl, id)
+	}
+	if ref == nil {
 		h.opts.Sessions.Add(cl, id)
 		return nil
 	}
@@ -185,6 +188,57 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		h.Log.Debug("send connack", "client", cl.ID, "error", err)
 	}
 	return ref.code
+}
+
+// takeoverWait bounds how long a connection waits for mochi to release
+// the previous connection of its ClientID.
+const takeoverWait = 2 * time.Second
+
+// settlePrevious ends the previous connection of cl's ClientID, when its
+// session ends with it, and waits until mochi has forgotten it, before
+// cl is attached. It works around a race in mochi's takeover: the old
+// connection's cleanup (after its read loop ends) checks "taken over?"
+// and then deletes the client by ClientID and unsubscribes its filters by
+// ClientID; when the new connection attaches in between, the cleanup
+// deletes the new client from the client map and its subscriptions, and
+// the device is connected but receives nothing (seen in reconnect storms
+// as unanswered hellos). Such a session inherits nothing, so waiting
+// loses nothing; persistent sessions are never deleted on disconnect and
+// keep mochi's own takeover. An anonymous connection never displaces an
+// authenticated one.
+func (h *Hook) settlePrevious(cl *mqtt.Client, id topics.Identity) *refusal {
+	srv := h.opts.Server
+	old, ok := srv.Clients.Get(cl.ID)
+	if !ok || old == cl {
+		return nil
+	}
+	if prev, ok := h.opts.Sessions.Get(old); ok && id.Anonymous && !prev.Anonymous {
+		return &refClientID
+	}
+	if !endsWithConnection(old) {
+		return nil
+	}
+	if !old.Closed() {
+		_ = srv.DisconnectClient(old, packets.ErrSessionTakenOver)
+	}
+	deadline := time.Now().Add(takeoverWait)
+	for time.Now().Before(deadline) {
+		if cur, ok := srv.Clients.Get(cl.ID); !ok || cur != old {
+			return nil
+		}
+		time.Sleep(time.Millisecond)
+	}
+	h.Log.Warn("previous connection not released in time", "client", cl.ID)
+	return nil
+}
+
+// endsWithConnection reports whether cl's session expires when its
+// connection ends (mochi's "expire" on disconnect).
+func endsWithConnection(cl *mqtt.Client) bool {
+	if cl.Properties.ProtocolVersion == 5 {
+		return cl.Properties.Props.SessionExpiryInterval == 0
+	}
+	return cl.Properties.Clean
 }
 
 func (h *Hook) authenticate(cl *mqtt.Client, pk packets.Packet) (topics.Identity, *refusal) {
