@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/tern-im/tern/internal/brokertest"
+	"github.com/tern-im/tern/internal/config"
 )
 
 // TestReconnectRace: devices whose connection dies and who reconnect at
@@ -94,4 +96,34 @@ func connectHelloAndCut(b *brokertest.Broker, uid string) error {
 		_ = tc.SetLinger(0)
 	}
 	return nc.Close()
+}
+
+// TestAnonymousNoTakeover: on a listener that admits anonymous clients,
+// an anonymous connection that uses an authenticated device's ClientID is
+// refused instead of taking the device's session over.
+func TestAnonymousNoTakeover(t *testing.T) {
+	t.Parallel()
+	b := brokertest.Start(t, func(c *config.Config) { c.MQTT.Anonymous = true })
+	b.AddUser("alice", pw)
+	lost := make(chan struct{}, 1)
+	alice := b.Connect(b.ClientOptions("alice.p1", "alice", pw).SetAutoReconnect(false).
+		SetConnectionLostHandler(func(paho.Client, error) { lost <- struct{}{} }))
+	err := b.TryConnect(b.ClientOptions("alice.p1", "", ""))
+	if err == nil || !strings.Contains(err.Error(), "not Authorized") {
+		t.Fatalf("anonymous connect with alice's ClientID: %v, want not authorized", err)
+	}
+	select {
+	case <-lost:
+		t.Fatal("alice's connection was taken over")
+	case <-time.After(200 * time.Millisecond):
+	}
+	if !alice.IsConnectionOpen() {
+		t.Fatal("alice is not connected")
+	}
+	// An anonymous client may take over an anonymous one.
+	anon := b.Connect(b.ClientOptions("kiosk-7", "", "").SetAutoReconnect(false))
+	defer brokertest.Disconnect(t, anon)
+	if err := b.TryConnect(b.ClientOptions("kiosk-7", "", "")); err != nil {
+		t.Fatalf("anonymous takeover of an anonymous session: %v", err)
+	}
 }
