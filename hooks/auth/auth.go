@@ -212,21 +212,41 @@ func (h *Hook) settlePrevious(cl *mqtt.Client, id topics.Identity) *refusal {
 	if !ok || old == cl {
 		return nil
 	}
-	if prev, ok := h.opts.Sessions.Get(old); ok && id.Anonymous && !prev.Anonymous {
+	prev, registered := h.opts.Sessions.Get(old)
+	if registered && id.Anonymous && !prev.Anonymous {
 		return &refClientID
 	}
 	if !endsWithConnection(old) {
 		return nil
 	}
-	if !old.Closed() {
-		_ = srv.DisconnectClient(old, packets.ErrSessionTakenOver)
+	if old.Closed() && time.Now().Unix()-old.StopTime() > 2 {
+		// Closed a while ago and still listed: mochi never cleans up
+		// after a failed CONNACK write, so nothing is pending.
+		return nil
 	}
+	if registered {
+		if !old.Closed() {
+			_ = srv.DisconnectClient(old, packets.ErrSessionTakenOver)
+		}
+		// The session goes in this hook's OnDisconnect, the last hook
+		// mochi calls before its cleanup.
+		t := time.NewTimer(takeoverWait)
+		defer t.Stop()
+		select {
+		case <-prev.Gone():
+		case <-t.C:
+			h.Log.Warn("previous connection not released in time", "client", cl.ID)
+			return nil
+		}
+	}
+	// OnDisconnect has run; mochi's cleanup follows at once, but takes
+	// the client map's lock, which a storm keeps busy: poll it sparingly.
 	deadline := time.Now().Add(takeoverWait)
-	for time.Now().Before(deadline) {
+	for pause := 50 * time.Microsecond; time.Now().Before(deadline); pause = min(2*pause, 10*time.Millisecond) {
 		if cur, ok := srv.Clients.Get(cl.ID); !ok || cur != old {
 			return nil
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(pause)
 	}
 	h.Log.Warn("previous connection not released in time", "client", cl.ID)
 	return nil

@@ -219,6 +219,9 @@ func (h *Hook) sync(d *device, a *codec.SyncArgs) (any, *apiError) {
 		}
 		return codec.SyncResult{Ev: []codec.Event{}, Reset: true, Convs: orEmpty(convs), USHead: head, Next: head}, nil
 	}
+	if a.Since == head { // up to date: the common case, and no read transaction
+		return codec.SyncResult{Ev: []codec.Event{}, Next: head}, nil
+	}
 	if a.Since > head {
 		// The device is ahead of the server's stream (e.g. the data was
 		// restored from an older backup): start over.

@@ -37,7 +37,11 @@ type Session struct {
 	Listener  string
 	Connected time.Time
 	prefs     atomic.Pointer[Prefs]
+	gone      chan struct{}
 }
+
+// Gone is closed once the session has been removed from the registry.
+func (s *Session) Gone() <-chan struct{} { return s.gone }
 
 // Prefs returns the device's negotiated preferences.
 func (s *Session) Prefs() Prefs {
@@ -89,6 +93,7 @@ func (r *Registry) Add(cl *mqtt.Client, id topics.Identity) *Session {
 		Remote:    cl.Net.Remote,
 		Listener:  cl.Net.Listener,
 		Connected: time.Now(),
+		gone:      make(chan struct{}),
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -128,6 +133,7 @@ func (r *Registry) Remove(cl *mqtt.Client) bool {
 	fns := r.onRemove
 	r.mu.Unlock()
 	if ok {
+		close(s.gone)
 		for _, fn := range fns {
 			fn(s)
 		}

@@ -132,13 +132,20 @@ func loadEvent(txn *badger.Txn, p []byte) (ev codec.Event, found bool, err error
 	return ev, err == nil, err
 }
 
-// USHead returns the last us of uid's stream (0 when empty).
+// USHead returns the last us of uid's stream (0 when empty). It is as
+// fresh as a read transaction: every committed append is in it.
 func (s *Store) USHead(uid string) (uint64, error) {
-	var n uint64
+	n, ok, gen := s.heads.get(uid)
+	if ok {
+		return n, nil
+	}
 	err := s.db.View(func(txn *badger.Txn) (err error) {
 		n, err = getU64(txn, key(tabUserUS, uid))
 		return err
 	})
+	if err == nil {
+		s.heads.fill(uid, n, gen)
+	}
 	return n, err
 }
 

@@ -64,12 +64,14 @@ type Options struct {
 
 // Store is an open Badger database. It is safe for concurrent use.
 type Store struct {
-	db   *badger.DB
-	log  *slog.Logger
-	seq  *sequencer
-	stop chan struct{}
-	wg   sync.WaitGroup
-	once sync.Once
+	db  *badger.DB
+	log *slog.Logger
+	seq *sequencer
+	// heads caches stream heads (see heads).
+	heads *heads
+	stop  chan struct{}
+	wg    sync.WaitGroup
+	once  sync.Once
 }
 
 // Open opens (creating if needed) the store in dir.
@@ -104,6 +106,7 @@ func Open(dir string, o Options) (*Store, error) {
 		o.Now = time.Now
 	}
 	s := &Store{db: db, log: o.Logger, stop: make(chan struct{})}
+	s.heads = newHeads()
 	s.seq = newSequencer(s, o.Now)
 	if o.GCInterval > 0 && !o.InMemory {
 		s.wg.Add(1)
