@@ -229,19 +229,16 @@ func (q *sequencer) commit(batch []*Append) {
 		if err != nil {
 			q.reset() // counters may be ahead of the store: reload
 		}
-		if err == nil { // before any delivery of the committed events
-			for _, a := range pending {
-				for i, uid := range a.To {
-					if i < len(a.US) {
-						q.s.heads.advance(uid, a.US[i])
-					}
-				}
-			}
-		}
 		for _, a := range pending {
 			a.err = err
-			if err == nil && a.Committed != nil {
-				a.Committed(a)
+			if err == nil {
+				// Heads first, so no delivery of the event precedes them.
+				for i, uid := range a.To {
+					q.s.heads.advance(uid, a.US[i])
+				}
+				if a.Committed != nil {
+					a.Committed(a)
+				}
 			}
 			close(a.done)
 		}
