@@ -267,6 +267,32 @@ func (d *Device) own() string {
 	return "im/u/" + d.opts.Creds.UID + "/d/" + d.opts.Creds.DID + "/"
 }
 
+// Reconnect backoff: 50 ms after a lost link, doubling per failed attempt
+// up to 2 s, each wait jittered over its upper half.
+const (
+	minBackoff = 50 * time.Millisecond
+	maxBackoff = 2 * time.Second
+)
+
+// grow is the backoff after one more failed attempt.
+func grow(backoff time.Duration) time.Duration {
+	return min(max(2*backoff, minBackoff), maxBackoff)
+}
+
+// sleepJittered waits between backoff/2 and backoff (nothing for 0) and
+// reports false if ctx ended first.
+func sleepJittered(ctx context.Context, backoff time.Duration) bool {
+	if backoff <= 0 {
+		return ctx.Err() == nil
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(backoff/2 + rand.N(backoff/2+1)):
+		return true
+	}
+}
+
 // Run keeps the device connected until ctx is done: connect, subscribe,
 // hello, sync, resend the outbox, then apply events and publish new
 // messages; on a lost connection it reconnects with a short jittered
@@ -276,12 +302,8 @@ func (d *Device) Run(ctx context.Context) error {
 	backoff := time.Duration(0)
 	first := true
 	for ctx.Err() == nil {
-		if backoff > 0 {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(backoff/2 + rand.N(backoff/2+1)):
-			}
+		if !sleepJittered(ctx, backoff) {
+			return ctx.Err()
 		}
 		err := d.session(ctx, first)
 		if errors.Is(err, ErrNoMessaging) && !d.everOnline.Load() {
@@ -299,10 +321,10 @@ func (d *Device) Run(ctx context.Context) error {
 			backoff = 0
 			d.opts.Acc.Add(func(c *Counters) { c.Reconnects++ })
 		default:
-			backoff = min(max(2*backoff, 50*time.Millisecond), 2*time.Second)
+			backoff = grow(backoff)
 		}
 		if errors.Is(err, errLinkLost) {
-			backoff = 50 * time.Millisecond
+			backoff = minBackoff
 		}
 	}
 	return ctx.Err()

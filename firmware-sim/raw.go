@@ -2,7 +2,6 @@ package firmwaresim
 
 import (
 	"context"
-	"math/rand/v2"
 	"net"
 	"net/url"
 	"sync"
@@ -72,24 +71,20 @@ func (r *RawClient) Run(ctx context.Context) error {
 	backoff := time.Duration(0)
 	first := true
 	for ctx.Err() == nil {
-		if backoff > 0 {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(backoff/2 + rand.N(backoff/2+1)):
-			}
+		if !sleepJittered(ctx, backoff) {
+			return ctx.Err()
 		}
 		c, err := r.connect()
 		if err != nil {
 			r.lastErr.Store(&err)
-			backoff = min(max(2*backoff, 50*time.Millisecond), 2*time.Second)
+			backoff = grow(backoff)
 			continue
 		}
 		if !first {
 			r.opts.Acc.Add(func(c *Counters) { c.Reconnects++ })
 		}
 		first = false
-		backoff = 50 * time.Millisecond
+		backoff = minBackoff
 		select {
 		case <-ctx.Done():
 		case <-c.done:
