@@ -37,9 +37,11 @@ import (
 	"github.com/tern-im/tern/internal/accounts"
 	"github.com/tern-im/tern/internal/adminapi"
 	"github.com/tern-im/tern/internal/config"
+	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/internal/listener"
 	"github.com/tern-im/tern/internal/logging"
 	"github.com/tern-im/tern/internal/metrics"
+	"github.com/tern-im/tern/internal/relations"
 	"github.com/tern-im/tern/internal/session"
 	"github.com/tern-im/tern/internal/store"
 	"github.com/tern-im/tern/topics"
@@ -59,9 +61,11 @@ const (
 
 // Broker is one Tern node.
 type Broker struct {
-	cfg      *config.Config
-	log      *slog.Logger
-	store    *store.Store
+	cfg   *config.Config
+	log   *slog.Logger
+	store *store.Store
+	// commits carries committed appends from the store to delivery.
+	commits  *im.CommitStream
 	accounts *accounts.Service
 	sessions *session.Registry
 	metrics  *metrics.Metrics
@@ -86,7 +90,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	b := &Broker{cfg: cfg, log: log}
+	b := &Broker{cfg: cfg, log: log, commits: im.NewCommitStream(cfg.IM.CommitBacklog)}
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
@@ -97,6 +101,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 		GCInterval:     cfg.Store.GCInterval,
 		Retention:      cfg.IM.Retention,
 		Logger:         log,
+		Commits:        b.commits,
 	})
 	if err != nil {
 		return nil, err
@@ -139,7 +144,7 @@ func (b *Broker) build() error {
 	})
 	b.metrics = metrics.New(b.mqtt.Info)
 
-	relations := messaging.NewRelations(b.store, b.log)
+	relations := relations.New(b.store, b.log)
 	policy := &topics.Policy{Rules: cfg.Rules(), Relations: relations}
 	anon := map[string]bool{
 		ListenerMQTT: cfg.MQTT.Anonymous, ListenerWS: cfg.WS.Anonymous,
@@ -160,7 +165,7 @@ func (b *Broker) build() error {
 	}{
 		{new(limits.Hook), &limits.Options{MaxKeepalive: uint16(cfg.Limits.MaxKeepalive / time.Second)}},
 		{new(messaging.Hook), &messaging.Options{
-			Server: b.mqtt, Store: b.store, Sessions: b.sessions, Relations: relations,
+			Server: b.mqtt, Store: b.store, Commits: b.commits, Sessions: b.sessions, Relations: relations,
 			Epoch: b.epoch, DMPolicy: cfg.IM.DMPolicy, MaxPacket: int(cfg.Limits.MaxPacketSize),
 			MaxBody: int(cfg.IM.MaxBody), RateBurst: cfg.IM.RateBurst, RatePerSec: float64(cfg.IM.RatePerSec),
 			MaxGroupMembers: cfg.IM.MaxGroupMembers,

@@ -10,193 +10,214 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/tern-im/tern/internal/codec"
-	"github.com/tern-im/tern/internal/store"
+	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/topics"
-)
-
-// Group roles.
-const (
-	roleOwner  = "owner"
-	roleAdmin  = "admin"
-	roleMember = "member"
 )
 
 const maxGroupName = 128
 
-func (h *Hook) group(d *device, op string, a *codec.GroupArgs) (any, *apiError) {
-	if op == "group.create" {
-		return h.groupCreate(d, a)
-	}
+// groupTx is one change of an existing group, prepared by a groupOp
+// under the group's exclusive stripe: the group as read, its current
+// members, the caller's record, and the append the op fills in.
+type groupTx struct {
+	g     im.Group
+	order []string
+	recs  map[string]im.Member
+	me    im.Member
+	ap    *im.Append
+	// touched are the users whose cached relations the change affects.
+	touched []string
+}
+
+// groupOp is one group RPC on an existing group. It either fills t.ap
+// (Event, Members, UserConvs) and t.g for a change, or returns a reply
+// without any change (nothing to do). list makes the reply after a
+// change the new member list.
+type groupOp struct {
+	change func(h *Hook, d *device, t *groupTx, a *codec.GroupArgs) (unchanged any, err error)
+	list   bool
+	admin  bool // the caller must be owner or admin
+}
+
+// groupOps is the table of group RPCs on existing groups (group.create
+// is its own handler).
+var groupOps = map[string]groupOp{
+	"group.members": {change: func(_ *Hook, _ *device, t *groupTx, _ *codec.GroupArgs) (any, error) {
+		return membersOf(t.order, t.recs), nil
+	}},
+	"group.add":    {change: (*Hook).groupAdd, list: true, admin: true},
+	"group.remove": {change: (*Hook).groupRemove, list: true, admin: true},
+	"group.leave":  {change: (*Hook).groupLeave},
+	"group.role":   {change: (*Hook).groupRole, admin: true},
+	"group.update": {change: (*Hook).groupUpdate, admin: true},
+}
+
+// group runs op on an existing group: resolve it and the caller under the
+// group's stripe, let the op prepare its change, commit, invalidate the
+// relations cache and republish the group meta.
+func (h *Hook) group(d *device, op groupOp, a *codec.GroupArgs) (any, error) {
 	if topics.CheckGID(a.GID) != nil {
-		return nil, errf(400, "bad gid")
+		return nil, im.ErrBadGID
 	}
 	defer h.groups.lock(a.GID)()
 	g, err := h.opts.Store.Group(a.GID)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, errf(404, "unknown group")
+	if errors.Is(err, im.ErrNotFound) {
+		return nil, im.ErrUnknownGroup
 	}
 	if err != nil {
-		return nil, fault(err)
+		return nil, err
 	}
-	order, recs, err := h.opts.Relations.members(a.GID)
+	order, recs, err := h.opts.Relations.Members(a.GID)
 	if err != nil {
-		return nil, fault(err)
+		return nil, err
 	}
-	me := recs[d.uid]
-	if !me.Current() {
-		return nil, errf(403, "not a member")
+	t := &groupTx{g: g, order: order, recs: recs, me: recs[d.uid], touched: slices.Clone(order)}
+	if !t.me.Current() {
+		return nil, im.ErrNotMember
 	}
-	admin := me.Role == roleOwner || me.Role == roleAdmin
-	cv := "g:" + g.GID
-	ap := &store.Append{CV: cv, To: order}
-	touched := slices.Clone(order)
-	switch op {
-	case "group.members":
-		return membersOf(order, recs), nil
-	case "group.add":
-		if !admin {
-			return nil, errf(403, "not an admin")
-		}
-		add, e := h.checkUIDs(d.uid, a.UIDs)
-		if e != nil {
-			return nil, e
-		}
-		var fresh []string
-		for _, u := range add {
-			if !recs[u].Current() {
-				fresh = append(fresh, u)
-			}
-		}
-		if len(fresh) == 0 {
-			return membersOf(order, recs), nil
-		}
-		if len(order)+len(fresh) > h.opts.MaxGroupMembers {
-			return nil, errf(409, "group full")
-		}
-		ap.To = append(slices.Clone(order), fresh...)
-		touched = ap.To
-		ap.Event = codec.Event{T: codec.TMember, Op: "add", Who: fresh, By: d.uid, Role: roleMember}
-		for _, u := range fresh {
-			ap.Members = append(ap.Members, store.MemberChange{GID: g.GID, UID: u, Rec: store.MemberRec{Role: roleMember}, SetFrom: true})
-			ap.UserConvs = append(ap.UserConvs, store.UserConv{UID: u, CV: cv})
-		}
-		g.N = len(ap.To)
-	case "group.remove":
-		if !admin {
-			return nil, errf(403, "not an admin")
-		}
-		if len(a.UIDs) == 0 || len(a.UIDs) > h.opts.MaxGroupMembers {
-			return nil, errf(400, "bad uids")
-		}
-		var gone []string
-		for _, u := range a.UIDs {
-			if topics.CheckUID(u) != nil {
-				return nil, errf(400, "bad uid")
-			}
-			r := recs[u]
-			switch {
-			case u == d.uid:
-				return nil, errf(400, "use group.leave")
-			case !r.Current():
-				continue
-			case r.Role == roleOwner, r.Role == roleAdmin && me.Role != roleOwner:
-				return nil, errf(403, "cannot remove "+r.Role)
-			}
-			if !slices.Contains(gone, u) {
-				gone = append(gone, u)
-				ap.Members = append(ap.Members, store.MemberChange{GID: g.GID, UID: u, Rec: r, SetTo: true})
-				ap.UserConvs = append(ap.UserConvs, store.UserConv{UID: u, CV: cv, Remove: true})
-			}
-		}
-		if len(gone) == 0 {
-			return membersOf(order, recs), nil
-		}
-		ap.Event = codec.Event{T: codec.TMember, Op: "remove", Who: gone, By: d.uid}
-		g.N = len(order) - len(gone)
-	case "group.leave":
-		if me.Role == roleOwner && len(order) > 1 {
-			return nil, errf(409, "the owner must hand over ownership (group.role) first")
-		}
-		ap.Event = codec.Event{T: codec.TMember, Op: "leave", Who: []string{d.uid}, By: d.uid}
-		ap.Members = []store.MemberChange{{GID: g.GID, UID: d.uid, Rec: me, SetTo: true}}
-		ap.UserConvs = []store.UserConv{{UID: d.uid, CV: cv, Remove: true}}
-		g.N = len(order) - 1
-	case "group.role":
-		if !admin {
-			return nil, errf(403, "not an admin")
-		}
-		if topics.CheckUID(a.UID) != nil {
-			return nil, errf(400, "bad uid")
-		}
-		r := recs[a.UID]
-		if !r.Current() {
-			return nil, errf(404, "not a member")
-		}
-		switch {
-		case a.Role != roleOwner && a.Role != roleAdmin && a.Role != roleMember:
-			return nil, errf(400, "role must be owner, admin or member")
-		case a.UID == d.uid:
-			return nil, errf(400, "cannot change your own role")
-		case r.Role == roleOwner:
-			return nil, errf(403, "cannot change the owner's role")
-		case a.Role == roleOwner && me.Role != roleOwner:
-			return nil, errf(403, "only the owner hands over ownership")
-		}
-		r.Role = a.Role
-		ap.Members = []store.MemberChange{{GID: g.GID, UID: a.UID, Rec: r}}
-		if a.Role == roleOwner { // hand-over: the old owner becomes admin
-			me.Role = roleAdmin
-			ap.Members = append(ap.Members, store.MemberChange{GID: g.GID, UID: d.uid, Rec: me})
-			g.Owner = a.UID
-		}
-		ap.Event = codec.Event{T: codec.TMember, Op: "role", Who: []string{a.UID}, By: d.uid, Role: a.Role}
-	case "group.update":
-		if !admin {
-			return nil, errf(403, "not an admin")
-		}
-		if a.Name == nil && a.Avatar == nil {
-			return nil, errf(400, "nothing to update")
-		}
-		ev := codec.Event{T: codec.TConv, By: d.uid}
-		if a.Name != nil {
-			if len(*a.Name) > maxGroupName {
-				return nil, errf(400, "name too long")
-			}
-			g.Name, ev.Name = *a.Name, *a.Name
-		}
-		if a.Avatar != nil {
-			if *a.Avatar != "" {
-				if _, err := ulid.ParseStrict(*a.Avatar); err != nil {
-					return nil, errf(400, "avatar must be a file id")
-				}
-			}
-			g.Avatar, ev.Av = *a.Avatar, *a.Avatar
-		}
-		ap.Event = ev
-	default:
-		return nil, errf(400, "unknown op")
+	if op.admin && !t.me.Admin() {
+		return nil, im.ErrNotAdmin
 	}
-	g.V++
-	ap.Group = &g
-	if e := h.append(nil, ap, "", ""); e != nil {
-		return nil, e
+	t.ap = &im.Append{CV: g.CV(), To: order}
+	if r, err := op.change(h, d, t, a); r != nil || err != nil {
+		return r, err
 	}
-	h.opts.Relations.Invalidate(touched, g.GID)
-	h.publishMeta(g)
-	if op == "group.leave" {
+	t.g.V++
+	t.ap.Group = &t.g
+	if err := h.append(nil, t.ap); err != nil {
+		return nil, err
+	}
+	h.opts.Relations.Invalidate(t.touched, g.GID)
+	h.publishMeta(t.g)
+	if !op.list {
 		return struct{}{}, nil
 	}
-	if op == "group.role" || op == "group.update" {
-		return struct{}{}, nil
-	}
-	order, recs, err = h.opts.Relations.members(g.GID)
+	order, recs, err = h.opts.Relations.Members(g.GID)
 	if err != nil {
-		return nil, fault(err)
+		return nil, err
 	}
 	return membersOf(order, recs), nil
 }
 
-func membersOf(order []string, recs map[string]store.MemberRec) codec.MembersResult {
+func (h *Hook) groupAdd(d *device, t *groupTx, a *codec.GroupArgs) (any, error) {
+	add, err := h.checkUIDs(d.uid, a.UIDs)
+	if err != nil {
+		return nil, err
+	}
+	var fresh []string
+	for _, u := range add {
+		if !t.recs[u].Current() {
+			fresh = append(fresh, u)
+		}
+	}
+	if len(fresh) == 0 {
+		return membersOf(t.order, t.recs), nil
+	}
+	if len(t.order)+len(fresh) > h.opts.MaxGroupMembers {
+		return nil, im.ErrGroupFull
+	}
+	t.ap.To = append(slices.Clone(t.order), fresh...)
+	t.touched = t.ap.To
+	t.ap.Event = im.Event{T: im.TMember, Op: "add", Who: fresh, By: d.uid, Role: im.RoleMember}
+	for _, u := range fresh {
+		t.ap.Members = append(t.ap.Members, im.MemberChange{GID: t.g.GID, UID: u, Rec: im.Member{Role: im.RoleMember}, SetFrom: true})
+		t.ap.UserConvs = append(t.ap.UserConvs, im.UserConv{UID: u, CV: t.ap.CV})
+	}
+	t.g.N = len(t.ap.To)
+	return nil, nil
+}
+
+func (h *Hook) groupRemove(d *device, t *groupTx, a *codec.GroupArgs) (any, error) {
+	if len(a.UIDs) == 0 || len(a.UIDs) > h.opts.MaxGroupMembers {
+		return nil, im.ErrBadUIDs
+	}
+	var gone []string
+	for _, u := range a.UIDs {
+		if topics.CheckUID(u) != nil {
+			return nil, im.ErrBadUID
+		}
+		r := t.recs[u]
+		switch {
+		case u == d.uid:
+			return nil, im.ErrUseLeave
+		case !r.Current():
+			continue
+		}
+		if err := im.MayRemove(t.me, r); err != nil {
+			return nil, err
+		}
+		if !slices.Contains(gone, u) {
+			gone = append(gone, u)
+			t.ap.Members = append(t.ap.Members, im.MemberChange{GID: t.g.GID, UID: u, Rec: r, SetTo: true})
+			t.ap.UserConvs = append(t.ap.UserConvs, im.UserConv{UID: u, CV: t.ap.CV, Remove: true})
+		}
+	}
+	if len(gone) == 0 {
+		return membersOf(t.order, t.recs), nil
+	}
+	t.ap.Event = im.Event{T: im.TMember, Op: "remove", Who: gone, By: d.uid}
+	t.g.N = len(t.order) - len(gone)
+	return nil, nil
+}
+
+func (h *Hook) groupLeave(d *device, t *groupTx, _ *codec.GroupArgs) (any, error) {
+	if t.me.Role == im.RoleOwner && len(t.order) > 1 {
+		return nil, im.ErrOwnerMustLeave
+	}
+	t.ap.Event = im.Event{T: im.TMember, Op: "leave", Who: []string{d.uid}, By: d.uid}
+	t.ap.Members = []im.MemberChange{{GID: t.g.GID, UID: d.uid, Rec: t.me, SetTo: true}}
+	t.ap.UserConvs = []im.UserConv{{UID: d.uid, CV: t.ap.CV, Remove: true}}
+	t.g.N = len(t.order) - 1
+	return nil, nil
+}
+
+func (h *Hook) groupRole(d *device, t *groupTx, a *codec.GroupArgs) (any, error) {
+	if topics.CheckUID(a.UID) != nil {
+		return nil, im.ErrBadUID
+	}
+	r := t.recs[a.UID]
+	if !r.Current() {
+		return nil, im.ErrNoSuchMember
+	}
+	if err := im.MaySetRole(t.me, r, a.Role, a.UID == d.uid); err != nil {
+		return nil, err
+	}
+	r.Role = a.Role
+	t.ap.Members = []im.MemberChange{{GID: t.g.GID, UID: a.UID, Rec: r}}
+	if a.Role == im.RoleOwner { // hand-over: the old owner becomes admin
+		me := t.me
+		me.Role = im.RoleAdmin
+		t.ap.Members = append(t.ap.Members, im.MemberChange{GID: t.g.GID, UID: d.uid, Rec: me})
+		t.g.Owner = a.UID
+	}
+	t.ap.Event = im.Event{T: im.TMember, Op: "role", Who: []string{a.UID}, By: d.uid, Role: a.Role}
+	return nil, nil
+}
+
+func (h *Hook) groupUpdate(d *device, t *groupTx, a *codec.GroupArgs) (any, error) {
+	if a.Name == nil && a.Avatar == nil {
+		return nil, im.ErrNothingToDo
+	}
+	ev := im.Event{T: im.TConv, By: d.uid}
+	if a.Name != nil {
+		if len(*a.Name) > maxGroupName {
+			return nil, im.ErrNameTooLong
+		}
+		t.g.Name, ev.Name = *a.Name, *a.Name
+	}
+	if a.Avatar != nil {
+		if *a.Avatar != "" {
+			if _, err := ulid.ParseStrict(*a.Avatar); err != nil {
+				return nil, im.ErrBadAvatar
+			}
+		}
+		t.g.Avatar, ev.Av = *a.Avatar, *a.Avatar
+	}
+	t.ap.Event = ev
+	return nil, nil
+}
+
+func membersOf(order []string, recs map[string]im.Member) codec.MembersResult {
 	out := codec.MembersResult{Members: make([]codec.Member, 0, len(order))}
 	for _, u := range order {
 		out.Members = append(out.Members, codec.Member{UID: u, Role: recs[u].Role})
@@ -207,30 +228,30 @@ func membersOf(order []string, recs map[string]store.MemberRec) codec.MembersRes
 // checkUIDs validates users to add to a group: well-formed (400), known
 // (404), not blocking the adder (403). Duplicates and the caller are
 // dropped.
-func (h *Hook) checkUIDs(caller string, uids []string) ([]string, *apiError) {
+func (h *Hook) checkUIDs(caller string, uids []string) ([]string, error) {
 	if len(uids) > h.opts.MaxGroupMembers {
-		return nil, errf(409, "group full")
+		return nil, im.ErrGroupFull
 	}
 	var out []string
 	for _, u := range uids {
 		if topics.CheckUID(u) != nil {
-			return nil, errf(400, "bad uid")
+			return nil, im.ErrBadUID
 		}
 		if u == caller || slices.Contains(out, u) {
 			continue
 		}
-		if _, err := h.opts.Store.User(u); errors.Is(err, store.ErrNotFound) {
-			return nil, errf(404, "unknown user "+u)
-		} else if err != nil {
-			return nil, fault(err)
+		if ok, err := h.opts.Store.UserExists(u); err != nil {
+			return nil, err
+		} else if !ok {
+			return nil, im.ErrUnknownUser.Detail(u)
 		}
 		for _, p := range [2][2]string{{u, caller}, {caller, u}} {
 			blocked, err := h.opts.Store.Blocks(p[0], p[1])
 			if err != nil {
-				return nil, fault(err)
+				return nil, err
 			}
 			if blocked {
-				return nil, errf(403, "blocked")
+				return nil, im.ErrBlocked
 			}
 		}
 		out = append(out, u)
@@ -238,50 +259,50 @@ func (h *Hook) checkUIDs(caller string, uids []string) ([]string, *apiError) {
 	return out, nil
 }
 
-func (h *Hook) groupCreate(d *device, a *codec.GroupArgs) (any, *apiError) {
+func (h *Hook) groupCreate(d *device, a *codec.GroupArgs) (any, error) {
 	gid := a.GID
 	if gid == "" {
 		gid = strings.ToLower(ulid.Make().String())
 	} else if topics.CheckGID(gid) != nil {
-		return nil, errf(400, "bad gid")
+		return nil, im.ErrBadGID
 	}
 	name := ""
 	if a.Name != nil {
 		name = *a.Name
 	}
 	if len(name) > maxGroupName {
-		return nil, errf(400, "name too long")
+		return nil, im.ErrNameTooLong
 	}
-	members, e := h.checkUIDs(d.uid, a.Members)
-	if e != nil {
-		return nil, e
+	members, err := h.checkUIDs(d.uid, a.Members)
+	if err != nil {
+		return nil, err
 	}
 	if len(members)+1 > h.opts.MaxGroupMembers {
-		return nil, errf(409, "group full")
+		return nil, im.ErrGroupFull
 	}
 	defer h.groups.lock(gid)()
 	if _, err := h.opts.Store.Group(gid); err == nil {
-		return nil, errf(409, "group exists")
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return nil, fault(err)
+		return nil, im.ErrGroupExists
+	} else if !errors.Is(err, im.ErrNotFound) {
+		return nil, err
 	}
 	all := append([]string{d.uid}, members...)
-	cv := "g:" + gid
-	g := store.Group{GID: gid, Name: name, Owner: d.uid, V: 1, N: len(all), Created: h.opts.Now().UnixMilli()}
-	ap := &store.Append{
+	g := im.Group{GID: gid, Name: name, Owner: d.uid, V: 1, N: len(all), Created: h.opts.Now().UnixMilli()}
+	cv := g.CV()
+	ap := &im.Append{
 		CV: cv, To: all, Group: &g,
-		Event: codec.Event{T: codec.TMember, Op: "add", Who: all, By: d.uid, Role: roleMember},
+		Event: im.Event{T: im.TMember, Op: "add", Who: all, By: d.uid, Role: im.RoleMember},
 	}
 	for _, u := range all {
-		role := roleMember
+		role := im.RoleMember
 		if u == d.uid {
-			role = roleOwner
+			role = im.RoleOwner
 		}
-		ap.Members = append(ap.Members, store.MemberChange{GID: gid, UID: u, Rec: store.MemberRec{Role: role}, SetFrom: true})
-		ap.UserConvs = append(ap.UserConvs, store.UserConv{UID: u, CV: cv})
+		ap.Members = append(ap.Members, im.MemberChange{GID: gid, UID: u, Rec: im.Member{Role: role}, SetFrom: true})
+		ap.UserConvs = append(ap.UserConvs, im.UserConv{UID: u, CV: cv})
 	}
-	if e := h.append(nil, ap, "", ""); e != nil {
-		return nil, e
+	if err := h.append(nil, ap); err != nil {
+		return nil, err
 	}
 	h.opts.Relations.Invalidate(all, gid)
 	h.publishMeta(g)
@@ -290,7 +311,7 @@ func (h *Hook) groupCreate(d *device, a *codec.GroupArgs) (any, *apiError) {
 
 // publishMeta retains im/g/{gid}/meta (JSON: shared retained topics are
 // always JSON).
-func (h *Hook) publishMeta(g store.Group) {
+func (h *Hook) publishMeta(g im.Group) {
 	b, err := json.Marshal(codec.GroupMeta{Name: g.Name, Avatar: g.Avatar, N: g.N, V: g.V})
 	if err != nil {
 		h.Log.Error("encode group meta", "error", err)

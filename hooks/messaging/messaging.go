@@ -1,13 +1,17 @@
-// Package messaging is the Tern messaging hook: it consumes the upstream
-// msg, rcpt, typ and rpc commands of every device (PROTOCOL §5–§7, §9),
-// sequences and persists events through a narrow Storage interface before
-// acknowledging them, and delivers them to each member device in that
-// device's encoding. docs/architecture.md describes the flow.
+// Package messaging is the MQTT adapter of the IM core (internal/im): it
+// consumes the upstream msg, rcpt, typ and rpc commands of every device
+// (PROTOCOL §5–§7, §9), decodes them, applies the domain's rules over the
+// im ports (append with positions assigned before the PUBACK), and
+// delivers committed events from the im.CommitStream to each member
+// device, encoded once per recipient and encoding. Each command and each
+// RPC op is one small handler in a table. docs/architecture.md describes
+// the flow.
 package messaging
 
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"hash/maphash"
 	"strings"
 	"sync"
@@ -15,50 +19,25 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
-	"github.com/oklog/ulid/v2"
 
 	"github.com/tern-im/tern/internal/codec"
+	"github.com/tern-im/tern/internal/im"
+	"github.com/tern-im/tern/internal/relations"
 	"github.com/tern-im/tern/internal/session"
-	"github.com/tern-im/tern/internal/store"
 	"github.com/tern-im/tern/topics"
 )
 
-// Storage is what the hook needs from persistence. *store.Store implements
-// it over Badger. Append is the only write path for stream events: it
-// assigns id, seq, us and ts and returns once the events are durable.
-type Storage interface {
-	Append(as ...*store.Append) error
-	Stream(uid string, since uint64, max int) ([]codec.Event, bool, error)
-	History(cv string, lo, hi, before, after uint64, max int) ([]codec.Event, bool, error)
-	EventByID(id ulid.ULID) (codec.Event, error)
-	Deduped(uid, did, cmid string) (codec.Event, error)
-	USHead(uid string) (uint64, error)
-	ConvSeq(cv string) (uint64, error)
-	Marker(cv, uid, k string) (uint64, error)
-	Group(gid string) (store.Group, error)
-	AllGroups(fn func(store.Group) error) error
-	Member(gid, uid string) (store.MemberRec, error)
-	Reacted(id ulid.ULID, uid, k string) (bool, error)
-	UserConvs(uid string) ([]string, error)
-	User(uid string) (store.User, error)
-	// DMPeer reports, in one read, whether other exists and whether
-	// either of uid and other blocks the other.
-	DMPeer(uid, other string) (exists, blocked bool, err error)
-	SetContact(uid, other string, on bool) error
-	SetBlock(uid, other string, on bool) error
-	// Presences returns the stored presence of those of uids that have
-	// one (presence.get).
-	Presences(uids []string) (map[string]store.Presence, error)
-	RelationStore
-}
-
-// Options configures the hook. Server, Store, Sessions and Relations are
-// required.
+// Options configures the hook; every field but Now is required, and the
+// limits must be positive (internal/config owns their defaults).
 type Options struct {
-	Server    *mqtt.Server
-	Store     Storage
+	Server *mqtt.Server
+	// Store is the IM core's storage, every port of it.
+	Store im.Store
+	// Commits is the stream the Store publishes committed appends on;
+	// the hook reserves a slot before each append and delivers from it.
+	Commits   *im.CommitStream
 	Sessions  *session.Registry
-	Relations *Relations
+	Relations *relations.Relations
 	// Epoch is this run's epoch, reported in hello.
 	Epoch uint64
 	// DMPolicy is "open" or "contacts" (the recipient must have the sender
@@ -77,17 +56,33 @@ type Options struct {
 	Now func() time.Time
 }
 
+func (o *Options) check() error {
+	var errs []error
+	for _, x := range []struct {
+		name string
+		ok   bool
+	}{
+		{"MaxPacket", o.MaxPacket > 0}, {"MaxBody", o.MaxBody > 0}, {"RateBurst", o.RateBurst > 0},
+		{"RatePerSec", o.RatePerSec > 0}, {"MaxGroupMembers", o.MaxGroupMembers > 0},
+	} {
+		if !x.ok {
+			errs = append(errs, fmt.Errorf("messaging: %s must be positive", x.name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Hook is the messaging hook.
 type Hook struct {
 	mqtt.HookBase
 	opts   *Options
 	inline *mqtt.Client
-	rate   *limiter
-	typing *typingGate
+	rate   *im.Limiter
+	typing *im.TypingGate
+	peers  *relations.Peers
 	users  stripes
 	groups stripes
 	dl     *deliverer
-	peers  *peerCache
 }
 
 var _ mqtt.Hook = (*Hook)(nil)
@@ -103,38 +98,26 @@ func (h *Hook) Provides(b byte) bool {
 // Init takes *Options.
 func (h *Hook) Init(config any) error {
 	o, ok := config.(*Options)
-	if !ok || o == nil || o.Server == nil || o.Store == nil || o.Sessions == nil || o.Relations == nil {
+	if !ok || o == nil || o.Server == nil || o.Store == nil || o.Commits == nil || o.Sessions == nil || o.Relations == nil {
 		return mqtt.ErrInvalidConfigType
+	}
+	if err := o.check(); err != nil {
+		return err
 	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.MaxPacket <= 0 {
-		o.MaxPacket = 128 << 10
-	}
-	if o.MaxBody <= 0 {
-		o.MaxBody = 8 << 10
-	}
-	if o.RateBurst <= 0 {
-		o.RateBurst = 500
-	}
-	if o.RatePerSec <= 0 {
-		o.RatePerSec = 100
-	}
-	if o.MaxGroupMembers <= 0 {
-		o.MaxGroupMembers = 5000
-	}
 	h.opts = o
 	h.inline = o.Server.NewClient(nil, mqtt.LocalListener, "tern-messaging", true)
-	h.rate = newLimiter(o.RateBurst, o.RatePerSec, o.Now)
-	h.typing = newTypingGate(2*time.Second, o.Now)
-	h.peers = newPeerCache(o.Now)
+	h.rate = im.NewLimiter(o.RateBurst, o.RatePerSec, o.Now)
+	h.typing = im.NewTypingGate(2*time.Second, o.Now)
+	h.peers = relations.NewPeers(o.Now)
 	h.dl = newDeliverer(h, 4)
 	return nil
 }
 
-// Stop stops the delivery workers. Appends that commit later are still
-// durable; their live delivery is skipped (devices sync).
+// Stop stops delivery. Appends that commit later are still durable;
+// their live delivery is skipped (devices sync).
 func (h *Hook) Stop() error {
 	if h.dl != nil {
 		h.dl.stop()
@@ -145,42 +128,13 @@ func (h *Hook) Stop() error {
 // OnStarted republishes the retained meta of every group: mochi keeps
 // retained messages in memory only.
 func (h *Hook) OnStarted() {
-	err := h.opts.Store.AllGroups(func(g store.Group) error {
+	err := h.opts.Store.AllGroups(func(g im.Group) error {
 		h.publishMeta(g)
 		return nil
 	})
 	if err != nil {
 		h.Log.Error("republish group meta", "error", err)
 	}
-}
-
-// apiError is an app-level rejection with its HTTP-like code.
-type apiError struct {
-	Code int
-	Msg  string
-}
-
-func (e *apiError) Error() string { return e.Msg }
-
-func errf(code int, msg string) *apiError { return &apiError{code, msg} }
-
-var (
-	errInternal = errf(500, "server fault")
-	errClosed   = errf(503, "shutting down")
-)
-
-// fault maps a storage error to an apiError.
-func fault(err error) *apiError {
-	var ae *apiError
-	switch {
-	case errors.As(err, &ae):
-		return ae
-	case errors.Is(err, store.ErrClosed):
-		return errClosed
-	case errors.Is(err, store.ErrTooBig):
-		return errf(413, "too large")
-	}
-	return errInternal
 }
 
 // reason maps an app code to an MQTT 5 PUBACK reason code.
@@ -208,6 +162,22 @@ type device struct {
 	pref session.Prefs
 }
 
+// command handles one kind of upstream command; cmid (msg only) goes
+// into the err event of a rejection.
+type command func(h *Hook, d *device, payload []byte) (cmid string, err error)
+
+// commands is the table of upstream commands this hook consumes. An RPC
+// answers its own failures in the reply, so it sends no err event.
+var commands = map[string]struct {
+	handle command
+	quiet  bool
+}{
+	topics.UpMsg:  {handle: (*Hook).onMsg},
+	topics.UpRcpt: {handle: func(h *Hook, d *device, p []byte) (string, error) { return "", h.onRcpt(d, p) }},
+	topics.UpTyp:  {handle: func(h *Hook, d *device, p []byte) (string, error) { return "", h.onTyp(d, p) }},
+	topics.UpRPC:  {handle: func(h *Hook, d *device, p []byte) (string, error) { return "", h.onRPC(d, p) }, quiet: true},
+}
+
 // OnPublish consumes upstream msg, rcpt, typ and rpc publishes. It
 // returns only nil (not ours), CodeSuccessIgnore, or for an MQTT 5 QoS 1
 // rejection its reason code: any other error would make mochi route the
@@ -220,9 +190,8 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if !ok {
 		return pk, nil
 	}
-	switch u.Kind {
-	case topics.UpMsg, topics.UpRcpt, topics.UpTyp, topics.UpRPC:
-	default:
+	cmd, ok := commands[u.Kind]
+	if !ok {
 		return pk, nil // another feature hook's, or dropped by acl
 	}
 	s, ok := h.opts.Sessions.Get(cl)
@@ -230,33 +199,35 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		return pk, packets.CodeSuccessIgnore
 	}
 	d := &device{s: s, cl: cl, pk: &pk, uid: s.UID, did: s.DID, pref: s.Prefs()}
-	var cmid string
-	var err *apiError
-	switch u.Kind {
-	case topics.UpMsg:
-		cmid, err = h.onMsg(d, pk.Payload)
-	case topics.UpRcpt:
-		err = h.onRcpt(d, pk.Payload)
-	case topics.UpTyp:
-		err = h.onTyp(d, pk.Payload)
-	case topics.UpRPC:
-		err = h.onRPC(d, pk.Payload)
-	}
+	cmid, err := cmd.handle(h, d, pk.Payload)
 	if err == nil {
 		return pk, packets.CodeSuccessIgnore
 	}
-	if u.Kind != topics.UpRPC { // RPC failures are answered in the reply
-		h.sendErr(d, cmid, err)
+	e := h.reject(d, u.Kind, err)
+	if !cmd.quiet {
+		h.sendErr(d, cmid, e)
 	}
 	// mochi answers a reason code with a PUBACK: right for QoS 1 only.
 	if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos == 1 {
-		return pk, reason(err.Code)
+		return pk, reason(e.Code)
 	}
 	return pk, packets.CodeSuccessIgnore
 }
 
+// reject maps err to what the client is told and logs it: a client's
+// fault at debug, a server fault at error.
+func (h *Hook) reject(d *device, kind string, err error) *im.Error {
+	e := im.Fault(err)
+	if e.Code >= 500 && !errors.Is(err, im.ErrClosed) {
+		h.Log.Error("command failed", "user", d.uid, "kind", kind, "error", err)
+	} else {
+		h.Log.Debug("command rejected", "user", d.uid, "kind", kind, "code", e.Code, "error", e.Msg)
+	}
+	return e
+}
+
 // sendErr publishes an err event on the device's rpc topic.
-func (h *Hook) sendErr(d *device, cmid string, e *apiError) {
+func (h *Hook) sendErr(d *device, cmid string, e *im.Error) {
 	ev := codec.Event{T: codec.TErr, CMID: cmid, Code: e.Code, Msg: e.Msg}
 	b, err := codec.Encode(&ev, d.pref.CBOR)
 	if err != nil {

@@ -8,7 +8,7 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/tern-im/tern/internal/codec"
-	"github.com/tern-im/tern/internal/store"
+	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/topics"
 )
 
@@ -25,6 +25,8 @@ const (
 	maxMarkFanout = 256
 	// payloadSlack is what an upstream payload may carry beyond the body.
 	payloadSlack = 8 << 10
+	// maxSmallPayload bounds rcpt and typ payloads.
+	maxSmallPayload = 1 << 10
 )
 
 // conv is what a user may do in a conversation.
@@ -34,325 +36,356 @@ type conv struct {
 	members []string // current members: the recipients
 	member  bool     // uid is a current member
 	role    string
-	lo, hi  uint64 // seq range uid may read; hi 0 = open
-}
-
-// dmCV returns the DM conversation of two users.
-func dmCV(a, b string) string {
-	if a > b {
-		a, b = b, a
-	}
-	return "d:" + a + ":" + b
+	window  im.Window // what uid may read
 }
 
 // convFor resolves cv for uid: 400 when malformed, 404 when the group is
 // unknown, 403 when uid was never in it.
-func (h *Hook) convFor(uid, cv string) (*conv, *apiError) {
+func (h *Hook) convFor(uid, cv string) (*conv, error) {
+	a, b, gid, ok := im.ParseConv(cv)
 	switch {
-	case strings.HasPrefix(cv, "d:"):
-		a, b, ok := strings.Cut(cv[2:], ":")
-		if !ok || topics.CheckUID(a) != nil || topics.CheckUID(b) != nil || a >= b {
-			return nil, errf(400, "bad conversation id")
+	case !ok:
+		return nil, im.ErrBadConv
+	case gid == "":
+		if topics.CheckUID(a) != nil || topics.CheckUID(b) != nil {
+			return nil, im.ErrBadConv
 		}
 		if uid != a && uid != b {
-			return nil, errf(403, "not a member")
+			return nil, im.ErrNotMember
 		}
-		return &conv{cv: cv, members: []string{a, b}, member: true, lo: 1}, nil
-	case strings.HasPrefix(cv, "g:"):
-		gid := cv[2:]
-		if topics.CheckGID(gid) != nil {
-			return nil, errf(400, "bad conversation id")
+		return &conv{cv: cv, members: []string{a, b}, member: true, window: im.Open}, nil
+	}
+	if topics.CheckGID(gid) != nil {
+		return nil, im.ErrBadConv
+	}
+	if _, err := h.opts.Store.Group(gid); err != nil {
+		if errors.Is(err, im.ErrNotFound) {
+			return nil, im.ErrUnknownGroup
 		}
-		if _, err := h.opts.Store.Group(gid); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return nil, errf(404, "unknown group")
-			}
-			return nil, fault(err)
-		}
-		order, recs, err := h.opts.Relations.members(gid)
-		if err != nil {
-			return nil, fault(err)
-		}
-		c := &conv{cv: cv, gid: gid, members: order}
-		if r, ok := recs[uid]; ok && r.Current() {
-			c.member, c.role, c.lo = true, r.Role, r.From
-			return c, nil
-		}
-		r, err := h.opts.Store.Member(gid, uid)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, errf(403, "not a member")
-		}
-		if err != nil {
-			return nil, fault(err)
-		}
-		c.lo, c.hi = r.From, r.To
-		if c.hi == 0 { // cannot happen for a past member; be safe
-			c.hi = c.lo
-		}
+		return nil, err
+	}
+	order, recs, err := h.opts.Relations.Members(gid)
+	if err != nil {
+		return nil, err
+	}
+	c := &conv{cv: cv, gid: gid, members: order}
+	if r, ok := recs[uid]; ok && r.Current() {
+		c.member, c.role, c.window = true, r.Role, r.Window()
 		return c, nil
 	}
-	return nil, errf(400, "bad conversation id")
+	r, err := h.opts.Store.Member(gid, uid)
+	if errors.Is(err, im.ErrNotFound) {
+		return nil, im.ErrNotMember
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.window = r.Window()
+	return c, nil
+}
+
+// memberOf is convFor for commands that need a current member.
+func (h *Hook) memberOf(uid, cv string) (*conv, error) {
+	c, err := h.convFor(uid, cv)
+	if err != nil {
+		return nil, err
+	}
+	if !c.member {
+		return nil, im.ErrNotMember
+	}
+	return c, nil
 }
 
 // writable resolves the conversation a send goes to and checks that uid
 // may write there: member, not blocked, DM policy.
-func (h *Hook) writable(uid, to string) (*conv, *apiError) {
+func (h *Hook) writable(uid, to string) (*conv, error) {
 	cv := to
 	if !strings.HasPrefix(to, "d:") && !strings.HasPrefix(to, "g:") {
 		if topics.CheckUID(to) != nil {
-			return nil, errf(400, "bad recipient")
+			return nil, im.ErrBadRecipient
 		}
 		if to == uid {
-			return nil, errf(400, "cannot message yourself")
+			return nil, im.ErrSelfMessage
 		}
-		cv = dmCV(uid, to)
+		cv = im.DMConv(uid, to)
 	}
-	c, e := h.convFor(uid, cv)
-	if e != nil {
-		return nil, e
-	}
-	if !c.member {
-		return nil, errf(403, "not a member")
-	}
-	if c.gid != "" {
-		return c, nil
+	c, err := h.memberOf(uid, cv)
+	if err != nil || c.gid != "" {
+		return c, err
 	}
 	other := c.members[0]
 	if other == uid {
 		other = c.members[1]
 	}
-	p, ok := h.peers.get(uid, other)
+	p, ok := h.peers.Get(uid, other)
 	if !ok {
 		var err error
-		if p.exists, p.blocked, err = h.opts.Store.DMPeer(uid, other); err != nil {
-			return nil, fault(err)
+		if p.Exists, p.Blocked, err = h.opts.Store.DMPeer(uid, other); err != nil {
+			return nil, err
 		}
-		h.peers.put(uid, other, p)
+		h.peers.Put(uid, other, p)
 	}
 	switch {
-	case !p.exists:
-		return nil, errf(404, "unknown user")
-	case p.blocked:
-		return nil, errf(403, "blocked")
+	case !p.Exists:
+		return nil, im.ErrUnknownUser
+	case p.Blocked:
+		return nil, im.ErrBlocked
 	}
 	if h.opts.DMPolicy == "contacts" && !h.opts.Relations.Visible(other, uid) {
-		return nil, errf(403, "not a contact")
+		return nil, im.ErrNotContact
 	}
 	return c, nil
 }
 
+// msgOps are the ops of an upstream msg command.
+var msgOps = map[string]func(h *Hook, d *device, up *codec.Up) error{
+	"":      (*Hook).send,
+	"send":  (*Hook).send,
+	"edit":  (*Hook).edit,
+	"del":   (*Hook).del,
+	"react": (*Hook).react,
+}
+
 // onMsg handles an upstream msg command; cmid is returned for the err
 // event.
-func (h *Hook) onMsg(d *device, payload []byte) (string, *apiError) {
+func (h *Hook) onMsg(d *device, payload []byte) (string, error) {
 	if len(payload) > h.opts.MaxBody+payloadSlack {
-		return "", errf(413, "payload too large")
+		return "", im.ErrPayloadTooBig
 	}
 	var up codec.Up
 	if err := codec.Decode(payload, &up); err != nil {
-		return "", errf(400, "malformed payload")
+		return "", im.ErrMalformed
 	}
-	if !h.rate.allow(d.uid + "." + d.did) {
-		return up.CMID, errf(429, "rate limited")
+	if !h.rate.Allow(d.uid + "." + d.did) {
+		return up.CMID, im.ErrRateLimited
 	}
 	if up.CMID == "" || len(up.CMID) > maxCMID {
-		return up.CMID, errf(400, "cmid must be 1 to 32 bytes")
+		return up.CMID, im.ErrBadCMID
 	}
 	if len(up.B) > h.opts.MaxBody {
-		return up.CMID, errf(413, "body too large")
+		return up.CMID, im.ErrBodyTooBig
 	}
 	// A resend of a command already done: re-send the original event to
-	// this device only. Sends skip this read: the sequencer checks the
-	// dedupe key inside its batch transaction anyway and hands back the
-	// original (Append.Dup), so the hot path pays no extra Badger read.
+	// this device only. Sends skip this read: the Log checks the dedupe
+	// key inside its commit anyway and hands back the original
+	// (Append.Dup), so the hot path pays no extra read.
 	if up.Op != "" && up.Op != "send" {
 		if ev, err := h.opts.Store.Deduped(d.uid, d.did, up.CMID); err == nil {
-			h.sendEvent(d.uid, d.did, d.pref, &ev)
+			h.sendEvent(d, &ev)
 			return up.CMID, nil
-		} else if errors.Is(err, store.ErrGone) {
+		} else if errors.Is(err, im.ErrGone) {
 			return up.CMID, nil // done, and its event trimmed since: just ack
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return up.CMID, fault(err)
+		} else if !errors.Is(err, im.ErrNotFound) {
+			return up.CMID, err
 		}
 	}
-	var e *apiError
-	switch up.Op {
-	case "", "send":
-		e = h.send(d, &up)
-	case "edit", "del", "react":
-		e = h.change(d, &up)
-	default:
-		e = errf(400, "unknown op")
+	op, ok := msgOps[up.Op]
+	if !ok {
+		return up.CMID, im.ErrUnknownOp
 	}
-	return up.CMID, e
+	return up.CMID, op(h, d, &up)
 }
 
-func (h *Hook) send(d *device, up *codec.Up) *apiError {
+func checkSend(up *codec.Up) error {
 	switch {
 	case up.To == "":
-		return errf(400, "missing to")
+		return im.ErrMissingTo
 	case up.B == "" && len(up.Att) == 0:
-		return errf(400, "missing body")
+		return im.ErrMissingBody
 	case len(up.CT) > maxCT:
-		return errf(400, "bad ct")
+		return im.ErrBadCT
 	case up.TTL < 0 || up.TTL > maxTTL:
-		return errf(400, "bad ttl")
+		return im.ErrBadTTL
 	case len(up.Mn) > maxMention || len(up.Att) > maxAtt:
-		return errf(400, "too many mentions or attachments")
+		return im.ErrTooMany
 	}
 	for _, m := range up.Mn {
 		if topics.CheckUID(m) != nil {
-			return errf(400, "bad mention")
+			return im.ErrBadMention
 		}
+	}
+	return nil
+}
+
+func (h *Hook) send(d *device, up *codec.Up) error {
+	if err := checkSend(up); err != nil {
+		return err
 	}
 	if gid, ok := strings.CutPrefix(up.To, "g:"); ok {
 		defer h.groups.rlock(gid)()
 	}
-	c, e := h.writable(d.uid, up.To)
-	if e != nil {
-		return e
+	c, err := h.writable(d.uid, up.To)
+	if err != nil {
+		return err
 	}
 	for _, id := range []*ulid.ULID{up.Re, up.Th} {
 		if id == nil {
 			continue
 		}
 		ev, err := h.opts.Store.EventByID(*id)
-		if errors.Is(err, store.ErrNotFound) || (err == nil && ev.CV != c.cv) {
-			return errf(404, "unknown message")
+		if errors.Is(err, im.ErrNotFound) || (err == nil && ev.CV != c.cv) {
+			return im.ErrUnknownMessage
 		}
 		if err != nil {
-			return fault(err)
+			return err
 		}
 	}
 	ct := up.CT
 	if ct == "" {
 		ct = "text/plain"
 	}
-	a := &store.Append{
+	a := &im.Append{
 		CV: c.cv, To: c.members, UID: d.uid, DID: d.did, CMID: up.CMID,
 		TTL: time.Duration(up.TTL) * time.Second,
-		Event: codec.Event{
-			T: codec.TMsg, From: d.uid, FD: d.did, CMID: up.CMID, CT: ct, B: up.B,
+		Event: im.Event{
+			T: im.TMsg, From: d.uid, FD: d.did, CMID: up.CMID, CT: ct, B: up.B,
 			Re: up.Re, Th: up.Th, Att: up.Att, Mn: up.Mn, TTL: up.TTL, E2E: up.E2E, CTS: up.CTS,
 		},
 	}
 	if c.gid == "" {
-		a.UserConvs = []store.UserConv{{UID: c.members[0], CV: c.cv}, {UID: c.members[1], CV: c.cv}}
+		a.UserConvs = []im.UserConv{{UID: c.members[0], CV: c.cv}, {UID: c.members[1], CV: c.cv}}
 	}
-	return h.append(d, a, "", "")
+	return h.append(d, a)
 }
 
-// append commits a, queues its live delivery (skipping skipUID/skipDID)
-// and handles a dedupe hit.
-func (h *Hook) append(d *device, a *store.Append, skipUID, skipDID string) *apiError {
-	a.Committed = func(a *store.Append) { h.dl.committed(a, skipUID, skipDID) }
-	if err := h.opts.Store.Append(a); err != nil {
-		return fault(err)
+// append reserves room in the commit stream (waiting while delivery is
+// behind: backpressure before the PUBACK), commits a, and re-sends the
+// original event on a dedupe hit.
+func (h *Hook) append(d *device, a *im.Append) error {
+	if err := h.opts.Commits.Reserve(h.dl.quit); err != nil {
+		return err
+	}
+	err := h.opts.Store.Append(a)
+	if err != nil || !a.Committed() {
+		h.opts.Commits.Release()
+	}
+	if err != nil {
+		return err
 	}
 	if a.Dup != nil && d != nil {
-		h.sendEvent(d.uid, d.did, d.pref, a.Dup)
+		h.sendEvent(d, a.Dup)
 	}
 	return nil
 }
 
-// change handles edit, del and react.
-func (h *Hook) change(d *device, up *codec.Up) *apiError {
+// target resolves the message an edit, del or react changes, and the
+// conversation it is in (uid must be a current member). It returns the
+// remaining lifetime the change inherits from a disappearing message.
+func (h *Hook) target(d *device, up *codec.Up) (*im.Event, *conv, time.Duration, func(), error) {
+	unlock := func() {}
 	if up.ID == nil {
-		return errf(400, "missing id")
+		return nil, nil, 0, unlock, im.ErrMissingID
 	}
-	target, err := h.opts.Store.EventByID(*up.ID)
-	if errors.Is(err, store.ErrNotFound) {
-		return errf(404, "unknown message")
+	t, err := h.opts.Store.EventByID(*up.ID)
+	if errors.Is(err, im.ErrNotFound) {
+		return nil, nil, 0, unlock, im.ErrUnknownMessage
 	}
 	if err != nil {
-		return fault(err)
+		return nil, nil, 0, unlock, err
 	}
-	if target.T != codec.TMsg {
-		return errf(400, "not a message")
+	if t.T != im.TMsg {
+		return nil, nil, 0, unlock, im.ErrNotMessage
 	}
-	if gid, ok := strings.CutPrefix(target.CV, "g:"); ok {
-		defer h.groups.rlock(gid)()
+	if gid, ok := strings.CutPrefix(t.CV, "g:"); ok {
+		unlock = h.groups.rlock(gid)
 	}
-	c, e := h.convFor(d.uid, target.CV)
-	if e != nil {
-		return e
-	}
-	if !c.member {
-		return errf(403, "not a member")
+	c, err := h.memberOf(d.uid, t.CV)
+	if err != nil {
+		return nil, nil, 0, unlock, err
 	}
 	var ttl time.Duration
-	if target.TTL > 0 {
-		ttl = time.UnixMilli(target.TS).Add(time.Duration(target.TTL) * time.Second).Sub(h.opts.Now())
+	if t.TTL > 0 {
+		ttl = time.UnixMilli(t.TS).Add(time.Duration(t.TTL) * time.Second).Sub(h.opts.Now())
 		if ttl <= 0 {
-			return errf(404, "unknown message")
+			return nil, nil, 0, unlock, im.ErrUnknownMessage
 		}
 	}
+	return &t, c, ttl, unlock, nil
+}
+
+// change builds the append of an edit, del or react of t in c.
+func change(d *device, up *codec.Up, c *conv, ttl time.Duration, ev im.Event) *im.Append {
 	id := *up.ID
-	ev := codec.Event{From: d.uid, FD: d.did, CMID: up.CMID, Tgt: &id}
-	a := &store.Append{CV: c.cv, To: c.members, UID: d.uid, DID: d.did, CMID: up.CMID, TTL: ttl}
-	switch up.Op {
-	case "edit":
-		if target.From != d.uid {
-			return errf(403, "not the author")
-		}
-		if up.B == "" {
-			return errf(400, "missing body")
-		}
-		ev.T, ev.B = codec.TEdit, up.B
-	case "del":
-		if target.From != d.uid && c.role != "owner" && c.role != "admin" {
-			return errf(403, "not the author")
-		}
-		ev.T = codec.TDel
-	case "react":
-		if up.K == "" || len(up.K) > maxReactK {
-			return errf(400, "bad reaction")
-		}
-		defer h.users.lock(d.uid)()
-		on, err := h.opts.Store.Reacted(id, d.uid, up.K)
-		if err != nil {
-			return fault(err)
-		}
-		ev.T, ev.K, ev.Rm = codec.TReact, up.K, on
-		a.Reacts = []store.React{{ID: id, UID: d.uid, K: up.K, On: !on}}
+	ev.From, ev.FD, ev.CMID, ev.Tgt = d.uid, d.did, up.CMID, &id
+	return &im.Append{CV: c.cv, To: c.members, UID: d.uid, DID: d.did, CMID: up.CMID, TTL: ttl, Event: ev}
+}
+
+func (h *Hook) edit(d *device, up *codec.Up) error {
+	t, c, ttl, unlock, err := h.target(d, up)
+	defer unlock()
+	switch {
+	case err != nil:
+		return err
+	case t.From != d.uid:
+		return im.ErrNotAuthor
+	case up.B == "":
+		return im.ErrMissingBody
 	}
-	a.Event = ev
-	return h.append(d, a, "", "")
+	return h.append(d, change(d, up, c, ttl, im.Event{T: im.TEdit, B: up.B}))
+}
+
+func (h *Hook) del(d *device, up *codec.Up) error {
+	t, c, ttl, unlock, err := h.target(d, up)
+	defer unlock()
+	if err != nil {
+		return err
+	}
+	if t.From != d.uid && c.role != im.RoleOwner && c.role != im.RoleAdmin {
+		return im.ErrNotAuthor
+	}
+	return h.append(d, change(d, up, c, ttl, im.Event{T: im.TDel}))
+}
+
+func (h *Hook) react(d *device, up *codec.Up) error {
+	_, c, ttl, unlock, err := h.target(d, up)
+	defer unlock()
+	if err != nil {
+		return err
+	}
+	if up.K == "" || len(up.K) > maxReactK {
+		return im.ErrBadReaction
+	}
+	defer h.users.lock(d.uid)()
+	on, err := h.opts.Store.Reacted(*up.ID, d.uid, up.K)
+	if err != nil {
+		return err
+	}
+	a := change(d, up, c, ttl, im.Event{T: im.TReact, K: up.K, Rm: on})
+	a.Reacts = []im.React{{ID: *up.ID, UID: d.uid, K: up.K, On: !on}}
+	return h.append(d, a)
 }
 
 // onRcpt handles a cumulative read/delivered marker (§6).
-func (h *Hook) onRcpt(d *device, payload []byte) *apiError {
-	if len(payload) > 1<<10 {
-		return errf(413, "payload too large")
+func (h *Hook) onRcpt(d *device, payload []byte) error {
+	if len(payload) > maxSmallPayload {
+		return im.ErrPayloadTooBig
 	}
 	var r codec.Rcpt
 	if err := codec.Decode(payload, &r); err != nil {
-		return errf(400, "malformed payload")
+		return im.ErrMalformed
 	}
 	if r.K != "read" && r.K != "dlv" {
-		return errf(400, "k must be read or dlv")
+		return im.ErrBadMarkKind
 	}
 	if r.Upto == 0 {
-		return errf(400, "missing upto")
+		return im.ErrMissingUpto
 	}
-	c, e := h.convFor(d.uid, r.CV)
-	if e != nil {
-		return e
-	}
-	if !c.member {
-		return errf(403, "not a member")
+	c, err := h.memberOf(d.uid, r.CV)
+	if err != nil {
+		return err
 	}
 	last, err := h.opts.Store.ConvSeq(c.cv)
 	if err != nil {
-		return fault(err)
+		return err
 	}
 	if last == 0 {
-		return errf(404, "unknown conversation")
+		return im.ErrUnknownConv
 	}
 	upto := min(r.Upto, last)
 	defer h.users.lock(d.uid)()
 	cur, err := h.opts.Store.Marker(c.cv, d.uid, r.K)
 	if err != nil {
-		return fault(err)
+		return err
 	}
 	if upto <= cur {
 		return nil // never backwards; not an error
@@ -361,37 +394,34 @@ func (h *Hook) onRcpt(d *device, payload []byte) *apiError {
 	if len(to) > maxMarkFanout {
 		to = []string{d.uid}
 	}
-	a := &store.Append{
-		CV: c.cv, Aux: true, To: to,
-		Event:   codec.Event{T: codec.TMark, From: d.uid, K: r.K, Upto: upto},
-		Markers: []store.Marker{{CV: c.cv, UID: d.uid, K: r.K, Upto: upto}},
-	}
-	return h.append(nil, a, d.uid, d.did)
+	return h.append(nil, &im.Append{
+		CV: c.cv, Aux: true, To: to, QuietUID: d.uid, QuietDID: d.did,
+		Event:   im.Event{T: im.TMark, From: d.uid, K: r.K, Upto: upto},
+		Markers: []im.Marker{{CV: c.cv, UID: d.uid, K: r.K, Upto: upto}},
+	})
 }
 
 // onTyp relays a typing state to the other members' devices (§7).
-func (h *Hook) onTyp(d *device, payload []byte) *apiError {
-	if len(payload) > 1<<10 {
-		return errf(413, "payload too large")
+func (h *Hook) onTyp(d *device, payload []byte) error {
+	if len(payload) > maxSmallPayload {
+		return im.ErrPayloadTooBig
 	}
 	var t codec.Typ
 	if err := codec.Decode(payload, &t); err != nil {
-		return errf(400, "malformed payload")
+		return im.ErrMalformed
 	}
 	if t.S != "c" && t.S != "p" {
-		return errf(400, "s must be c or p")
+		return im.ErrBadTypState
 	}
-	c, e := h.convFor(d.uid, t.CV)
-	if e != nil {
-		return e
+	c, err := h.memberOf(d.uid, t.CV)
+	if err != nil {
+		return err
 	}
-	if !c.member {
-		return errf(403, "not a member")
-	}
-	if !h.typing.allow(d.uid, c.cv) {
+	if !h.typing.Allow(d.uid, c.cv) {
 		return nil // rate-limited silently: typing is best effort
 	}
-	ev := codec.Event{T: codec.TTyp, CV: c.cv, From: d.uid, S: t.S, TTL: 8}
+	ev := im.Event{T: im.TTyp, CV: c.cv, From: d.uid, S: t.S, TTL: 8}
+	var enc encodings
 	for _, uid := range c.members {
 		if uid == d.uid {
 			continue
@@ -401,12 +431,30 @@ func (h *Hook) onTyp(d *device, payload []byte) *apiError {
 			if !p.Typing {
 				continue
 			}
-			b, err := codec.Encode(&ev, p.CBOR)
+			b, err := enc.get(&ev, p.CBOR)
 			if err != nil {
-				return fault(err)
+				return err
 			}
 			h.publish(topics.Device(uid, s.DID, topics.ChanEph), b, 0, nil)
 		}
 	}
 	return nil
+}
+
+// encodings caches one event's encoding per format.
+type encodings [2][]byte
+
+func (e *encodings) get(ev *im.Event, cbor bool) ([]byte, error) {
+	i := 0
+	if cbor {
+		i = 1
+	}
+	if e[i] == nil {
+		b, err := codec.Encode(ev, cbor)
+		if err != nil {
+			return nil, err
+		}
+		e[i] = b
+	}
+	return e[i], nil
 }

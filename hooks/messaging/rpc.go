@@ -8,8 +8,8 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/tern-im/tern/internal/codec"
+	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/internal/session"
-	"github.com/tern-im/tern/internal/store"
 	"github.com/tern-im/tern/topics"
 )
 
@@ -27,32 +27,104 @@ const (
 	replySlack = 256
 )
 
+// rpcHandler answers one RPC op.
+type rpcHandler func(h *Hook, d *device, req *codec.Request) (any, error)
+
+// withArgs makes a handler that decodes the op's arguments into an A
+// (400 "bad args" when they do not decode) and calls fn.
+func withArgs[A any](fn func(h *Hook, d *device, a *A) (any, error)) rpcHandler {
+	return func(h *Hook, d *device, req *codec.Request) (any, error) {
+		var a A
+		if err := req.Args(&a); err != nil {
+			return nil, im.ErrBadArgs
+		}
+		return fn(h, d, &a)
+	}
+}
+
+// contactChange is a contacts op: set changes the roster or the blocks
+// (nil for contacts.list); known requires the other user to exist.
+type contactChange struct {
+	set   func(st im.Contacts, uid, other string) error
+	known bool
+}
+
+// contactsOp makes the handler of a contacts op.
+func contactsOp(c contactChange) rpcHandler {
+	return withArgs(func(h *Hook, d *device, a *codec.UIDArgs) (any, error) {
+		return h.contacts(d, c, a.UID)
+	})
+}
+
+// groupRPC makes the handler of a group op on an existing group.
+func groupRPC(op groupOp) rpcHandler {
+	return withArgs(func(h *Hook, d *device, a *codec.GroupArgs) (any, error) {
+		return h.group(d, op, a)
+	})
+}
+
+// rpcOps is the table of RPC ops (PROTOCOL §9).
+var rpcOps = map[string]rpcHandler{
+	"hello":         withArgs((*Hook).hello),
+	"sync":          withArgs((*Hook).sync),
+	"history":       withArgs((*Hook).history),
+	"conv.list":     func(h *Hook, d *device, _ *codec.Request) (any, error) { return h.convList(d) },
+	"msg.get":       withArgs((*Hook).msgGet),
+	"contacts.list": contactsOp(contactChange{}),
+	"contacts.add": contactsOp(contactChange{known: true, set: func(st im.Contacts, uid, other string) error {
+		return st.SetContact(uid, other, true)
+	}}),
+	"contacts.remove": contactsOp(contactChange{set: func(st im.Contacts, uid, other string) error {
+		return st.SetContact(uid, other, false)
+	}}),
+	"contacts.block": contactsOp(contactChange{known: true, set: func(st im.Contacts, uid, other string) error {
+		return st.SetBlock(uid, other, true)
+	}}),
+	"contacts.unblock": contactsOp(contactChange{set: func(st im.Contacts, uid, other string) error {
+		return st.SetBlock(uid, other, false)
+	}}),
+	"presence.get": withArgs((*Hook).presenceGet),
+	"group.create": withArgs((*Hook).groupCreate),
+}
+
+func init() {
+	for name, op := range groupOps {
+		rpcOps[name] = groupRPC(op)
+	}
+}
+
 // onRPC answers an RPC request on the device's rpc topic. The returned
 // error (also sent in the reply) sets the MQTT 5 PUBACK reason.
-func (h *Hook) onRPC(d *device, payload []byte) *apiError {
+func (h *Hook) onRPC(d *device, payload []byte) error {
 	if len(payload) > maxRPCPayload {
-		e := errf(413, "payload too large")
-		h.sendErr(d, "", e)
-		return e
+		h.sendErr(d, "", im.ErrPayloadTooBig)
+		return im.ErrPayloadTooBig
 	}
 	req, err := codec.DecodeRequest(payload)
 	if err != nil {
-		e := errf(400, "malformed request")
-		h.sendErr(d, "", e)
-		return e
+		h.sendErr(d, "", im.ErrBadRequest)
+		return im.ErrBadRequest
 	}
-	r, e := h.call(d, &req)
-	rep := codec.Reply{RID: req.RID, OK: e == nil, R: r}
-	if e != nil {
+	var r any
+	handle, ok := rpcOps[req.Op]
+	if ok {
+		r, err = handle(h, d, &req)
+	} else {
+		err = im.ErrUnknownOp
+	}
+	rep := codec.Reply{RID: req.RID, OK: err == nil, R: r}
+	if err != nil {
+		e := h.reject(d, "rpc "+req.Op, err)
 		rep.R = nil
 		rep.Err = &codec.ReplyErr{Code: e.Code, Msg: e.Msg}
+		err = e
 	}
 	// The hello reply is JSON; everything after it uses the new encoding.
 	cb := d.pref.CBOR && req.Op != "hello"
-	b, err := codec.Encode(&rep, cb)
-	if err != nil {
-		h.Log.Error("encode reply", "op", req.Op, "error", err)
-		return errInternal
+	b, encErr := codec.Encode(&rep, cb)
+	if encErr != nil {
+		h.Log.Error("encode reply", "op", req.Op, "error", encErr)
+		return im.ErrInternal
 	}
 	own := topics.Device(d.uid, d.did, topics.ChanRPC)
 	var props *packets.Properties
@@ -63,70 +135,20 @@ func (h *Hook) onRPC(d *device, payload []byte) *apiError {
 		props = &packets.Properties{CorrelationData: cd}
 	}
 	h.publish(own, b, 1, props)
-	return e
+	return err
 }
 
-func (h *Hook) call(d *device, req *codec.Request) (any, *apiError) {
-	switch req.Op {
-	case "hello":
-		var a codec.HelloArgs
-		if err := req.Args(&a); err != nil {
-			return nil, errf(400, "bad args")
-		}
-		return h.hello(d, &a)
-	case "sync":
-		var a codec.SyncArgs
-		if err := req.Args(&a); err != nil {
-			return nil, errf(400, "bad args")
-		}
-		return h.sync(d, &a)
-	case "history":
-		var a codec.HistoryArgs
-		if err := req.Args(&a); err != nil {
-			return nil, errf(400, "bad args")
-		}
-		return h.history(d, &a)
-	case "conv.list":
-		return h.convList(d)
-	case "msg.get":
-		var a codec.IDArgs
-		if err := req.Args(&a); err != nil {
-			return nil, errf(400, "bad args")
-		}
-		return h.msgGet(d, &a)
-	case "contacts.list", "contacts.add", "contacts.remove", "contacts.block", "contacts.unblock":
-		var a codec.UIDArgs
-		if err := req.Args(&a); err != nil {
-			return nil, errf(400, "bad args")
-		}
-		return h.contacts(d, req.Op, a.UID)
-	case "presence.get":
-		var a codec.PresenceGetArgs
-		if err := req.Args(&a); err != nil {
-			return nil, errf(400, "bad args")
-		}
-		return h.presenceGet(d, &a)
-	case "group.create", "group.add", "group.remove", "group.leave", "group.members", "group.role", "group.update":
-		var a codec.GroupArgs
-		if err := req.Args(&a); err != nil {
-			return nil, errf(400, "bad args")
-		}
-		return h.group(d, req.Op, &a)
-	}
-	return nil, errf(400, "unknown op")
-}
-
-func (h *Hook) hello(d *device, a *codec.HelloArgs) (any, *apiError) {
+func (h *Hook) hello(d *device, a *codec.HelloArgs) (any, error) {
 	p := session.DefaultPrefs
 	switch a.Enc {
 	case "", "json":
 	case "cbor":
 		p.CBOR = true
 	default:
-		return nil, errf(400, "enc must be json or cbor")
+		return nil, im.ErrBadEnc
 	}
 	if a.MaxPkt < 0 {
-		return nil, errf(400, "bad maxPkt")
+		return nil, im.ErrBadMaxPkt
 	}
 	if a.MaxPkt > 0 {
 		p.MaxPkt = min(max(a.MaxPkt, 512), h.opts.MaxPacket)
@@ -144,7 +166,7 @@ func (h *Hook) hello(d *device, a *codec.HelloArgs) (any, *apiError) {
 	d.s.SetPrefs(p)
 	head, err := h.opts.Store.USHead(d.uid)
 	if err != nil {
-		return nil, fault(err)
+		return nil, err
 	}
 	return codec.HelloResult{
 		Now: h.opts.Now().UnixMilli(), Epoch: h.opts.Epoch, USHead: head,
@@ -168,7 +190,7 @@ func (h *Hook) budget(d *device, maxBytes int) int {
 // fit encodes evs one by one (truncating any single event that is larger
 // than the whole budget) and returns how many fit within budget, from the
 // front (or from the back with fromBack). At least one always fits.
-func (h *Hook) fit(d *device, evs []codec.Event, budget int, fromBack bool) (int, *apiError) {
+func (h *Hook) fit(d *device, evs []codec.Event, budget int, fromBack bool) (int, error) {
 	total := 0
 	for i := range evs {
 		j := i
@@ -177,7 +199,7 @@ func (h *Hook) fit(d *device, evs []codec.Event, budget int, fromBack bool) (int
 		}
 		b, err := codec.Encode(&evs[j], d.pref.CBOR)
 		if err != nil {
-			return 0, errInternal
+			return 0, im.ErrInternal
 		}
 		if len(b) > budget && i == 0 {
 			// Too big alone: send it cut, msg.get has the rest.
@@ -199,23 +221,23 @@ func (h *Hook) fit(d *device, evs []codec.Event, budget int, fromBack bool) (int
 	return len(evs), nil
 }
 
-func (h *Hook) sync(d *device, a *codec.SyncArgs) (any, *apiError) {
+func (h *Hook) sync(d *device, a *codec.SyncArgs) (any, error) {
 	n := a.Max
 	if n <= 0 {
 		n = defaultSync
 	}
 	n = min(n, maxSync)
 	if a.MaxBytes < 0 {
-		return nil, errf(400, "bad maxBytes")
+		return nil, im.ErrBadMaxBytes
 	}
 	head, err := h.opts.Store.USHead(d.uid)
 	if err != nil {
-		return nil, fault(err)
+		return nil, err
 	}
-	reset := func() (any, *apiError) {
+	reset := func() (any, error) {
 		convs, err := h.opts.Store.UserConvs(d.uid)
 		if err != nil {
-			return nil, fault(err)
+			return nil, err
 		}
 		return codec.SyncResult{Ev: []codec.Event{}, Reset: true, Convs: orEmpty(convs), USHead: head, Next: head}, nil
 	}
@@ -228,12 +250,12 @@ func (h *Hook) sync(d *device, a *codec.SyncArgs) (any, *apiError) {
 		return reset()
 	}
 	evs, more, err := h.opts.Store.Stream(d.uid, a.Since, n)
-	if errors.Is(err, store.ErrTrimmed) {
+	if errors.Is(err, im.ErrTrimmed) {
 		// Events after since were trimmed by age: start over from us_head.
 		return reset()
 	}
 	if err != nil {
-		return nil, fault(err)
+		return nil, err
 	}
 	k, e := h.fit(d, evs, h.budget(d, a.MaxBytes), false)
 	if e != nil {
@@ -254,9 +276,9 @@ func (h *Hook) sync(d *device, a *codec.SyncArgs) (any, *apiError) {
 	return codec.SyncResult{Ev: evs, Next: next, More: more}, nil
 }
 
-func (h *Hook) history(d *device, a *codec.HistoryArgs) (any, *apiError) {
+func (h *Hook) history(d *device, a *codec.HistoryArgs) (any, error) {
 	if a.Before > 0 && a.After > 0 {
-		return nil, errf(400, "before and after are exclusive")
+		return nil, im.ErrBeforeAfter
 	}
 	c, e := h.convFor(d.uid, a.CV)
 	if e != nil {
@@ -267,9 +289,9 @@ func (h *Hook) history(d *device, a *codec.HistoryArgs) (any, *apiError) {
 		n = defaultHistory
 	}
 	n = min(n, maxHistory)
-	items, complete, err := h.opts.Store.History(c.cv, c.lo, c.hi, a.Before, a.After, n)
+	items, complete, err := h.opts.Store.History(im.HistoryQuery{CV: c.cv, Window: c.window, Before: a.Before, After: a.After, Max: n})
 	if err != nil {
-		return nil, fault(err)
+		return nil, err
 	}
 	forward := a.After > 0
 	k, e := h.fit(d, items, h.budget(d, 0), !forward)
@@ -293,10 +315,10 @@ func (h *Hook) history(d *device, a *codec.HistoryArgs) (any, *apiError) {
 	return r, nil
 }
 
-func (h *Hook) convList(d *device) (any, *apiError) {
+func (h *Hook) convList(d *device) (any, error) {
 	cvs, err := h.opts.Store.UserConvs(d.uid)
 	if err != nil {
-		return nil, fault(err)
+		return nil, err
 	}
 	out := codec.ConvListResult{Convs: []codec.Conv{}}
 	for _, cv := range cvs {
@@ -306,16 +328,16 @@ func (h *Hook) convList(d *device) (any, *apiError) {
 		}
 		seq, err := h.opts.Store.ConvSeq(cv)
 		if err != nil {
-			return nil, fault(err)
+			return nil, err
 		}
 		read, err := h.opts.Store.Marker(cv, d.uid, "read")
 		if err != nil {
-			return nil, fault(err)
+			return nil, err
 		}
 		item := codec.Conv{CV: cv, Seq: seq, Read: read}
-		last, _, err := h.opts.Store.History(cv, c.lo, c.hi, 0, 0, 1)
+		last, _, err := h.opts.Store.History(im.HistoryQuery{CV: cv, Window: c.window, Max: 1})
 		if err != nil {
-			return nil, fault(err)
+			return nil, err
 		}
 		if len(last) > 0 {
 			item.Last = &last[0]
@@ -323,9 +345,9 @@ func (h *Hook) convList(d *device) (any, *apiError) {
 		// Unread: messages from others after the read marker; counted
 		// exactly over the last 1000, estimated beyond.
 		if seq > read {
-			page, complete, err := h.opts.Store.History(cv, max(c.lo, read+1), c.hi, 0, read, 1000)
+			page, complete, err := h.opts.Store.History(im.HistoryQuery{CV: cv, Window: im.Window{From: max(c.window.From, read+1), To: c.window.To}, After: read, Max: 1000})
 			if err != nil {
-				return nil, fault(err)
+				return nil, err
 			}
 			for _, ev := range page {
 				if ev.T == codec.TMsg && ev.From != d.uid {
@@ -341,64 +363,55 @@ func (h *Hook) convList(d *device) (any, *apiError) {
 	return out, nil
 }
 
-func (h *Hook) msgGet(d *device, a *codec.IDArgs) (any, *apiError) {
+func (h *Hook) msgGet(d *device, a *codec.IDArgs) (any, error) {
 	id, err := ulid.ParseStrict(a.ID)
 	if err != nil {
-		return nil, errf(400, "bad id")
+		return nil, im.ErrBadID
 	}
 	ev, err := h.opts.Store.EventByID(id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, errf(404, "unknown message")
+	if errors.Is(err, im.ErrNotFound) {
+		return nil, im.ErrUnknownMessage
 	}
 	if err != nil {
-		return nil, fault(err)
+		return nil, err
 	}
 	c, e := h.convFor(d.uid, ev.CV)
-	if e != nil || ev.Seq < c.lo || (c.hi > 0 && ev.Seq > c.hi) {
-		return nil, errf(404, "unknown message")
+	if e != nil || !c.window.Contains(ev.Seq) {
+		return nil, im.ErrUnknownMessage
 	}
 	return ev, nil
 }
 
-func (h *Hook) contacts(d *device, op, uid string) (any, *apiError) {
-	if op != "contacts.list" {
+// contacts changes the caller's roster or blocks with set (nil: just
+// list) and answers both lists. Adding or blocking needs an existing user.
+func (h *Hook) contacts(d *device, c contactChange, uid string) (any, error) {
+	if c.set != nil {
 		if topics.CheckUID(uid) != nil {
-			return nil, errf(400, "bad uid")
+			return nil, im.ErrBadUID
 		}
 		if uid == d.uid {
-			return nil, errf(400, "that is you")
+			return nil, im.ErrSelf
 		}
-		if op == "contacts.add" || op == "contacts.block" {
-			if _, err := h.opts.Store.User(uid); errors.Is(err, store.ErrNotFound) {
-				return nil, errf(404, "unknown user")
-			} else if err != nil {
-				return nil, fault(err)
+		if c.known {
+			if ok, err := h.opts.Store.UserExists(uid); err != nil {
+				return nil, err
+			} else if !ok {
+				return nil, im.ErrUnknownUser
 			}
 		}
-		var err error
-		switch op {
-		case "contacts.add":
-			err = h.opts.Store.SetContact(d.uid, uid, true)
-		case "contacts.remove":
-			err = h.opts.Store.SetContact(d.uid, uid, false)
-		case "contacts.block":
-			err = h.opts.Store.SetBlock(d.uid, uid, true)
-		case "contacts.unblock":
-			err = h.opts.Store.SetBlock(d.uid, uid, false)
-		}
-		if err != nil {
-			return nil, fault(err)
+		if err := c.set(h.opts.Store, d.uid, uid); err != nil {
+			return nil, err
 		}
 		h.opts.Relations.Invalidate([]string{d.uid, uid})
-		h.peers.forget(d.uid, uid)
+		h.peers.Forget(d.uid, uid)
 	}
 	cs, err := h.opts.Store.Contacts(d.uid)
 	if err != nil {
-		return nil, fault(err)
+		return nil, err
 	}
 	bs, err := h.opts.Store.Blocked(d.uid)
 	if err != nil {
-		return nil, fault(err)
+		return nil, err
 	}
 	return codec.ContactsResult{Contacts: orEmpty(cs), Blocked: orEmpty(bs)}, nil
 }
@@ -406,15 +419,15 @@ func (h *Hook) contacts(d *device, op, uid string) (any, *apiError) {
 // presenceGet answers the stored presence of the users the caller may
 // see: itself and C(caller) minus blocks (the same rule as subscribing to
 // im/p/{uid}). Unknown and invisible users are absent from the result.
-func (h *Hook) presenceGet(d *device, a *codec.PresenceGetArgs) (any, *apiError) {
+func (h *Hook) presenceGet(d *device, a *codec.PresenceGetArgs) (any, error) {
 	if len(a.UIDs) > maxPresenceGet {
-		return nil, errf(400, "too many uids")
+		return nil, im.ErrTooManyUIDs
 	}
 	want := make([]string, 0, len(a.UIDs))
 	seen := make(map[string]bool, len(a.UIDs))
 	for _, uid := range a.UIDs {
 		if topics.CheckUID(uid) != nil {
-			return nil, errf(400, "bad uid")
+			return nil, im.ErrBadUID
 		}
 		if seen[uid] {
 			continue
@@ -426,7 +439,7 @@ func (h *Hook) presenceGet(d *device, a *codec.PresenceGetArgs) (any, *apiError)
 	}
 	ps, err := h.opts.Store.Presences(want)
 	if err != nil {
-		return nil, fault(err)
+		return nil, err
 	}
 	out := codec.PresenceGetResult{P: make(map[string]codec.Presence, len(ps))}
 	for uid, p := range ps {

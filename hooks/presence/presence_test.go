@@ -17,8 +17,8 @@ import (
 	"github.com/tern-im/tern/internal/brokertest"
 	"github.com/tern-im/tern/internal/codec"
 	"github.com/tern-im/tern/internal/config"
+	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/internal/session"
-	"github.com/tern-im/tern/internal/store"
 	"github.com/tern-im/tern/topics"
 )
 
@@ -46,14 +46,14 @@ func start(t *testing.T, opts ...func(*config.Config)) *brokertest.Broker {
 // side (the ACL lets only alice's own devices read im/p/alice, and those
 // would count as online).
 type watcher struct {
-	ch chan store.Presence
+	ch chan im.Presence
 }
 
 func watch(t *testing.T, b *brokertest.Broker, uid string) *watcher {
 	t.Helper()
-	w := &watcher{ch: make(chan store.Presence, 256)}
+	w := &watcher{ch: make(chan im.Presence, 256)}
 	stop, err := b.Watch(topics.Presence(uid), func(_ string, payload []byte) {
-		var p store.Presence
+		var p im.Presence
 		if err := json.Unmarshal(payload, &p); err != nil {
 			t.Errorf("presence payload %q: %v", payload, err)
 		}
@@ -67,19 +67,19 @@ func watch(t *testing.T, b *brokertest.Broker, uid string) *watcher {
 }
 
 // next returns the next publication.
-func (w *watcher) next(t *testing.T) store.Presence {
+func (w *watcher) next(t *testing.T) im.Presence {
 	t.Helper()
 	select {
 	case p := <-w.ch:
 		return p
 	case <-time.After(brokertest.Timeout):
 		t.Fatal("no presence published")
-		return store.Presence{}
+		return im.Presence{}
 	}
 }
 
 // want returns the next publication and checks its status and devices.
-func (w *watcher) want(t *testing.T, s string, d int) store.Presence {
+func (w *watcher) want(t *testing.T, s string, d int) im.Presence {
 	t.Helper()
 	p := w.next(t)
 	if p.S != s || p.D != d {
@@ -175,7 +175,7 @@ func TestStatus(t *testing.T) {
 	for n := 0; n < 5; {
 		select {
 		case m := <-own:
-			var p store.Presence
+			var p im.Presence
 			if err := json.Unmarshal(m.Payload(), &p); err != nil || m.Topic() != topics.Presence("alice") {
 				t.Fatalf("own device got %s %q", m.Topic(), m.Payload())
 			}
@@ -556,7 +556,7 @@ func TestWatchedEph(t *testing.T) {
 	type pres struct {
 		T   string `json:"t"`
 		UID string `json:"uid"`
-		store.Presence
+		im.Presence
 	}
 	next := func(what string) pres {
 		t.Helper()

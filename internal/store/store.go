@@ -14,19 +14,22 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/tern-im/tern/internal/im"
 )
 
-// Errors returned by the store.
+// Errors returned by the store: the port errors of internal/im, so that
+// callers match the domain's names and never this package's.
 var (
-	ErrNotFound = errors.New("store: not found")
-	ErrExists   = errors.New("store: already exists")
-	ErrClosed   = errors.New("store: closed")
+	ErrNotFound = im.ErrNotFound
+	ErrExists   = im.ErrExists
+	ErrClosed   = im.ErrClosed
 	// ErrTrimmed is returned by Stream for a cursor below the user's
 	// stream floor: events after it have been trimmed by age.
-	ErrTrimmed = errors.New("store: stream trimmed past the cursor")
+	ErrTrimmed = im.ErrTrimmed
 	// ErrGone is returned by Deduped when the command was done but the
 	// event it produced no longer exists (trimmed or expired).
-	ErrGone = errors.New("store: event is gone")
+	ErrGone = im.ErrGone
 )
 
 // Table prefixes. A key is prefix byte + table-specific suffix.
@@ -60,6 +63,9 @@ type Options struct {
 	Now func() time.Time
 	// OnTrim, if set, is called after each background trimming pass.
 	OnTrim func(TrimStats, error)
+	// Commits, if set, receives every committed append in commit order
+	// (im.Log). Appenders must Reserve a slot in it before Append.
+	Commits *im.CommitStream
 }
 
 // Store is an open Badger database. It is safe for concurrent use.
@@ -107,7 +113,7 @@ func Open(dir string, o Options) (*Store, error) {
 	}
 	s := &Store{db: db, log: o.Logger, stop: make(chan struct{})}
 	s.heads = newHeads()
-	s.seq = newSequencer(s, o.Now)
+	s.seq = newSequencer(s, o.Now, o.Commits)
 	if o.GCInterval > 0 && !o.InMemory {
 		s.wg.Add(1)
 		go s.gcLoop(o.GCInterval)
@@ -121,9 +127,6 @@ func Open(dir string, o Options) (*Store, error) {
 	}
 	return s, nil
 }
-
-// DB exposes the Badger handle to the store's own files and tests.
-func (s *Store) DB() *badger.DB { return s.db }
 
 // Close stops the sequencer (appends submitted afterwards fail with
 // ErrClosed), the GC loop and the trimmer (between two of its
