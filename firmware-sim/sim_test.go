@@ -10,7 +10,7 @@ import (
 
 	"github.com/tern-im/tern/broker"
 	firmwaresim "github.com/tern-im/tern/firmware-sim"
-	"github.com/tern-im/tern/internal/brokertest"
+	"github.com/tern-im/tern/broker/brokertest"
 	"github.com/tern-im/tern/internal/config"
 )
 

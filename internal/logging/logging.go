@@ -1,18 +1,10 @@
-// Package logging holds Tern's log helpers: attribute keys and a handler
-// that keeps packet contents (message bodies, passwords) out of the logs.
+// Package logging holds Tern's log helper: a handler that keeps packet
+// contents (message bodies, passwords) out of the logs.
 package logging
 
 import (
 	"context"
 	"log/slog"
-)
-
-// Attribute keys used across Tern.
-const (
-	KeyClient = "client"
-	KeyUser   = "user"
-	KeyTopic  = "topic"
-	KeyMsgID  = "msg_id"
 )
 
 // Redact wraps h so that attributes holding whole packets or wills — mochi
