@@ -18,8 +18,8 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/tern-im/tern/broker"
-	"github.com/tern-im/tern/internal/adminapi"
 	"github.com/tern-im/tern/broker/brokertest"
+	"github.com/tern-im/tern/internal/adminapi"
 	"github.com/tern-im/tern/internal/config"
 )
 

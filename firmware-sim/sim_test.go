@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/tern-im/tern/broker"
-	firmwaresim "github.com/tern-im/tern/firmware-sim"
 	"github.com/tern-im/tern/broker/brokertest"
+	firmwaresim "github.com/tern-im/tern/firmware-sim"
 	"github.com/tern-im/tern/internal/config"
 )
 

@@ -1,8 +1,6 @@
 package store
 
 import (
-	"github.com/tern-im/tern/internal/im"
-
 	"fmt"
 	"os"
 	"slices"
@@ -12,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tern-im/tern/internal/codec"
+	"github.com/tern-im/tern/internal/im"
 )
 
 func benchMsg(cv string, to []string) *im.Append {

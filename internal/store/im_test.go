@@ -1,8 +1,6 @@
 package store
 
 import (
-	"github.com/tern-im/tern/internal/im"
-
 	"fmt"
 	"sync"
 	"testing"
@@ -10,6 +8,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/tern-im/tern/internal/codec"
+	"github.com/tern-im/tern/internal/im"
 )
 
 func openTest(t testing.TB) (*Store, string) {

@@ -1,10 +1,10 @@
 package store
 
 import (
-	"github.com/tern-im/tern/internal/im"
-
 	"errors"
 	"testing"
+
+	"github.com/tern-im/tern/internal/im"
 )
 
 func openDir(t *testing.T, dir string) *Store {

@@ -1,8 +1,6 @@
 package store
 
 import (
-	"github.com/tern-im/tern/internal/im"
-
 	"errors"
 	"fmt"
 	"sync"
@@ -10,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tern-im/tern/internal/codec"
+	"github.com/tern-im/tern/internal/im"
 )
 
 // clock is a settable clock for the sequencer and the trimmer.
