@@ -14,6 +14,8 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/tern-im/tern/topics"
 )
 
 // Sentinel errors of the package.
@@ -260,11 +262,11 @@ func (d *Device) SetPresence(status string) bool {
 }
 
 func (d *Device) up(kind string) string {
-	return "im/up/" + d.opts.Creds.UID + "/" + d.opts.Creds.DID + "/" + kind
+	return topics.Up(d.opts.Creds.UID, d.opts.Creds.DID, kind)
 }
 
 func (d *Device) own() string {
-	return "im/u/" + d.opts.Creds.UID + "/d/" + d.opts.Creds.DID + "/"
+	return topics.Device(d.opts.Creds.UID, d.opts.Creds.DID, "")
 }
 
 // Reconnect backoff: 50 ms after a lost link, doubling per failed attempt
@@ -466,7 +468,7 @@ func (d *Device) onMessage(m paho.Message) {
 	topic := m.Topic()
 	rest, ok := strings.CutPrefix(topic, d.own())
 	if !ok {
-		if strings.HasPrefix(topic, "im/p/") && d.opts.OnPresence != nil {
+		if strings.HasPrefix(topic, topics.Presence("")) && d.opts.OnPresence != nil {
 			d.opts.OnPresence(topic, m.Payload())
 		}
 		return

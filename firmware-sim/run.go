@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tern-im/tern/topics"
 )
 
 // Scenarios.
@@ -322,7 +324,7 @@ func (r *Runner) build() error {
 		}
 		var extra []string
 		for _, p := range peersOf[i] {
-			extra = append(extra, "im/p/"+p)
+			extra = append(extra, topics.Presence(p))
 		}
 		d := NewDevice(DeviceOptions{
 			Index: i, Creds: creds[i], Dial: dial, QoS: o.QoS, CBOR: o.CBOR, Clean: o.Clean,
@@ -591,7 +593,7 @@ func (r *Runner) addContacts(ctx context.Context) {
 	var lastErr error
 	for _, d := range r.devs {
 		for _, f := range d.opts.ExtraSubs {
-			peer := strings.TrimPrefix(f, "im/p/")
+			peer := strings.TrimPrefix(f, topics.Presence(""))
 			if err := d.Call(ctx, "contacts.add", map[string]string{"uid": peer}, nil); err != nil {
 				failed, lastErr = failed+1, err
 				continue

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/fxamacker/cbor/v2"
+
+	"github.com/tern-im/tern/internal/codec"
 )
 
 // Event is a downstream stream event (PROTOCOL §5) as far as the
@@ -68,22 +70,9 @@ type RPCError struct {
 
 func (e *RPCError) Error() string { return fmt.Sprintf("rpc error %d: %s", e.Code, e.Msg) }
 
-// isJSON tells the encodings apart by the first byte, as the broker does
-// (§13): JSON objects start with '{' (after optional whitespace).
-func isJSON(p []byte) bool {
-	for _, c := range p {
-		switch c {
-		case ' ', '\t', '\r', '\n':
-			continue
-		}
-		return c == '{'
-	}
-	return false
-}
-
 // unmarshal decodes a JSON or CBOR payload into v.
 func unmarshal(p []byte, v any) error {
-	if isJSON(p) {
+	if codec.IsJSON(p) {
 		return json.Unmarshal(p, v)
 	}
 	return cbor.Unmarshal(p, v)
@@ -91,7 +80,7 @@ func unmarshal(p []byte, v any) error {
 
 // decodeReply decodes an RPC reply, keeping r raw for Result.
 func decodeReply(p []byte) (*RPCReply, error) {
-	rep := &RPCReply{raw: p, cbor: !isJSON(p)}
+	rep := &RPCReply{raw: p, cbor: !codec.IsJSON(p)}
 	if err := unmarshal(p, rep); err != nil {
 		return nil, err
 	}
