@@ -441,11 +441,10 @@ func (h *Hook) presenceGet(d *device, a *codec.PresenceGetArgs) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := codec.PresenceGetResult{P: make(map[string]codec.Presence, len(ps))}
-	for uid, p := range ps {
-		out.P[uid] = codec.Presence{S: p.S, PV: p.PV, LS: p.LS, D: p.D, TX: p.TX}
+	if ps == nil {
+		ps = map[string]im.Presence{}
 	}
-	return out, nil
+	return codec.PresenceGetResult{P: ps}, nil
 }
 
 func orEmpty(s []string) []string {

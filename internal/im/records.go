@@ -70,19 +70,19 @@ func (w Window) Contains(seq uint64) bool {
 
 // Presence is a user's presence as published on im/p/{uid} (PROTOCOL §8)
 // and answered by presence.get. Its JSON is the wire shape and the stored
-// form.
+// form (codec.Presence is this type).
 type Presence struct {
 	// S is the status: on, off, away or busy.
-	S string `json:"s"`
+	S string `json:"s" cbor:"s"`
 	// PV is the presence version; it strictly increases with every
 	// publication of the user's presence.
-	PV uint64 `json:"pv"`
+	PV uint64 `json:"pv" cbor:"pv"`
 	// LS is last seen, in Unix milliseconds.
-	LS int64 `json:"ls"`
+	LS int64 `json:"ls" cbor:"ls"`
 	// D is the number of connected devices.
-	D int `json:"d"`
+	D int `json:"d" cbor:"d"`
 	// TX is the status text.
-	TX string `json:"tx,omitempty"`
+	TX string `json:"tx,omitempty" cbor:"tx,omitempty"`
 }
 
 // Append is one event for the Log to sequence and persist, with the
