@@ -37,16 +37,18 @@ func newRefusalLog(max int) *refusalLog {
 func (r *refusalLog) refused(log *slog.Logger, addr, reason string, attrs ...any) {
 	r.mu.Lock()
 	seen, tracked := r.addrs[addr]
+	first := false
 	switch {
 	case tracked:
 		seen[reason]++
 	case len(r.addrs) < r.max:
 		r.addrs[addr] = map[string]int{}
+		first = true
 	default:
 		r.untracked[reason]++
 	}
 	r.mu.Unlock()
-	if tracked || len(attrs) == 0 {
+	if !first {
 		log.Debug("connect refused", attrs...)
 		return
 	}
