@@ -138,6 +138,7 @@ func (b *Broker) build() error {
 		Logger: slog.New(logging.Redact(b.log.Handler())),
 	})
 	b.metrics = metrics.New(b.mqtt.Info)
+	b.metrics.StoreUnreadable(b.store.Unreadable)
 
 	relations := messaging.NewRelations(b.store, b.log)
 	policy := &topics.Policy{Rules: cfg.Rules(), Relations: relations}

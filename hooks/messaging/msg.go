@@ -12,14 +12,15 @@ import (
 	"github.com/tern-im/tern/topics"
 )
 
-// Limits of upstream commands beyond the body size.
+// Limits of upstream commands beyond the body size: the upstream schema's
+// (codec.Up.Check), which fit the limits stored events are read with.
 const (
-	maxCMID    = 32
-	maxCT      = 128
-	maxReactK  = 64
-	maxMention = 64
-	maxAtt     = 32
-	maxTTL     = 365 * 24 * 3600 // seconds
+	maxCMID    = codec.MaxCMID
+	maxCT      = codec.MaxCT
+	maxReactK  = codec.MaxReactK
+	maxMention = codec.MaxMentions
+	maxAtt     = codec.MaxAtt
+	maxTTL     = codec.MaxTTL
 	// maxMarkFanout: in larger groups read/delivered marks go only to the
 	// marking user's own stream (docs/protocol.md).
 	maxMarkFanout = 256
@@ -149,6 +150,9 @@ func (h *Hook) onMsg(d *device, payload []byte) (string, *apiError) {
 	}
 	var up codec.Up
 	if err := codec.Decode(payload, &up); err != nil {
+		if f := codec.Field(err); f != "" {
+			return "", errf(400, "malformed payload: bad "+f)
+		}
 		return "", errf(400, "malformed payload")
 	}
 	if !h.rate.allow(d.uid + "." + d.did) {
@@ -159,6 +163,9 @@ func (h *Hook) onMsg(d *device, payload []byte) (string, *apiError) {
 	}
 	if len(up.B) > h.opts.MaxBody {
 		return up.CMID, errf(413, "body too large")
+	}
+	if err := up.Check(h.opts.MaxBody); err != nil {
+		return up.CMID, errf(400, err.Error())
 	}
 	// A resend of a command already done: re-send the original event to
 	// this device only. Sends skip this read: the sequencer checks the
