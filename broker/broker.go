@@ -141,6 +141,11 @@ func (b *Broker) build() error {
 	b.metrics.StoreUnreadable(b.store.Unreadable)
 
 	relations := messaging.NewRelations(b.store, b.log)
+	// A deleted user's groups, contacts and blocks changed under the
+	// messaging hook: drop what it cached about them.
+	b.accounts.OnDelete = func(uid string, p store.Purged) {
+		relations.Invalidate(append(p.Users, uid), p.Groups...)
+	}
 	policy := &topics.Policy{Rules: cfg.Rules(), Relations: relations}
 	anon := map[string]bool{
 		ListenerMQTT: cfg.MQTT.Anonymous, ListenerWS: cfg.WS.Anonymous,

@@ -40,6 +40,9 @@ type Storage interface {
 	Member(gid, uid string) (store.MemberRec, error)
 	Reacted(id ulid.ULID, uid, k string) (bool, error)
 	UserConvs(uid string) ([]string, error)
+	// DMFloor is the last seq of DM cv that a deleted earlier account uid
+	// could read (0 if none): uid reads only later seqs.
+	DMFloor(cv, uid string) (uint64, error)
 	User(uid string) (store.User, error)
 	// DMPeer reports, in one read, whether other exists and whether
 	// either of uid and other blocks the other.

@@ -95,6 +95,32 @@ func (h *Hook) convFor(uid, cv string) (*conv, *apiError) {
 	return nil, errf(400, "bad conversation id")
 }
 
+// readable is convFor for reading cv's events (history, msg.get,
+// conv.list, edit/del/react targets): in a DM, a uid whose earlier account
+// was deleted reads only the seqs after that account's floor.
+func (h *Hook) readable(uid, cv string) (*conv, *apiError) {
+	c, e := h.convFor(uid, cv)
+	if e != nil || c.gid != "" {
+		return c, e
+	}
+	floor, err := h.opts.Store.DMFloor(cv, uid)
+	if err != nil {
+		return nil, fault(err)
+	}
+	if floor == 0 {
+		return c, nil
+	}
+	last, err := h.opts.Store.ConvSeq(cv)
+	if err != nil {
+		return nil, fault(err)
+	}
+	if last <= floor { // nothing since the earlier account was deleted
+		return nil, errf(404, "unknown conversation")
+	}
+	c.lo = max(c.lo, floor+1)
+	return c, nil
+}
+
 // writable resolves the conversation a send goes to and checks that uid
 // may write there: member, not blocked, DM policy.
 func (h *Hook) writable(uid, to string) (*conv, *apiError) {
@@ -279,12 +305,15 @@ func (h *Hook) change(d *device, up *codec.Up) *apiError {
 	if gid, ok := strings.CutPrefix(target.CV, "g:"); ok {
 		defer h.groups.rlock(gid)()
 	}
-	c, e := h.convFor(d.uid, target.CV)
+	c, e := h.readable(d.uid, target.CV)
 	if e != nil {
 		return e
 	}
 	if !c.member {
 		return errf(403, "not a member")
+	}
+	if target.Seq < c.lo {
+		return errf(404, "unknown message")
 	}
 	var ttl time.Duration
 	if target.TTL > 0 {
