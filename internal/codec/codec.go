@@ -198,7 +198,8 @@ var (
 
 func init() {
 	var err error
-	encMode, err = cbor.EncOptions{}.EncMode()
+	// Maps (e2e) in sorted key order, so one value has one encoding.
+	encMode, err = cbor.EncOptions{Sort: cbor.SortCoreDeterministic}.EncMode()
 	if err != nil {
 		panic(err) // static options
 	}
