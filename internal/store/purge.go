@@ -320,4 +320,3 @@ func (s *Store) deleteKeys(keys [][]byte) error {
 	}
 	return nil
 }
-
