@@ -251,6 +251,9 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if u.Kind != topics.UpRPC { // RPC failures are answered in the reply
 		h.sendErr(d, cmid, err)
 	}
+	if err.Code < 500 { // a client fault: debug, never a body
+		h.Log.Debug("upstream refused", "user", d.uid, "device", d.did, "kind", u.Kind, "code", err.Code, "reason", err.Msg)
+	}
 	// mochi answers a reason code with a PUBACK: right for QoS 1 only.
 	if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos == 1 {
 		return pk, reason(err.Code)
