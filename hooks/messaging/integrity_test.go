@@ -2,6 +2,9 @@ package messaging_test
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -162,8 +165,21 @@ func TestUnreadableRecordSkipped(t *testing.T) {
 	if len(cl.Convs) != 1 || cl.Convs[0].Last == nil || cl.Convs[0].Last.B != "one" || cl.Convs[0].Seq != 3 {
 		t.Fatalf("conv.list: %+v", cl)
 	}
-	if n := b.Store().Unreadable(); n <= before {
+	n := b.Store().Unreadable()
+	if n <= before {
 		t.Fatalf("unreadable count %d, want > %d", n, before)
+	}
+	resp, err := http.Get(b.HTTPURL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("tern_store_unreadable_records_total %d\n", n); !strings.Contains(string(body), want) {
+		t.Fatalf("metrics lack %q", want)
 	}
 	// New messages still flow.
 	a.text("bob", "four", "four")
