@@ -64,6 +64,11 @@ type Params struct {
 
 // Service is the account API. It is safe for concurrent use.
 type Service struct {
+	// OnDelete, if set, is called after DeleteUser with the groups the
+	// user left and the users whose contacts or blocks named them (the
+	// broker drops its membership caches). Set it before use.
+	OnDelete func(uid string, p store.Purged)
+
 	st     *store.Store
 	params Params
 	// kdf bounds concurrent argon2 runs: each costs Params.Memory of RAM.
@@ -165,12 +170,17 @@ func (s *Service) update(uid string, fn func(*store.User)) error {
 	return err
 }
 
-// DeleteUser removes a user and its tokens; stored messages stay.
+// DeleteUser deletes a user, its tokens, memberships, contacts, blocks and
+// stream (store.DeleteUser), then tells OnDelete, if set, which groups and
+// users changed.
 func (s *Service) DeleteUser(uid string) error {
 	defer s.forget(uid)
-	err := s.st.DeleteUser(uid)
+	p, err := s.st.DeleteUser(uid)
 	if errors.Is(err, store.ErrNotFound) {
 		return ErrUnknownUser
+	}
+	if s.OnDelete != nil && (err == nil || len(p.Groups)+len(p.Users) > 0) {
+		s.OnDelete(uid, p)
 	}
 	return err
 }

@@ -60,6 +60,15 @@ func New(info *system.Info) *Metrics {
 	return m
 }
 
+// StoreUnreadable exports n, the count of unreadable stored records that
+// reads skipped, as tern_store_unreadable_records_total.
+func (m *Metrics) StoreUnreadable(n func() int64) {
+	m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "tern_store_unreadable_records_total",
+		Help: "Stored event records that did not decode and were skipped by a read (tern store check finds them).",
+	}, func() float64 { return float64(n()) }))
+}
+
 func counter(name, help string, v *int64) prometheus.Collector {
 	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
 		func() float64 { return float64(atomic.LoadInt64(v)) })
