@@ -243,7 +243,7 @@ func (h *Hook) checkUIDs(caller string, uids []string) ([]string, error) {
 		if ok, err := h.opts.Store.UserExists(u); err != nil {
 			return nil, err
 		} else if !ok {
-			return nil, im.ErrUnknownUser.Detail(u)
+			return nil, im.ErrUnknownUser.Detail(" " + u)
 		}
 		for _, p := range [2][2]string{{u, caller}, {caller, u}} {
 			blocked, err := h.opts.Store.Blocks(p[0], p[1])

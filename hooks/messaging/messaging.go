@@ -219,9 +219,9 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 func (h *Hook) reject(d *device, kind string, err error) *im.Error {
 	e := im.Fault(err)
 	if e.Code >= 500 && !errors.Is(err, im.ErrClosed) {
-		h.Log.Error("command failed", "user", d.uid, "kind", kind, "error", err)
-	} else {
-		h.Log.Debug("command rejected", "user", d.uid, "kind", kind, "code", e.Code, "error", e.Msg)
+		h.Log.Error("upstream failed", "user", d.uid, "device", d.did, "kind", kind, "error", err)
+	} else { // a client fault: debug, never a body
+		h.Log.Debug("upstream refused", "user", d.uid, "device", d.did, "kind", kind, "code", e.Code, "reason", e.Msg)
 	}
 	return e
 }

@@ -12,14 +12,15 @@ import (
 	"github.com/tern-im/tern/topics"
 )
 
-// Limits of upstream commands beyond the body size.
+// Limits of upstream commands beyond the body size: the upstream schema's
+// (codec.Up.Check), which fit the limits stored events are read with.
 const (
-	maxCMID    = 32
-	maxCT      = 128
-	maxReactK  = 64
-	maxMention = 64
-	maxAtt     = 32
-	maxTTL     = 365 * 24 * 3600 // seconds
+	maxCMID    = codec.MaxCMID
+	maxCT      = codec.MaxCT
+	maxReactK  = codec.MaxReactK
+	maxMention = codec.MaxMentions
+	maxAtt     = codec.MaxAtt
+	maxTTL     = codec.MaxTTL
 	// maxMarkFanout: in larger groups read/delivered marks go only to the
 	// marking user's own stream (docs/protocol.md).
 	maxMarkFanout = 256
@@ -81,6 +82,29 @@ func (h *Hook) convFor(uid, cv string) (*conv, error) {
 		return nil, err
 	}
 	c.window = r.Window()
+	return c, nil
+}
+
+// readable is convFor for reading cv's events (history, msg.get,
+// conv.list, edit/del/react targets): in a DM, a uid whose earlier account
+// was deleted reads only the seqs after that account's floor.
+func (h *Hook) readable(uid, cv string) (*conv, error) {
+	c, err := h.convFor(uid, cv)
+	if err != nil || c.gid != "" {
+		return c, err
+	}
+	floor, err := h.opts.Store.DMFloor(cv, uid)
+	if err != nil || floor == 0 {
+		return c, err
+	}
+	last, err := h.opts.Store.ConvSeq(cv)
+	if err != nil {
+		return nil, err
+	}
+	if last <= floor { // nothing since the earlier account was deleted
+		return nil, im.ErrUnknownConv
+	}
+	c.window.From = max(c.window.From, floor+1)
 	return c, nil
 }
 
@@ -154,6 +178,9 @@ func (h *Hook) onMsg(d *device, payload []byte) (string, error) {
 	}
 	var up codec.Up
 	if err := codec.Decode(payload, &up); err != nil {
+		if f := codec.Field(err); f != "" {
+			return "", im.ErrMalformed.Detail(": bad " + f)
+		}
 		return "", im.ErrMalformed
 	}
 	if !h.rate.Allow(d.uid + "." + d.did) {
@@ -164,6 +191,9 @@ func (h *Hook) onMsg(d *device, payload []byte) (string, error) {
 	}
 	if len(up.B) > h.opts.MaxBody {
 		return up.CMID, im.ErrBodyTooBig
+	}
+	if err := up.Check(h.opts.MaxBody); err != nil {
+		return up.CMID, im.ErrSchema.WithMsg(err.Error())
 	}
 	// A resend of a command already done: re-send the original event to
 	// this device only. Sends skip this read: the Log checks the dedupe
@@ -252,13 +282,11 @@ func (h *Hook) send(d *device, up *codec.Up) error {
 // behind: backpressure before the PUBACK), commits a, and re-sends the
 // original event on a dedupe hit.
 func (h *Hook) append(d *device, a *im.Append) error {
-	if err := h.opts.Commits.Reserve(h.dl.quit); err != nil {
+	if err := h.opts.Commits.Reserve(h.dl.quit, a); err != nil {
 		return err
 	}
 	err := h.opts.Store.Append(a)
-	if err != nil || !a.Committed() {
-		h.opts.Commits.Release()
-	}
+	h.opts.Commits.Release(a) // a no-op once the Log published it
 	if err != nil {
 		return err
 	}
@@ -289,9 +317,15 @@ func (h *Hook) target(d *device, up *codec.Up) (*im.Event, *conv, time.Duration,
 	if gid, ok := strings.CutPrefix(t.CV, "g:"); ok {
 		unlock = h.groups.rlock(gid)
 	}
-	c, err := h.memberOf(d.uid, t.CV)
+	c, err := h.readable(d.uid, t.CV)
 	if err != nil {
 		return nil, nil, 0, unlock, err
+	}
+	if !c.member {
+		return nil, nil, 0, unlock, im.ErrNotMember
+	}
+	if t.Seq < c.window.From {
+		return nil, nil, 0, unlock, im.ErrUnknownMessage
 	}
 	var ttl time.Duration
 	if t.TTL > 0 {

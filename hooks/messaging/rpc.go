@@ -280,7 +280,7 @@ func (h *Hook) history(d *device, a *codec.HistoryArgs) (any, error) {
 	if a.Before > 0 && a.After > 0 {
 		return nil, im.ErrBeforeAfter
 	}
-	c, e := h.convFor(d.uid, a.CV)
+	c, e := h.readable(d.uid, a.CV)
 	if e != nil {
 		return nil, e
 	}
@@ -322,7 +322,7 @@ func (h *Hook) convList(d *device) (any, error) {
 	}
 	out := codec.ConvListResult{Convs: []codec.Conv{}}
 	for _, cv := range cvs {
-		c, e := h.convFor(d.uid, cv)
+		c, e := h.readable(d.uid, cv)
 		if e != nil {
 			continue
 		}
@@ -375,7 +375,7 @@ func (h *Hook) msgGet(d *device, a *codec.IDArgs) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, e := h.convFor(d.uid, ev.CV)
+	c, e := h.readable(d.uid, ev.CV)
 	if e != nil || !c.window.Contains(ev.Seq) {
 		return nil, im.ErrUnknownMessage
 	}

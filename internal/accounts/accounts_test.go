@@ -9,7 +9,7 @@ import (
 	"github.com/tern-im/tern/internal/store"
 )
 
-func newService(t *testing.T) *accounts.Service {
+func newService(t testing.TB) *accounts.Service {
 	t.Helper()
 	st, err := store.Open(t.TempDir(), store.Options{})
 	if err != nil {

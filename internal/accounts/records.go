@@ -29,8 +29,9 @@ type Store interface {
 	User(uid string) (User, error)
 	// Users lists every user in uid order.
 	Users() ([]User, error)
-	// DeleteUser removes a user and its tokens.
-	DeleteUser(uid string) error
+	// DeleteUser deletes a user, its tokens, memberships, contacts,
+	// blocks and stream, and reports which groups and users changed.
+	DeleteUser(uid string) (Purged, error)
 	// PutToken stores a token under the SHA-256 of its secret.
 	PutToken(hash []byte, t Token) error
 	TokenByHash(hash []byte) (Token, error)
@@ -38,4 +39,12 @@ type Store interface {
 	// RevokeTokens deletes uid's tokens: of device did (all when empty),
 	// only the one with id when id is set; it returns how many.
 	RevokeTokens(uid, did, id string) (int, error)
+}
+
+// Purged is what DeleteUser changed besides the account, for the callers'
+// caches: the groups the user left, and the users whose contacts, blocks
+// or groups included them.
+type Purged struct {
+	Groups []string
+	Users  []string
 }

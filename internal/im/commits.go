@@ -9,9 +9,11 @@ package im
 // wait happens on the appending client's goroutine before its PUBACK:
 // when delivery falls behind, acknowledgements slow down.
 //
-// Call order: Reserve, then Log.Append, then Release if the append was
-// not committed (failed or duplicate: a.Committed() is false). The
-// consumer reads C and calls Done once per append it took.
+// Call order: Reserve(a), then Log.Append(a), then Release(a) if the
+// append was not committed (failed or duplicate: a.Committed() is false).
+// The consumer reads C and calls Done once per append it took. Appends
+// that reserved nothing (the store's own, such as a deleted user's leave
+// events) are committed but not published: devices sync them.
 type CommitStream struct {
 	slots chan struct{}
 	q     chan *Append
@@ -24,28 +26,38 @@ func NewCommitStream(n int) *CommitStream {
 	return &CommitStream{slots: make(chan struct{}, n), q: make(chan *Append, n)}
 }
 
-// Reserve takes a slot for one append, waiting while the stream is full.
-// It returns ErrClosed if stop is closed first.
-func (s *CommitStream) Reserve(stop <-chan struct{}) error {
+// Reserve takes a slot for a, waiting while the stream is full. It
+// returns ErrClosed if stop is closed first.
+func (s *CommitStream) Reserve(stop <-chan struct{}, a *Append) error {
 	select {
 	case s.slots <- struct{}{}:
-		return nil
 	default:
+		select {
+		case s.slots <- struct{}{}:
+		case <-stop:
+			return ErrClosed
+		}
 	}
-	select {
-	case s.slots <- struct{}{}:
-		return nil
-	case <-stop:
-		return ErrClosed
+	a.reserved = true
+	return nil
+}
+
+// Release gives back a's slot when no commit used it.
+func (s *CommitStream) Release(a *Append) {
+	if a.reserved {
+		a.reserved = false
+		<-s.slots
 	}
 }
 
-// Release gives back a reserved slot that no commit used.
-func (s *CommitStream) Release() { <-s.slots }
-
 // Publish queues a committed append (Log implementations call it, in
-// commit order). It never blocks when its appender reserved a slot.
-func (s *CommitStream) Publish(a *Append) { s.q <- a }
+// commit order) if it reserved a slot, so it never blocks.
+func (s *CommitStream) Publish(a *Append) {
+	if a.reserved {
+		a.reserved = false
+		s.q <- a
+	}
+}
 
 // C is the stream of committed appends.
 func (s *CommitStream) C() <-chan *Append { return s.q }

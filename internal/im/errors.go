@@ -20,14 +20,18 @@ func (e *Error) Is(target error) bool {
 	return ok && (t == e || t == e.base)
 }
 
-// Detail returns e with detail appended to its message ("unknown user
-// bob"); errors.Is(err, e) still holds.
-func (e *Error) Detail(detail string) *Error {
+// Detail returns e with detail appended to its message as is
+// (ErrUnknownUser.Detail(" bob") says "unknown user bob"); errors.Is(err,
+// e) still holds.
+func (e *Error) Detail(detail string) *Error { return e.WithMsg(e.Msg + detail) }
+
+// WithMsg returns e with another message; errors.Is(err, e) still holds.
+func (e *Error) WithMsg(msg string) *Error {
 	base := e
 	if e.base != nil {
 		base = e.base
 	}
-	return &Error{Code: e.Code, Msg: e.Msg + " " + detail, base: base}
+	return &Error{Code: e.Code, Msg: msg, base: base}
 }
 
 func newError(code int, msg string) *Error { return &Error{Code: code, Msg: msg} }
@@ -54,6 +58,7 @@ var (
 var (
 	// 400: the command is malformed or breaks a rule of its own.
 	ErrMalformed      = newError(400, "malformed payload")
+	ErrSchema         = newError(400, "schema violation") // said as the field's own error
 	ErrBadRequest     = newError(400, "malformed request")
 	ErrBadArgs        = newError(400, "bad args")
 	ErrUnknownOp      = newError(400, "unknown op")

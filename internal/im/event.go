@@ -74,7 +74,7 @@ type Event struct {
 	Att  []Att      `json:"att,omitempty" cbor:"att,omitempty"`
 	Mn   []string   `json:"mn,omitempty" cbor:"mn,omitempty"`
 	TTL  int64      `json:"ttl,omitempty" cbor:"ttl,omitempty"`
-	E2E  any        `json:"e2e,omitempty" cbor:"e2e,omitempty"`
+	E2E  E2E        `json:"e2e,omitempty" cbor:"e2e,omitempty"`
 	CTS  int64      `json:"cts,omitempty" cbor:"cts,omitempty"`
 	K    string     `json:"k,omitempty" cbor:"k,omitempty"`   // react key, mark kind
 	Rm   bool       `json:"rm,omitempty" cbor:"rm,omitempty"` // react: removed

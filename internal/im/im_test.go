@@ -11,7 +11,7 @@ import (
 
 func TestErrors(t *testing.T) {
 	t.Parallel()
-	e := im.ErrUnknownUser.Detail("bob")
+	e := im.ErrUnknownUser.Detail(" bob")
 	if e.Code != 404 || e.Msg != "unknown user bob" || !errors.Is(e, im.ErrUnknownUser) || errors.Is(e, im.ErrUnknownGroup) {
 		t.Fatalf("Detail: %+v", e)
 	}
@@ -132,15 +132,18 @@ func TestCommitStreamBackpressure(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		s := im.NewCommitStream(2)
-		for range 2 {
-			if err := s.Reserve(nil); err != nil {
+		a, b := &im.Append{CV: "a"}, &im.Append{CV: "b"}
+		for _, x := range []*im.Append{a, b} {
+			if err := s.Reserve(nil, x); err != nil {
 				t.Fatal(err)
 			}
 		}
-		s.Publish(&im.Append{CV: "a"})
-		s.Publish(&im.Append{CV: "b"}) // the Log's side: returns at once
+		s.Publish(a)
+		s.Publish(b)                   // the Log's side: returns at once
+		s.Publish(&im.Append{CV: "c"}) // reserved nothing: not published
+		s.Release(a)                   // already published: a no-op
 		reserved := make(chan error, 1)
-		go func() { reserved <- s.Reserve(nil) }()
+		go func() { reserved <- s.Reserve(nil, &im.Append{}) }()
 		synctest.Wait()
 		select {
 		case err := <-reserved:
@@ -164,15 +167,18 @@ func TestCommitStreamBackpressure(t *testing.T) {
 			t.Fatalf("len %d cap %d", s.Len(), s.Cap())
 		}
 		stop := make(chan struct{})
-		go func() { reserved <- s.Reserve(stop) }()
+		go func() { reserved <- s.Reserve(stop, &im.Append{}) }()
 		synctest.Wait()
 		close(stop)
 		if err := <-reserved; !errors.Is(err, im.ErrClosed) {
 			t.Fatalf("stopped Reserve: %v", err)
 		}
-		s.Release()
+		if a := <-s.C(); a.CV != "b" || len(s.C()) != 0 {
+			t.Fatalf("second commit %q, then %d more", a.CV, len(s.C()))
+		}
+		s.Done()
 		if s.Len() != 1 {
-			t.Fatalf("len %d after Release", s.Len())
+			t.Fatalf("len %d after the second delivery", s.Len())
 		}
 	})
 }

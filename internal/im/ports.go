@@ -65,6 +65,9 @@ type ConvReader interface {
 	ConvSeq(cv string) (uint64, error)
 	// UserConvs lists the conversations on uid's list.
 	UserConvs(uid string) ([]string, error)
+	// DMFloor is the last seq of DM cv that a deleted earlier account of
+	// uid could read (0 if none): uid reads only later seqs.
+	DMFloor(cv, uid string) (uint64, error)
 }
 
 // Groups reads group records and memberships (written by Log.Append).

@@ -114,6 +114,9 @@ type Append struct {
 	// (the origin of a marker). Delivery reads it; the Log ignores it.
 	QuietUID, QuietDID string
 
+	// reserved: a holds a slot of the CommitStream (Reserve).
+	reserved bool
+
 	// Results, set by the Log once Append returns without error.
 	US []uint64 // the us assigned in each To stream
 	// Dup is set instead when CMID was seen before; when that command's

@@ -34,7 +34,7 @@ func ParseConv(cv string) (a, b, gid string, ok bool) {
 // removes the owner, and only the owner removes an admin.
 func MayRemove(actor, target Member) error {
 	if target.Role == RoleOwner || (target.Role == RoleAdmin && actor.Role != RoleOwner) {
-		return ErrCannotRemove.Detail(target.Role)
+		return ErrCannotRemove.Detail(" " + target.Role)
 	}
 	return nil
 }

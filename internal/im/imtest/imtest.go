@@ -128,13 +128,13 @@ func (r *recorder) record(msg string) {
 // stream, append, give the slot back when nothing was committed.
 func appendOne(b Backend, a *im.Append) error {
 	if b.Commits != nil {
-		if err := b.Commits.Reserve(nil); err != nil {
+		if err := b.Commits.Reserve(nil, a); err != nil {
 			return err
 		}
 	}
 	err := b.Store.Append(a)
-	if b.Commits != nil && (err != nil || !a.Committed()) {
-		b.Commits.Release()
+	if b.Commits != nil {
+		b.Commits.Release(a) // a no-op once published
 	}
 	return err
 }
