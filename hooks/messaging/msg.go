@@ -296,86 +296,105 @@ func (h *Hook) append(d *device, a *im.Append) error {
 	return nil
 }
 
-// target resolves the message an edit, del or react changes, and the
-// conversation it is in (uid must be a current member). It returns the
-// remaining lifetime the change inherits from a disappearing message.
-func (h *Hook) target(d *device, up *codec.Up) (*im.Event, *conv, time.Duration, func(), error) {
-	unlock := func() {}
+// changeOf is an edit, del or react on its way: the message it changes,
+// the conversation (the caller is a current member), the lifetime the
+// change inherits from a disappearing message, and the group stripe held.
+type changeOf struct {
+	target im.Event
+	c      *conv
+	ttl    time.Duration
+	unlock func()
+}
+
+// resolve finds the message up changes and checks the caller may see it.
+// On success the caller must call unlock.
+func (h *Hook) resolve(d *device, up *codec.Up) (*changeOf, error) {
 	if up.ID == nil {
-		return nil, nil, 0, unlock, im.ErrMissingID
+		return nil, im.ErrMissingID
 	}
 	t, err := h.opts.Store.EventByID(*up.ID)
 	if errors.Is(err, im.ErrNotFound) {
-		return nil, nil, 0, unlock, im.ErrUnknownMessage
+		return nil, im.ErrUnknownMessage
 	}
 	if err != nil {
-		return nil, nil, 0, unlock, err
+		return nil, err
 	}
 	if t.T != im.TMsg {
-		return nil, nil, 0, unlock, im.ErrNotMessage
+		return nil, im.ErrNotMessage
 	}
+	x := &changeOf{target: t, unlock: func() {}}
 	if gid, ok := strings.CutPrefix(t.CV, "g:"); ok {
-		unlock = h.groups.rlock(gid)
+		x.unlock = h.groups.rlock(gid)
 	}
-	c, err := h.readable(d.uid, t.CV)
-	if err != nil {
-		return nil, nil, 0, unlock, err
+	if err := h.within(d, x); err != nil {
+		x.unlock()
+		return nil, err
 	}
-	if !c.member {
-		return nil, nil, 0, unlock, im.ErrNotMember
-	}
-	if t.Seq < c.window.From {
-		return nil, nil, 0, unlock, im.ErrUnknownMessage
-	}
-	var ttl time.Duration
-	if t.TTL > 0 {
-		ttl = time.UnixMilli(t.TS).Add(time.Duration(t.TTL) * time.Second).Sub(h.opts.Now())
-		if ttl <= 0 {
-			return nil, nil, 0, unlock, im.ErrUnknownMessage
-		}
-	}
-	return &t, c, ttl, unlock, nil
+	return x, nil
 }
 
-// change builds the append of an edit, del or react of t in c.
-func change(d *device, up *codec.Up, c *conv, ttl time.Duration, ev im.Event) *im.Append {
+// within resolves x's conversation for the caller and the inherited ttl.
+func (h *Hook) within(d *device, x *changeOf) error {
+	c, err := h.readable(d.uid, x.target.CV)
+	if err != nil {
+		return err
+	}
+	if !c.member {
+		return im.ErrNotMember
+	}
+	if x.target.Seq < c.window.From {
+		return im.ErrUnknownMessage
+	}
+	x.c = c
+	if t := x.target; t.TTL > 0 {
+		x.ttl = time.UnixMilli(t.TS).Add(time.Duration(t.TTL) * time.Second).Sub(h.opts.Now())
+		if x.ttl <= 0 {
+			return im.ErrUnknownMessage
+		}
+	}
+	return nil
+}
+
+// append builds the append of the change with event ev.
+func (x *changeOf) append(d *device, up *codec.Up, ev im.Event) *im.Append {
 	id := *up.ID
 	ev.From, ev.FD, ev.CMID, ev.Tgt = d.uid, d.did, up.CMID, &id
-	return &im.Append{CV: c.cv, To: c.members, UID: d.uid, DID: d.did, CMID: up.CMID, TTL: ttl, Event: ev}
+	return &im.Append{CV: x.c.cv, To: x.c.members, UID: d.uid, DID: d.did, CMID: up.CMID, TTL: x.ttl, Event: ev}
 }
 
 func (h *Hook) edit(d *device, up *codec.Up) error {
-	t, c, ttl, unlock, err := h.target(d, up)
-	defer unlock()
-	switch {
-	case err != nil:
+	x, err := h.resolve(d, up)
+	if err != nil {
 		return err
-	case t.From != d.uid:
+	}
+	defer x.unlock()
+	switch {
+	case x.target.From != d.uid:
 		return im.ErrNotAuthor
 	case up.B == "":
 		return im.ErrMissingBody
 	}
-	return h.append(d, change(d, up, c, ttl, im.Event{T: im.TEdit, B: up.B}))
+	return h.append(d, x.append(d, up, im.Event{T: im.TEdit, B: up.B}))
 }
 
 func (h *Hook) del(d *device, up *codec.Up) error {
-	t, c, ttl, unlock, err := h.target(d, up)
-	defer unlock()
+	x, err := h.resolve(d, up)
 	if err != nil {
 		return err
 	}
-	if t.From != d.uid && c.role != im.RoleOwner && c.role != im.RoleAdmin {
+	defer x.unlock()
+	if x.target.From != d.uid && x.c.role != im.RoleOwner && x.c.role != im.RoleAdmin {
 		return im.ErrNotAuthor
 	}
-	return h.append(d, change(d, up, c, ttl, im.Event{T: im.TDel}))
+	return h.append(d, x.append(d, up, im.Event{T: im.TDel}))
 }
 
 func (h *Hook) react(d *device, up *codec.Up) error {
-	_, c, ttl, unlock, err := h.target(d, up)
-	defer unlock()
+	x, err := h.resolve(d, up)
 	if err != nil {
 		return err
 	}
+	defer x.unlock()
 	if up.K == "" || len(up.K) > maxReactK {
 		return im.ErrBadReaction
 	}
@@ -384,7 +403,7 @@ func (h *Hook) react(d *device, up *codec.Up) error {
 	if err != nil {
 		return err
 	}
-	a := change(d, up, c, ttl, im.Event{T: im.TReact, K: up.K, Rm: on})
+	a := x.append(d, up, im.Event{T: im.TReact, K: up.K, Rm: on})
 	a.Reacts = []im.React{{ID: *up.ID, UID: d.uid, K: up.K, On: !on}}
 	return h.append(d, a)
 }
