@@ -36,6 +36,7 @@ import (
 	"github.com/tern-im/tern/hooks/presence"
 	"github.com/tern-im/tern/internal/accounts"
 	"github.com/tern-im/tern/internal/adminapi"
+	"github.com/tern-im/tern/internal/buildinfo"
 	"github.com/tern-im/tern/internal/config"
 	"github.com/tern-im/tern/internal/listener"
 	"github.com/tern-im/tern/internal/logging"
@@ -46,7 +47,7 @@ import (
 )
 
 // Version is the Tern version reported in im/sys/server.
-const Version = "0.1.0"
+const Version = buildinfo.Version
 
 // Listener ids, for Addr.
 const (

@@ -59,8 +59,8 @@ func openBackend(common *commonFlags, server string, create bool) (backend, erro
 		Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
 	})
 	if err != nil {
-		if strings.Contains(err.Error(), "directory lock") {
-			return nil, fmt.Errorf("data dir %s is in use (is the broker running? then use --server URL)", cfg.Data)
+		if inUse := (*store.InUseError)(nil); errors.As(err, &inUse) {
+			return nil, fmt.Errorf("%w (is the broker running? then use --server URL)", err)
 		}
 		return nil, err
 	}

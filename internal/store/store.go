@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -99,6 +100,9 @@ func Open(dir string, o Options) (*Store, error) {
 	// events are read with one lookup and the value log stays small.
 	bo = bo.WithValueThreshold(1 << 10)
 	db, err := badger.Open(bo)
+	if err != nil && strings.Contains(err.Error(), "Cannot acquire directory lock") {
+		return nil, &InUseError{Dir: dir}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open store %q: %w", dir, err)
 	}
@@ -166,20 +170,34 @@ func (s *Store) gcLoop(every time.Duration) {
 	}
 }
 
+// InUseError is Open's error when another process (or another Open in
+// this one) holds the data dir.
+type InUseError struct{ Dir string }
+
+func (e *InUseError) Error() string {
+	return fmt.Sprintf("data dir %s is in use by another tern process", e.Dir)
+}
+
 // badgerLogger routes Badger's logging into slog, one level down: Badger is
 // chatty at info.
 type badgerLogger struct{ l *slog.Logger }
 
 func (b badgerLogger) Errorf(f string, a ...any) {
-	b.l.Error(fmt.Sprintf(f, a...), "component", "badger")
+	b.l.Error(badgerLine(f, a), "component", "badger")
 }
 func (b badgerLogger) Warningf(f string, a ...any) {
-	b.l.Warn(fmt.Sprintf(f, a...), "component", "badger")
+	b.l.Warn(badgerLine(f, a), "component", "badger")
 }
 func (b badgerLogger) Infof(f string, a ...any) {
-	b.l.Log(context.Background(), slog.LevelDebug, fmt.Sprintf(f, a...), "component", "badger")
+	b.l.Log(context.Background(), slog.LevelDebug, badgerLine(f, a), "component", "badger")
 }
 func (b badgerLogger) Debugf(f string, a ...any) {}
+
+// badgerLine formats a Badger log line without the trailing newline
+// Badger puts on most of them (slog would print it as a literal \n).
+func badgerLine(f string, a []any) string {
+	return strings.TrimRight(fmt.Sprintf(f, a...), "\n")
+}
 
 func key(tab byte, parts ...string) []byte {
 	n := 1
