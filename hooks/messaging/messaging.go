@@ -190,7 +190,7 @@ func reason(code int) packets.Code {
 		return packets.ErrPayloadFormatInvalid
 	case 401, 403:
 		return packets.ErrNotAuthorized
-	case 404, 409:
+	case 404, 409, 501:
 		return packets.ErrImplementationSpecificError
 	case 429, 503:
 		return packets.ErrQuotaExceeded
@@ -221,7 +221,7 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		return pk, nil
 	}
 	switch u.Kind {
-	case topics.UpMsg, topics.UpRcpt, topics.UpTyp, topics.UpRPC:
+	case topics.UpMsg, topics.UpRcpt, topics.UpTyp, topics.UpRPC, topics.UpCall, topics.UpFile:
 	default:
 		return pk, nil // another feature hook's, or dropped by acl
 	}
@@ -241,6 +241,8 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		err = h.onTyp(d, pk.Payload)
 	case topics.UpRPC:
 		err = h.onRPC(d, pk.Payload)
+	case topics.UpCall, topics.UpFile:
+		err = errNotImplemented // refused, not acknowledged and dropped
 	}
 	if err == nil {
 		return pk, packets.CodeSuccessIgnore

@@ -113,6 +113,9 @@ func (h *Hook) call(d *device, req *codec.Request) (any, *apiError) {
 		}
 		return h.group(d, req.Op, &a)
 	}
+	if notBuilt[req.Op] {
+		return nil, errNotImplemented
+	}
 	return nil, errf(400, "unknown op")
 }
 
