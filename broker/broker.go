@@ -136,7 +136,7 @@ func (b *Broker) build() error {
 		// The inline client is how the server publishes downstream.
 		InlineClient: true,
 		// mochi logs whole packets on errors: keep bodies out of the logs.
-		Logger: slog.New(logging.Redact(b.log.Handler())),
+		Logger: slog.New(logging.Levels(logging.Redact(b.log.Handler()))),
 	})
 	b.metrics = metrics.New(b.mqtt.Info)
 
