@@ -101,4 +101,3 @@ func TestClientFaultsAreNotServerErrors(t *testing.T) {
 		t.Errorf("refused publish not logged at debug:\n%s", logs)
 	}
 }
-
