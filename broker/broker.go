@@ -33,6 +33,7 @@ import (
 	"github.com/tern-im/tern/hooks/auth"
 	"github.com/tern-im/tern/hooks/limits"
 	"github.com/tern-im/tern/hooks/messaging"
+	ternmetrics "github.com/tern-im/tern/hooks/metrics"
 	"github.com/tern-im/tern/hooks/presence"
 	"github.com/tern-im/tern/internal/accounts"
 	"github.com/tern-im/tern/internal/adminapi"
@@ -98,6 +99,8 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 		GCInterval:     cfg.Store.GCInterval,
 		Retention:      cfg.IM.Retention,
 		Logger:         log,
+		// b.metrics is set before any client can cause an append.
+		OnCommit: func(n int) { b.metrics.Committed(n) },
 	})
 	if err != nil {
 		return nil, err
@@ -139,6 +142,7 @@ func (b *Broker) build() error {
 		Logger: slog.New(logging.Levels(logging.Redact(b.log.Handler()))),
 	})
 	b.metrics = metrics.New(b.mqtt.Info)
+	b.metrics.StoreSize(b.store.Size)
 
 	relations := messaging.NewRelations(b.store, b.log)
 	policy := &topics.Policy{Rules: cfg.Rules(), Relations: relations}
@@ -148,6 +152,7 @@ func (b *Broker) build() error {
 	}
 
 	// Hook order matters where mochi stops at the first answer:
+	//  0. metrics: counts what clients send (it answers nothing).
 	//  1. limits: adjusts the CONNECT before anything else sees it.
 	//  2. feature hooks (messaging, presence, …) consume their upstream
 	//     topics in OnPublish with CodeSuccessIgnore.
@@ -159,16 +164,18 @@ func (b *Broker) build() error {
 		h    mqtt.Hook
 		opts any
 	}{
+		{new(ternmetrics.Hook), &ternmetrics.Options{Metrics: b.metrics}},
 		{new(limits.Hook), &limits.Options{MaxKeepalive: uint16(cfg.Limits.MaxKeepalive / time.Second)}},
 		{new(messaging.Hook), &messaging.Options{
 			Server: b.mqtt, Store: b.store, Sessions: b.sessions, Relations: relations,
 			Epoch: b.epoch, DMPolicy: cfg.IM.DMPolicy, MaxPacket: int(cfg.Limits.MaxPacketSize),
 			MaxBody: int(cfg.IM.MaxBody), RateBurst: cfg.IM.RateBurst, RatePerSec: float64(cfg.IM.RatePerSec),
-			MaxGroupMembers: cfg.IM.MaxGroupMembers,
+			MaxGroupMembers: cfg.IM.MaxGroupMembers, Metrics: b.metrics,
 		}},
 		{new(presence.Hook), &presence.Options{
 			Server: b.mqtt, Sessions: b.sessions, Store: b.store,
 			Grace: cfg.Presence.Grace, Coalesce: cfg.Presence.Coalesce, Watchers: relations,
+			Metrics: b.metrics,
 		}},
 		{new(acl.Hook), &acl.Options{Policy: policy, Sessions: b.sessions, Metrics: b.metrics}},
 		{new(auth.Hook), &auth.Options{

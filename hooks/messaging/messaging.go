@@ -18,6 +18,7 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/tern-im/tern/internal/codec"
+	"github.com/tern-im/tern/internal/metrics"
 	"github.com/tern-im/tern/internal/session"
 	"github.com/tern-im/tern/internal/store"
 	"github.com/tern-im/tern/topics"
@@ -75,6 +76,8 @@ type Options struct {
 	MaxGroupMembers int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Metrics counts RPCs and deliveries; nil counts nothing.
+	Metrics *metrics.Metrics
 }
 
 // Hook is the messaging hook.

@@ -61,6 +61,10 @@ type Options struct {
 	Now func() time.Time
 	// OnTrim, if set, is called after each background trimming pass.
 	OnTrim func(TrimStats, error)
+	// OnCommit, if set, is called by the sequencer after each committed
+	// transaction with the number of events it appended (duplicates
+	// excluded): for metrics. It must not block.
+	OnCommit func(appended int)
 }
 
 // Store is an open Badger database. It is safe for concurrent use.
@@ -73,6 +77,8 @@ type Store struct {
 	stop  chan struct{}
 	wg    sync.WaitGroup
 	once  sync.Once
+	// onCommit is Options.OnCommit.
+	onCommit func(int)
 }
 
 // Open opens (creating if needed) the store in dir.
@@ -109,7 +115,7 @@ func Open(dir string, o Options) (*Store, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	s := &Store{db: db, log: o.Logger, stop: make(chan struct{})}
+	s := &Store{db: db, log: o.Logger, stop: make(chan struct{}), onCommit: o.OnCommit}
 	s.heads = newHeads()
 	s.seq = newSequencer(s, o.Now)
 	if o.GCInterval > 0 && !o.InMemory {
@@ -168,6 +174,12 @@ func (s *Store) gcLoop(every time.Duration) {
 			}
 		}
 	}
+}
+
+// Size returns the bytes Badger uses on disk: LSM tree and value log.
+func (s *Store) Size() int64 {
+	lsm, vlog := s.db.Size()
+	return lsm + vlog
 }
 
 // InUseError is Open's error when another process (or another Open in
