@@ -75,6 +75,7 @@ type Broker struct {
 	httpSrv    *http.Server
 	httpLn     net.Listener
 	ready      atomic.Bool
+	started    time.Time // set in New, for stats
 
 	closeOnce sync.Once
 	closeErr  error
@@ -88,7 +89,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	b := &Broker{cfg: cfg, log: log}
+	b := &Broker{cfg: cfg, log: log, started: time.Now()}
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
@@ -356,6 +357,7 @@ func (b *Broker) httpHandler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(b.metrics.Registry, promhttp.HandlerOpts{}))
 	admin := adminapi.NewHandler(b.accounts, b, b.adminToken, b.log)
 	admin.Level = b.level
+	admin.Ops = b
 	mux.Handle("/admin/", admin)
 	// Profiles for operators, behind the admin token like the admin API.
 	prof := http.NewServeMux()

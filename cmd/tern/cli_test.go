@@ -20,7 +20,7 @@ import (
 // succeed (it was "flag: help requested", exit 1).
 func TestHelpExitsZero(t *testing.T) {
 	t.Parallel()
-	for _, cmd := range []string{"serve", "user", "token"} {
+	for _, cmd := range []string{"serve", "user", "token", "admin"} {
 		for _, h := range []string{"-h", "--help"} {
 			_, stderr, err := tern(t, "", cmd, h)
 			if err != nil {

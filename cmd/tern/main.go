@@ -3,6 +3,7 @@
 //	tern serve [-c FILE] [--data DIR] [--mqtt-addr A] [--ws-addr A] [--http-addr A] [--log-level L] [--log-format F]
 //	tern user add|passwd|disable|enable|del|list …
 //	tern token create|list|revoke …
+//	tern admin clients|kick|stats|notice …
 //	tern version
 package main
 
@@ -32,13 +33,17 @@ Usage:
   tern token create UID DID
   tern token list UID
   tern token revoke UID [DID] [--id ID]
+  tern admin clients|stats [--server URL]
+  tern admin kick UID.DID [--server URL]
+  tern admin notice TEXT [--server URL]
   tern version            (or tern --version)
 
 Flags every command takes:
   -c FILE          YAML config (configs/tern.yaml documents every key)
   --data DIR       data dir (default ./data; env TERN_DATA)
-  --server URL     user and token commands: act on a running broker through
-                   its admin API, e.g. http://127.0.0.1:8080
+  --server URL     user, token and admin commands: act on a running broker
+                   through its admin API, e.g. http://127.0.0.1:8080 (admin
+                   commands default to 127.0.0.1 on the config's HTTP port)
   --log-level L    serve: debug, info, warn or error
   --log-format F   serve: text or json
 
@@ -90,6 +95,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		cmd = uc
 	case "token":
 		cmd = &tokenCommand{stdout: stdout, stderr: stderr}
+	case "admin":
+		cmd = &adminCommand{stdout: stdout, stderr: stderr}
 	default:
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("unknown command %q", args[0])

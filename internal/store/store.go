@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -79,6 +80,8 @@ type Store struct {
 	once  sync.Once
 	// onCommit is Options.OnCommit.
 	onCommit func(int)
+	// dir is the data directory; empty in memory.
+	dir string
 }
 
 // Open opens (creating if needed) the store in dir.
@@ -116,6 +119,9 @@ func Open(dir string, o Options) (*Store, error) {
 		o.Now = time.Now
 	}
 	s := &Store{db: db, log: o.Logger, stop: make(chan struct{}), onCommit: o.OnCommit}
+	if !o.InMemory {
+		s.dir = dir
+	}
 	s.heads = newHeads()
 	s.seq = newSequencer(s, o.Now)
 	if o.GCInterval > 0 && !o.InMemory {
@@ -176,10 +182,24 @@ func (s *Store) gcLoop(every time.Duration) {
 	}
 }
 
-// Size returns the bytes Badger uses on disk: LSM tree and value log.
+// Size returns the bytes the store's files take on disk (LSM tables,
+// value log, manifest), read from the directory now: Badger's own Size
+// is refreshed only once a minute. 0 for an in-memory store.
 func (s *Store) Size() int64 {
-	lsm, vlog := s.db.Size()
-	return lsm + vlog
+	if s.dir == "" {
+		return 0
+	}
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
+			n += fi.Size()
+		}
+	}
+	return n
 }
 
 // InUseError is Open's error when another process (or another Open in
