@@ -18,6 +18,7 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/tern-im/tern/internal/codec"
+	"github.com/tern-im/tern/internal/metrics"
 	"github.com/tern-im/tern/internal/session"
 	"github.com/tern-im/tern/internal/store"
 	"github.com/tern-im/tern/topics"
@@ -78,6 +79,8 @@ type Options struct {
 	MaxGroupMembers int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Metrics counts RPCs and deliveries; nil counts nothing.
+	Metrics *metrics.Metrics
 }
 
 // Hook is the messaging hook.
@@ -193,7 +196,7 @@ func reason(code int) packets.Code {
 		return packets.ErrPayloadFormatInvalid
 	case 401, 403:
 		return packets.ErrNotAuthorized
-	case 404, 409:
+	case 404, 409, 501:
 		return packets.ErrImplementationSpecificError
 	case 429, 503:
 		return packets.ErrQuotaExceeded
@@ -224,7 +227,7 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		return pk, nil
 	}
 	switch u.Kind {
-	case topics.UpMsg, topics.UpRcpt, topics.UpTyp, topics.UpRPC:
+	case topics.UpMsg, topics.UpRcpt, topics.UpTyp, topics.UpRPC, topics.UpCall, topics.UpFile:
 	default:
 		return pk, nil // another feature hook's, or dropped by acl
 	}
@@ -244,6 +247,8 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		err = h.onTyp(d, pk.Payload)
 	case topics.UpRPC:
 		err = h.onRPC(d, pk.Payload)
+	case topics.UpCall, topics.UpFile:
+		err = errNotImplemented // refused, not acknowledged and dropped
 	}
 	if err == nil {
 		return pk, packets.CodeSuccessIgnore

@@ -3,6 +3,7 @@ package messaging
 import (
 	"errors"
 	"slices"
+	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/oklog/ulid/v2"
@@ -41,7 +42,13 @@ func (h *Hook) onRPC(d *device, payload []byte) *apiError {
 		h.sendErr(d, "", e)
 		return e
 	}
+	start := time.Now()
 	r, e := h.call(d, &req)
+	code := 200
+	if e != nil {
+		code = e.Code
+	}
+	h.opts.Metrics.RPC(req.Op, code, time.Since(start))
 	rep := codec.Reply{RID: req.RID, OK: e == nil, R: r}
 	if e != nil {
 		rep.R = nil
@@ -112,6 +119,9 @@ func (h *Hook) call(d *device, req *codec.Request) (any, *apiError) {
 			return nil, errf(400, "bad args")
 		}
 		return h.group(d, req.Op, &a)
+	}
+	if notBuilt[req.Op] {
+		return nil, errNotImplemented
 	}
 	return nil, errf(400, "unknown op")
 }

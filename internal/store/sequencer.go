@@ -229,8 +229,12 @@ func (q *sequencer) commit(batch []*Append) {
 		if err != nil {
 			q.reset() // counters may be ahead of the store: reload
 		}
+		appended := 0
 		for _, a := range pending {
 			a.err = err
+			if err == nil && a.Dup == nil {
+				appended++
+			}
 			if err == nil {
 				// Heads first, so no delivery of the event precedes them.
 				for i, uid := range a.To {
@@ -241,6 +245,9 @@ func (q *sequencer) commit(batch []*Append) {
 				}
 			}
 			close(a.done)
+		}
+		if err == nil && appended > 0 && q.s.onCommit != nil {
+			q.s.onCommit(appended)
 		}
 		pending = pending[:0]
 	}
