@@ -33,9 +33,11 @@ import (
 	"github.com/tern-im/tern/hooks/auth"
 	"github.com/tern-im/tern/hooks/limits"
 	"github.com/tern-im/tern/hooks/messaging"
+	ternmetrics "github.com/tern-im/tern/hooks/metrics"
 	"github.com/tern-im/tern/hooks/presence"
 	"github.com/tern-im/tern/internal/accounts"
 	"github.com/tern-im/tern/internal/adminapi"
+	"github.com/tern-im/tern/internal/buildinfo"
 	"github.com/tern-im/tern/internal/config"
 	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/internal/listener"
@@ -48,7 +50,7 @@ import (
 )
 
 // Version is the Tern version reported in im/sys/server.
-const Version = "0.1.0"
+const Version = buildinfo.Version
 
 // Listener ids, for Addr.
 const (
@@ -77,6 +79,7 @@ type Broker struct {
 	httpSrv    *http.Server
 	httpLn     net.Listener
 	ready      atomic.Bool
+	started    time.Time // set in New, for stats
 
 	closeOnce sync.Once
 	closeErr  error
@@ -90,7 +93,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	b := &Broker{cfg: cfg, log: log, commits: im.NewCommitStream(cfg.IM.CommitBacklog)}
+	b := &Broker{cfg: cfg, log: log, started: time.Now(), commits: im.NewCommitStream(cfg.IM.CommitBacklog)}
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
@@ -102,6 +105,8 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 		Retention:      cfg.IM.Retention,
 		Logger:         log,
 		Commits:        b.commits,
+		// b.metrics is set before any client can cause an append.
+		OnCommit: func(n int) { b.metrics.Committed(n) },
 	})
 	if err != nil {
 		return nil, err
@@ -140,10 +145,11 @@ func (b *Broker) build() error {
 		// The inline client is how the server publishes downstream.
 		InlineClient: true,
 		// mochi logs whole packets on errors: keep bodies out of the logs.
-		Logger: slog.New(logging.Redact(b.log.Handler())),
+		Logger: slog.New(logging.Levels(logging.Redact(b.log.Handler()))),
 	})
 	b.metrics = metrics.New(b.mqtt.Info)
 	b.metrics.StoreUnreadable(b.store.Unreadable)
+	b.metrics.StoreSize(b.store.Size)
 
 	relations := relations.New(b.store, b.log)
 	// A deleted user's groups, contacts and blocks changed under the
@@ -158,6 +164,7 @@ func (b *Broker) build() error {
 	}
 
 	// Hook order matters where mochi stops at the first answer:
+	//  0. metrics: counts what clients send (it answers nothing).
 	//  1. limits: adjusts the CONNECT before anything else sees it.
 	//  2. feature hooks (messaging, presence, …) consume their upstream
 	//     topics in OnPublish with CodeSuccessIgnore.
@@ -169,16 +176,18 @@ func (b *Broker) build() error {
 		h    mqtt.Hook
 		opts any
 	}{
+		{new(ternmetrics.Hook), &ternmetrics.Options{Metrics: b.metrics}},
 		{new(limits.Hook), &limits.Options{MaxKeepalive: uint16(cfg.Limits.MaxKeepalive / time.Second)}},
 		{new(messaging.Hook), &messaging.Options{
 			Server: b.mqtt, Store: b.store, Commits: b.commits, Sessions: b.sessions, Relations: relations,
 			Epoch: b.epoch, DMPolicy: cfg.IM.DMPolicy, MaxPacket: int(cfg.Limits.MaxPacketSize),
 			MaxBody: int(cfg.IM.MaxBody), RateBurst: cfg.IM.RateBurst, RatePerSec: float64(cfg.IM.RatePerSec),
-			MaxGroupMembers: cfg.IM.MaxGroupMembers,
+			MaxGroupMembers: cfg.IM.MaxGroupMembers, Metrics: b.metrics,
 		}},
 		{new(presence.Hook), &presence.Options{
 			Server: b.mqtt, Sessions: b.sessions, Store: b.store,
 			Grace: cfg.Presence.Grace, Coalesce: cfg.Presence.Coalesce, Watchers: relations,
+			Metrics: b.metrics,
 		}},
 		{new(acl.Hook), &acl.Options{Policy: policy, Sessions: b.sessions, Metrics: b.metrics}},
 		{new(auth.Hook), &auth.Options{
@@ -359,6 +368,7 @@ func (b *Broker) httpHandler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(b.metrics.Registry, promhttp.HandlerOpts{}))
 	admin := adminapi.NewHandler(b.accounts, b, b.adminToken, b.log)
 	admin.Level = b.level
+	admin.Ops = b
 	mux.Handle("/admin/", admin)
 	// Profiles for operators, behind the admin token like the admin API.
 	prof := http.NewServeMux()

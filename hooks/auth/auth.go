@@ -78,7 +78,8 @@ func (h *Hook) ID() string { return "tern-auth" }
 
 // Provides lists the events handled.
 func (h *Hook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnDisconnect, mqtt.OnStarted}, []byte{b})
+	return bytes.Contains([]byte{mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnDisconnect, mqtt.OnStarted,
+		mqtt.OnPacketRead, mqtt.OnPacketEncode}, []byte{b})
 }
 
 // Init takes *Options.
@@ -211,14 +212,6 @@ var (
 	refInternal  = refusal{packets.ErrServerUnavailable, "internal"}
 )
 
-// v3Codes maps refusals to MQTT 3.1.1 CONNACK return codes.
-var v3Codes = map[byte]byte{
-	packets.ErrBadUsernameOrPassword.Code:  0x04,
-	packets.ErrNotAuthorized.Code:          0x05,
-	packets.ErrConnectionRateExceeded.Code: 0x05,
-	packets.ErrServerUnavailable.Code:      0x03,
-}
-
 // OnConnect authenticates the CONNECT. On refusal it sends the CONNACK
 // with Tern's reason code itself and returns an error, which makes mochi
 // drop the connection without a second CONNACK.
@@ -243,7 +236,7 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		"remote", cl.Net.Remote, "listener", cl.Net.Listener, "reason", ref.reason)
 	code := ref.code
 	if cl.Properties.ProtocolVersion < 5 {
-		code = packets.Code{Code: v3Codes[code.Code]}
+		code = packets.Code{Code: v3Code(code.Code)}
 	}
 	if err := h.opts.Server.SendConnack(cl, code, false, nil); err != nil {
 		h.Log.Debug("send connack", "client", cl.ID, "error", err)

@@ -142,6 +142,7 @@ func (h *Hook) sendEncoded(uid, did string, p session.Prefs, ev *im.Event, enc *
 		return
 	}
 	h.publish(topic, b, 1, nil)
+	h.opts.Metrics.Delivered()
 }
 
 // limitFor is the largest payload that fits a device's maxPkt on topic.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/tern-im/tern/internal/codec"
 	"github.com/tern-im/tern/internal/im"
+	"github.com/tern-im/tern/internal/metrics"
 	"github.com/tern-im/tern/internal/relations"
 	"github.com/tern-im/tern/internal/session"
 	"github.com/tern-im/tern/topics"
@@ -54,6 +55,8 @@ type Options struct {
 	MaxGroupMembers int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Metrics counts RPCs and deliveries; nil counts nothing.
+	Metrics *metrics.Metrics
 }
 
 func (o *Options) check() error {
@@ -144,7 +147,7 @@ func reason(code int) packets.Code {
 		return packets.ErrPayloadFormatInvalid
 	case 401, 403:
 		return packets.ErrNotAuthorized
-	case 404, 409:
+	case 404, 409, 501:
 		return packets.ErrImplementationSpecificError
 	case 429, 503:
 		return packets.ErrQuotaExceeded
@@ -176,6 +179,9 @@ var commands = map[string]struct {
 	topics.UpRcpt: {handle: func(h *Hook, d *device, p []byte) (string, error) { return "", h.onRcpt(d, p) }},
 	topics.UpTyp:  {handle: func(h *Hook, d *device, p []byte) (string, error) { return "", h.onTyp(d, p) }},
 	topics.UpRPC:  {handle: func(h *Hook, d *device, p []byte) (string, error) { return "", h.onRPC(d, p) }, quiet: true},
+	// Not built yet: refused, not acknowledged and dropped (unbuilt.go).
+	topics.UpCall: {handle: notImplemented},
+	topics.UpFile: {handle: notImplemented},
 }
 
 // OnPublish consumes upstream msg, rcpt, typ and rpc publishes. It

@@ -3,6 +3,7 @@ package messaging
 import (
 	"errors"
 	"slices"
+	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/oklog/ulid/v2"
@@ -105,13 +106,20 @@ func (h *Hook) onRPC(d *device, payload []byte) error {
 		h.sendErr(d, "", im.ErrBadRequest)
 		return im.ErrBadRequest
 	}
+	start := time.Now()
 	var r any
-	handle, ok := rpcOps[req.Op]
-	if ok {
+	if handle, ok := rpcOps[req.Op]; ok {
 		r, err = handle(h, d, &req)
+	} else if notBuilt[req.Op] {
+		err = im.ErrNotImplemented
 	} else {
 		err = im.ErrUnknownOp
 	}
+	code := 200
+	if err != nil {
+		code = im.Fault(err).Code
+	}
+	h.opts.Metrics.RPC(req.Op, code, time.Since(start))
 	rep := codec.Reply{RID: req.RID, OK: err == nil, R: r}
 	if err != nil {
 		e := h.reject(d, "rpc "+req.Op, err)

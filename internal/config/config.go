@@ -22,6 +22,9 @@ type Config struct {
 	Data string `yaml:"data"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
+	// LogFormat is text (logfmt-style key=value) or json (one object a
+	// line).
+	LogFormat string `yaml:"log_format"`
 	// AdminToken authorises the HTTP admin API. Empty means: read it from
 	// TERN_ADMIN_TOKEN, else from {data}/admin.token, creating that file
 	// (mode 0600) on first start.
@@ -194,11 +197,12 @@ type Compat struct {
 // DefaultConfig returns the built-in defaults: PROTOCOL §14.
 func DefaultConfig() *Config {
 	return &Config{
-		Data:     "./data",
-		LogLevel: "info",
-		MQTT:     Listener{Addr: ":1883"},
-		WS:       Listener{Addr: ":8083"},
-		HTTP:     HTTP{Addr: ":8080"},
+		Data:      "./data",
+		LogLevel:  "info",
+		LogFormat: "text",
+		MQTT:      Listener{Addr: ":1883"},
+		WS:        Listener{Addr: ":8083"},
+		HTTP:      HTTP{Addr: ":8080"},
 		Limits: Limits{
 			MaxPacketSize:     128 << 10,
 			MaxSessionExpiry:  24 * time.Hour,
@@ -266,7 +270,7 @@ func Decode(r io.Reader) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
+		return nil, plainError(b, err)
 	}
 	return cfg, nil
 }
@@ -300,6 +304,11 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		bad("log_level", "%q is not one of debug, info, warn, error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		bad("log_format", "%q is not one of text, json", c.LogFormat)
 	}
 	for name, l := range map[string]Listener{"tls": c.TLS, "wss": c.WSS} {
 		if l.Addr != "" && (l.Cert == "" || l.Key == "") {

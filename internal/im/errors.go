@@ -114,6 +114,8 @@ var (
 	ErrBodyTooBig     = newError(413, "body too large")
 	ErrRateLimited    = newError(429, "rate limited")
 	ErrInternal       = newError(500, "server fault")
+	// ErrNotImplemented: a protocol feature this server does not build yet.
+	ErrNotImplemented = newError(501, "not implemented")
 )
 
 // Fault maps any error to the Error a client is told: named errors stay

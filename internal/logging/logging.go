@@ -7,6 +7,9 @@ import (
 	"log/slog"
 )
 
+// KeyTopic is the attribute key of an MQTT topic name.
+const KeyTopic = "topic"
+
 // Redact wraps h so that attributes holding whole packets or wills — mochi
 // logs them on errors, bodies and CONNECT passwords included — are
 // replaced by a marker.

@@ -174,8 +174,12 @@ func (q *sequencer) commit(batch []*request) {
 		if err != nil {
 			q.reset() // counters may be ahead of the store: reload
 		}
+		appended := 0
 		for _, r := range pending {
 			r.err = err
+			if err == nil && r.a.Dup == nil {
+				appended++
+			}
 			if err != nil {
 				r.a.US = nil
 			} else {
@@ -189,6 +193,9 @@ func (q *sequencer) commit(batch []*request) {
 				}
 			}
 			close(r.done)
+		}
+		if err == nil && appended > 0 && q.s.onCommit != nil {
+			q.s.onCommit(appended)
 		}
 		pending = pending[:0]
 	}

@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -66,6 +68,10 @@ type Options struct {
 	// Commits, if set, receives every committed append in commit order
 	// (im.Log). Appenders must Reserve a slot in it before Append.
 	Commits *im.CommitStream
+	// OnCommit, if set, is called by the sequencer after each committed
+	// transaction with the number of events it appended (duplicates
+	// excluded): for metrics. It must not block.
+	OnCommit func(appended int)
 }
 
 // Store is an open Badger database. It is safe for concurrent use.
@@ -80,6 +86,10 @@ type Store struct {
 	once  sync.Once
 	// bad counts and remembers unreadable records (integrity.go).
 	bad badRecords
+	// onCommit is Options.OnCommit.
+	onCommit func(int)
+	// dir is the data directory; empty in memory.
+	dir string
 }
 
 // Open opens (creating if needed) the store in dir.
@@ -107,13 +117,19 @@ func Open(dir string, o Options) (*Store, error) {
 	// events are read with one lookup and the value log stays small.
 	bo = bo.WithValueThreshold(1 << 10)
 	db, err := badger.Open(bo)
+	if err != nil && strings.Contains(err.Error(), "Cannot acquire directory lock") {
+		return nil, &InUseError{Dir: dir}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open store %q: %w", dir, err)
 	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	s := &Store{db: db, log: o.Logger, stop: make(chan struct{})}
+	s := &Store{db: db, log: o.Logger, stop: make(chan struct{}), onCommit: o.OnCommit}
+	if !o.InMemory {
+		s.dir = dir
+	}
 	s.heads = newHeads()
 	s.seq = newSequencer(s, o.Now, o.Commits)
 	if o.GCInterval > 0 && !o.InMemory {
@@ -171,20 +187,54 @@ func (s *Store) gcLoop(every time.Duration) {
 	}
 }
 
+// Size returns the bytes the store's files take on disk (LSM tables,
+// value log, manifest), read from the directory now: Badger's own Size
+// is refreshed only once a minute. 0 for an in-memory store.
+func (s *Store) Size() int64 {
+	if s.dir == "" {
+		return 0
+	}
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
+			n += fi.Size()
+		}
+	}
+	return n
+}
+
+// InUseError is Open's error when another process (or another Open in
+// this one) holds the data dir.
+type InUseError struct{ Dir string }
+
+func (e *InUseError) Error() string {
+	return fmt.Sprintf("data dir %s is in use by another tern process", e.Dir)
+}
+
 // badgerLogger routes Badger's logging into slog, one level down: Badger is
 // chatty at info.
 type badgerLogger struct{ l *slog.Logger }
 
 func (b badgerLogger) Errorf(f string, a ...any) {
-	b.l.Error(fmt.Sprintf(f, a...), "component", "badger")
+	b.l.Error(badgerLine(f, a), "component", "badger")
 }
 func (b badgerLogger) Warningf(f string, a ...any) {
-	b.l.Warn(fmt.Sprintf(f, a...), "component", "badger")
+	b.l.Warn(badgerLine(f, a), "component", "badger")
 }
 func (b badgerLogger) Infof(f string, a ...any) {
-	b.l.Log(context.Background(), slog.LevelDebug, fmt.Sprintf(f, a...), "component", "badger")
+	b.l.Log(context.Background(), slog.LevelDebug, badgerLine(f, a), "component", "badger")
 }
 func (b badgerLogger) Debugf(f string, a ...any) {}
+
+// badgerLine formats a Badger log line without the trailing newline
+// Badger puts on most of them (slog would print it as a literal \n).
+func badgerLine(f string, a []any) string {
+	return strings.TrimRight(fmt.Sprintf(f, a...), "\n")
+}
 
 func key(tab byte, parts ...string) []byte {
 	n := 1
