@@ -3,10 +3,9 @@ package messaging
 import (
 	"hash/maphash"
 	"sync"
-	"unicode/utf8"
 
-	"github.com/tern-im/tern/internal/codec"
 	"github.com/tern-im/tern/internal/im"
+	"github.com/tern-im/tern/internal/im/service"
 	"github.com/tern-im/tern/internal/session"
 	"github.com/tern-im/tern/topics"
 )
@@ -132,10 +131,10 @@ func (h *Hook) sendEvent(d *device, ev *im.Event) {
 // event's encodings so far) when it fits the device's packet size.
 func (h *Hook) sendEncoded(uid, did string, p session.Prefs, ev *im.Event, enc *encodings) {
 	topic := topics.Device(uid, did, topics.ChanIn)
-	limit := h.limitFor(p, topic)
+	limit := service.LimitFor(h.opts.MaxPacket, p, topic)
 	b, err := enc.get(ev, p.CBOR)
 	if err == nil && len(b) > limit {
-		b, err = h.truncate(ev, p, limit)
+		b, err = service.Truncate(ev, p.CBOR, limit)
 	}
 	if err != nil {
 		h.Log.Error("encode event", "error", err)
@@ -143,49 +142,4 @@ func (h *Hook) sendEncoded(uid, did string, p session.Prefs, ev *im.Event, enc *
 	}
 	h.publish(topic, b, 1, nil)
 	h.opts.Metrics.Delivered()
-}
-
-// limitFor is the largest payload that fits a device's maxPkt on topic.
-func (h *Hook) limitFor(p session.Prefs, topic string) int {
-	max := h.opts.MaxPacket
-	if p.MaxPkt > 0 && p.MaxPkt < max {
-		max = p.MaxPkt
-	}
-	// Fixed header (≤ 5), topic length and name, packet id, properties.
-	return max - len(topic) - 16
-}
-
-// truncate encodes ev cut to limit bytes with trunc:true (msg.get
-// returns the whole event).
-func (h *Hook) truncate(ev *im.Event, p session.Prefs, limit int) ([]byte, error) {
-	b, err := codec.Encode(ev, p.CBOR)
-	if err != nil || len(b) <= limit {
-		return b, err
-	}
-	e := *ev
-	e.Trunc = true
-	for range 3 {
-		over := len(b) - limit
-		keep := len(e.B) - over - 32
-		if keep <= 0 {
-			e.B, e.Att, e.E2E, e.Mn = "", nil, nil, nil
-		} else {
-			e.B = cutUTF8(e.B, keep)
-		}
-		if b, err = codec.Encode(&e, p.CBOR); err != nil || len(b) <= limit {
-			return b, err
-		}
-	}
-	return b, nil // as small as it gets; mochi drops it if still too big
-}
-
-// cutUTF8 cuts s to at most n bytes on a rune boundary.
-func cutUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }

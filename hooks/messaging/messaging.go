@@ -11,10 +11,7 @@ package messaging
 import (
 	"bytes"
 	"errors"
-	"fmt"
-	"hash/maphash"
 	"strings"
-	"sync"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -22,14 +19,16 @@ import (
 
 	"github.com/tern-im/tern/internal/codec"
 	"github.com/tern-im/tern/internal/im"
+	"github.com/tern-im/tern/internal/im/service"
 	"github.com/tern-im/tern/internal/metrics"
 	"github.com/tern-im/tern/internal/relations"
 	"github.com/tern-im/tern/internal/session"
 	"github.com/tern-im/tern/topics"
 )
 
-// Options configures the hook; every field but Now is required, and the
-// limits must be positive (internal/config owns their defaults).
+// Options configures the hook; every field but Now and Metrics is
+// required, and the limits must be positive (internal/config owns their
+// defaults). The IM fields configure the hook's service.Service.
 type Options struct {
 	Server *mqtt.Server
 	// Store is the IM core's storage, every port of it.
@@ -59,32 +58,12 @@ type Options struct {
 	Metrics *metrics.Metrics
 }
 
-func (o *Options) check() error {
-	var errs []error
-	for _, x := range []struct {
-		name string
-		ok   bool
-	}{
-		{"MaxPacket", o.MaxPacket > 0}, {"MaxBody", o.MaxBody > 0}, {"RateBurst", o.RateBurst > 0},
-		{"RatePerSec", o.RatePerSec > 0}, {"MaxGroupMembers", o.MaxGroupMembers > 0},
-	} {
-		if !x.ok {
-			errs = append(errs, fmt.Errorf("messaging: %s must be positive", x.name))
-		}
-	}
-	return errors.Join(errs...)
-}
-
 // Hook is the messaging hook.
 type Hook struct {
 	mqtt.HookBase
 	opts   *Options
+	svc    *service.Service
 	inline *mqtt.Client
-	rate   *im.Limiter
-	typing *im.TypingGate
-	peers  *relations.Peers
-	users  stripes
-	groups stripes
 	dl     *deliverer
 }
 
@@ -104,18 +83,19 @@ func (h *Hook) Init(config any) error {
 	if !ok || o == nil || o.Server == nil || o.Store == nil || o.Commits == nil || o.Sessions == nil || o.Relations == nil {
 		return mqtt.ErrInvalidConfigType
 	}
-	if err := o.check(); err != nil {
-		return err
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
 	h.opts = o
 	h.inline = o.Server.NewClient(nil, mqtt.LocalListener, "tern-messaging", true)
-	h.rate = im.NewLimiter(o.RateBurst, o.RatePerSec, o.Now)
-	h.typing = im.NewTypingGate(2*time.Second, o.Now)
-	h.peers = relations.NewPeers(o.Now)
 	h.dl = newDeliverer(h, 4)
+	svc, err := service.New(service.Options{
+		Store: o.Store, Commits: o.Commits, Stop: h.dl.quit, Relations: o.Relations, Announce: h.publishMeta,
+		Epoch: o.Epoch, DMPolicy: o.DMPolicy, MaxPacket: o.MaxPacket, MaxBody: o.MaxBody,
+		RateBurst: o.RateBurst, RatePerSec: o.RatePerSec, MaxGroupMembers: o.MaxGroupMembers, Now: o.Now,
+	})
+	if err != nil {
+		h.dl.stop()
+		return err
+	}
+	h.svc = svc
 	return nil
 }
 
@@ -165,6 +145,14 @@ type device struct {
 	pref session.Prefs
 }
 
+// caller is the device as the service sees it.
+func (h *Hook) caller(d *device) *service.Device {
+	return &service.Device{
+		UID: d.uid, DID: d.did, Prefs: d.pref, SetPrefs: d.s.SetPrefs,
+		Resend: func(ev *im.Event) { h.sendEvent(d, ev) },
+	}
+}
+
 // command handles one kind of upstream command; cmid (msg only) goes
 // into the err event of a rejection.
 type command func(h *Hook, d *device, payload []byte) (cmid string, err error)
@@ -175,11 +163,12 @@ var commands = map[string]struct {
 	handle command
 	quiet  bool
 }{
-	topics.UpMsg:  {handle: (*Hook).onMsg},
+	topics.UpMsg: {handle: (*Hook).onMsg},
+	// Not built yet: refused, not acknowledged and dropped (call: §11
+	// calls; f: §11 file chunks).
 	topics.UpRcpt: {handle: func(h *Hook, d *device, p []byte) (string, error) { return "", h.onRcpt(d, p) }},
 	topics.UpTyp:  {handle: func(h *Hook, d *device, p []byte) (string, error) { return "", h.onTyp(d, p) }},
 	topics.UpRPC:  {handle: func(h *Hook, d *device, p []byte) (string, error) { return "", h.onRPC(d, p) }, quiet: true},
-	// Not built yet: refused, not acknowledged and dropped (unbuilt.go).
 	topics.UpCall: {handle: notImplemented},
 	topics.UpFile: {handle: notImplemented},
 }
@@ -257,33 +246,4 @@ func (h *Hook) publish(topic string, payload []byte, qos byte, props *packets.Pr
 	if err := h.opts.Server.InjectPacket(h.inline, pk); err != nil {
 		h.Log.Debug("publish", "topic", topic, "error", err)
 	}
-}
-
-// stripes serialises work per key (a user's markers and reactions, a
-// group's membership changes) without a lock per key. Sends into a group
-// hold its stripe shared from resolving the members to the commit, and
-// membership changes hold it exclusively until the member cache is
-// invalidated: a message is never sequenced after a membership change
-// with the member list from before it.
-type stripes struct {
-	mu   [256]sync.RWMutex
-	seed maphash.Seed
-	once sync.Once
-}
-
-func (s *stripes) get(k string) *sync.RWMutex {
-	s.once.Do(func() { s.seed = maphash.MakeSeed() })
-	return &s.mu[maphash.String(s.seed, k)%uint64(len(s.mu))]
-}
-
-func (s *stripes) lock(k string) func() {
-	m := s.get(k)
-	m.Lock()
-	return m.Unlock
-}
-
-func (s *stripes) rlock(k string) func() {
-	m := s.get(k)
-	m.RLock()
-	return m.RUnlock
 }

@@ -68,6 +68,18 @@ func (w Window) Contains(seq uint64) bool {
 	return seq >= w.From && (w.To == 0 || seq <= w.To)
 }
 
+// Prefs are what a device negotiated in `hello` (PROTOCOL §9).
+type Prefs struct {
+	CBOR   bool // events on the device's own topics are CBOR
+	MaxPkt int  // largest event the device accepts; 0 means the broker max
+	Typing bool // wants typing notifications
+	Calls  bool
+	Files  bool
+}
+
+// DefaultPrefs apply until a device says hello.
+var DefaultPrefs = Prefs{Typing: true, Calls: true, Files: true}
+
 // Presence is a user's presence as published on im/p/{uid} (PROTOCOL §8)
 // and answered by presence.get. Its JSON is the wire shape and the stored
 // form (codec.Presence is this type).

@@ -1,4 +1,4 @@
-package messaging
+package service
 
 import (
 	"errors"
@@ -24,10 +24,6 @@ const (
 	// maxMarkFanout: in larger groups read/delivered marks go only to the
 	// marking user's own stream (docs/protocol.md).
 	maxMarkFanout = 256
-	// payloadSlack is what an upstream payload may carry beyond the body.
-	payloadSlack = 8 << 10
-	// maxSmallPayload bounds rcpt and typ payloads.
-	maxSmallPayload = 1 << 10
 )
 
 // conv is what a user may do in a conversation.
@@ -42,7 +38,7 @@ type conv struct {
 
 // convFor resolves cv for uid: 400 when malformed, 404 when the group is
 // unknown, 403 when uid was never in it.
-func (h *Hook) convFor(uid, cv string) (*conv, error) {
+func (s *Service) convFor(uid, cv string) (*conv, error) {
 	a, b, gid, ok := im.ParseConv(cv)
 	switch {
 	case !ok:
@@ -59,13 +55,13 @@ func (h *Hook) convFor(uid, cv string) (*conv, error) {
 	if topics.CheckGID(gid) != nil {
 		return nil, im.ErrBadConv
 	}
-	if _, err := h.opts.Store.Group(gid); err != nil {
+	if _, err := s.o.Store.Group(gid); err != nil {
 		if errors.Is(err, im.ErrNotFound) {
 			return nil, im.ErrUnknownGroup
 		}
 		return nil, err
 	}
-	order, recs, err := h.opts.Relations.Members(gid)
+	order, recs, err := s.o.Relations.Members(gid)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +70,7 @@ func (h *Hook) convFor(uid, cv string) (*conv, error) {
 		c.member, c.role, c.window = true, r.Role, r.Window()
 		return c, nil
 	}
-	r, err := h.opts.Store.Member(gid, uid)
+	r, err := s.o.Store.Member(gid, uid)
 	if errors.Is(err, im.ErrNotFound) {
 		return nil, im.ErrNotMember
 	}
@@ -88,16 +84,16 @@ func (h *Hook) convFor(uid, cv string) (*conv, error) {
 // readable is convFor for reading cv's events (history, msg.get,
 // conv.list, edit/del/react targets): in a DM, a uid whose earlier account
 // was deleted reads only the seqs after that account's floor.
-func (h *Hook) readable(uid, cv string) (*conv, error) {
-	c, err := h.convFor(uid, cv)
+func (s *Service) readable(uid, cv string) (*conv, error) {
+	c, err := s.convFor(uid, cv)
 	if err != nil || c.gid != "" {
 		return c, err
 	}
-	floor, err := h.opts.Store.DMFloor(cv, uid)
+	floor, err := s.o.Store.DMFloor(cv, uid)
 	if err != nil || floor == 0 {
 		return c, err
 	}
-	last, err := h.opts.Store.ConvSeq(cv)
+	last, err := s.o.Store.ConvSeq(cv)
 	if err != nil {
 		return nil, err
 	}
@@ -109,8 +105,8 @@ func (h *Hook) readable(uid, cv string) (*conv, error) {
 }
 
 // memberOf is convFor for commands that need a current member.
-func (h *Hook) memberOf(uid, cv string) (*conv, error) {
-	c, err := h.convFor(uid, cv)
+func (s *Service) memberOf(uid, cv string) (*conv, error) {
+	c, err := s.convFor(uid, cv)
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +118,7 @@ func (h *Hook) memberOf(uid, cv string) (*conv, error) {
 
 // writable resolves the conversation a send goes to and checks that uid
 // may write there: member, not blocked, DM policy.
-func (h *Hook) writable(uid, to string) (*conv, error) {
+func (s *Service) writable(uid, to string) (*conv, error) {
 	cv := to
 	if !strings.HasPrefix(to, "d:") && !strings.HasPrefix(to, "g:") {
 		if topics.CheckUID(to) != nil {
@@ -133,7 +129,7 @@ func (h *Hook) writable(uid, to string) (*conv, error) {
 		}
 		cv = im.DMConv(uid, to)
 	}
-	c, err := h.memberOf(uid, cv)
+	c, err := s.memberOf(uid, cv)
 	if err != nil || c.gid != "" {
 		return c, err
 	}
@@ -141,13 +137,13 @@ func (h *Hook) writable(uid, to string) (*conv, error) {
 	if other == uid {
 		other = c.members[1]
 	}
-	p, ok := h.peers.Get(uid, other)
+	p, ok := s.peers.Get(uid, other)
 	if !ok {
 		var err error
-		if p.Exists, p.Blocked, err = h.opts.Store.DMPeer(uid, other); err != nil {
+		if p.Exists, p.Blocked, err = s.o.Store.DMPeer(uid, other); err != nil {
 			return nil, err
 		}
-		h.peers.Put(uid, other, p)
+		s.peers.Put(uid, other, p)
 	}
 	switch {
 	case !p.Exists:
@@ -155,65 +151,57 @@ func (h *Hook) writable(uid, to string) (*conv, error) {
 	case p.Blocked:
 		return nil, im.ErrBlocked
 	}
-	if h.opts.DMPolicy == "contacts" && !h.opts.Relations.Visible(other, uid) {
+	if s.o.DMPolicy == "contacts" && !s.o.Relations.Visible(other, uid) {
 		return nil, im.ErrNotContact
 	}
 	return c, nil
 }
 
 // msgOps are the ops of an upstream msg command.
-var msgOps = map[string]func(h *Hook, d *device, up *codec.Up) error{
-	"":      (*Hook).send,
-	"send":  (*Hook).send,
-	"edit":  (*Hook).edit,
-	"del":   (*Hook).del,
-	"react": (*Hook).react,
+var msgOps = map[string]func(s *Service, d *Device, up *codec.Up) error{
+	"":      (*Service).send,
+	"send":  (*Service).send,
+	"edit":  (*Service).edit,
+	"del":   (*Service).del,
+	"react": (*Service).react,
 }
 
-// onMsg handles an upstream msg command; cmid is returned for the err
-// event.
-func (h *Hook) onMsg(d *device, payload []byte) (string, error) {
-	if len(payload) > h.opts.MaxBody+payloadSlack {
-		return "", im.ErrPayloadTooBig
-	}
-	var up codec.Up
-	if err := codec.Decode(payload, &up); err != nil {
-		if f := codec.Field(err); f != "" {
-			return "", im.ErrMalformed.Detail(": bad " + f)
-		}
-		return "", im.ErrMalformed
-	}
-	if !h.rate.Allow(d.uid + "." + d.did) {
-		return up.CMID, im.ErrRateLimited
+// Msg runs an upstream msg command (PROTOCOL §5): send, edit, del or
+// react, after the per-device rate limit and the upstream schema. A
+// repeat of a command already done re-sends the original event to the
+// device (Device.Resend) and succeeds.
+func (s *Service) Msg(d *Device, up *codec.Up) error {
+	if !s.rate.Allow(d.UID + "." + d.DID) {
+		return im.ErrRateLimited
 	}
 	if up.CMID == "" || len(up.CMID) > maxCMID {
-		return up.CMID, im.ErrBadCMID
+		return im.ErrBadCMID
 	}
-	if len(up.B) > h.opts.MaxBody {
-		return up.CMID, im.ErrBodyTooBig
+	if len(up.B) > s.o.MaxBody {
+		return im.ErrBodyTooBig
 	}
-	if err := up.Check(h.opts.MaxBody); err != nil {
-		return up.CMID, im.ErrSchema.WithMsg(err.Error())
+	if err := up.Check(s.o.MaxBody); err != nil {
+		return im.ErrSchema.WithMsg(err.Error())
 	}
 	// A resend of a command already done: re-send the original event to
 	// this device only. Sends skip this read: the Log checks the dedupe
 	// key inside its commit anyway and hands back the original
 	// (Append.Dup), so the hot path pays no extra read.
 	if up.Op != "" && up.Op != "send" {
-		if ev, err := h.opts.Store.Deduped(d.uid, d.did, up.CMID); err == nil {
-			h.sendEvent(d, &ev)
-			return up.CMID, nil
+		if ev, err := s.o.Store.Deduped(d.UID, d.DID, up.CMID); err == nil {
+			d.resend(&ev)
+			return nil
 		} else if errors.Is(err, im.ErrGone) {
-			return up.CMID, nil // done, and its event trimmed since: just ack
+			return nil // done, and its event trimmed since: just ack
 		} else if !errors.Is(err, im.ErrNotFound) {
-			return up.CMID, err
+			return err
 		}
 	}
 	op, ok := msgOps[up.Op]
 	if !ok {
-		return up.CMID, im.ErrUnknownOp
+		return im.ErrUnknownOp
 	}
-	return up.CMID, op(h, d, &up)
+	return op(s, d, up)
 }
 
 func checkSend(up *codec.Up) error {
@@ -237,14 +225,14 @@ func checkSend(up *codec.Up) error {
 	return nil
 }
 
-func (h *Hook) send(d *device, up *codec.Up) error {
+func (s *Service) send(d *Device, up *codec.Up) error {
 	if err := checkSend(up); err != nil {
 		return err
 	}
 	if gid, ok := strings.CutPrefix(up.To, "g:"); ok {
-		defer h.groups.rlock(gid)()
+		defer s.groups.rlock(gid)()
 	}
-	c, err := h.writable(d.uid, up.To)
+	c, err := s.writable(d.UID, up.To)
 	if err != nil {
 		return err
 	}
@@ -252,7 +240,7 @@ func (h *Hook) send(d *device, up *codec.Up) error {
 		if id == nil {
 			continue
 		}
-		ev, err := h.opts.Store.EventByID(*id)
+		ev, err := s.o.Store.EventByID(*id)
 		if errors.Is(err, im.ErrNotFound) || (err == nil && ev.CV != c.cv) {
 			return im.ErrUnknownMessage
 		}
@@ -265,33 +253,33 @@ func (h *Hook) send(d *device, up *codec.Up) error {
 		ct = "text/plain"
 	}
 	a := &im.Append{
-		CV: c.cv, To: c.members, UID: d.uid, DID: d.did, CMID: up.CMID,
+		CV: c.cv, To: c.members, UID: d.UID, DID: d.DID, CMID: up.CMID,
 		TTL: time.Duration(up.TTL) * time.Second,
 		Event: im.Event{
-			T: im.TMsg, From: d.uid, FD: d.did, CMID: up.CMID, CT: ct, B: up.B,
+			T: im.TMsg, From: d.UID, FD: d.DID, CMID: up.CMID, CT: ct, B: up.B,
 			Re: up.Re, Th: up.Th, Att: up.Att, Mn: up.Mn, TTL: up.TTL, E2E: up.E2E, CTS: up.CTS,
 		},
 	}
 	if c.gid == "" {
 		a.UserConvs = []im.UserConv{{UID: c.members[0], CV: c.cv}, {UID: c.members[1], CV: c.cv}}
 	}
-	return h.append(d, a)
+	return s.append(d, a)
 }
 
 // append reserves room in the commit stream (waiting while delivery is
 // behind: backpressure before the PUBACK), commits a, and re-sends the
 // original event on a dedupe hit.
-func (h *Hook) append(d *device, a *im.Append) error {
-	if err := h.opts.Commits.Reserve(h.dl.quit, a); err != nil {
+func (s *Service) append(d *Device, a *im.Append) error {
+	if err := s.o.Commits.Reserve(s.o.Stop, a); err != nil {
 		return err
 	}
-	err := h.opts.Store.Append(a)
-	h.opts.Commits.Release(a) // a no-op once the Log published it
+	err := s.o.Store.Append(a)
+	s.o.Commits.Release(a) // a no-op once the Log published it
 	if err != nil {
 		return err
 	}
 	if a.Dup != nil && d != nil {
-		h.sendEvent(d, a.Dup)
+		d.resend(a.Dup)
 	}
 	return nil
 }
@@ -308,11 +296,11 @@ type changeOf struct {
 
 // resolve finds the message up changes and checks the caller may see it.
 // On success the caller must call unlock.
-func (h *Hook) resolve(d *device, up *codec.Up) (*changeOf, error) {
+func (s *Service) resolve(d *Device, up *codec.Up) (*changeOf, error) {
 	if up.ID == nil {
 		return nil, im.ErrMissingID
 	}
-	t, err := h.opts.Store.EventByID(*up.ID)
+	t, err := s.o.Store.EventByID(*up.ID)
 	if errors.Is(err, im.ErrNotFound) {
 		return nil, im.ErrUnknownMessage
 	}
@@ -324,9 +312,9 @@ func (h *Hook) resolve(d *device, up *codec.Up) (*changeOf, error) {
 	}
 	x := &changeOf{target: t, unlock: func() {}}
 	if gid, ok := strings.CutPrefix(t.CV, "g:"); ok {
-		x.unlock = h.groups.rlock(gid)
+		x.unlock = s.groups.rlock(gid)
 	}
-	if err := h.within(d, x); err != nil {
+	if err := s.within(d, x); err != nil {
 		x.unlock()
 		return nil, err
 	}
@@ -334,8 +322,8 @@ func (h *Hook) resolve(d *device, up *codec.Up) (*changeOf, error) {
 }
 
 // within resolves x's conversation for the caller and the inherited ttl.
-func (h *Hook) within(d *device, x *changeOf) error {
-	c, err := h.readable(d.uid, x.target.CV)
+func (s *Service) within(d *Device, x *changeOf) error {
+	c, err := s.readable(d.UID, x.target.CV)
 	if err != nil {
 		return err
 	}
@@ -347,7 +335,7 @@ func (h *Hook) within(d *device, x *changeOf) error {
 	}
 	x.c = c
 	if t := x.target; t.TTL > 0 {
-		x.ttl = time.UnixMilli(t.TS).Add(time.Duration(t.TTL) * time.Second).Sub(h.opts.Now())
+		x.ttl = time.UnixMilli(t.TS).Add(time.Duration(t.TTL) * time.Second).Sub(s.o.Now())
 		if x.ttl <= 0 {
 			return im.ErrUnknownMessage
 		}
@@ -356,41 +344,41 @@ func (h *Hook) within(d *device, x *changeOf) error {
 }
 
 // append builds the append of the change with event ev.
-func (x *changeOf) append(d *device, up *codec.Up, ev im.Event) *im.Append {
+func (x *changeOf) append(d *Device, up *codec.Up, ev im.Event) *im.Append {
 	id := *up.ID
-	ev.From, ev.FD, ev.CMID, ev.Tgt = d.uid, d.did, up.CMID, &id
-	return &im.Append{CV: x.c.cv, To: x.c.members, UID: d.uid, DID: d.did, CMID: up.CMID, TTL: x.ttl, Event: ev}
+	ev.From, ev.FD, ev.CMID, ev.Tgt = d.UID, d.DID, up.CMID, &id
+	return &im.Append{CV: x.c.cv, To: x.c.members, UID: d.UID, DID: d.DID, CMID: up.CMID, TTL: x.ttl, Event: ev}
 }
 
-func (h *Hook) edit(d *device, up *codec.Up) error {
-	x, err := h.resolve(d, up)
+func (s *Service) edit(d *Device, up *codec.Up) error {
+	x, err := s.resolve(d, up)
 	if err != nil {
 		return err
 	}
 	defer x.unlock()
 	switch {
-	case x.target.From != d.uid:
+	case x.target.From != d.UID:
 		return im.ErrNotAuthor
 	case up.B == "":
 		return im.ErrMissingBody
 	}
-	return h.append(d, x.append(d, up, im.Event{T: im.TEdit, B: up.B}))
+	return s.append(d, x.append(d, up, im.Event{T: im.TEdit, B: up.B}))
 }
 
-func (h *Hook) del(d *device, up *codec.Up) error {
-	x, err := h.resolve(d, up)
+func (s *Service) del(d *Device, up *codec.Up) error {
+	x, err := s.resolve(d, up)
 	if err != nil {
 		return err
 	}
 	defer x.unlock()
-	if x.target.From != d.uid && x.c.role != im.RoleOwner && x.c.role != im.RoleAdmin {
+	if x.target.From != d.UID && x.c.role != im.RoleOwner && x.c.role != im.RoleAdmin {
 		return im.ErrNotAuthor
 	}
-	return h.append(d, x.append(d, up, im.Event{T: im.TDel}))
+	return s.append(d, x.append(d, up, im.Event{T: im.TDel}))
 }
 
-func (h *Hook) react(d *device, up *codec.Up) error {
-	x, err := h.resolve(d, up)
+func (s *Service) react(d *Device, up *codec.Up) error {
+	x, err := s.resolve(d, up)
 	if err != nil {
 		return err
 	}
@@ -398,36 +386,30 @@ func (h *Hook) react(d *device, up *codec.Up) error {
 	if up.K == "" || len(up.K) > maxReactK {
 		return im.ErrBadReaction
 	}
-	defer h.users.lock(d.uid)()
-	on, err := h.opts.Store.Reacted(*up.ID, d.uid, up.K)
+	defer s.users.lock(d.UID)()
+	on, err := s.o.Store.Reacted(*up.ID, d.UID, up.K)
 	if err != nil {
 		return err
 	}
 	a := x.append(d, up, im.Event{T: im.TReact, K: up.K, Rm: on})
-	a.Reacts = []im.React{{ID: *up.ID, UID: d.uid, K: up.K, On: !on}}
-	return h.append(d, a)
+	a.Reacts = []im.React{{ID: *up.ID, UID: d.UID, K: up.K, On: !on}}
+	return s.append(d, a)
 }
 
-// onRcpt handles a cumulative read/delivered marker (§6).
-func (h *Hook) onRcpt(d *device, payload []byte) error {
-	if len(payload) > maxSmallPayload {
-		return im.ErrPayloadTooBig
-	}
-	var r codec.Rcpt
-	if err := codec.Decode(payload, &r); err != nil {
-		return im.ErrMalformed
-	}
+// Rcpt runs a cumulative read/delivered marker (§6). Markers never go
+// back; the marking device gets no copy.
+func (s *Service) Rcpt(d *Device, r *codec.Rcpt) error {
 	if r.K != "read" && r.K != "dlv" {
 		return im.ErrBadMarkKind
 	}
 	if r.Upto == 0 {
 		return im.ErrMissingUpto
 	}
-	c, err := h.memberOf(d.uid, r.CV)
+	c, err := s.memberOf(d.UID, r.CV)
 	if err != nil {
 		return err
 	}
-	last, err := h.opts.Store.ConvSeq(c.cv)
+	last, err := s.o.Store.ConvSeq(c.cv)
 	if err != nil {
 		return err
 	}
@@ -435,8 +417,8 @@ func (h *Hook) onRcpt(d *device, payload []byte) error {
 		return im.ErrUnknownConv
 	}
 	upto := min(r.Upto, last)
-	defer h.users.lock(d.uid)()
-	cur, err := h.opts.Store.Marker(c.cv, d.uid, r.K)
+	defer s.users.lock(d.UID)()
+	cur, err := s.o.Store.Marker(c.cv, d.UID, r.K)
 	if err != nil {
 		return err
 	}
@@ -445,69 +427,35 @@ func (h *Hook) onRcpt(d *device, payload []byte) error {
 	}
 	to := c.members
 	if len(to) > maxMarkFanout {
-		to = []string{d.uid}
+		to = []string{d.UID}
 	}
-	return h.append(nil, &im.Append{
-		CV: c.cv, Aux: true, To: to, QuietUID: d.uid, QuietDID: d.did,
-		Event:   im.Event{T: im.TMark, From: d.uid, K: r.K, Upto: upto},
-		Markers: []im.Marker{{CV: c.cv, UID: d.uid, K: r.K, Upto: upto}},
+	return s.append(nil, &im.Append{
+		CV: c.cv, Aux: true, To: to, QuietUID: d.UID, QuietDID: d.DID,
+		Event:   im.Event{T: im.TMark, From: d.UID, K: r.K, Upto: upto},
+		Markers: []im.Marker{{CV: c.cv, UID: d.UID, K: r.K, Upto: upto}},
 	})
 }
 
-// onTyp relays a typing state to the other members' devices (§7).
-func (h *Hook) onTyp(d *device, payload []byte) error {
-	if len(payload) > maxSmallPayload {
-		return im.ErrPayloadTooBig
-	}
-	var t codec.Typ
-	if err := codec.Decode(payload, &t); err != nil {
-		return im.ErrMalformed
-	}
+// Typing checks a typing state (§7) and returns the event to relay and
+// the users to relay it to (the other members); a nil event means
+// nothing goes out (at most one per user and conversation per 2 s).
+// Typing is not stored.
+func (s *Service) Typing(d *Device, t *codec.Typ) (*im.Event, []string, error) {
 	if t.S != "c" && t.S != "p" {
-		return im.ErrBadTypState
+		return nil, nil, im.ErrBadTypState
 	}
-	c, err := h.memberOf(d.uid, t.CV)
+	c, err := s.memberOf(d.UID, t.CV)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	if !h.typing.Allow(d.uid, c.cv) {
-		return nil // rate-limited silently: typing is best effort
+	if !s.typing.Allow(d.UID, c.cv) {
+		return nil, nil, nil // rate-limited silently: typing is best effort
 	}
-	ev := im.Event{T: im.TTyp, CV: c.cv, From: d.uid, S: t.S, TTL: 8}
-	var enc encodings
+	to := make([]string, 0, len(c.members))
 	for _, uid := range c.members {
-		if uid == d.uid {
-			continue
-		}
-		for _, s := range h.opts.Sessions.Devices(uid) {
-			p := s.Prefs()
-			if !p.Typing {
-				continue
-			}
-			b, err := enc.get(&ev, p.CBOR)
-			if err != nil {
-				return err
-			}
-			h.publish(topics.Device(uid, s.DID, topics.ChanEph), b, 0, nil)
+		if uid != d.UID {
+			to = append(to, uid)
 		}
 	}
-	return nil
-}
-
-// encodings caches one event's encoding per format.
-type encodings [2][]byte
-
-func (e *encodings) get(ev *im.Event, cbor bool) ([]byte, error) {
-	i := 0
-	if cbor {
-		i = 1
-	}
-	if e[i] == nil {
-		b, err := codec.Encode(ev, cbor)
-		if err != nil {
-			return nil, err
-		}
-		e[i] = b
-	}
-	return e[i], nil
+	return &im.Event{T: im.TTyp, CV: c.cv, From: d.UID, S: t.S, TTL: 8}, to, nil
 }

@@ -1,12 +1,10 @@
-package messaging
+package service
 
 import (
-	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
 
-	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/oklog/ulid/v2"
 
 	"github.com/tern-im/tern/internal/codec"
@@ -34,7 +32,7 @@ type groupTx struct {
 // without any change (nothing to do). list makes the reply after a
 // change the new member list.
 type groupOp struct {
-	change func(h *Hook, d *device, t *groupTx, a *codec.GroupArgs) (unchanged any, err error)
+	change func(s *Service, d *Device, t *groupTx, a *codec.GroupArgs) (unchanged any, err error)
 	list   bool
 	admin  bool // the caller must be owner or admin
 }
@@ -42,36 +40,36 @@ type groupOp struct {
 // groupOps is the table of group RPCs on existing groups (group.create
 // is its own handler).
 var groupOps = map[string]groupOp{
-	"group.members": {change: func(_ *Hook, _ *device, t *groupTx, _ *codec.GroupArgs) (any, error) {
+	"group.members": {change: func(_ *Service, _ *Device, t *groupTx, _ *codec.GroupArgs) (any, error) {
 		return membersOf(t.order, t.recs), nil
 	}},
-	"group.add":    {change: (*Hook).groupAdd, list: true, admin: true},
-	"group.remove": {change: (*Hook).groupRemove, list: true, admin: true},
-	"group.leave":  {change: (*Hook).groupLeave},
-	"group.role":   {change: (*Hook).groupRole, admin: true},
-	"group.update": {change: (*Hook).groupUpdate, admin: true},
+	"group.add":    {change: (*Service).groupAdd, list: true, admin: true},
+	"group.remove": {change: (*Service).groupRemove, list: true, admin: true},
+	"group.leave":  {change: (*Service).groupLeave},
+	"group.role":   {change: (*Service).groupRole, admin: true},
+	"group.update": {change: (*Service).groupUpdate, admin: true},
 }
 
 // group runs op on an existing group: resolve it and the caller under the
 // group's stripe, let the op prepare its change, commit, invalidate the
 // relations cache and republish the group meta.
-func (h *Hook) group(d *device, op groupOp, a *codec.GroupArgs) (any, error) {
+func (s *Service) group(d *Device, op groupOp, a *codec.GroupArgs) (any, error) {
 	if topics.CheckGID(a.GID) != nil {
 		return nil, im.ErrBadGID
 	}
-	defer h.groups.lock(a.GID)()
-	g, err := h.opts.Store.Group(a.GID)
+	defer s.groups.lock(a.GID)()
+	g, err := s.o.Store.Group(a.GID)
 	if errors.Is(err, im.ErrNotFound) {
 		return nil, im.ErrUnknownGroup
 	}
 	if err != nil {
 		return nil, err
 	}
-	order, recs, err := h.opts.Relations.Members(a.GID)
+	order, recs, err := s.o.Relations.Members(a.GID)
 	if err != nil {
 		return nil, err
 	}
-	t := &groupTx{g: g, order: order, recs: recs, me: recs[d.uid], touched: slices.Clone(order)}
+	t := &groupTx{g: g, order: order, recs: recs, me: recs[d.UID], touched: slices.Clone(order)}
 	if !t.me.Current() {
 		return nil, im.ErrNotMember
 	}
@@ -79,28 +77,28 @@ func (h *Hook) group(d *device, op groupOp, a *codec.GroupArgs) (any, error) {
 		return nil, im.ErrNotAdmin
 	}
 	t.ap = &im.Append{CV: g.CV(), To: order}
-	if r, err := op.change(h, d, t, a); r != nil || err != nil {
+	if r, err := op.change(s, d, t, a); r != nil || err != nil {
 		return r, err
 	}
 	t.g.V++
 	t.ap.Group = &t.g
-	if err := h.append(nil, t.ap); err != nil {
+	if err := s.append(nil, t.ap); err != nil {
 		return nil, err
 	}
-	h.opts.Relations.Invalidate(t.touched, g.GID)
-	h.publishMeta(t.g)
+	s.o.Relations.Invalidate(t.touched, g.GID)
+	s.o.Announce(t.g)
 	if !op.list {
 		return struct{}{}, nil
 	}
-	order, recs, err = h.opts.Relations.Members(g.GID)
+	order, recs, err = s.o.Relations.Members(g.GID)
 	if err != nil {
 		return nil, err
 	}
 	return membersOf(order, recs), nil
 }
 
-func (h *Hook) groupAdd(d *device, t *groupTx, a *codec.GroupArgs) (any, error) {
-	add, err := h.checkUIDs(d.uid, a.UIDs)
+func (s *Service) groupAdd(d *Device, t *groupTx, a *codec.GroupArgs) (any, error) {
+	add, err := s.checkUIDs(d.UID, a.UIDs)
 	if err != nil {
 		return nil, err
 	}
@@ -113,12 +111,12 @@ func (h *Hook) groupAdd(d *device, t *groupTx, a *codec.GroupArgs) (any, error) 
 	if len(fresh) == 0 {
 		return membersOf(t.order, t.recs), nil
 	}
-	if len(t.order)+len(fresh) > h.opts.MaxGroupMembers {
+	if len(t.order)+len(fresh) > s.o.MaxGroupMembers {
 		return nil, im.ErrGroupFull
 	}
 	t.ap.To = append(slices.Clone(t.order), fresh...)
 	t.touched = t.ap.To
-	t.ap.Event = im.Event{T: im.TMember, Op: "add", Who: fresh, By: d.uid, Role: im.RoleMember}
+	t.ap.Event = im.Event{T: im.TMember, Op: "add", Who: fresh, By: d.UID, Role: im.RoleMember}
 	for _, u := range fresh {
 		t.ap.Members = append(t.ap.Members, im.MemberChange{GID: t.g.GID, UID: u, Rec: im.Member{Role: im.RoleMember}, SetFrom: true})
 		t.ap.UserConvs = append(t.ap.UserConvs, im.UserConv{UID: u, CV: t.ap.CV})
@@ -127,8 +125,8 @@ func (h *Hook) groupAdd(d *device, t *groupTx, a *codec.GroupArgs) (any, error) 
 	return nil, nil
 }
 
-func (h *Hook) groupRemove(d *device, t *groupTx, a *codec.GroupArgs) (any, error) {
-	if len(a.UIDs) == 0 || len(a.UIDs) > h.opts.MaxGroupMembers {
+func (s *Service) groupRemove(d *Device, t *groupTx, a *codec.GroupArgs) (any, error) {
+	if len(a.UIDs) == 0 || len(a.UIDs) > s.o.MaxGroupMembers {
 		return nil, im.ErrBadUIDs
 	}
 	var gone []string
@@ -138,7 +136,7 @@ func (h *Hook) groupRemove(d *device, t *groupTx, a *codec.GroupArgs) (any, erro
 		}
 		r := t.recs[u]
 		switch {
-		case u == d.uid:
+		case u == d.UID:
 			return nil, im.ErrUseLeave
 		case !r.Current():
 			continue
@@ -155,23 +153,23 @@ func (h *Hook) groupRemove(d *device, t *groupTx, a *codec.GroupArgs) (any, erro
 	if len(gone) == 0 {
 		return membersOf(t.order, t.recs), nil
 	}
-	t.ap.Event = im.Event{T: im.TMember, Op: "remove", Who: gone, By: d.uid}
+	t.ap.Event = im.Event{T: im.TMember, Op: "remove", Who: gone, By: d.UID}
 	t.g.N = len(t.order) - len(gone)
 	return nil, nil
 }
 
-func (h *Hook) groupLeave(d *device, t *groupTx, _ *codec.GroupArgs) (any, error) {
+func (s *Service) groupLeave(d *Device, t *groupTx, _ *codec.GroupArgs) (any, error) {
 	if t.me.Role == im.RoleOwner && len(t.order) > 1 {
 		return nil, im.ErrOwnerMustLeave
 	}
-	t.ap.Event = im.Event{T: im.TMember, Op: "leave", Who: []string{d.uid}, By: d.uid}
-	t.ap.Members = []im.MemberChange{{GID: t.g.GID, UID: d.uid, Rec: t.me, SetTo: true}}
-	t.ap.UserConvs = []im.UserConv{{UID: d.uid, CV: t.ap.CV, Remove: true}}
+	t.ap.Event = im.Event{T: im.TMember, Op: "leave", Who: []string{d.UID}, By: d.UID}
+	t.ap.Members = []im.MemberChange{{GID: t.g.GID, UID: d.UID, Rec: t.me, SetTo: true}}
+	t.ap.UserConvs = []im.UserConv{{UID: d.UID, CV: t.ap.CV, Remove: true}}
 	t.g.N = len(t.order) - 1
 	return nil, nil
 }
 
-func (h *Hook) groupRole(d *device, t *groupTx, a *codec.GroupArgs) (any, error) {
+func (s *Service) groupRole(d *Device, t *groupTx, a *codec.GroupArgs) (any, error) {
 	if topics.CheckUID(a.UID) != nil {
 		return nil, im.ErrBadUID
 	}
@@ -179,7 +177,7 @@ func (h *Hook) groupRole(d *device, t *groupTx, a *codec.GroupArgs) (any, error)
 	if !r.Current() {
 		return nil, im.ErrNoSuchMember
 	}
-	if err := im.MaySetRole(t.me, r, a.Role, a.UID == d.uid); err != nil {
+	if err := im.MaySetRole(t.me, r, a.Role, a.UID == d.UID); err != nil {
 		return nil, err
 	}
 	r.Role = a.Role
@@ -187,18 +185,18 @@ func (h *Hook) groupRole(d *device, t *groupTx, a *codec.GroupArgs) (any, error)
 	if a.Role == im.RoleOwner { // hand-over: the old owner becomes admin
 		me := t.me
 		me.Role = im.RoleAdmin
-		t.ap.Members = append(t.ap.Members, im.MemberChange{GID: t.g.GID, UID: d.uid, Rec: me})
+		t.ap.Members = append(t.ap.Members, im.MemberChange{GID: t.g.GID, UID: d.UID, Rec: me})
 		t.g.Owner = a.UID
 	}
-	t.ap.Event = im.Event{T: im.TMember, Op: "role", Who: []string{a.UID}, By: d.uid, Role: a.Role}
+	t.ap.Event = im.Event{T: im.TMember, Op: "role", Who: []string{a.UID}, By: d.UID, Role: a.Role}
 	return nil, nil
 }
 
-func (h *Hook) groupUpdate(d *device, t *groupTx, a *codec.GroupArgs) (any, error) {
+func (s *Service) groupUpdate(d *Device, t *groupTx, a *codec.GroupArgs) (any, error) {
 	if a.Name == nil && a.Avatar == nil {
 		return nil, im.ErrNothingToDo
 	}
-	ev := im.Event{T: im.TConv, By: d.uid}
+	ev := im.Event{T: im.TConv, By: d.UID}
 	if a.Name != nil {
 		if len(*a.Name) > maxGroupName {
 			return nil, im.ErrNameTooLong
@@ -228,8 +226,8 @@ func membersOf(order []string, recs map[string]im.Member) codec.MembersResult {
 // checkUIDs validates users to add to a group: well-formed (400), known
 // (404), not blocking the adder (403). Duplicates and the caller are
 // dropped.
-func (h *Hook) checkUIDs(caller string, uids []string) ([]string, error) {
-	if len(uids) > h.opts.MaxGroupMembers {
+func (s *Service) checkUIDs(caller string, uids []string) ([]string, error) {
+	if len(uids) > s.o.MaxGroupMembers {
 		return nil, im.ErrGroupFull
 	}
 	var out []string
@@ -240,13 +238,13 @@ func (h *Hook) checkUIDs(caller string, uids []string) ([]string, error) {
 		if u == caller || slices.Contains(out, u) {
 			continue
 		}
-		if ok, err := h.opts.Store.UserExists(u); err != nil {
+		if ok, err := s.o.Store.UserExists(u); err != nil {
 			return nil, err
 		} else if !ok {
 			return nil, im.ErrUnknownUser.Detail(" " + u)
 		}
 		for _, p := range [2][2]string{{u, caller}, {caller, u}} {
-			blocked, err := h.opts.Store.Blocks(p[0], p[1])
+			blocked, err := s.o.Store.Blocks(p[0], p[1])
 			if err != nil {
 				return nil, err
 			}
@@ -259,7 +257,7 @@ func (h *Hook) checkUIDs(caller string, uids []string) ([]string, error) {
 	return out, nil
 }
 
-func (h *Hook) groupCreate(d *device, a *codec.GroupArgs) (any, error) {
+func (s *Service) groupCreate(d *Device, a *codec.GroupArgs) (any, error) {
 	gid := a.GID
 	if gid == "" {
 		gid = strings.ToLower(ulid.Make().String())
@@ -273,57 +271,38 @@ func (h *Hook) groupCreate(d *device, a *codec.GroupArgs) (any, error) {
 	if len(name) > maxGroupName {
 		return nil, im.ErrNameTooLong
 	}
-	members, err := h.checkUIDs(d.uid, a.Members)
+	members, err := s.checkUIDs(d.UID, a.Members)
 	if err != nil {
 		return nil, err
 	}
-	if len(members)+1 > h.opts.MaxGroupMembers {
+	if len(members)+1 > s.o.MaxGroupMembers {
 		return nil, im.ErrGroupFull
 	}
-	defer h.groups.lock(gid)()
-	if _, err := h.opts.Store.Group(gid); err == nil {
+	defer s.groups.lock(gid)()
+	if _, err := s.o.Store.Group(gid); err == nil {
 		return nil, im.ErrGroupExists
 	} else if !errors.Is(err, im.ErrNotFound) {
 		return nil, err
 	}
-	all := append([]string{d.uid}, members...)
-	g := im.Group{GID: gid, Name: name, Owner: d.uid, V: 1, N: len(all), Created: h.opts.Now().UnixMilli()}
+	all := append([]string{d.UID}, members...)
+	g := im.Group{GID: gid, Name: name, Owner: d.UID, V: 1, N: len(all), Created: s.o.Now().UnixMilli()}
 	cv := g.CV()
 	ap := &im.Append{
 		CV: cv, To: all, Group: &g,
-		Event: im.Event{T: im.TMember, Op: "add", Who: all, By: d.uid, Role: im.RoleMember},
+		Event: im.Event{T: im.TMember, Op: "add", Who: all, By: d.UID, Role: im.RoleMember},
 	}
 	for _, u := range all {
 		role := im.RoleMember
-		if u == d.uid {
+		if u == d.UID {
 			role = im.RoleOwner
 		}
 		ap.Members = append(ap.Members, im.MemberChange{GID: gid, UID: u, Rec: im.Member{Role: role}, SetFrom: true})
 		ap.UserConvs = append(ap.UserConvs, im.UserConv{UID: u, CV: cv})
 	}
-	if err := h.append(nil, ap); err != nil {
+	if err := s.append(nil, ap); err != nil {
 		return nil, err
 	}
-	h.opts.Relations.Invalidate(all, gid)
-	h.publishMeta(g)
+	s.o.Relations.Invalidate(all, gid)
+	s.o.Announce(g)
 	return codec.GroupCreated{GID: gid, CV: cv}, nil
-}
-
-// publishMeta retains im/g/{gid}/meta (JSON: shared retained topics are
-// always JSON).
-func (h *Hook) publishMeta(g im.Group) {
-	b, err := json.Marshal(codec.GroupMeta{Name: g.Name, Avatar: g.Avatar, N: g.N, V: g.V})
-	if err != nil {
-		h.Log.Error("encode group meta", "error", err)
-		return
-	}
-	pk := packets.Packet{
-		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1, Retain: true},
-		TopicName:   topics.GroupMeta(g.GID),
-		Payload:     b,
-		PacketID:    1, // mochi requires one for QoS 1; inline ids are not tracked
-	}
-	if err := h.opts.Server.InjectPacket(h.inline, pk); err != nil {
-		h.Log.Error("publish group meta", "group", g.GID, "error", err)
-	}
 }

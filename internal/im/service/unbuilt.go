@@ -1,6 +1,4 @@
-package messaging
-
-import "github.com/tern-im/tern/internal/im"
+package service
 
 // notBuilt lists the RPC ops of the protocol (PROTOCOL §9, §11, §12, §15,
 // §16) that this server does not implement yet. They are answered with
@@ -25,7 +23,3 @@ var notBuilt = map[string]bool{
 	"admin.user.disable": true,
 	"admin.stats":        true,
 }
-
-// notImplemented answers the upstream call (§11 calls) and f (§11 file
-// chunks) publishes; RPC ops in notBuilt get the same im.ErrNotImplemented.
-func notImplemented(*Hook, *device, []byte) (string, error) { return "", im.ErrNotImplemented }

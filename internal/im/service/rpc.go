@@ -1,16 +1,13 @@
-package messaging
+package service
 
 import (
 	"errors"
 	"slices"
-	"time"
 
-	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/oklog/ulid/v2"
 
 	"github.com/tern-im/tern/internal/codec"
 	"github.com/tern-im/tern/internal/im"
-	"github.com/tern-im/tern/internal/session"
 	"github.com/tern-im/tern/topics"
 )
 
@@ -20,7 +17,6 @@ const (
 	maxSync        = 1000
 	defaultHistory = 50
 	maxHistory     = 200
-	maxRPCPayload  = 64 << 10
 	// maxPresenceGet caps the uids of one presence.get (33 bytes each at
 	// most: 1,000 fit the request limit).
 	maxPresenceGet = 1000
@@ -29,17 +25,17 @@ const (
 )
 
 // rpcHandler answers one RPC op.
-type rpcHandler func(h *Hook, d *device, req *codec.Request) (any, error)
+type rpcHandler func(s *Service, d *Device, req *codec.Request) (any, error)
 
 // withArgs makes a handler that decodes the op's arguments into an A
 // (400 "bad args" when they do not decode) and calls fn.
-func withArgs[A any](fn func(h *Hook, d *device, a *A) (any, error)) rpcHandler {
-	return func(h *Hook, d *device, req *codec.Request) (any, error) {
+func withArgs[A any](fn func(s *Service, d *Device, a *A) (any, error)) rpcHandler {
+	return func(s *Service, d *Device, req *codec.Request) (any, error) {
 		var a A
 		if err := req.Args(&a); err != nil {
 			return nil, im.ErrBadArgs
 		}
-		return fn(h, d, &a)
+		return fn(s, d, &a)
 	}
 }
 
@@ -52,25 +48,25 @@ type contactChange struct {
 
 // contactsOp makes the handler of a contacts op.
 func contactsOp(c contactChange) rpcHandler {
-	return withArgs(func(h *Hook, d *device, a *codec.UIDArgs) (any, error) {
-		return h.contacts(d, c, a.UID)
+	return withArgs(func(s *Service, d *Device, a *codec.UIDArgs) (any, error) {
+		return s.contacts(d, c, a.UID)
 	})
 }
 
 // groupRPC makes the handler of a group op on an existing group.
 func groupRPC(op groupOp) rpcHandler {
-	return withArgs(func(h *Hook, d *device, a *codec.GroupArgs) (any, error) {
-		return h.group(d, op, a)
+	return withArgs(func(s *Service, d *Device, a *codec.GroupArgs) (any, error) {
+		return s.group(d, op, a)
 	})
 }
 
 // rpcOps is the table of RPC ops (PROTOCOL §9).
 var rpcOps = map[string]rpcHandler{
-	"hello":         withArgs((*Hook).hello),
-	"sync":          withArgs((*Hook).sync),
-	"history":       withArgs((*Hook).history),
-	"conv.list":     func(h *Hook, d *device, _ *codec.Request) (any, error) { return h.convList(d) },
-	"msg.get":       withArgs((*Hook).msgGet),
+	"hello":         withArgs((*Service).hello),
+	"sync":          withArgs((*Service).sync),
+	"history":       withArgs((*Service).history),
+	"conv.list":     func(s *Service, d *Device, _ *codec.Request) (any, error) { return s.convList(d) },
+	"msg.get":       withArgs((*Service).msgGet),
 	"contacts.list": contactsOp(contactChange{}),
 	"contacts.add": contactsOp(contactChange{known: true, set: func(st im.Contacts, uid, other string) error {
 		return st.SetContact(uid, other, true)
@@ -84,8 +80,8 @@ var rpcOps = map[string]rpcHandler{
 	"contacts.unblock": contactsOp(contactChange{set: func(st im.Contacts, uid, other string) error {
 		return st.SetBlock(uid, other, false)
 	}}),
-	"presence.get": withArgs((*Hook).presenceGet),
-	"group.create": withArgs((*Hook).groupCreate),
+	"presence.get": withArgs((*Service).presenceGet),
+	"group.create": withArgs((*Service).groupCreate),
 }
 
 func init() {
@@ -94,60 +90,21 @@ func init() {
 	}
 }
 
-// onRPC answers an RPC request on the device's rpc topic. The returned
-// error (also sent in the reply) sets the MQTT 5 PUBACK reason.
-func (h *Hook) onRPC(d *device, payload []byte) error {
-	if len(payload) > maxRPCPayload {
-		h.sendErr(d, "", im.ErrPayloadTooBig)
-		return im.ErrPayloadTooBig
-	}
-	req, err := codec.DecodeRequest(payload)
-	if err != nil {
-		h.sendErr(d, "", im.ErrBadRequest)
-		return im.ErrBadRequest
-	}
-	start := time.Now()
-	var r any
+// Call runs an RPC request (§9) and returns its result, or the error
+// the reply carries. Ops the protocol has but this server does not build
+// yet answer im.ErrNotImplemented.
+func (s *Service) Call(d *Device, req *codec.Request) (any, error) {
 	if handle, ok := rpcOps[req.Op]; ok {
-		r, err = handle(h, d, &req)
-	} else if notBuilt[req.Op] {
-		err = im.ErrNotImplemented
-	} else {
-		err = im.ErrUnknownOp
+		return handle(s, d, req)
 	}
-	code := 200
-	if err != nil {
-		code = im.Fault(err).Code
+	if notBuilt[req.Op] {
+		return nil, im.ErrNotImplemented
 	}
-	h.opts.Metrics.RPC(req.Op, code, time.Since(start))
-	rep := codec.Reply{RID: req.RID, OK: err == nil, R: r}
-	if err != nil {
-		e := h.reject(d, "rpc "+req.Op, err)
-		rep.R = nil
-		rep.Err = &codec.ReplyErr{Code: e.Code, Msg: e.Msg}
-		err = e
-	}
-	// The hello reply is JSON; everything after it uses the new encoding.
-	cb := d.pref.CBOR && req.Op != "hello"
-	b, encErr := codec.Encode(&rep, cb)
-	if encErr != nil {
-		h.Log.Error("encode reply", "op", req.Op, "error", encErr)
-		return im.ErrInternal
-	}
-	own := topics.Device(d.uid, d.did, topics.ChanRPC)
-	var props *packets.Properties
-	if cd := d.pk.Properties.CorrelationData; len(cd) > 0 {
-		// MQTT 5: Correlation Data is echoed; a Response Topic is honoured
-		// only when it is the device's own reply topic, which is where the
-		// reply goes anyway.
-		props = &packets.Properties{CorrelationData: cd}
-	}
-	h.publish(own, b, 1, props)
-	return err
+	return nil, im.ErrUnknownOp
 }
 
-func (h *Hook) hello(d *device, a *codec.HelloArgs) (any, error) {
-	p := session.DefaultPrefs
+func (s *Service) hello(d *Device, a *codec.HelloArgs) (any, error) {
+	p := im.DefaultPrefs
 	switch a.Enc {
 	case "", "json":
 	case "cbor":
@@ -159,7 +116,7 @@ func (h *Hook) hello(d *device, a *codec.HelloArgs) (any, error) {
 		return nil, im.ErrBadMaxPkt
 	}
 	if a.MaxPkt > 0 {
-		p.MaxPkt = min(max(a.MaxPkt, 512), h.opts.MaxPacket)
+		p.MaxPkt = min(max(a.MaxPkt, 512), s.o.MaxPacket)
 	}
 	if f := a.Feat; f != nil {
 		for _, x := range []struct {
@@ -171,24 +128,24 @@ func (h *Hook) hello(d *device, a *codec.HelloArgs) (any, error) {
 			}
 		}
 	}
-	d.s.SetPrefs(p)
-	head, err := h.opts.Store.USHead(d.uid)
+	d.setPrefs(p)
+	head, err := s.o.Store.USHead(d.UID)
 	if err != nil {
 		return nil, err
 	}
 	return codec.HelloResult{
-		Now: h.opts.Now().UnixMilli(), Epoch: h.opts.Epoch, USHead: head,
+		Now: s.o.Now().UnixMilli(), Epoch: s.o.Epoch, USHead: head,
 		Limits: codec.Limits{
-			MaxPkt: h.opts.MaxPacket, MaxBody: h.opts.MaxBody, Burst: h.opts.RateBurst,
-			Rate: int(h.opts.RatePerSec), MaxSync: maxSync, MaxPage: maxHistory,
-			MaxGroup: h.opts.MaxGroupMembers,
+			MaxPkt: s.o.MaxPacket, MaxBody: s.o.MaxBody, Burst: s.o.RateBurst,
+			Rate: int(s.o.RatePerSec), MaxSync: maxSync, MaxPage: maxHistory,
+			MaxGroup: s.o.MaxGroupMembers,
 		},
 	}, nil
 }
 
 // budget is the payload room of a reply to the device.
-func (h *Hook) budget(d *device, maxBytes int) int {
-	limit := h.limitFor(d.pref, topics.Device(d.uid, d.did, topics.ChanRPC)) - replySlack
+func (s *Service) budget(d *Device, maxBytes int) int {
+	limit := s.limitFor(d.Prefs, topics.Device(d.UID, d.DID, topics.ChanRPC)) - replySlack
 	if maxBytes > 0 && maxBytes < limit {
 		limit = maxBytes
 	}
@@ -198,14 +155,14 @@ func (h *Hook) budget(d *device, maxBytes int) int {
 // fit encodes evs one by one (truncating any single event that is larger
 // than the whole budget) and returns how many fit within budget, from the
 // front (or from the back with fromBack). At least one always fits.
-func (h *Hook) fit(d *device, evs []codec.Event, budget int, fromBack bool) (int, error) {
+func (s *Service) fit(d *Device, evs []codec.Event, budget int, fromBack bool) (int, error) {
 	total := 0
 	for i := range evs {
 		j := i
 		if fromBack {
 			j = len(evs) - 1 - i
 		}
-		b, err := codec.Encode(&evs[j], d.pref.CBOR)
+		b, err := codec.Encode(&evs[j], d.Prefs.CBOR)
 		if err != nil {
 			return 0, im.ErrInternal
 		}
@@ -229,7 +186,7 @@ func (h *Hook) fit(d *device, evs []codec.Event, budget int, fromBack bool) (int
 	return len(evs), nil
 }
 
-func (h *Hook) sync(d *device, a *codec.SyncArgs) (any, error) {
+func (s *Service) sync(d *Device, a *codec.SyncArgs) (any, error) {
 	n := a.Max
 	if n <= 0 {
 		n = defaultSync
@@ -238,12 +195,12 @@ func (h *Hook) sync(d *device, a *codec.SyncArgs) (any, error) {
 	if a.MaxBytes < 0 {
 		return nil, im.ErrBadMaxBytes
 	}
-	head, err := h.opts.Store.USHead(d.uid)
+	head, err := s.o.Store.USHead(d.UID)
 	if err != nil {
 		return nil, err
 	}
 	reset := func() (any, error) {
-		convs, err := h.opts.Store.UserConvs(d.uid)
+		convs, err := s.o.Store.UserConvs(d.UID)
 		if err != nil {
 			return nil, err
 		}
@@ -257,7 +214,7 @@ func (h *Hook) sync(d *device, a *codec.SyncArgs) (any, error) {
 		// restored from an older backup): start over.
 		return reset()
 	}
-	evs, more, err := h.opts.Store.Stream(d.uid, a.Since, n)
+	evs, more, err := s.o.Store.Stream(d.UID, a.Since, n)
 	if errors.Is(err, im.ErrTrimmed) {
 		// Events after since were trimmed by age: start over from us_head.
 		return reset()
@@ -265,7 +222,7 @@ func (h *Hook) sync(d *device, a *codec.SyncArgs) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	k, e := h.fit(d, evs, h.budget(d, a.MaxBytes), false)
+	k, e := s.fit(d, evs, s.budget(d, a.MaxBytes), false)
 	if e != nil {
 		return nil, e
 	}
@@ -284,11 +241,11 @@ func (h *Hook) sync(d *device, a *codec.SyncArgs) (any, error) {
 	return codec.SyncResult{Ev: evs, Next: next, More: more}, nil
 }
 
-func (h *Hook) history(d *device, a *codec.HistoryArgs) (any, error) {
+func (s *Service) history(d *Device, a *codec.HistoryArgs) (any, error) {
 	if a.Before > 0 && a.After > 0 {
 		return nil, im.ErrBeforeAfter
 	}
-	c, e := h.readable(d.uid, a.CV)
+	c, e := s.readable(d.UID, a.CV)
 	if e != nil {
 		return nil, e
 	}
@@ -297,12 +254,12 @@ func (h *Hook) history(d *device, a *codec.HistoryArgs) (any, error) {
 		n = defaultHistory
 	}
 	n = min(n, maxHistory)
-	items, complete, err := h.opts.Store.History(im.HistoryQuery{CV: c.cv, Window: c.window, Before: a.Before, After: a.After, Max: n})
+	items, complete, err := s.o.Store.History(im.HistoryQuery{CV: c.cv, Window: c.window, Before: a.Before, After: a.After, Max: n})
 	if err != nil {
 		return nil, err
 	}
 	forward := a.After > 0
-	k, e := h.fit(d, items, h.budget(d, 0), !forward)
+	k, e := s.fit(d, items, s.budget(d, 0), !forward)
 	if e != nil {
 		return nil, e
 	}
@@ -323,27 +280,27 @@ func (h *Hook) history(d *device, a *codec.HistoryArgs) (any, error) {
 	return r, nil
 }
 
-func (h *Hook) convList(d *device) (any, error) {
-	cvs, err := h.opts.Store.UserConvs(d.uid)
+func (s *Service) convList(d *Device) (any, error) {
+	cvs, err := s.o.Store.UserConvs(d.UID)
 	if err != nil {
 		return nil, err
 	}
 	out := codec.ConvListResult{Convs: []codec.Conv{}}
 	for _, cv := range cvs {
-		c, e := h.readable(d.uid, cv)
+		c, e := s.readable(d.UID, cv)
 		if e != nil {
 			continue
 		}
-		seq, err := h.opts.Store.ConvSeq(cv)
+		seq, err := s.o.Store.ConvSeq(cv)
 		if err != nil {
 			return nil, err
 		}
-		read, err := h.opts.Store.Marker(cv, d.uid, "read")
+		read, err := s.o.Store.Marker(cv, d.UID, "read")
 		if err != nil {
 			return nil, err
 		}
 		item := codec.Conv{CV: cv, Seq: seq, Read: read}
-		last, _, err := h.opts.Store.History(im.HistoryQuery{CV: cv, Window: c.window, Max: 1})
+		last, _, err := s.o.Store.History(im.HistoryQuery{CV: cv, Window: c.window, Max: 1})
 		if err != nil {
 			return nil, err
 		}
@@ -353,12 +310,12 @@ func (h *Hook) convList(d *device) (any, error) {
 		// Unread: messages from others after the read marker; counted
 		// exactly over the last 1000, estimated beyond.
 		if seq > read {
-			page, complete, err := h.opts.Store.History(im.HistoryQuery{CV: cv, Window: im.Window{From: max(c.window.From, read+1), To: c.window.To}, After: read, Max: 1000})
+			page, complete, err := s.o.Store.History(im.HistoryQuery{CV: cv, Window: im.Window{From: max(c.window.From, read+1), To: c.window.To}, After: read, Max: 1000})
 			if err != nil {
 				return nil, err
 			}
 			for _, ev := range page {
-				if ev.T == codec.TMsg && ev.From != d.uid {
+				if ev.T == codec.TMsg && ev.From != d.UID {
 					item.Unread++
 				}
 			}
@@ -371,19 +328,19 @@ func (h *Hook) convList(d *device) (any, error) {
 	return out, nil
 }
 
-func (h *Hook) msgGet(d *device, a *codec.IDArgs) (any, error) {
+func (s *Service) msgGet(d *Device, a *codec.IDArgs) (any, error) {
 	id, err := ulid.ParseStrict(a.ID)
 	if err != nil {
 		return nil, im.ErrBadID
 	}
-	ev, err := h.opts.Store.EventByID(id)
+	ev, err := s.o.Store.EventByID(id)
 	if errors.Is(err, im.ErrNotFound) {
 		return nil, im.ErrUnknownMessage
 	}
 	if err != nil {
 		return nil, err
 	}
-	c, e := h.readable(d.uid, ev.CV)
+	c, e := s.readable(d.UID, ev.CV)
 	if e != nil || !c.window.Contains(ev.Seq) {
 		return nil, im.ErrUnknownMessage
 	}
@@ -392,32 +349,32 @@ func (h *Hook) msgGet(d *device, a *codec.IDArgs) (any, error) {
 
 // contacts changes the caller's roster or blocks with set (nil: just
 // list) and answers both lists. Adding or blocking needs an existing user.
-func (h *Hook) contacts(d *device, c contactChange, uid string) (any, error) {
+func (s *Service) contacts(d *Device, c contactChange, uid string) (any, error) {
 	if c.set != nil {
 		if topics.CheckUID(uid) != nil {
 			return nil, im.ErrBadUID
 		}
-		if uid == d.uid {
+		if uid == d.UID {
 			return nil, im.ErrSelf
 		}
 		if c.known {
-			if ok, err := h.opts.Store.UserExists(uid); err != nil {
+			if ok, err := s.o.Store.UserExists(uid); err != nil {
 				return nil, err
 			} else if !ok {
 				return nil, im.ErrUnknownUser
 			}
 		}
-		if err := c.set(h.opts.Store, d.uid, uid); err != nil {
+		if err := c.set(s.o.Store, d.UID, uid); err != nil {
 			return nil, err
 		}
-		h.opts.Relations.Invalidate([]string{d.uid, uid})
-		h.peers.Forget(d.uid, uid)
+		s.o.Relations.Invalidate([]string{d.UID, uid})
+		s.peers.Forget(d.UID, uid)
 	}
-	cs, err := h.opts.Store.Contacts(d.uid)
+	cs, err := s.o.Store.Contacts(d.UID)
 	if err != nil {
 		return nil, err
 	}
-	bs, err := h.opts.Store.Blocked(d.uid)
+	bs, err := s.o.Store.Blocked(d.UID)
 	if err != nil {
 		return nil, err
 	}
@@ -427,7 +384,7 @@ func (h *Hook) contacts(d *device, c contactChange, uid string) (any, error) {
 // presenceGet answers the stored presence of the users the caller may
 // see: itself and C(caller) minus blocks (the same rule as subscribing to
 // im/p/{uid}). Unknown and invisible users are absent from the result.
-func (h *Hook) presenceGet(d *device, a *codec.PresenceGetArgs) (any, error) {
+func (s *Service) presenceGet(d *Device, a *codec.PresenceGetArgs) (any, error) {
 	if len(a.UIDs) > maxPresenceGet {
 		return nil, im.ErrTooManyUIDs
 	}
@@ -441,11 +398,11 @@ func (h *Hook) presenceGet(d *device, a *codec.PresenceGetArgs) (any, error) {
 			continue
 		}
 		seen[uid] = true
-		if h.opts.Relations.Visible(d.uid, uid) {
+		if s.o.Relations.Visible(d.UID, uid) {
 			want = append(want, uid)
 		}
 	}
-	ps, err := h.opts.Store.Presences(want)
+	ps, err := s.o.Store.Presences(want)
 	if err != nil {
 		return nil, err
 	}
