@@ -480,7 +480,9 @@ func (b *Broker) Addr(id string) string {
 func (b *Broker) Kick(uid, did string) int {
 	var victims []*mqtt.Client
 	b.sessions.Range(func(cl *mqtt.Client, s *session.Session) bool {
-		if !s.Anonymous && s.UID == uid && (did == "" || s.DID == did) {
+		// A client already stopped (kicked a moment ago, or closing) is
+		// not counted: it is leaving the session registry.
+		if !s.Anonymous && s.UID == uid && (did == "" || s.DID == did) && !cl.Closed() {
 			victims = append(victims, cl)
 		}
 		return true
