@@ -37,6 +37,7 @@ import (
 	"github.com/tern-im/tern/internal/accounts"
 	"github.com/tern-im/tern/internal/adminapi"
 	"github.com/tern-im/tern/internal/config"
+	"github.com/tern-im/tern/internal/disk"
 	"github.com/tern-im/tern/internal/listener"
 	"github.com/tern-im/tern/internal/logging"
 	"github.com/tern-im/tern/internal/metrics"
@@ -73,6 +74,12 @@ type Broker struct {
 	httpSrv    *http.Server
 	httpLn     net.Listener
 	ready      atomic.Bool
+	// disk refuses writes below the free-space reserve; gate applies the
+	// connection limits at accept.
+	disk     *disk.Guard
+	gate     *listener.Gate
+	diskStop chan struct{}
+	diskWG   sync.WaitGroup
 
 	closeOnce sync.Once
 	closeErr  error
@@ -86,10 +93,15 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	b := &Broker{cfg: cfg, log: log}
+	b := &Broker{cfg: cfg, log: log, diskStop: make(chan struct{})}
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	b.disk = disk.New(disk.Options{
+		Dir: cfg.Data, MinFree: uint64(cfg.Store.MinFree), MinFreePercent: cfg.Store.MinFreePercent,
+		Log: log,
+	})
+	b.disk.Check() // before Badger writes anything
 	st, err := store.Open(cfg.Data, store.Options{
 		SyncWrites:     cfg.Store.SyncWrites,
 		MemTableSize:   int64(cfg.Store.MemTableSize),
@@ -97,6 +109,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 		GCInterval:     cfg.Store.GCInterval,
 		Retention:      cfg.IM.Retention,
 		Logger:         log,
+		Disk:           b.disk,
 	})
 	if err != nil {
 		return nil, err
@@ -106,8 +119,14 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 		_ = st.Close() // the build error is the one to report
 		return nil, err
 	}
+	b.diskWG.Add(1)
+	go func() {
+		defer b.diskWG.Done()
+		b.disk.Run(cfg.Store.DiskCheck, b.diskStop)
+	}()
 	return b, nil
 }
+
 
 func (b *Broker) build() error {
 	cfg := b.cfg
@@ -138,6 +157,7 @@ func (b *Broker) build() error {
 		Logger: slog.New(logging.Redact(b.log.Handler())),
 	})
 	b.metrics = metrics.New(b.mqtt.Info)
+	b.metrics.AddDisk(b.disk.Low, b.disk.Free)
 
 	relations := messaging.NewRelations(b.store, b.log)
 	policy := &topics.Policy{Rules: cfg.Rules(), Relations: relations}
@@ -223,22 +243,39 @@ func capabilities(cfg *config.Config) *mqtt.Capabilities {
 	return c
 }
 
+// mqttListener is what Tern's listeners add to mochi's interface.
+type mqttListener interface {
+	listeners.Listener
+	// Problem says why the listener is not accepting, or "".
+	Problem() string
+}
+
 func (b *Broker) addListeners() error {
 	cfg := b.cfg
-	tcp := func(id, addr string, tc *tls.Config) listeners.Listener {
+	// One gate for every MQTT listener: the caps count connections over
+	// all of them.
+	b.gate = listener.NewGate(listener.Limits{
+		MaxConns: cfg.Limits.MaxConnections, MaxPerIP: cfg.Limits.MaxConnectionsPerIP,
+		RatePerIP: cfg.Limits.ConnectRatePerIP, BurstPerIP: cfg.Limits.ConnectBurstPerIP,
+	})
+	b.gate.Refused = func(reason string) { b.metrics.ConnRefused.WithLabelValues(reason).Inc() }
+	tcp := func(id, addr string, tc *tls.Config) mqttListener {
 		l := listener.NewTCP(id, addr, tc)
 		l.ConnectTimeout = cfg.Limits.ConnectTimeout
+		l.Gate = b.gate
 		return l
 	}
-	ws := func(id, addr string, tc *tls.Config) listeners.Listener {
+	ws := func(id, addr string, tc *tls.Config) mqttListener {
 		l := listener.NewWS(id, addr, "/mqtt", tc)
 		l.ConnectTimeout = cfg.Limits.ConnectTimeout
+		l.Gate = b.gate
 		return l
 	}
-	add := func(l listeners.Listener) error {
+	add := func(l mqttListener) error {
 		if err := b.mqtt.AddListener(l); err != nil {
 			return fmt.Errorf("listener %s %s: %w", l.ID(), l.Address(), err)
 		}
+		b.metrics.AddListener(l.ID(), func() bool { return l.Problem() == "" })
 		return nil
 	}
 	if cfg.MQTT.Addr != "" {
@@ -339,8 +376,8 @@ func (b *Broker) httpHandler() http.Handler {
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !b.ready.Load() || !b.store.Ready() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
+		if p := b.problems(); len(p) > 0 {
+			http.Error(w, "not ready: "+strings.Join(p, "; "), http.StatusServiceUnavailable)
 			return
 		}
 		w.Write([]byte("ready\n"))
@@ -357,6 +394,31 @@ func (b *Broker) httpHandler() http.Handler {
 	prof.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.Handle("/debug/pprof/", adminapi.RequireToken(b.adminToken, prof))
 	return mux
+}
+
+// problems lists why the broker is not ready: not started or closing,
+// store closed, a listener not accepting, the disk below its reserve.
+func (b *Broker) problems() []string {
+	var p []string
+	if !b.ready.Load() {
+		p = append(p, "not started")
+	}
+	if !b.store.Ready() {
+		p = append(p, "store closed")
+	}
+	for _, id := range []string{ListenerMQTT, ListenerWS, ListenerTLS, ListenerWSS} {
+		if l, ok := b.mqtt.Listeners.Get(id); ok {
+			if ml, ok := l.(mqttListener); ok {
+				if why := ml.Problem(); why != "" {
+					p = append(p, "listener "+id+": "+why)
+				}
+			}
+		}
+	}
+	if why := b.disk.Problem(); why != "" {
+		p = append(p, why)
+	}
+	return p
 }
 
 // Start starts the listeners and the HTTP endpoint and returns.
@@ -431,6 +493,8 @@ func (b *Broker) Close() error {
 				b.log.Warn("clients still closing after 5s; closing the store anyway")
 			}
 		}
+		close(b.diskStop)
+		b.diskWG.Wait()
 		errs = append(errs, b.store.Close())
 		b.closeErr = errors.Join(errs...)
 	})

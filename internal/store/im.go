@@ -516,6 +516,9 @@ func (s *Store) SetBlock(uid, other string, on bool) error {
 }
 
 func (s *Store) setFlag(on bool, keys ...[]byte) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
 	return s.db.Update(func(txn *badger.Txn) error {
 		for _, k := range keys {
 			var err error

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/tern-im/tern/internal/disk"
 )
 
 // Errors returned by the store.
@@ -27,6 +29,9 @@ var (
 	// ErrGone is returned by Deduped when the command was done but the
 	// event it produced no longer exists (trimmed or expired).
 	ErrGone = errors.New("store: event is gone")
+	// ErrNoSpace is returned for writes refused while the data dir's
+	// filesystem is below its free-space reserve (disk.ErrLow).
+	ErrNoSpace = disk.ErrLow
 )
 
 // Table prefixes. A key is prefix byte + table-specific suffix.
@@ -60,13 +65,20 @@ type Options struct {
 	Now func() time.Time
 	// OnTrim, if set, is called after each background trimming pass.
 	OnTrim func(TrimStats, error)
+	// Disk, if set, refuses writes that would store something (appends,
+	// accounts, tokens, contacts, blocks) with ErrNoSpace while the data
+	// dir's filesystem is below its reserve; a commit that fails with
+	// ENOSPC trips it. Deletes, counters and presence records (one per
+	// user, overwritten) are still written.
+	Disk *disk.Guard
 }
 
 // Store is an open Badger database. It is safe for concurrent use.
 type Store struct {
-	db  *badger.DB
-	log *slog.Logger
-	seq *sequencer
+	db   *badger.DB
+	log  *slog.Logger
+	opts Options
+	seq  *sequencer
 	// heads caches stream heads (see heads).
 	heads *heads
 	stop  chan struct{}
@@ -78,6 +90,11 @@ type Store struct {
 func Open(dir string, o Options) (*Store, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if !o.InMemory {
+		if err := prepareDir(dir, o.Logger); err != nil {
+			return nil, err
+		}
 	}
 	bo := badger.DefaultOptions(dir).
 		WithLogger(badgerLogger{o.Logger}).
@@ -102,10 +119,16 @@ func Open(dir string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %q: %w", dir, err)
 	}
+	if !o.InMemory {
+		if err := tightenFiles(dir, o.Logger); err != nil {
+			_ = db.Close() // the permission error is the one to report
+			return nil, err
+		}
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	s := &Store{db: db, log: o.Logger, stop: make(chan struct{})}
+	s := &Store{db: db, log: o.Logger, opts: o, stop: make(chan struct{})}
 	s.heads = newHeads()
 	s.seq = newSequencer(s, o.Now)
 	if o.GCInterval > 0 && !o.InMemory {
@@ -139,6 +162,9 @@ func (s *Store) Close() error {
 	})
 	return err
 }
+
+// writable returns ErrNoSpace while the disk guard refuses writes.
+func (s *Store) writable() error { return s.opts.Disk.Err() }
 
 // Ready reports whether the store is open.
 func (s *Store) Ready() bool { return !s.db.IsClosed() }
