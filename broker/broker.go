@@ -127,7 +127,6 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 	return b, nil
 }
 
-
 func (b *Broker) build() error {
 	cfg := b.cfg
 	var err error

@@ -57,8 +57,8 @@ type Guard struct {
 	low     atomic.Bool
 	reason  atomic.Pointer[string]
 	free    atomic.Uint64 // at the last measurement
-	mu      sync.Mutex // serialises Check
-	errOnce bool       // a measurement error was logged
+	mu      sync.Mutex    // serialises Check
+	errOnce bool          // a measurement error was logged
 }
 
 // New returns a guard; call Check (or Run) to measure.
