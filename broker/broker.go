@@ -375,7 +375,7 @@ func (b *Broker) httpHandler() http.Handler {
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if p := b.problems(); len(p) > 0 {
+		if p := b.Problems(); len(p) > 0 {
 			http.Error(w, "not ready: "+strings.Join(p, "; "), http.StatusServiceUnavailable)
 			return
 		}
@@ -395,9 +395,9 @@ func (b *Broker) httpHandler() http.Handler {
 	return mux
 }
 
-// problems lists why the broker is not ready: not started or closing,
+// Problems lists why the broker is not ready (what /readyz reports): not started or closing,
 // store closed, a listener not accepting, the disk below its reserve.
-func (b *Broker) problems() []string {
+func (b *Broker) Problems() []string {
 	var p []string
 	if !b.ready.Load() {
 		p = append(p, "not started")
@@ -559,6 +559,10 @@ func (b *Broker) Watch(filter string, fn func(topic string, payload []byte)) (fu
 		}
 	}, nil
 }
+
+// OpenConnections returns the MQTT listeners' open TCP connections, as the
+// connection caps count them (for tests and in-process tools).
+func (b *Broker) OpenConnections() int { return b.gate.Open() }
 
 // Sessions returns the registry of live sessions (for tests and
 // in-process tools).

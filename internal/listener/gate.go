@@ -192,7 +192,7 @@ func (g *gated) Accept() (net.Conn, error) {
 				msg := err.Error()
 				g.failing.Store(&msg)
 				g.accepting.Store(false)
-				g.log.Warn("listener: accept failing, retrying with backoff", "listener", g.id, "error", err)
+				g.log.Warn("listener: accept failing, retrying with backoff", "error", err)
 			}
 			failures++
 			delay = min(max(2*delay, minBackoff), maxBackoff)
@@ -208,7 +208,7 @@ func (g *gated) Accept() (net.Conn, error) {
 		if failures > 0 {
 			g.failing.Store(nil)
 			g.accepting.Store(true)
-			g.log.Info("listener: accepting again", "listener", g.id, "failures", failures,
+			g.log.Info("listener: accepting again", "failures", failures,
 				"for", time.Since(since).Round(time.Millisecond))
 			failures, delay = 0, 0
 		}
@@ -218,7 +218,7 @@ func (g *gated) Accept() (net.Conn, error) {
 			if g.gate.Refused != nil {
 				g.gate.Refused(reason)
 			}
-			g.log.Debug("connection refused", "listener", g.id, "remote", c.RemoteAddr().String(), "reason", reason)
+			g.log.Debug("connection refused", "remote", c.RemoteAddr().String(), "reason", reason)
 			continue
 		}
 		return &gatedConn{Conn: c, release: release}, nil
