@@ -84,11 +84,14 @@ func TestConnectionCaps(t *testing.T) {
 			b.AddUser("alice", "pw-alice")
 			c1 := b.Connect(b.ClientOptions("alice.d1", "alice", "pw-alice"))
 			b.Connect(b.ClientOptions("alice.d2", "alice", "pw-alice"))
-			addr := b.Addr(broker.ListenerMQTT)
-			if !closedAtAccept(t, addr) {
-				t.Fatal("a third connection was not closed at accept")
+			// Both the TCP and the WebSocket listener refuse: the caps
+			// count connections over all of them.
+			for _, id := range []string{broker.ListenerMQTT, broker.ListenerWS} {
+				if !closedAtAccept(t, b.Addr(id)) {
+					t.Fatalf("a third connection to %s was not closed at accept", id)
+				}
 			}
-			want := `tern_connections_refused_total{reason="` + tc.reason + `"} 1`
+			want := `tern_connections_refused_total{reason="` + tc.reason + `"} 2`
 			if got := metric(t, b, `tern_connections_refused_total{reason="`+tc.reason+`"}`); got != want {
 				t.Fatalf("metric %q, want %q", got, want)
 			}
@@ -112,16 +115,17 @@ func TestConnectionCaps(t *testing.T) {
 	}
 }
 
-// countingHandler counts log records by message.
+// countingHandler counts log records by listener and message.
 type countingHandler struct {
 	slog.Handler
-	mu *sync.Mutex
-	n  map[string]int
+	mu       *sync.Mutex
+	n        map[string]int
+	listener string
 }
 
 func (h countingHandler) Handle(ctx context.Context, r slog.Record) error {
 	h.mu.Lock()
-	h.n[r.Message]++
+	h.n[h.listener+" "+r.Message]++
 	h.mu.Unlock()
 	return h.Handler.Handle(ctx, r)
 }
@@ -129,17 +133,23 @@ func (h countingHandler) Handle(ctx context.Context, r slog.Record) error {
 func (h countingHandler) Enabled(context.Context, slog.Level) bool { return true }
 
 func (h countingHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return countingHandler{h.Handler.WithAttrs(as), h.mu, h.n}
+	l := h.listener
+	for _, a := range as {
+		if a.Key == "listener" {
+			l = a.Value.String()
+		}
+	}
+	return countingHandler{h.Handler.WithAttrs(as), h.mu, h.n, l}
 }
 
 func (h countingHandler) WithGroup(g string) slog.Handler {
-	return countingHandler{h.Handler.WithGroup(g), h.mu, h.n}
+	return countingHandler{h.Handler.WithGroup(g), h.mu, h.n, h.listener}
 }
 
-func (h countingHandler) count(msg string) int {
+func (h countingHandler) count(listener, msg string) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.n[msg]
+	return h.n[listener+" "+msg]
 }
 
 const envFDChild = "TERN_FD_EXHAUSTION_CHILD"
@@ -262,10 +272,10 @@ func TestAcceptSurvivesFDExhaustion(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond) // polling a condition, bounded by the deadline
 	}
-	if n := counts.count("listener: accept failing, retrying with backoff"); n != 1 {
+	if n := counts.count("mqtt", "listener: accept failing, retrying with backoff"); n != 1 {
 		t.Fatalf("accept failure logged %d times, want once per episode", n)
 	}
-	if n := counts.count("listener: accepting again"); n != 1 {
+	if n := counts.count("mqtt", "listener: accepting again"); n != 1 {
 		t.Fatalf("recovery logged %d times, want once", n)
 	}
 }

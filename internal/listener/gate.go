@@ -156,18 +156,22 @@ type gated struct {
 	id   string
 	gate *Gate
 	log  *slog.Logger
-	// accepting is false while accept is failing and after the listener
-	// has stopped for good.
-	accepting atomic.Bool
-	failing   atomic.Pointer[string] // the error of the current episode
-	done      chan struct{}
+	// stopped is set when the listener has ended for good.
+	stopped atomic.Bool
+	// lastFail is when accept last failed (unix ns), 0 when it has
+	// succeeded since; failing is that error. Linux's accept takes a
+	// descriptor before it looks for a pending connection, so an idle
+	// listener fails too while descriptors are exhausted, and after they
+	// return it just waits: no success tells it so. It is therefore
+	// failing while the last failure is within two maximum backoffs.
+	lastFail atomic.Int64
+	failing  atomic.Pointer[string]
+	done     chan struct{}
 	closeOnce sync.Once
 }
 
 func newGated(ln net.Listener, id string, gate *Gate, log *slog.Logger) *gated {
-	g := &gated{Listener: ln, id: id, gate: gate, log: log, done: make(chan struct{})}
-	g.accepting.Store(true)
-	return g
+	return &gated{Listener: ln, id: id, gate: gate, log: log, done: make(chan struct{})}
 }
 
 // Accept returns the next admitted connection. Temporary errors are
@@ -184,14 +188,17 @@ func (g *gated) Accept() (net.Conn, error) {
 		c, err := g.Listener.Accept()
 		if err != nil {
 			if !temporary(err) {
-				g.accepting.Store(false)
+				g.stopped.Store(true)
 				return nil, err
 			}
+			now := time.Now()
 			if failures == 0 {
-				since = time.Now()
+				since = now
 				msg := err.Error()
 				g.failing.Store(&msg)
-				g.accepting.Store(false)
+			}
+			g.lastFail.Store(now.UnixNano())
+			if failures == 0 {
 				g.log.Warn("listener: accept failing, retrying with backoff", "error", err)
 			}
 			failures++
@@ -206,8 +213,7 @@ func (g *gated) Accept() (net.Conn, error) {
 			continue
 		}
 		if failures > 0 {
-			g.failing.Store(nil)
-			g.accepting.Store(true)
+			g.lastFail.Store(0)
 			g.log.Info("listener: accepting again", "failures", failures,
 				"for", time.Since(since).Round(time.Millisecond))
 			failures, delay = 0, 0
@@ -233,13 +239,16 @@ func (g *gated) Close() error {
 
 // problem returns why the listener is not accepting, or "".
 func (g *gated) problem() string {
-	if g.accepting.Load() {
-		return ""
+	if g.stopped.Load() {
+		return "stopped"
 	}
-	if p := g.failing.Load(); p != nil {
-		return "accept failing: " + *p
+	if t := g.lastFail.Load(); t != 0 && time.Since(time.Unix(0, t)) < 2*maxBackoff {
+		if p := g.failing.Load(); p != nil {
+			return "accept failing: " + *p
+		}
+		return "accept failing"
 	}
-	return "stopped"
+	return ""
 }
 
 // temporary reports whether an accept error is worth retrying: file

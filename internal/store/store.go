@@ -66,10 +66,10 @@ type Options struct {
 	// OnTrim, if set, is called after each background trimming pass.
 	OnTrim func(TrimStats, error)
 	// Disk, if set, refuses writes that would store something (appends,
-	// accounts, tokens, contacts, blocks) with ErrNoSpace while the data
-	// dir's filesystem is below its reserve; a commit that fails with
-	// ENOSPC trips it. Deletes, counters and presence records (one per
-	// user, overwritten) are still written.
+	// accounts, tokens, new contacts and blocks) with ErrNoSpace while
+	// the data dir's filesystem is below its reserve; a commit that fails
+	// with ENOSPC trips it. Deletes, counters and presence records (one
+	// per user, overwritten) are still written.
 	Disk *disk.Guard
 }
 
@@ -115,6 +115,12 @@ func Open(dir string, o Options) (*Store, error) {
 	// Values up to 1 KiB live in the LSM tree with their keys: small chat
 	// events are read with one lookup and the value log stays small.
 	bo = bo.WithValueThreshold(1 << 10)
+	// Badger creates value-log files sparse and writes them through a
+	// memory map, where a full filesystem is SIGBUS, not an error. Small
+	// files (Badger's default is 1 GiB) bound what it can still write
+	// into unallocated space once the disk reserve (internal/disk) stops
+	// new writes; value-log GC also works in smaller steps.
+	bo = bo.WithValueLogFileSize(64 << 20)
 	db, err := badger.Open(bo)
 	if err != nil {
 		return nil, fmt.Errorf("open store %q: %w", dir, err)
