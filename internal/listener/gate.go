@@ -164,9 +164,9 @@ type gated struct {
 	// listener fails too while descriptors are exhausted, and after they
 	// return it just waits: no success tells it so. It is therefore
 	// failing while the last failure is within two maximum backoffs.
-	lastFail atomic.Int64
-	failing  atomic.Pointer[string]
-	done     chan struct{}
+	lastFail  atomic.Int64
+	failing   atomic.Pointer[string]
+	done      chan struct{}
 	closeOnce sync.Once
 }
 
