@@ -220,11 +220,13 @@ func (g *gated) Accept() (net.Conn, error) {
 		}
 		release, reason := g.gate.admit(c.RemoteAddr())
 		if reason != "" {
-			_ = c.Close() // refused: nothing was read, nothing to report
+			// Counted before the close, so whoever sees the close sees
+			// the count.
 			if g.gate.Refused != nil {
 				g.gate.Refused(reason)
 			}
 			g.log.Debug("connection refused", "remote", c.RemoteAddr().String(), "reason", reason)
+			_ = c.Close() // refused: nothing was read, nothing to report
 			continue
 		}
 		return &gatedConn{Conn: c, release: release}, nil
