@@ -39,6 +39,7 @@ import (
 	"github.com/tern-im/tern/internal/adminapi"
 	"github.com/tern-im/tern/internal/buildinfo"
 	"github.com/tern-im/tern/internal/config"
+	"github.com/tern-im/tern/internal/disk"
 	"github.com/tern-im/tern/internal/listener"
 	"github.com/tern-im/tern/internal/logging"
 	"github.com/tern-im/tern/internal/metrics"
@@ -76,6 +77,12 @@ type Broker struct {
 	httpLn     net.Listener
 	ready      atomic.Bool
 	started    time.Time // set in New, for stats
+	// disk refuses writes below the free-space reserve; gate applies the
+	// connection limits at accept.
+	disk     *disk.Guard
+	gate     *listener.Gate
+	diskStop chan struct{}
+	diskWG   sync.WaitGroup
 
 	closeOnce sync.Once
 	closeErr  error
@@ -89,10 +96,15 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	b := &Broker{cfg: cfg, log: log, started: time.Now()}
+	b := &Broker{cfg: cfg, log: log, started: time.Now(), diskStop: make(chan struct{})}
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	b.disk = disk.New(disk.Options{
+		Dir: cfg.Data, MinFree: uint64(cfg.Store.MinFree), MinFreePercent: cfg.Store.MinFreePercent,
+		Log: log,
+	})
+	b.disk.Check() // before Badger writes anything
 	st, err := store.Open(cfg.Data, store.Options{
 		SyncWrites:     cfg.Store.SyncWrites,
 		MemTableSize:   int64(cfg.Store.MemTableSize),
@@ -102,6 +114,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 		Logger:         log,
 		// b.metrics is set before any client can cause an append.
 		OnCommit: func(n int) { b.metrics.Committed(n) },
+		Disk:     b.disk,
 	})
 	if err != nil {
 		return nil, err
@@ -111,6 +124,11 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 		_ = st.Close() // the build error is the one to report
 		return nil, err
 	}
+	b.diskWG.Add(1)
+	go func() {
+		defer b.diskWG.Done()
+		b.disk.Run(cfg.Store.DiskCheck, b.diskStop)
+	}()
 	return b, nil
 }
 
@@ -145,6 +163,7 @@ func (b *Broker) build() error {
 	b.metrics = metrics.New(b.mqtt.Info)
 	b.metrics.StoreUnreadable(b.store.Unreadable)
 	b.metrics.StoreSize(b.store.Size)
+	b.metrics.AddDisk(b.disk.Low, b.disk.Free)
 
 	relations := messaging.NewRelations(b.store, b.log)
 	// A deleted user's groups, contacts and blocks changed under the
@@ -238,22 +257,39 @@ func capabilities(cfg *config.Config) *mqtt.Capabilities {
 	return c
 }
 
+// mqttListener is what Tern's listeners add to mochi's interface.
+type mqttListener interface {
+	listeners.Listener
+	// Problem says why the listener is not accepting, or "".
+	Problem() string
+}
+
 func (b *Broker) addListeners() error {
 	cfg := b.cfg
-	tcp := func(id, addr string, tc *tls.Config) listeners.Listener {
+	// One gate for every MQTT listener: the caps count connections over
+	// all of them.
+	b.gate = listener.NewGate(listener.Limits{
+		MaxConns: cfg.Limits.MaxConnections, MaxPerIP: cfg.Limits.MaxConnectionsPerIP,
+		RatePerIP: cfg.Limits.ConnectRatePerIP, BurstPerIP: cfg.Limits.ConnectBurstPerIP,
+	})
+	b.gate.Refused = func(reason string) { b.metrics.ConnRefused.WithLabelValues(reason).Inc() }
+	tcp := func(id, addr string, tc *tls.Config) mqttListener {
 		l := listener.NewTCP(id, addr, tc)
 		l.ConnectTimeout = cfg.Limits.ConnectTimeout
+		l.Gate = b.gate
 		return l
 	}
-	ws := func(id, addr string, tc *tls.Config) listeners.Listener {
+	ws := func(id, addr string, tc *tls.Config) mqttListener {
 		l := listener.NewWS(id, addr, "/mqtt", tc)
 		l.ConnectTimeout = cfg.Limits.ConnectTimeout
+		l.Gate = b.gate
 		return l
 	}
-	add := func(l listeners.Listener) error {
+	add := func(l mqttListener) error {
 		if err := b.mqtt.AddListener(l); err != nil {
 			return fmt.Errorf("listener %s %s: %w", l.ID(), l.Address(), err)
 		}
+		b.metrics.AddListener(l.ID(), func() bool { return l.Problem() == "" })
 		return nil
 	}
 	if cfg.MQTT.Addr != "" {
@@ -354,8 +390,8 @@ func (b *Broker) httpHandler() http.Handler {
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !b.ready.Load() || !b.store.Ready() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
+		if p := b.Problems(); len(p) > 0 {
+			http.Error(w, "not ready: "+strings.Join(p, "; "), http.StatusServiceUnavailable)
 			return
 		}
 		w.Write([]byte("ready\n"))
@@ -373,6 +409,31 @@ func (b *Broker) httpHandler() http.Handler {
 	prof.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.Handle("/debug/pprof/", adminapi.RequireToken(b.adminToken, prof))
 	return mux
+}
+
+// Problems lists why the broker is not ready (what /readyz reports): not started or closing,
+// store closed, a listener not accepting, the disk below its reserve.
+func (b *Broker) Problems() []string {
+	var p []string
+	if !b.ready.Load() {
+		p = append(p, "not started")
+	}
+	if !b.store.Ready() {
+		p = append(p, "store closed")
+	}
+	for _, id := range []string{ListenerMQTT, ListenerWS, ListenerTLS, ListenerWSS} {
+		if l, ok := b.mqtt.Listeners.Get(id); ok {
+			if ml, ok := l.(mqttListener); ok {
+				if why := ml.Problem(); why != "" {
+					p = append(p, "listener "+id+": "+why)
+				}
+			}
+		}
+	}
+	if why := b.disk.Problem(); why != "" {
+		p = append(p, why)
+	}
+	return p
 }
 
 // Start starts the listeners and the HTTP endpoint and returns.
@@ -447,6 +508,8 @@ func (b *Broker) Close() error {
 				b.log.Warn("clients still closing after 5s; closing the store anyway")
 			}
 		}
+		close(b.diskStop)
+		b.diskWG.Wait()
 		errs = append(errs, b.store.Close())
 		b.closeErr = errors.Join(errs...)
 	})
@@ -514,6 +577,10 @@ func (b *Broker) Watch(filter string, fn func(topic string, payload []byte)) (fu
 		}
 	}, nil
 }
+
+// OpenConnections returns the MQTT listeners' open TCP connections, as the
+// connection caps count them (for tests and in-process tools).
+func (b *Broker) OpenConnections() int { return b.gate.Open() }
 
 // Sessions returns the registry of live sessions (for tests and
 // in-process tools).

@@ -67,6 +67,9 @@ type command interface {
 }
 
 func main() {
+	// Everything tern writes is in the data dir and private: Badger
+	// creates its files 0666 less the umask, so this makes them 0600.
+	syscall.Umask(0o077)
 	if err := run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, errHelp) {
 			fmt.Fprintln(os.Stderr, "tern:", err)

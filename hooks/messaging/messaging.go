@@ -173,6 +173,7 @@ func errf(code int, msg string) *apiError { return &apiError{code, msg} }
 var (
 	errInternal = errf(500, "server fault")
 	errClosed   = errf(503, "shutting down")
+	errNoSpace  = errf(507, "insufficient storage")
 )
 
 // fault maps a storage error to an apiError.
@@ -183,6 +184,8 @@ func fault(err error) *apiError {
 		return ae
 	case errors.Is(err, store.ErrClosed):
 		return errClosed
+	case errors.Is(err, store.ErrNoSpace):
+		return errNoSpace
 	case errors.Is(err, store.ErrTooBig):
 		return errf(413, "too large")
 	}
@@ -198,7 +201,7 @@ func reason(code int) packets.Code {
 		return packets.ErrNotAuthorized
 	case 404, 409, 501:
 		return packets.ErrImplementationSpecificError
-	case 429, 503:
+	case 429, 503, 507:
 		return packets.ErrQuotaExceeded
 	}
 	return packets.ErrUnspecifiedError

@@ -96,6 +96,18 @@ type Limits struct {
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 	// MaxClients refuses connections beyond this count. 0 means no limit.
 	MaxClients int `yaml:"max_clients"`
+	// MaxConnections caps open TCP connections over all MQTT listeners;
+	// beyond it new ones are closed at accept, before TLS or MQTT. 0
+	// means no cap (the process's open-file limit is the only one).
+	MaxConnections int `yaml:"max_connections"`
+	// MaxConnectionsPerIP caps open connections per source address,
+	// refused the same way. 0 means no cap.
+	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
+	// ConnectRatePerIP and ConnectBurstPerIP size a token bucket of
+	// connection attempts per source address: a burst, then this many
+	// per second. ConnectRatePerIP 0 means no rate limit.
+	ConnectRatePerIP  float64 `yaml:"connect_rate_per_ip"`
+	ConnectBurstPerIP int     `yaml:"connect_burst_per_ip"`
 }
 
 // Auth tunes authentication.
@@ -129,6 +141,15 @@ type Store struct {
 	// MemTableSize and BlockCache bound Badger's memory.
 	MemTableSize ByteSize `yaml:"memtable_size"`
 	BlockCache   ByteSize `yaml:"block_cache"`
+	// MinFree and MinFreePercent set the disk reserve: when the data
+	// dir's filesystem has less free space than the smaller of MinFree
+	// and MinFreePercent of its size, every write is refused (err 507,
+	// PUBACK 0x97) and /readyz says not ready, until space returns.
+	// MinFree 0 means no reserve.
+	MinFree        ByteSize `yaml:"min_free"`
+	MinFreePercent float64  `yaml:"min_free_percent"`
+	// DiskCheck is how often free space is measured.
+	DiskCheck time.Duration `yaml:"disk_check"`
 }
 
 // ACL holds the plain-namespace rules (outside im/).
@@ -221,9 +242,12 @@ func DefaultConfig() *Config {
 			Argon2Threads: 1,
 		},
 		Store: Store{
-			GCInterval:   5 * time.Minute,
-			MemTableSize: 16 << 20,
-			BlockCache:   32 << 20,
+			GCInterval:     5 * time.Minute,
+			MemTableSize:   16 << 20,
+			BlockCache:     32 << 20,
+			MinFree:        1 << 30,
+			MinFreePercent: 5,
+			DiskCheck:      time.Second,
 		},
 		ACL: ACL{Rules: []Rule{}},
 		IM: IM{
@@ -353,6 +377,18 @@ func (c *Config) Validate() error {
 	if lim.MaxClients < 0 {
 		bad("limits.max_clients", "must not be negative")
 	}
+	if lim.MaxConnections < 0 {
+		bad("limits.max_connections", "must not be negative")
+	}
+	if lim.MaxConnectionsPerIP < 0 {
+		bad("limits.max_connections_per_ip", "must not be negative")
+	}
+	if lim.ConnectRatePerIP < 0 {
+		bad("limits.connect_rate_per_ip", "must not be negative")
+	}
+	if lim.ConnectRatePerIP > 0 && lim.ConnectBurstPerIP < 1 {
+		bad("limits.connect_burst_per_ip", "must be at least 1 when connect_rate_per_ip is set")
+	}
 	a := c.Auth
 	if a.MaxFailures < 1 {
 		bad("auth.max_failures", "must be at least 1")
@@ -374,6 +410,15 @@ func (c *Config) Validate() error {
 	}
 	if c.Store.BlockCache < 0 {
 		bad("store.block_cache", "must not be negative")
+	}
+	if c.Store.MinFree < 0 {
+		bad("store.min_free", "must not be negative")
+	}
+	if p := c.Store.MinFreePercent; p <= 0 || p > 50 {
+		bad("store.min_free_percent", "%g is outside (0, 50]", p)
+	}
+	if c.Store.DiskCheck <= 0 {
+		bad("store.disk_check", "must be positive")
 	}
 	for i, r := range c.ACL.Rules {
 		if _, err := r.Compile(); err != nil {

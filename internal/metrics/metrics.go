@@ -24,6 +24,10 @@ type Metrics struct {
 	AuthFailures *prometheus.CounterVec // label reason
 	AuthLogins   *prometheus.CounterVec // label method: password, token, anonymous
 	ACLDenials   *prometheus.CounterVec // label op: publish, subscribe
+	// ConnRefused counts connections closed at accept, before any MQTT
+	// work, by reason: max_connections, max_connections_per_ip,
+	// connect_rate_per_ip.
+	ConnRefused *prometheus.CounterVec
 
 	// MessagesIn counts PUBLISH packets read from client connections;
 	// publishes the server injects itself are not counted.
@@ -134,11 +138,17 @@ func New(info *system.Info) *Metrics {
 			Name: "tern_presence_changes_total", Help: "Presence publications (im/p/{uid}).",
 		}),
 	}
+	m.ConnRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tern_connections_refused_total", Help: "Connections closed at accept by a connection limit, by reason.",
+	}, []string{"reason"})
 	// Export the denial series at zero from the start.
 	m.ACLDenials.WithLabelValues("publish")
 	m.ACLDenials.WithLabelValues("subscribe")
+	for _, r := range []string{"max_connections", "max_connections_per_ip", "connect_rate_per_ip"} {
+		m.ConnRefused.WithLabelValues(r)
+	}
 	m.Registry.MustRegister(
-		m.Connections, m.Connects, m.AuthFailures, m.AuthLogins, m.ACLDenials,
+		m.Connections, m.Connects, m.AuthFailures, m.AuthLogins, m.ACLDenials, m.ConnRefused,
 		m.MessagesIn, m.EventsAppended, m.BatchSize, m.Deliveries, m.RPCs, m.SyncDuration, m.PresenceChanges,
 		buildInfo(),
 		counter("tern_messages_out_total", "PUBLISH packets sent to clients.", &info.MessagesSent),
@@ -176,6 +186,38 @@ func (m *Metrics) StoreSize(size func() int64) {
 	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tern_store_size_bytes", Help: "Bytes the store uses on disk (LSM tree and value log).",
 	}, func() float64 { return float64(size()) }))
+}
+
+// AddDisk exports the disk reserve state: tern_disk_reserve_low (1 while
+// writes are refused for lack of space) and tern_disk_free_bytes.
+func (m *Metrics) AddDisk(low func() bool, free func() uint64) {
+	m.Registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tern_disk_reserve_low", Help: "1 while the data dir's free space is below the reserve and writes are refused.",
+		}, func() float64 {
+			if low() {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tern_disk_free_bytes", Help: "Free bytes on the data dir's filesystem at the last measurement.",
+		}, func() float64 { return float64(free()) }),
+	)
+}
+
+// AddListener exports tern_listener_accepting{listener} (0 while the
+// listener's accept fails or after it stopped).
+func (m *Metrics) AddListener(id string, accepting func() bool) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tern_listener_accepting", Help: "1 while the MQTT listener accepts connections.",
+		ConstLabels: prometheus.Labels{"listener": id},
+	}, func() float64 {
+		if accepting() {
+			return 1
+		}
+		return 0
+	}))
 }
 
 func counter(name, help string, v *int64) prometheus.Collector {

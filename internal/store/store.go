@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/tern-im/tern/internal/disk"
 )
 
 // Errors returned by the store.
@@ -29,6 +31,9 @@ var (
 	// ErrGone is returned by Deduped when the command was done but the
 	// event it produced no longer exists (trimmed or expired).
 	ErrGone = errors.New("store: event is gone")
+	// ErrNoSpace is returned for writes refused while the data dir's
+	// filesystem is below its free-space reserve (disk.ErrLow).
+	ErrNoSpace = disk.ErrLow
 )
 
 // Table prefixes. A key is prefix byte + table-specific suffix.
@@ -66,13 +71,20 @@ type Options struct {
 	// transaction with the number of events it appended (duplicates
 	// excluded): for metrics. It must not block.
 	OnCommit func(appended int)
+	// Disk, if set, refuses writes that would store something (appends,
+	// accounts, tokens, new contacts and blocks) with ErrNoSpace while
+	// the data dir's filesystem is below its reserve; a commit that fails
+	// with ENOSPC trips it. Deletes, counters and presence records (one
+	// per user, overwritten) are still written.
+	Disk *disk.Guard
 }
 
 // Store is an open Badger database. It is safe for concurrent use.
 type Store struct {
-	db  *badger.DB
-	log *slog.Logger
-	seq *sequencer
+	db   *badger.DB
+	log  *slog.Logger
+	opts Options
+	seq  *sequencer
 	// heads caches stream heads (see heads).
 	heads *heads
 	stop  chan struct{}
@@ -90,6 +102,11 @@ type Store struct {
 func Open(dir string, o Options) (*Store, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if !o.InMemory {
+		if err := prepareDir(dir, o.Logger); err != nil {
+			return nil, err
+		}
 	}
 	bo := badger.DefaultOptions(dir).
 		WithLogger(badgerLogger{o.Logger}).
@@ -110,6 +127,12 @@ func Open(dir string, o Options) (*Store, error) {
 	// Values up to 1 KiB live in the LSM tree with their keys: small chat
 	// events are read with one lookup and the value log stays small.
 	bo = bo.WithValueThreshold(1 << 10)
+	// Badger creates value-log files sparse and writes them through a
+	// memory map, where a full filesystem is SIGBUS, not an error. Small
+	// files (Badger's default is 1 GiB) bound what it can still write
+	// into unallocated space once the disk reserve (internal/disk) stops
+	// new writes; value-log GC also works in smaller steps.
+	bo = bo.WithValueLogFileSize(64 << 20)
 	db, err := badger.Open(bo)
 	if err != nil && strings.Contains(err.Error(), "Cannot acquire directory lock") {
 		return nil, &InUseError{Dir: dir}
@@ -117,10 +140,16 @@ func Open(dir string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %q: %w", dir, err)
 	}
+	if !o.InMemory {
+		if err := tightenFiles(dir, o.Logger); err != nil {
+			_ = db.Close() // the permission error is the one to report
+			return nil, err
+		}
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	s := &Store{db: db, log: o.Logger, stop: make(chan struct{}), onCommit: o.OnCommit}
+	s := &Store{db: db, log: o.Logger, opts: o, stop: make(chan struct{}), onCommit: o.OnCommit}
 	if !o.InMemory {
 		s.dir = dir
 	}
@@ -157,6 +186,9 @@ func (s *Store) Close() error {
 	})
 	return err
 }
+
+// writable returns ErrNoSpace while the disk guard refuses writes.
+func (s *Store) writable() error { return s.opts.Disk.Err() }
 
 // Ready reports whether the store is open.
 func (s *Store) Ready() bool { return !s.db.IsClosed() }
