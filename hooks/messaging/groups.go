@@ -139,6 +139,10 @@ func (h *Hook) group(d *device, op string, a *codec.GroupArgs) (any, *apiError) 
 			return nil, errf(400, "cannot change your own role")
 		case r.Role == roleOwner:
 			return nil, errf(403, "cannot change the owner's role")
+		case r.Role == roleAdmin && me.Role != roleOwner:
+			// An admin manages plain members; only the owner changes an
+			// admin's role (else an admin could demote, then remove, another).
+			return nil, errf(403, "only the owner changes an admin's role")
 		case a.Role == roleOwner && me.Role != roleOwner:
 			return nil, errf(403, "only the owner hands over ownership")
 		}
