@@ -147,7 +147,8 @@ func (b *Broker) build() error {
 	}
 
 	// Hook order matters where mochi stops at the first answer:
-	//  1. limits: adjusts the CONNECT before anything else sees it.
+	//  1. limits: adjusts the CONNECT before anything else sees it, and
+	//     marks the filters of a SUBSCRIBE beyond the cap first.
 	//  2. feature hooks (messaging, presence, …) consume their upstream
 	//     topics in OnPublish with CodeSuccessIgnore.
 	//  3. acl: the only OnACLCheck; its OnPublish drops whatever im/
@@ -158,7 +159,11 @@ func (b *Broker) build() error {
 		h    mqtt.Hook
 		opts any
 	}{
-		{new(limits.Hook), &limits.Options{MaxKeepalive: uint16(cfg.Limits.MaxKeepalive / time.Second)}},
+		{new(limits.Hook), &limits.Options{
+			MaxKeepalive:     uint16(cfg.Limits.MaxKeepalive / time.Second),
+			MaxSubscriptions: cfg.Limits.MaxSubscriptions, MaxInflightBytes: int64(cfg.Limits.MaxInflightBytes),
+			Metrics: b.metrics, Info: b.mqtt.Info,
+		}},
 		{new(messaging.Hook), &messaging.Options{
 			Server: b.mqtt, Store: b.store, Sessions: b.sessions, Relations: relations,
 			Epoch: b.epoch, DMPolicy: cfg.IM.DMPolicy, MaxPacket: int(cfg.Limits.MaxPacketSize),

@@ -19,6 +19,19 @@ type Metrics struct {
 	Connects     prometheus.Counter
 	AuthFailures *prometheus.CounterVec // label reason
 	ACLDenials   *prometheus.CounterVec // label op: publish, subscribe
+
+	// InflightDropped counts queued QoS>0 deliveries dropped, oldest first,
+	// to keep a client within limits.max_inflight_bytes (devices recover
+	// them with sync); InflightDroppedBytes is their size.
+	InflightDropped      prometheus.Counter
+	InflightDroppedBytes prometheus.Counter
+	// SubscribeRefused counts filters refused beyond
+	// limits.max_subscriptions.
+	SubscribeRefused prometheus.Counter
+	// Limited counts RPCs and group changes refused by a rate limit or a
+	// group cap (label limit: rpc_read, rpc_write, groups_owned,
+	// groups_joined, group_adds).
+	Limited *prometheus.CounterVec
 }
 
 // New creates and registers the collectors, plus the Go runtime and
@@ -39,12 +52,28 @@ func New(info *system.Info) *Metrics {
 		ACLDenials: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tern_acl_denials_total", Help: "ACL denials by operation.",
 		}, []string{"op"}),
+		InflightDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tern_inflight_dropped_total", Help: "Queued deliveries dropped, oldest first, beyond a client's in-flight byte cap.",
+		}),
+		InflightDroppedBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tern_inflight_dropped_bytes_total", Help: "Bytes (topic and payload) of the deliveries counted by tern_inflight_dropped_total.",
+		}),
+		SubscribeRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tern_subscribe_refused_total", Help: "Subscription filters refused beyond a client's subscription cap.",
+		}),
+		Limited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tern_limited_total", Help: "Requests refused by a rate limit or group cap, by limit.",
+		}, []string{"limit"}),
+	}
+	for _, l := range []string{"rpc_read", "rpc_write", "groups_owned", "groups_joined", "group_adds"} {
+		m.Limited.WithLabelValues(l)
 	}
 	// Export the denial series at zero from the start.
 	m.ACLDenials.WithLabelValues("publish")
 	m.ACLDenials.WithLabelValues("subscribe")
 	m.Registry.MustRegister(
 		m.Connections, m.Connects, m.AuthFailures, m.ACLDenials,
+		m.InflightDropped, m.InflightDroppedBytes, m.SubscribeRefused, m.Limited,
 		counter("tern_messages_in_total", "PUBLISH packets received from clients.", &info.MessagesReceived),
 		counter("tern_messages_out_total", "PUBLISH packets sent to clients.", &info.MessagesSent),
 		counter("tern_bytes_in_total", "Bytes received from clients.", &info.BytesReceived),
