@@ -169,6 +169,13 @@ func (b *Broker) build() error {
 			Epoch: b.epoch, DMPolicy: cfg.IM.DMPolicy, MaxPacket: int(cfg.Limits.MaxPacketSize),
 			MaxBody: int(cfg.IM.MaxBody), RateBurst: cfg.IM.RateBurst, RatePerSec: float64(cfg.IM.RatePerSec),
 			MaxGroupMembers: cfg.IM.MaxGroupMembers,
+			Limits: messaging.Limits{
+				ReadBurst: cfg.IM.RPCReadBurst, ReadPerSec: float64(cfg.IM.RPCReadPerSec),
+				WriteBurst: cfg.IM.RPCWriteBurst, WritePerMin: float64(cfg.IM.RPCWritePerMin),
+				MaxGroupsOwned: cfg.IM.MaxGroupsOwned,
+				AddsBurst:      cfg.IM.GroupAddsBurst, AddsPerHour: float64(cfg.IM.GroupAddsPerHour),
+				Metrics: b.metrics,
+			},
 		}},
 		{new(presence.Hook), &presence.Options{
 			Server: b.mqtt, Sessions: b.sessions, Store: b.store,

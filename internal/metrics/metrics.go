@@ -30,7 +30,7 @@ type Metrics struct {
 	SubscribeRefused prometheus.Counter
 	// Limited counts RPCs and group changes refused by a rate limit or a
 	// group cap (label limit: rpc_read, rpc_write, groups_owned,
-	// groups_joined, group_adds).
+	// group_adds).
 	Limited *prometheus.CounterVec
 }
 
@@ -65,7 +65,7 @@ func New(info *system.Info) *Metrics {
 			Name: "tern_limited_total", Help: "Requests refused by a rate limit or group cap, by limit.",
 		}, []string{"limit"}),
 	}
-	for _, l := range []string{"rpc_read", "rpc_write", "groups_owned", "groups_joined", "group_adds"} {
+	for _, l := range []string{"rpc_read", "rpc_write", "groups_owned", "group_adds"} {
 		m.Limited.WithLabelValues(l)
 	}
 	// Export the denial series at zero from the start.
