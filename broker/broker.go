@@ -162,7 +162,7 @@ func (b *Broker) build() error {
 		{new(limits.Hook), &limits.Options{
 			MaxKeepalive:     uint16(cfg.Limits.MaxKeepalive / time.Second),
 			MaxSubscriptions: cfg.Limits.MaxSubscriptions, MaxInflightBytes: int64(cfg.Limits.MaxInflightBytes),
-			Metrics: b.metrics, Info: b.mqtt.Info,
+			Metrics: b.metrics, Info: b.mqtt.Info, Server: b.mqtt,
 		}},
 		{new(messaging.Hook), &messaging.Options{
 			Server: b.mqtt, Store: b.store, Sessions: b.sessions, Relations: relations,

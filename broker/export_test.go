@@ -1,6 +1,10 @@
 package broker
 
-import "github.com/tern-im/tern/internal/metrics"
+import (
+	mqtt "github.com/mochi-mqtt/server/v2"
+
+	"github.com/tern-im/tern/internal/metrics"
+)
 
 // RetainedCount returns how many retained messages mochi holds on topics
 // matching filter.
@@ -25,3 +29,13 @@ func (b *Broker) InflightBytes(id string) int {
 
 // Metrics returns the broker's collectors.
 func (b *Broker) Metrics() *metrics.Metrics { return b.metrics }
+
+// AddHook adds a hook to the running mochi server (test observers).
+func (b *Broker) AddHook(h mqtt.Hook, config any) error { return b.mqtt.AddHook(h, config) }
+
+// Subscribed reports whether client id holds a subscription to filter in
+// mochi's topic index.
+func (b *Broker) Subscribed(id, filter string) bool {
+	_, ok := b.mqtt.Topics.Subscribers(filter).Subscriptions[id]
+	return ok
+}

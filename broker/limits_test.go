@@ -12,6 +12,7 @@ import (
 	paho5 "github.com/eclipse/paho.golang/paho"
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/tern-im/tern/broker"
@@ -179,5 +180,63 @@ func TestInflightBytesCap(t *testing.T) {
 	}
 	if d := testutil.ToFloat64(b.Metrics().InflightDropped); d < 1 {
 		t.Fatalf("tern_inflight_dropped_total = %v", d)
+	}
+}
+
+// expiryWatch reports the ids of expired sessions, after the production
+// hooks have seen them.
+type expiryWatch struct {
+	mqtt.HookBase
+	ids chan string
+}
+
+func (h *expiryWatch) ID() string           { return "test-expiry-watch" }
+func (h *expiryWatch) Provides(b byte) bool { return b == mqtt.OnClientExpired }
+func (h *expiryWatch) Init(any) error       { return nil }
+func (h *expiryWatch) OnClientExpired(cl *mqtt.Client) {
+	select {
+	case h.ids <- cl.ID:
+	default:
+	}
+}
+
+// TestSubscriptionsEndWithSession: a persistent session's subscriptions
+// are removed from the topic index when the session expires (mochi deletes
+// the expired client but left its subscriptions there for good).
+func TestSubscriptionsEndWithSession(t *testing.T) {
+	t.Parallel()
+	b := brokertest.Start(t, func(c *config.Config) {
+		c.Limits.MaxSessionExpiry = time.Second
+		c.ACL.Rules = []config.Rule{{Filter: "status/#", Access: "readwrite", Users: []string{"all"}}}
+	})
+	b.AddUser("alice", pw)
+	watch := &expiryWatch{ids: make(chan string, 16)}
+	if err := b.AddHook(watch, nil); err != nil {
+		t.Fatal(err)
+	}
+	c := b.Connect(b.ClientOptions("alice.p9", "alice", pw).SetCleanSession(false))
+	filters := []string{"status/1", "status/2"}
+	for _, f := range filters {
+		brokertest.Subscribe(t, c, f, 1, func(paho.Client, paho.Message) {})
+		if !b.Subscribed("alice.p9", f) {
+			t.Fatalf("%s not in the topic index while connected", f)
+		}
+	}
+	c.Disconnect(100)
+	for {
+		select {
+		case id := <-watch.ids:
+			if id != "alice.p9" {
+				continue
+			}
+			for _, f := range filters {
+				if b.Subscribed("alice.p9", f) {
+					t.Errorf("%s outlived the expired session", f)
+				}
+			}
+			return
+		case <-time.After(brokertest.Timeout):
+			t.Fatal("the session never expired")
+		}
 	}
 }

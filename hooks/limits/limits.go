@@ -35,6 +35,9 @@ type Options struct {
 	// Info is mochi's server info, whose in-flight gauge is kept right
 	// when deliveries are dropped; nil leaves it alone.
 	Info *system.Info
+	// Server is the mochi server, whose topic index loses an expired
+	// session's subscriptions. Required.
+	Server *mqtt.Server
 }
 
 // Hook applies the limits.
@@ -62,7 +65,7 @@ func (h *Hook) Provides(b byte) bool {
 // Init takes *Options.
 func (h *Hook) Init(config any) error {
 	o, ok := config.(*Options)
-	if !ok || o == nil || o.Metrics == nil || o.MaxSubscriptions < 0 || o.MaxInflightBytes < 0 {
+	if !ok || o == nil || o.Metrics == nil || o.Server == nil || o.MaxSubscriptions < 0 || o.MaxInflightBytes < 0 {
 		return mqtt.ErrInvalidConfigType
 	}
 	h.opts = o
@@ -91,5 +94,10 @@ func (h *Hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	}
 }
 
-// OnClientExpired forgets the in-flight accounting of an expired session.
-func (h *Hook) OnClientExpired(cl *mqtt.Client) { h.forget(cl) }
+// OnClientExpired ends an expired session's subscriptions and forgets its
+// in-flight accounting. mochi deletes an expired client but leaves its
+// subscriptions in the topic index, where they would outlive it for good.
+func (h *Hook) OnClientExpired(cl *mqtt.Client) {
+	h.opts.Server.UnsubscribeClient(cl)
+	h.forget(cl)
+}
