@@ -240,3 +240,35 @@ func TestSubscriptionsEndWithSession(t *testing.T) {
 		}
 	}
 }
+
+// TestOfflineQueueBytesCap: deliveries queued for a disconnected
+// persistent session count against limits.max_inflight_bytes too. On the
+// old code all 60 deliveries of 7 KB (~420 KB) were kept for the session's
+// lifetime.
+func TestOfflineQueueBytesCap(t *testing.T) {
+	t.Parallel()
+	const max, n = 128 << 10, 60
+	b := brokertest.Start(t, func(c *config.Config) {
+		c.Limits.MaxInflightBytes = max
+		c.ACL.Rules = []config.Rule{
+			{Filter: "status/#", Access: "readwrite", Users: []string{"all"}},
+			{Filter: "fence/#", Access: "write", Users: []string{"all"}},
+		}
+	})
+	b.AddUser("alice", pw)
+	b.AddUser("bob", pw)
+	a := b.Connect(b.ClientOptions("alice.q1", "alice", pw).SetCleanSession(false))
+	brokertest.Subscribe(t, a, "status/#", 1, func(paho.Client, paho.Message) {})
+	a.Disconnect(100) // the session stays, and nothing will acknowledge
+	bob := b.Connect(b.ClientOptions("bob.b1", "bob", pw).SetOrderMatters(true))
+	body := []byte(strings.Repeat("y", 7000))
+	for range n {
+		brokertest.Wait(t, bob.Publish("status/bob", 1, false, body), "publish")
+	}
+	// mochi routes a client's publishes one after another on its
+	// goroutine: once this one is acknowledged, the 60 were routed.
+	brokertest.Wait(t, bob.Publish("fence/bob", 1, false, []byte("x")), "fence")
+	if got := b.InflightBytes("alice.q1"); got > max || got <= 0 {
+		t.Fatalf("alice.q1 holds %d queued bytes, cap %d", got, max)
+	}
+}
