@@ -24,24 +24,18 @@ type queue struct {
 func size(pk *packets.Packet) int64 { return int64(len(pk.TopicName) + len(pk.Payload)) }
 
 func (h *Hook) queue(id string) *queue {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	q := h.queues[id]
-	if q == nil {
-		q = new(queue)
-		// Unknown: the session may hold deliveries from before (a
-		// takeover clones them), so the first publish counts exactly.
-		q.est.Store(h.opts.MaxInflightBytes)
-		h.queues[id] = q
+	if q, ok := h.queues.Load(id); ok {
+		return q.(*queue)
 	}
-	return q
+	q := new(queue)
+	// Unknown: the session may hold deliveries from before (a takeover
+	// clones them), so the first publish counts exactly.
+	q.est.Store(h.opts.MaxInflightBytes)
+	actual, _ := h.queues.LoadOrStore(id, q)
+	return actual.(*queue)
 }
 
-func (h *Hook) forget(cl *mqtt.Client) {
-	h.mu.Lock()
-	delete(h.queues, cl.ID)
-	h.mu.Unlock()
-}
+func (h *Hook) forget(cl *mqtt.Client) { h.queues.Delete(cl.ID) }
 
 // OnQosPublish runs after mochi stored a QoS>0 delivery in the client's
 // Inflight (connected or not). When the client then holds more than

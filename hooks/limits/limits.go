@@ -45,8 +45,7 @@ type Hook struct {
 	mqtt.HookBase
 	opts *Options
 
-	mu     sync.Mutex
-	queues map[string]*queue // by client id, while it has a session
+	queues sync.Map // client id → *queue, while it has a session
 }
 
 var _ mqtt.Hook = (*Hook)(nil)
@@ -69,7 +68,6 @@ func (h *Hook) Init(config any) error {
 		return mqtt.ErrInvalidConfigType
 	}
 	h.opts = o
-	h.queues = map[string]*queue{}
 	return nil
 }
 
