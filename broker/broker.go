@@ -138,8 +138,14 @@ func (b *Broker) build() error {
 		Logger: slog.New(logging.Redact(b.log.Handler())),
 	})
 	b.metrics = metrics.New(b.mqtt.Info)
+	b.metrics.StoreUnreadable(b.store.Unreadable)
 
 	relations := messaging.NewRelations(b.store, b.log)
+	// A deleted user's groups, contacts and blocks changed under the
+	// messaging hook: drop what it cached about them.
+	b.accounts.OnDelete = func(uid string, p store.Purged) {
+		relations.Invalidate(append(p.Users, uid), p.Groups...)
+	}
 	policy := &topics.Policy{Rules: cfg.Rules(), Relations: relations}
 	anon := map[string]bool{
 		ListenerMQTT: cfg.MQTT.Anonymous, ListenerWS: cfg.WS.Anonymous,

@@ -3,6 +3,7 @@
 //	tern serve [-c FILE] [--data DIR] [--mqtt-addr A] [--ws-addr A] [--http-addr A]
 //	tern user add|passwd|disable|enable|del|list …
 //	tern token create|list|revoke …
+//	tern store check [--repair]
 package main
 
 import (
@@ -27,8 +28,12 @@ Usage:
   tern token create UID DID
   tern token list UID
   tern token revoke UID [DID] [--id ID]
+  tern store check [--repair] [--data DIR]
   tern version
 
+store check scans a stopped broker's stored events and reports unreadable
+ones; --repair moves them to a quarantine key prefix. It exits non-zero when
+it finds any without --repair.
 user and token commands work on a stopped broker's data dir (--data DIR, or
 -c FILE) or on a running broker through its admin API (--server URL, with the
 admin token from -c FILE, TERN_ADMIN_TOKEN or DIR/admin.token).
@@ -68,6 +73,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		cmd = &userCommand{stdin: stdin, stdout: stdout, stderr: stderr}
 	case "token":
 		cmd = &tokenCommand{stdout: stdout, stderr: stderr}
+	case "store":
+		cmd = &storeCommand{stdout: stdout, stderr: stderr}
 	case "version":
 		fmt.Fprintln(stdout, "tern", version)
 		return nil

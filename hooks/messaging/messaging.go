@@ -40,6 +40,9 @@ type Storage interface {
 	Member(gid, uid string) (store.MemberRec, error)
 	Reacted(id ulid.ULID, uid, k string) (bool, error)
 	UserConvs(uid string) ([]string, error)
+	// DMFloor is the last seq of DM cv that a deleted earlier account uid
+	// could read (0 if none): uid reads only later seqs.
+	DMFloor(cv, uid string) (uint64, error)
 	User(uid string) (store.User, error)
 	// DMPeer reports, in one read, whether other exists and whether
 	// either of uid and other blocks the other.
@@ -251,6 +254,9 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	}
 	if u.Kind != topics.UpRPC { // RPC failures are answered in the reply
 		h.sendErr(d, cmid, err)
+	}
+	if err.Code < 500 { // a client fault: debug, never a body
+		h.Log.Debug("upstream refused", "user", d.uid, "device", d.did, "kind", u.Kind, "code", err.Code, "reason", err.Msg)
 	}
 	// mochi answers a reason code with a PUBACK: right for QoS 1 only.
 	if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos == 1 {

@@ -261,7 +261,7 @@ func (h *Hook) history(d *device, a *codec.HistoryArgs) (any, *apiError) {
 	if a.Before > 0 && a.After > 0 {
 		return nil, errf(400, "before and after are exclusive")
 	}
-	c, e := h.convFor(d.uid, a.CV)
+	c, e := h.readable(d.uid, a.CV)
 	if e != nil {
 		return nil, e
 	}
@@ -303,7 +303,7 @@ func (h *Hook) convList(d *device) (any, *apiError) {
 	}
 	out := codec.ConvListResult{Convs: []codec.Conv{}}
 	for _, cv := range cvs {
-		c, e := h.convFor(d.uid, cv)
+		c, e := h.readable(d.uid, cv)
 		if e != nil {
 			continue
 		}
@@ -356,7 +356,7 @@ func (h *Hook) msgGet(d *device, a *codec.IDArgs) (any, *apiError) {
 	if err != nil {
 		return nil, fault(err)
 	}
-	c, e := h.convFor(d.uid, ev.CV)
+	c, e := h.readable(d.uid, ev.CV)
 	if e != nil || ev.Seq < c.lo || (c.hi > 0 && ev.Seq > c.hi) {
 		return nil, errf(404, "unknown message")
 	}

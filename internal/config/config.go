@@ -105,8 +105,9 @@ type Limits struct {
 
 // Auth tunes authentication.
 type Auth struct {
-	// MaxFailures is how many failures per user or remote address are
-	// allowed before lockouts start.
+	// MaxFailures is how many wrong passwords per (address, user) are
+	// allowed before lockouts start; 4× that per address and per user.
+	// Valid device tokens are never locked out (docs/security.md).
 	MaxFailures int `yaml:"max_failures"`
 	// Lockout is the first lockout; each further failure doubles it up to
 	// MaxLockout.

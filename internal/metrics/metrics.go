@@ -18,6 +18,7 @@ type Metrics struct {
 	Connections  prometheus.Gauge
 	Connects     prometheus.Counter
 	AuthFailures *prometheus.CounterVec // label reason
+	AuthLogins   *prometheus.CounterVec // label method: password, token, anonymous
 	ACLDenials   *prometheus.CounterVec // label op: publish, subscribe
 
 	// InflightDropped counts queued QoS>0 deliveries dropped, oldest first,
@@ -49,6 +50,9 @@ func New(info *system.Info) *Metrics {
 		AuthFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tern_auth_failures_total", Help: "Refused CONNECTs by reason.",
 		}, []string{"reason"}),
+		AuthLogins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tern_auth_logins_total", Help: "Accepted CONNECTs by authentication method.",
+		}, []string{"method"}),
 		ACLDenials: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tern_acl_denials_total", Help: "ACL denials by operation.",
 		}, []string{"op"}),
@@ -72,7 +76,7 @@ func New(info *system.Info) *Metrics {
 	m.ACLDenials.WithLabelValues("publish")
 	m.ACLDenials.WithLabelValues("subscribe")
 	m.Registry.MustRegister(
-		m.Connections, m.Connects, m.AuthFailures, m.ACLDenials,
+		m.Connections, m.Connects, m.AuthFailures, m.AuthLogins, m.ACLDenials,
 		m.InflightDropped, m.InflightDroppedBytes, m.SubscribeRefused, m.Limited,
 		counter("tern_messages_in_total", "PUBLISH packets received from clients.", &info.MessagesReceived),
 		counter("tern_messages_out_total", "PUBLISH packets sent to clients.", &info.MessagesSent),
@@ -83,6 +87,15 @@ func New(info *system.Info) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m
+}
+
+// StoreUnreadable exports n, the count of unreadable stored records that
+// reads skipped, as tern_store_unreadable_records_total.
+func (m *Metrics) StoreUnreadable(n func() int64) {
+	m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "tern_store_unreadable_records_total",
+		Help: "Stored event records that did not decode and were skipped by a read (tern store check finds them).",
+	}, func() float64 { return float64(n()) }))
 }
 
 func counter(name, help string, v *int64) prometheus.Collector {

@@ -78,23 +78,6 @@ func (s *Store) Users() ([]User, error) {
 	return out, err
 }
 
-// DeleteUser removes a user and all its device tokens.
-func (s *Store) DeleteUser(uid string) error {
-	return s.db.Update(func(txn *badger.Txn) error {
-		k := key(tabUser, uid)
-		if _, err := txn.Get(k); err != nil {
-			if errors.Is(err, badger.ErrKeyNotFound) {
-				return ErrNotFound
-			}
-			return err
-		}
-		if _, err := deleteTokens(txn, uid, "", ""); err != nil {
-			return err
-		}
-		return txn.Delete(k)
-	})
-}
-
 // PutToken stores a token under the hash of its secret.
 func (s *Store) PutToken(hash []byte, t Token) error {
 	return s.db.Update(func(txn *badger.Txn) error {

@@ -371,7 +371,7 @@ func (q *sequencer) prepare(txn *badger.Txn, a *Append, seen map[string]*Append)
 		// Read through the batch's own transaction: a separate read
 		// transaction per append would take Badger's oracle lock and wait
 		// on the commit watermark inside the single writer's loop.
-		ev, err := dedupeLookup(txn, a.UID, a.DID, a.CMID)
+		ev, err := q.s.dedupeLookup(txn, a.UID, a.DID, a.CMID)
 		switch {
 		case err == nil:
 			a.Dup = &ev

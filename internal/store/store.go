@@ -72,6 +72,8 @@ type Store struct {
 	stop  chan struct{}
 	wg    sync.WaitGroup
 	once  sync.Once
+	// bad counts and remembers unreadable records (integrity.go).
+	bad badRecords
 }
 
 // Open opens (creating if needed) the store in dir.
