@@ -179,7 +179,8 @@ func (b *Broker) build() error {
 
 	// Hook order matters where mochi stops at the first answer:
 	//  0. metrics: counts what clients send (it answers nothing).
-	//  1. limits: adjusts the CONNECT before anything else sees it.
+	//  1. limits: adjusts the CONNECT before anything else sees it, and
+	//     marks the filters of a SUBSCRIBE beyond the cap first.
 	//  2. feature hooks (messaging, presence, …) consume their upstream
 	//     topics in OnPublish with CodeSuccessIgnore.
 	//  3. acl: the only OnACLCheck; its OnPublish drops whatever im/
@@ -191,12 +192,23 @@ func (b *Broker) build() error {
 		opts any
 	}{
 		{new(ternmetrics.Hook), &ternmetrics.Options{Metrics: b.metrics}},
-		{new(limits.Hook), &limits.Options{MaxKeepalive: uint16(cfg.Limits.MaxKeepalive / time.Second)}},
+		{new(limits.Hook), &limits.Options{
+			MaxKeepalive:     uint16(cfg.Limits.MaxKeepalive / time.Second),
+			MaxSubscriptions: cfg.Limits.MaxSubscriptions, MaxInflightBytes: int64(cfg.Limits.MaxInflightBytes),
+			Metrics: b.metrics, Info: b.mqtt.Info, Server: b.mqtt,
+		}},
 		{new(messaging.Hook), &messaging.Options{
 			Server: b.mqtt, Store: b.store, Sessions: b.sessions, Relations: relations,
 			Epoch: b.epoch, DMPolicy: cfg.IM.DMPolicy, MaxPacket: int(cfg.Limits.MaxPacketSize),
 			MaxBody: int(cfg.IM.MaxBody), RateBurst: cfg.IM.RateBurst, RatePerSec: float64(cfg.IM.RatePerSec),
 			MaxGroupMembers: cfg.IM.MaxGroupMembers, Metrics: b.metrics,
+			Limits: messaging.Limits{
+				ReadBurst: cfg.IM.RPCReadBurst, ReadPerSec: float64(cfg.IM.RPCReadPerSec),
+				WriteBurst: cfg.IM.RPCWriteBurst, WritePerMin: float64(cfg.IM.RPCWritePerMin),
+				MaxGroupsOwned: cfg.IM.MaxGroupsOwned,
+				AddsBurst:      cfg.IM.GroupAddsBurst, AddsPerHour: float64(cfg.IM.GroupAddsPerHour),
+				Metrics: b.metrics,
+			},
 		}},
 		{new(presence.Hook), &presence.Options{
 			Server: b.mqtt, Sessions: b.sessions, Store: b.store,

@@ -77,6 +77,8 @@ type Options struct {
 	RatePerSec float64
 	// MaxGroupMembers caps a group's size.
 	MaxGroupMembers int
+	// Limits are the RPC rate limits and group caps.
+	Limits Limits
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Metrics counts RPCs and deliveries; nil counts nothing.
@@ -89,6 +91,7 @@ type Hook struct {
 	opts   *Options
 	inline *mqtt.Client
 	rate   *limiter
+	rpc    *rpcLimits
 	typing *typingGate
 	users  stripes
 	groups stripes
@@ -133,6 +136,7 @@ func (h *Hook) Init(config any) error {
 	h.opts = o
 	h.inline = o.Server.NewClient(nil, mqtt.LocalListener, "tern-messaging", true)
 	h.rate = newLimiter(o.RateBurst, o.RatePerSec, o.Now)
+	h.rpc = newRPCLimits(o.Limits, o.Now)
 	h.typing = newTypingGate(2*time.Second, o.Now)
 	h.peers = newPeerCache(o.Now)
 	h.dl = newDeliverer(h, 4)

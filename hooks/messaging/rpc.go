@@ -74,6 +74,9 @@ func (h *Hook) onRPC(d *device, payload []byte) *apiError {
 }
 
 func (h *Hook) call(d *device, req *codec.Request) (any, *apiError) {
+	if e := h.rpc.allow(d, req.Op); e != nil {
+		return nil, e
+	}
 	switch req.Op {
 	case "hello":
 		var a codec.HelloArgs

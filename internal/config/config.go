@@ -108,6 +108,14 @@ type Limits struct {
 	// per second. ConnectRatePerIP 0 means no rate limit.
 	ConnectRatePerIP  float64 `yaml:"connect_rate_per_ip"`
 	ConnectBurstPerIP int     `yaml:"connect_burst_per_ip"`
+	// MaxSubscriptions caps the filters one client holds; beyond it SUBACK
+	// answers 0x97 (MQTT 5) or 0x80 (3.1.1). 0 means no cap.
+	MaxSubscriptions int `yaml:"max_subscriptions"`
+	// MaxInflightBytes caps the topic and payload bytes of the QoS>0
+	// deliveries held for one client (awaiting PUBACK, or queued while its
+	// session is offline); beyond it the oldest are dropped and counted.
+	// 0 means no cap.
+	MaxInflightBytes ByteSize `yaml:"max_inflight_bytes"`
 }
 
 // Auth tunes authentication.
@@ -179,6 +187,23 @@ type IM struct {
 	RatePerSec int `yaml:"rate_per_sec"`
 	// MaxGroupMembers caps the size of a group.
 	MaxGroupMembers int `yaml:"max_group_members"`
+	// RPCReadBurst and RPCReadPerSec size the token bucket of read RPCs
+	// (hello, sync, history, conv.list, msg.get, presence.get,
+	// contacts.list, group.members) per device; beyond it err 429.
+	RPCReadBurst  int `yaml:"rpc_read_burst"`
+	RPCReadPerSec int `yaml:"rpc_read_per_sec"`
+	// RPCWriteBurst and RPCWritePerMin size the token bucket of write RPCs
+	// (group.*, contacts.* changes) per device; beyond it err 429.
+	RPCWriteBurst  int `yaml:"rpc_write_burst"`
+	RPCWritePerMin int `yaml:"rpc_write_per_min"`
+	// MaxGroupsOwned caps the groups one user owns; group.create and
+	// taking over ownership beyond it get err 403. 0 means no cap.
+	MaxGroupsOwned int `yaml:"max_groups_owned"`
+	// GroupAddsBurst and GroupAddsPerHour size a token bucket per user of
+	// being added to groups by others (group.create members, group.add);
+	// beyond it the adder gets err 429.
+	GroupAddsBurst   int `yaml:"group_adds_burst"`
+	GroupAddsPerHour int `yaml:"group_adds_per_hour"`
 	// Retention is how long stream entries and conversation events are
 	// kept; older ones are trimmed in the background (once a minute) and
 	// a sync from a cursor before what is kept answers reset. 0 means
@@ -231,6 +256,8 @@ func DefaultConfig() *Config {
 			MaxInflight:       2048,
 			TopicAliasMaximum: 32,
 			ConnectTimeout:    10 * time.Second,
+			MaxSubscriptions:  1000,
+			MaxInflightBytes:  1 << 20,
 		},
 		Auth: Auth{
 			MaxFailures:   5,
@@ -251,11 +278,18 @@ func DefaultConfig() *Config {
 		},
 		ACL: ACL{Rules: []Rule{}},
 		IM: IM{
-			DMPolicy:        "open",
-			MaxBody:         8 << 10,
-			RateBurst:       500,
-			RatePerSec:      100,
-			MaxGroupMembers: 5000,
+			DMPolicy:         "open",
+			MaxBody:          8 << 10,
+			RateBurst:        500,
+			RatePerSec:       100,
+			MaxGroupMembers:  5000,
+			RPCReadBurst:     200,
+			RPCReadPerSec:    50,
+			RPCWriteBurst:    30,
+			RPCWritePerMin:   60,
+			MaxGroupsOwned:   100,
+			GroupAddsBurst:   20,
+			GroupAddsPerHour: 30,
 		},
 		Presence: Presence{Grace: 10 * time.Second, Coalesce: 2 * time.Second},
 	}
@@ -389,6 +423,12 @@ func (c *Config) Validate() error {
 	if lim.ConnectRatePerIP > 0 && lim.ConnectBurstPerIP < 1 {
 		bad("limits.connect_burst_per_ip", "must be at least 1 when connect_rate_per_ip is set")
 	}
+	if lim.MaxSubscriptions < 0 {
+		bad("limits.max_subscriptions", "must not be negative")
+	}
+	if lim.MaxInflightBytes != 0 && lim.MaxInflightBytes < lim.MaxPacketSize {
+		bad("limits.max_inflight_bytes", "%s is below max_packet_size (%s); 0 means no cap", lim.MaxInflightBytes, lim.MaxPacketSize)
+	}
 	a := c.Auth
 	if a.MaxFailures < 1 {
 		bad("auth.max_failures", "must be at least 1")
@@ -441,6 +481,18 @@ func (c *Config) Validate() error {
 	}
 	if c.IM.MaxGroupMembers < 2 {
 		bad("im.max_group_members", "must be at least 2")
+	}
+	for name, v := range map[string]int{
+		"im.rpc_read_burst": c.IM.RPCReadBurst, "im.rpc_read_per_sec": c.IM.RPCReadPerSec,
+		"im.rpc_write_burst": c.IM.RPCWriteBurst, "im.rpc_write_per_min": c.IM.RPCWritePerMin,
+		"im.group_adds_burst": c.IM.GroupAddsBurst, "im.group_adds_per_hour": c.IM.GroupAddsPerHour,
+	} {
+		if v < 1 {
+			bad(name, "must be at least 1")
+		}
+	}
+	if c.IM.MaxGroupsOwned < 0 {
+		bad("im.max_groups_owned", "must not be negative")
 	}
 	if c.IM.Retention < 0 {
 		bad("im.retention", "must not be negative")

@@ -44,6 +44,19 @@ type Metrics struct {
 	SyncDuration prometheus.Histogram
 	// PresenceChanges counts presence publications (im/p/{uid}).
 	PresenceChanges prometheus.Counter
+
+	// InflightDropped counts queued QoS>0 deliveries dropped, oldest first,
+	// to keep a client within limits.max_inflight_bytes (devices recover
+	// them with sync); InflightDroppedBytes is their size.
+	InflightDropped      prometheus.Counter
+	InflightDroppedBytes prometheus.Counter
+	// SubscribeRefused counts filters refused beyond
+	// limits.max_subscriptions.
+	SubscribeRefused prometheus.Counter
+	// Limited counts RPCs and group changes refused by a rate limit or a
+	// group cap (label limit: rpc_read, rpc_write, groups_owned,
+	// group_adds).
+	Limited *prometheus.CounterVec
 }
 
 // knownOps bounds the op label of RPCs: any other op is counted as
@@ -137,6 +150,21 @@ func New(info *system.Info) *Metrics {
 		PresenceChanges: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tern_presence_changes_total", Help: "Presence publications (im/p/{uid}).",
 		}),
+		InflightDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tern_inflight_dropped_total", Help: "Queued deliveries dropped, oldest first, beyond a client's in-flight byte cap.",
+		}),
+		InflightDroppedBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tern_inflight_dropped_bytes_total", Help: "Bytes (topic and payload) of the deliveries counted by tern_inflight_dropped_total.",
+		}),
+		SubscribeRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tern_subscribe_refused_total", Help: "Subscription filters refused beyond a client's subscription cap.",
+		}),
+		Limited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tern_limited_total", Help: "Requests refused by a rate limit or group cap, by limit.",
+		}, []string{"limit"}),
+	}
+	for _, l := range []string{"rpc_read", "rpc_write", "groups_owned", "group_adds"} {
+		m.Limited.WithLabelValues(l)
 	}
 	m.ConnRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tern_connections_refused_total", Help: "Connections closed at accept by a connection limit, by reason.",
@@ -151,6 +179,7 @@ func New(info *system.Info) *Metrics {
 		m.Connections, m.Connects, m.AuthFailures, m.AuthLogins, m.ACLDenials, m.ConnRefused,
 		m.MessagesIn, m.EventsAppended, m.BatchSize, m.Deliveries, m.RPCs, m.SyncDuration, m.PresenceChanges,
 		buildInfo(),
+		m.InflightDropped, m.InflightDroppedBytes, m.SubscribeRefused, m.Limited,
 		counter("tern_messages_out_total", "PUBLISH packets sent to clients.", &info.MessagesSent),
 		counter("tern_bytes_in_total", "Bytes received from clients.", &info.BytesReceived),
 		counter("tern_bytes_out_total", "Bytes sent to clients.", &info.BytesSent),
