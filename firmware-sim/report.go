@@ -77,6 +77,16 @@ func percentiles(h *hdrhistogram.Histogram) Percentiles {
 // report builds a report; load is the load phase length so far.
 func (r *Runner) report(load time.Duration) *Report {
 	c, lat, cu := r.acc.Snapshot()
+	for _, d := range r.devs {
+		// IM devices count their protocol work in their client.
+		s := d.Stats()
+		c.Published += s.Published
+		c.Resent += s.Resent
+		c.Rejected += s.Rejected
+		c.Reconnects += s.Reconnects
+		c.Redelivery += s.Redelivered
+		c.Gaps += s.Gaps
+	}
 	rep := &Report{
 		Phase: "done", Scenario: r.o.Scenario, Mode: "im", Devices: len(r.clients),
 		Online: r.countOnline(), Seconds: load.Seconds(),
