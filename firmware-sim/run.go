@@ -196,6 +196,10 @@ func (r *Runner) dialer(i int) (func() (net.Conn, error), cutter, error) {
 		if err != nil {
 			return nil, nil, err
 		}
+		// Drops start after the connect phase (startDrops): with drops
+		// from the start, a run whose devices need longer to come up than
+		// to go down again never has all of them online at once.
+		l.SetDrop(0)
 		lc := &proxyLink{Link: l}
 		return r.buffered(lc.Dial), lc, nil
 	}
@@ -460,6 +464,9 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 		return r.report(time.Since(r.start)), err
 	}
 	r.connectAt = time.Since(r.start)
+	for _, l := range r.links {
+		l.SetDrop(r.o.Link.Drop)
+	}
 	r.addContacts(ctx)
 	lctx, stopLoad := context.WithTimeout(ctx, r.o.Duration)
 	defer stopLoad()
@@ -495,7 +502,8 @@ func (r *Runner) closeLinks() {
 	}
 }
 
-// waitOnline waits until every client is online.
+// waitOnline waits until every client is online, reporting progress
+// (connected n/N, time since the start) about once a second.
 func (r *Runner) waitOnline(ctx context.Context, errc chan error, deadline time.Time) error {
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
@@ -524,6 +532,7 @@ func (r *Runner) waitOnline(ctx context.Context, errc chan error, deadline time.
 			last = time.Now()
 			rep := r.report(0)
 			rep.Phase = "connect"
+			rep.Seconds = time.Since(r.start).Seconds()
 			r.o.Progress(rep)
 		}
 	}
