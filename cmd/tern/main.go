@@ -3,6 +3,7 @@
 //	tern serve [-c FILE] [--data DIR] [--mqtt-addr A] [--ws-addr A] [--http-addr A]
 //	tern user add|passwd|disable|enable|del|list …
 //	tern token create|list|revoke …
+//	tern chat --mqtt HOST:PORT --user UID [--device DID]
 package main
 
 import (
@@ -27,6 +28,7 @@ Usage:
   tern token create UID DID
   tern token list UID
   tern token revoke UID [DID] [--id ID]
+  tern chat [--mqtt HOST:PORT] --user UID [--device DID]   (secret: TERN_TOKEN or a prompt)
   tern version
 
 user and token commands work on a stopped broker's data dir (--data DIR, or
@@ -68,6 +70,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		cmd = &userCommand{stdin: stdin, stdout: stdout, stderr: stderr}
 	case "token":
 		cmd = &tokenCommand{stdout: stdout, stderr: stderr}
+	case "chat":
+		cmd = &chatCommand{stdin: stdin, stdout: stdout, stderr: stderr, lookupEnv: os.LookupEnv}
 	case "version":
 		fmt.Fprintln(stdout, "tern", version)
 		return nil
