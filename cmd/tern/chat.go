@@ -18,7 +18,9 @@ import (
 	"github.com/tern-im/tern/topics"
 )
 
-const chatHelp = `commands:
+const chatHelp = `plain lines go to the current conversation: the one picked last,
+or, before any pick, the one of the first message received.
+commands:
   /dm UID        talk to UID (plain lines are sent there)
   /g GID         talk in group GID
   /list          conversations with unread counts
@@ -112,7 +114,11 @@ func (c *chatCommand) Run(ctx context.Context) error {
 			default:
 			}
 		},
-		OnOffline: func(error) { c.out.printf("* connection lost, reconnecting") },
+		OnOffline: func(err error) {
+			if err != nil { // nil: the command is ending
+				c.out.printf("* connection lost, reconnecting")
+			}
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("chat: %w", err)
@@ -404,6 +410,15 @@ func (c *chatCommand) onEvent(e client.Event) {
 		c.out.printf("[%s] %s: %s", ev.CV, ev.From, b)
 		if ev.From != c.uid {
 			c.markRead(ev.CV, ev.Seq)
+			c.mu.Lock()
+			pick := c.cur == ""
+			if pick {
+				c.cur = ev.CV
+			}
+			c.mu.Unlock()
+			if pick {
+				c.out.printf("* now in %s (plain lines answer there)", ev.CV)
+			}
 		}
 	case *client.Edit:
 		c.out.printf("[%s] %s edited a message: %s", ev.CV, ev.From, oneLine(ev.B))

@@ -140,7 +140,9 @@ func TestChatTwoTerminals(t *testing.T) {
 	bob.expect("[d:alice:bob] alice: hello bob")
 	alice.expect("[d:alice:bob] bob read up to #1")
 
-	bob.say("/dm alice")
+	// Before any /dm or /g, the first message received picks the
+	// conversation.
+	bob.expect("* now in d:alice:bob (plain lines answer there)")
 	bob.say("hi alice")
 	alice.expect("[d:alice:bob] bob: hi alice")
 
