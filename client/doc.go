@@ -25,6 +25,10 @@
 // event the handler applied (and the US of a Reset) and pass it back as
 // Options.Since to resume where the device stopped.
 //
+// The outbox lives in memory. A device that must not lose unsent messages
+// across a restart keeps its own copy and sends them again with the same
+// cmid (Outgoing.CMID): the server stores each cmid once.
+//
 // The handler runs on the client's own goroutine, one event at a time; it
 // may call Send, Call and the other methods, but should not block for long.
 package client

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tern-im/tern/broker"
+	"github.com/tern-im/tern/client"
 	"github.com/tern-im/tern/internal/brokertest"
 )
 
@@ -211,4 +212,32 @@ func TestOneLine(t *testing.T) {
 			t.Errorf("oneLine(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// FuzzChatLine feeds arbitrary input lines to the chat command of an
+// offline client: an answer line, never a panic, and nothing sent
+// anywhere but the outbox.
+func FuzzChatLine(f *testing.F) {
+	for _, s := range []string{"hi", "/dm bob", "/g ops", "/history 5", "/history x", "/who", "/list", "/help", "/quit", "/dm", "/g a/b", "/dm Alice!", "/"} {
+		f.Add(s)
+	}
+	cl, err := client.New(client.Options{Addr: "127.0.0.1:1", UID: "alice", DID: "term", RPCTimeout: time.Millisecond})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		var out strings.Builder
+		c := &chatCommand{uid: "alice", did: "term", c: cl, out: &lineWriter{w: &out}, read: map[string]uint64{}}
+		line = strings.TrimSpace(line)
+		quit := c.command(t.Context(), line)
+		if quit != (line == "/quit" || line == "/exit") {
+			t.Fatalf("%q: quit = %v", line, quit)
+		}
+		if line != "" && !quit && out.Len() == 0 {
+			t.Fatalf("%q: no answer", line)
+		}
+		if cl.Outbox() != 0 {
+			t.Fatalf("%q: sent without a conversation", line)
+		}
+	})
 }
