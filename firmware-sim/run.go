@@ -196,9 +196,10 @@ func (r *Runner) dialer(i int) (func() (net.Conn, error), cutter, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		// Drops start after the connect phase (startDrops): with drops
-		// from the start, a run whose devices need longer to come up than
-		// to go down again never has all of them online at once.
+		// Drops start after the connect phase (Run sets the chance once
+		// every device is online): with drops from the start, devices that
+		// need longer to come up than to go down again are never all
+		// online at once (issue 11, defect 7).
 		l.SetDrop(0)
 		lc := &proxyLink{Link: l}
 		return r.buffered(lc.Dial), lc, nil
