@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"testing"
@@ -124,6 +125,9 @@ func ExampleClient_Call() {
 		fmt.Println(err)
 	}
 	err = c.Call(ctx, "group.members", map[string]string{"gid": "nosuch"}, nil)
-	fmt.Println(err)
-	// Output: tern: group.members: error 404: unknown group
+	var re *client.RPCError
+	if errors.As(err, &re) {
+		fmt.Println(re.Op, re.Code)
+	}
+	// Output: group.members 404
 }
