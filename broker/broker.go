@@ -39,7 +39,9 @@ import (
 	"github.com/tern-im/tern/internal/adminapi"
 	"github.com/tern-im/tern/internal/buildinfo"
 	"github.com/tern-im/tern/internal/config"
+	"github.com/tern-im/tern/internal/disk"
 	"github.com/tern-im/tern/internal/im"
+	"github.com/tern-im/tern/internal/im/service"
 	"github.com/tern-im/tern/internal/listener"
 	"github.com/tern-im/tern/internal/logging"
 	"github.com/tern-im/tern/internal/metrics"
@@ -80,6 +82,12 @@ type Broker struct {
 	httpLn     net.Listener
 	ready      atomic.Bool
 	started    time.Time // set in New, for stats
+	// disk refuses writes below the free-space reserve; gate applies the
+	// connection limits at accept.
+	disk     *disk.Guard
+	gate     *listener.Gate
+	diskStop chan struct{}
+	diskWG   sync.WaitGroup
 
 	closeOnce sync.Once
 	closeErr  error
@@ -93,10 +101,15 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	b := &Broker{cfg: cfg, log: log, started: time.Now(), commits: im.NewCommitStream(cfg.IM.CommitBacklog)}
+	b := &Broker{cfg: cfg, log: log, started: time.Now(), diskStop: make(chan struct{}), commits: im.NewCommitStream(cfg.IM.CommitBacklog)}
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	b.disk = disk.New(disk.Options{
+		Dir: cfg.Data, MinFree: uint64(cfg.Store.MinFree), MinFreePercent: cfg.Store.MinFreePercent,
+		Log: log,
+	})
+	b.disk.Check() // before Badger writes anything
 	st, err := store.Open(cfg.Data, store.Options{
 		SyncWrites:     cfg.Store.SyncWrites,
 		MemTableSize:   int64(cfg.Store.MemTableSize),
@@ -107,6 +120,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 		Commits:        b.commits,
 		// b.metrics is set before any client can cause an append.
 		OnCommit: func(n int) { b.metrics.Committed(n) },
+		Disk:     b.disk,
 	})
 	if err != nil {
 		return nil, err
@@ -116,6 +130,11 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 		_ = st.Close() // the build error is the one to report
 		return nil, err
 	}
+	b.diskWG.Add(1)
+	go func() {
+		defer b.diskWG.Done()
+		b.disk.Run(cfg.Store.DiskCheck, b.diskStop)
+	}()
 	return b, nil
 }
 
@@ -150,6 +169,7 @@ func (b *Broker) build() error {
 	b.metrics = metrics.New(b.mqtt.Info)
 	b.metrics.StoreUnreadable(b.store.Unreadable)
 	b.metrics.StoreSize(b.store.Size)
+	b.metrics.AddDisk(b.disk.Low, b.disk.Free)
 
 	relations := relations.New(b.store, b.log)
 	// A deleted user's groups, contacts and blocks changed under the
@@ -165,7 +185,8 @@ func (b *Broker) build() error {
 
 	// Hook order matters where mochi stops at the first answer:
 	//  0. metrics: counts what clients send (it answers nothing).
-	//  1. limits: adjusts the CONNECT before anything else sees it.
+	//  1. limits: adjusts the CONNECT before anything else sees it, and
+	//     marks the filters of a SUBSCRIBE beyond the cap first.
 	//  2. feature hooks (messaging, presence, …) consume their upstream
 	//     topics in OnPublish with CodeSuccessIgnore.
 	//  3. acl: the only OnACLCheck; its OnPublish drops whatever im/
@@ -177,12 +198,25 @@ func (b *Broker) build() error {
 		opts any
 	}{
 		{new(ternmetrics.Hook), &ternmetrics.Options{Metrics: b.metrics}},
-		{new(limits.Hook), &limits.Options{MaxKeepalive: uint16(cfg.Limits.MaxKeepalive / time.Second)}},
+		{new(limits.Hook), &limits.Options{
+			MaxKeepalive:     uint16(cfg.Limits.MaxKeepalive / time.Second),
+			MaxSubscriptions: cfg.Limits.MaxSubscriptions, MaxInflightBytes: int64(cfg.Limits.MaxInflightBytes),
+			Metrics: b.metrics, Info: b.mqtt.Info, Server: b.mqtt,
+		}},
 		{new(messaging.Hook), &messaging.Options{
 			Server: b.mqtt, Store: b.store, Commits: b.commits, Sessions: b.sessions, Relations: relations,
-			Epoch: b.epoch, DMPolicy: cfg.IM.DMPolicy, MaxPacket: int(cfg.Limits.MaxPacketSize),
-			MaxBody: int(cfg.IM.MaxBody), RateBurst: cfg.IM.RateBurst, RatePerSec: float64(cfg.IM.RatePerSec),
-			MaxGroupMembers: cfg.IM.MaxGroupMembers, Metrics: b.metrics,
+			Metrics: b.metrics,
+			Policy: service.Policy{
+				Epoch: b.epoch, DMPolicy: cfg.IM.DMPolicy, MaxPacket: int(cfg.Limits.MaxPacketSize),
+				MaxBody: int(cfg.IM.MaxBody), RateBurst: cfg.IM.RateBurst, RatePerSec: float64(cfg.IM.RatePerSec),
+				MaxGroupMembers: cfg.IM.MaxGroupMembers,
+				Limits: service.Limits{
+					ReadBurst: cfg.IM.RPCReadBurst, ReadPerSec: float64(cfg.IM.RPCReadPerSec),
+					WriteBurst: cfg.IM.RPCWriteBurst, WritePerMin: float64(cfg.IM.RPCWritePerMin),
+					MaxGroupsOwned: cfg.IM.MaxGroupsOwned,
+					AddsBurst:      cfg.IM.GroupAddsBurst, AddsPerHour: float64(cfg.IM.GroupAddsPerHour),
+				},
+			},
 		}},
 		{new(presence.Hook), &presence.Options{
 			Server: b.mqtt, Sessions: b.sessions, Store: b.store,
@@ -243,22 +277,39 @@ func capabilities(cfg *config.Config) *mqtt.Capabilities {
 	return c
 }
 
+// mqttListener is what Tern's listeners add to mochi's interface.
+type mqttListener interface {
+	listeners.Listener
+	// Problem says why the listener is not accepting, or "".
+	Problem() string
+}
+
 func (b *Broker) addListeners() error {
 	cfg := b.cfg
-	tcp := func(id, addr string, tc *tls.Config) listeners.Listener {
+	// One gate for every MQTT listener: the caps count connections over
+	// all of them.
+	b.gate = listener.NewGate(listener.Limits{
+		MaxConns: cfg.Limits.MaxConnections, MaxPerIP: cfg.Limits.MaxConnectionsPerIP,
+		RatePerIP: cfg.Limits.ConnectRatePerIP, BurstPerIP: cfg.Limits.ConnectBurstPerIP,
+	})
+	b.gate.Refused = func(reason string) { b.metrics.ConnRefused.WithLabelValues(reason).Inc() }
+	tcp := func(id, addr string, tc *tls.Config) mqttListener {
 		l := listener.NewTCP(id, addr, tc)
 		l.ConnectTimeout = cfg.Limits.ConnectTimeout
+		l.Gate = b.gate
 		return l
 	}
-	ws := func(id, addr string, tc *tls.Config) listeners.Listener {
+	ws := func(id, addr string, tc *tls.Config) mqttListener {
 		l := listener.NewWS(id, addr, "/mqtt", tc)
 		l.ConnectTimeout = cfg.Limits.ConnectTimeout
+		l.Gate = b.gate
 		return l
 	}
-	add := func(l listeners.Listener) error {
+	add := func(l mqttListener) error {
 		if err := b.mqtt.AddListener(l); err != nil {
 			return fmt.Errorf("listener %s %s: %w", l.ID(), l.Address(), err)
 		}
+		b.metrics.AddListener(l.ID(), func() bool { return l.Problem() == "" })
 		return nil
 	}
 	if cfg.MQTT.Addr != "" {
@@ -359,8 +410,8 @@ func (b *Broker) httpHandler() http.Handler {
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !b.ready.Load() || !b.store.Ready() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
+		if p := b.Problems(); len(p) > 0 {
+			http.Error(w, "not ready: "+strings.Join(p, "; "), http.StatusServiceUnavailable)
 			return
 		}
 		w.Write([]byte("ready\n"))
@@ -378,6 +429,31 @@ func (b *Broker) httpHandler() http.Handler {
 	prof.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.Handle("/debug/pprof/", adminapi.RequireToken(b.adminToken, prof))
 	return mux
+}
+
+// Problems lists why the broker is not ready (what /readyz reports): not started or closing,
+// store closed, a listener not accepting, the disk below its reserve.
+func (b *Broker) Problems() []string {
+	var p []string
+	if !b.ready.Load() {
+		p = append(p, "not started")
+	}
+	if !b.store.Ready() {
+		p = append(p, "store closed")
+	}
+	for _, id := range []string{ListenerMQTT, ListenerWS, ListenerTLS, ListenerWSS} {
+		if l, ok := b.mqtt.Listeners.Get(id); ok {
+			if ml, ok := l.(mqttListener); ok {
+				if why := ml.Problem(); why != "" {
+					p = append(p, "listener "+id+": "+why)
+				}
+			}
+		}
+	}
+	if why := b.disk.Problem(); why != "" {
+		p = append(p, why)
+	}
+	return p
 }
 
 // Start starts the listeners and the HTTP endpoint and returns.
@@ -452,6 +528,8 @@ func (b *Broker) Close() error {
 				b.log.Warn("clients still closing after 5s; closing the store anyway")
 			}
 		}
+		close(b.diskStop)
+		b.diskWG.Wait()
 		errs = append(errs, b.store.Close())
 		b.closeErr = errors.Join(errs...)
 	})
@@ -485,7 +563,9 @@ func (b *Broker) Addr(id string) string {
 func (b *Broker) Kick(uid, did string) int {
 	var victims []*mqtt.Client
 	b.sessions.Range(func(cl *mqtt.Client, s *session.Session) bool {
-		if !s.Anonymous && s.UID == uid && (did == "" || s.DID == did) {
+		// A client already stopped (kicked a moment ago, or closing) is
+		// not counted: it is leaving the session registry.
+		if !s.Anonymous && s.UID == uid && (did == "" || s.DID == did) && !cl.Closed() {
 			victims = append(victims, cl)
 		}
 		return true
@@ -517,6 +597,10 @@ func (b *Broker) Watch(filter string, fn func(topic string, payload []byte)) (fu
 		}
 	}, nil
 }
+
+// OpenConnections returns the MQTT listeners' open TCP connections, as the
+// connection caps count them (for tests and in-process tools).
+func (b *Broker) OpenConnections() int { return b.gate.Open() }
 
 // Sessions returns the registry of live sessions (for tests and
 // in-process tools).

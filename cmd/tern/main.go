@@ -5,6 +5,7 @@
 //	tern token create|list|revoke …
 //	tern store check [--repair]
 //	tern admin clients|kick|stats|notice …
+//	tern chat --mqtt HOST:PORT --user UID [--device DID]
 //	tern version
 package main
 
@@ -38,6 +39,7 @@ Usage:
   tern admin clients|stats [--server URL]
   tern admin kick UID.DID [--server URL]
   tern admin notice TEXT [--server URL]
+  tern chat [--mqtt HOST:PORT] --user UID [--device DID]   (secret: TERN_TOKEN or a prompt)
   tern version            (or tern --version)
 
 Flags every command takes:
@@ -67,6 +69,9 @@ type command interface {
 }
 
 func main() {
+	// Everything tern writes is in the data dir and private: Badger
+	// creates its files 0666 less the umask, so this makes them 0600.
+	syscall.Umask(0o077)
 	if err := run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, errHelp) {
 			fmt.Fprintln(os.Stderr, "tern:", err)
@@ -104,6 +109,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		cmd = &storeCommand{stdout: stdout, stderr: stderr}
 	case "admin":
 		cmd = &adminCommand{stdout: stdout, stderr: stderr}
+	case "chat":
+		cmd = &chatCommand{stdin: stdin, stdout: stdout, stderr: stderr, lookupEnv: os.LookupEnv}
 	default:
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("unknown command %q", args[0])

@@ -27,9 +27,10 @@ import (
 )
 
 // Options configures the hook; every field but Now and Metrics is
-// required, and the limits must be positive (internal/config owns their
-// defaults). The IM fields configure the hook's service.Service.
+// required. Policy configures the hook's service.Service (internal/config
+// owns its defaults).
 type Options struct {
+	service.Policy
 	Server *mqtt.Server
 	// Store is the IM core's storage, every port of it.
 	Store im.Store
@@ -38,20 +39,6 @@ type Options struct {
 	Commits   *im.CommitStream
 	Sessions  *session.Registry
 	Relations *relations.Relations
-	// Epoch is this run's epoch, reported in hello.
-	Epoch uint64
-	// DMPolicy is "open" or "contacts" (the recipient must have the sender
-	// in C(recipient)).
-	DMPolicy string
-	// MaxPacket is the broker's maximum packet size: the default maxPkt.
-	MaxPacket int
-	// MaxBody is the largest text body (b) in bytes.
-	MaxBody int
-	// RateBurst and RatePerSec size the per-device token bucket of msg ops.
-	RateBurst  int
-	RatePerSec float64
-	// MaxGroupMembers caps a group's size.
-	MaxGroupMembers int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Metrics counts RPCs and deliveries; nil counts nothing.
@@ -86,10 +73,13 @@ func (h *Hook) Init(config any) error {
 	h.opts = o
 	h.inline = o.Server.NewClient(nil, mqtt.LocalListener, "tern-messaging", true)
 	h.dl = newDeliverer(h, 4)
+	pol := o.Policy
+	if m := o.Metrics; m != nil && pol.Limits.Limited == nil {
+		pol.Limits.Limited = func(limit string) { m.Limited.WithLabelValues(limit).Inc() }
+	}
 	svc, err := service.New(service.Options{
-		Store: o.Store, Commits: o.Commits, Stop: h.dl.quit, Relations: o.Relations, Announce: h.publishMeta,
-		Epoch: o.Epoch, DMPolicy: o.DMPolicy, MaxPacket: o.MaxPacket, MaxBody: o.MaxBody,
-		RateBurst: o.RateBurst, RatePerSec: o.RatePerSec, MaxGroupMembers: o.MaxGroupMembers, Now: o.Now,
+		Policy: pol, Store: o.Store, Commits: o.Commits, Stop: h.dl.quit, Relations: o.Relations,
+		Announce: h.publishMeta, Now: o.Now,
 	})
 	if err != nil {
 		h.dl.stop()
@@ -129,7 +119,7 @@ func reason(code int) packets.Code {
 		return packets.ErrNotAuthorized
 	case 404, 409, 501:
 		return packets.ErrImplementationSpecificError
-	case 429, 503:
+	case 429, 503, 507:
 		return packets.ErrQuotaExceeded
 	}
 	return packets.ErrUnspecifiedError

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tern-im/tern/internal/accounts"
+	"github.com/tern-im/tern/internal/disk"
 	"github.com/tern-im/tern/topics"
 )
 
@@ -144,6 +145,8 @@ func (h *Handler) fail(w http.ResponseWriter, err error) {
 		errors.Is(err, topics.ErrEmptyID), errors.Is(err, topics.ErrIDChars),
 		errors.Is(err, topics.ErrIDTooLong), errors.Is(err, topics.ErrReservedID):
 		writeErr(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, disk.ErrLow):
+		writeErr(w, http.StatusInsufficientStorage, err.Error())
 	default:
 		h.Log.Error("admin api", "error", err)
 		writeErr(w, http.StatusInternalServerError, "internal error")

@@ -52,6 +52,9 @@ var (
 	ErrClosed = newError(503, "shutting down")
 	// ErrTooBig: one append does not fit one commit of the backend (413).
 	ErrTooBig = newError(413, "too large")
+	// ErrNoSpace: the backend refuses writes while its disk is below the
+	// free-space reserve (507).
+	ErrNoSpace = newError(507, "insufficient storage")
 )
 
 // Rejections of client commands, by protocol code.
@@ -102,6 +105,8 @@ var (
 	ErrCannotRemove   = newError(403, "cannot remove")
 	ErrOwnerRole      = newError(403, "cannot change the owner's role")
 	ErrOwnerHandsOver = newError(403, "only the owner hands over ownership")
+	ErrAdminRole      = newError(403, "only the owner changes an admin's role")
+	ErrOwnsTooMany    = newError(403, "owns too many groups")
 	ErrUnknownUser    = newError(404, "unknown user")
 	ErrUnknownGroup   = newError(404, "unknown group")
 	ErrUnknownMessage = newError(404, "unknown message")

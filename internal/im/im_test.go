@@ -72,6 +72,8 @@ func TestGroupRules(t *testing.T) {
 		{admin, member, im.RoleOwner, false, im.ErrOwnerHandsOver},
 		{admin, owner, im.RoleMember, false, im.ErrOwnerRole},
 		{admin, admin, im.RoleMember, true, im.ErrOwnRole},
+		{admin, admin, im.RoleMember, false, im.ErrAdminRole},
+		{owner, admin, im.RoleMember, false, nil},
 		{owner, member, "king", false, im.ErrBadRole},
 	} {
 		if err := im.MaySetRole(c.actor, c.target, c.role, c.self); err != c.want {

@@ -41,7 +41,9 @@ func MayRemove(actor, target Member) error {
 
 // MaySetRole is the rule for group.role: actor (an admin) gives target
 // (another current member) role. Only the owner hands over ownership; the
-// owner's own role is changed only by a hand-over.
+// owner's own role is changed only by a hand-over; an admin manages plain
+// members, and only the owner changes an admin's role (else an admin
+// could demote, then remove, another).
 func MaySetRole(actor, target Member, role string, self bool) error {
 	switch {
 	case role != RoleOwner && role != RoleAdmin && role != RoleMember:
@@ -50,6 +52,8 @@ func MaySetRole(actor, target Member, role string, self bool) error {
 		return ErrOwnRole
 	case target.Role == RoleOwner:
 		return ErrOwnerRole
+	case target.Role == RoleAdmin && actor.Role != RoleOwner:
+		return ErrAdminRole
 	case role == RoleOwner && actor.Role != RoleOwner:
 		return ErrOwnerHandsOver
 	}

@@ -24,6 +24,10 @@ type Metrics struct {
 	AuthFailures *prometheus.CounterVec // label reason
 	AuthLogins   *prometheus.CounterVec // label method: password, token, anonymous
 	ACLDenials   *prometheus.CounterVec // label op: publish, subscribe
+	// ConnRefused counts connections closed at accept, before any MQTT
+	// work, by reason: max_connections, max_connections_per_ip,
+	// connect_rate_per_ip.
+	ConnRefused *prometheus.CounterVec
 
 	// MessagesIn counts PUBLISH packets read from client connections;
 	// publishes the server injects itself are not counted.
@@ -40,6 +44,19 @@ type Metrics struct {
 	SyncDuration prometheus.Histogram
 	// PresenceChanges counts presence publications (im/p/{uid}).
 	PresenceChanges prometheus.Counter
+
+	// InflightDropped counts queued QoS>0 deliveries dropped, oldest first,
+	// to keep a client within limits.max_inflight_bytes (devices recover
+	// them with sync); InflightDroppedBytes is their size.
+	InflightDropped      prometheus.Counter
+	InflightDroppedBytes prometheus.Counter
+	// SubscribeRefused counts filters refused beyond
+	// limits.max_subscriptions.
+	SubscribeRefused prometheus.Counter
+	// Limited counts RPCs and group changes refused by a rate limit or a
+	// group cap (label limit: rpc_read, rpc_write, groups_owned,
+	// group_adds).
+	Limited *prometheus.CounterVec
 }
 
 // knownOps bounds the op label of RPCs: any other op is counted as
@@ -133,14 +150,36 @@ func New(info *system.Info) *Metrics {
 		PresenceChanges: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tern_presence_changes_total", Help: "Presence publications (im/p/{uid}).",
 		}),
+		InflightDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tern_inflight_dropped_total", Help: "Queued deliveries dropped, oldest first, beyond a client's in-flight byte cap.",
+		}),
+		InflightDroppedBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tern_inflight_dropped_bytes_total", Help: "Bytes (topic and payload) of the deliveries counted by tern_inflight_dropped_total.",
+		}),
+		SubscribeRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tern_subscribe_refused_total", Help: "Subscription filters refused beyond a client's subscription cap.",
+		}),
+		Limited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tern_limited_total", Help: "Requests refused by a rate limit or group cap, by limit.",
+		}, []string{"limit"}),
 	}
+	for _, l := range []string{"rpc_read", "rpc_write", "groups_owned", "group_adds"} {
+		m.Limited.WithLabelValues(l)
+	}
+	m.ConnRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tern_connections_refused_total", Help: "Connections closed at accept by a connection limit, by reason.",
+	}, []string{"reason"})
 	// Export the denial series at zero from the start.
 	m.ACLDenials.WithLabelValues("publish")
 	m.ACLDenials.WithLabelValues("subscribe")
+	for _, r := range []string{"max_connections", "max_connections_per_ip", "connect_rate_per_ip"} {
+		m.ConnRefused.WithLabelValues(r)
+	}
 	m.Registry.MustRegister(
-		m.Connections, m.Connects, m.AuthFailures, m.AuthLogins, m.ACLDenials,
+		m.Connections, m.Connects, m.AuthFailures, m.AuthLogins, m.ACLDenials, m.ConnRefused,
 		m.MessagesIn, m.EventsAppended, m.BatchSize, m.Deliveries, m.RPCs, m.SyncDuration, m.PresenceChanges,
 		buildInfo(),
+		m.InflightDropped, m.InflightDroppedBytes, m.SubscribeRefused, m.Limited,
 		counter("tern_messages_out_total", "PUBLISH packets sent to clients.", &info.MessagesSent),
 		counter("tern_bytes_in_total", "Bytes received from clients.", &info.BytesReceived),
 		counter("tern_bytes_out_total", "Bytes sent to clients.", &info.BytesSent),
@@ -176,6 +215,38 @@ func (m *Metrics) StoreSize(size func() int64) {
 	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tern_store_size_bytes", Help: "Bytes the store uses on disk (LSM tree and value log).",
 	}, func() float64 { return float64(size()) }))
+}
+
+// AddDisk exports the disk reserve state: tern_disk_reserve_low (1 while
+// writes are refused for lack of space) and tern_disk_free_bytes.
+func (m *Metrics) AddDisk(low func() bool, free func() uint64) {
+	m.Registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tern_disk_reserve_low", Help: "1 while the data dir's free space is below the reserve and writes are refused.",
+		}, func() float64 {
+			if low() {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tern_disk_free_bytes", Help: "Free bytes on the data dir's filesystem at the last measurement.",
+		}, func() float64 { return float64(free()) }),
+	)
+}
+
+// AddListener exports tern_listener_accepting{listener} (0 while the
+// listener's accept fails or after it stopped).
+func (m *Metrics) AddListener(id string, accepting func() bool) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tern_listener_accepting", Help: "1 while the MQTT listener accepts connections.",
+		ConstLabels: prometheus.Labels{"listener": id},
+	}, func() float64 {
+		if accepting() {
+			return 1
+		}
+		return 0
+	}))
 }
 
 func counter(name, help string, v *int64) prometheus.Collector {

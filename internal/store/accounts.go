@@ -12,6 +12,9 @@ import (
 
 // PutUser creates a user; ErrExists if the uid is taken.
 func (s *Store) PutUser(u accounts.User) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
 	return s.db.Update(func(txn *badger.Txn) error {
 		k := key(tabUser, u.UID)
 		if _, err := txn.Get(k); err == nil {
@@ -25,6 +28,9 @@ func (s *Store) PutUser(u accounts.User) error {
 
 // UpdateUser applies fn to an existing user record atomically.
 func (s *Store) UpdateUser(uid string, fn func(*accounts.User) error) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
 	return s.db.Update(func(txn *badger.Txn) error {
 		k := key(tabUser, uid)
 		var u accounts.User
@@ -63,6 +69,9 @@ func (s *Store) Users() ([]accounts.User, error) {
 
 // PutToken stores a token under the hash of its secret.
 func (s *Store) PutToken(hash []byte, t accounts.Token) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
 	return s.db.Update(func(txn *badger.Txn) error {
 		if err := getJSON(txn, key(tabUser, t.UID), &accounts.User{}); err != nil {
 			return err

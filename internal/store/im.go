@@ -503,6 +503,11 @@ func (s *Store) SetBlock(uid, other string, on bool) error {
 }
 
 func (s *Store) setFlag(on bool, keys ...[]byte) error {
+	if on { // removing a flag stores nothing
+		if err := s.writable(); err != nil {
+			return err
+		}
+	}
 	return s.db.Update(func(txn *badger.Txn) error {
 		for _, k := range keys {
 			var err error

@@ -82,6 +82,9 @@ func (q *sequencer) reset() {
 // once all are committed (or failed); see im.Log. Appends of concurrent
 // callers are grouped into shared commits.
 func (s *Store) Append(as ...*im.Append) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
 	q := s.seq
 	reqs := make([]request, len(as))
 	for i, a := range as {
@@ -205,14 +208,20 @@ func (q *sequencer) commit(batch []*request) {
 			txn = db.NewTransaction(true)
 			return
 		}
-		var err error
+		// The cheap check on the write path: the reserve may have been
+		// crossed since Append checked.
+		err := q.s.writable()
 		for k, n := range q.dirty {
+			if err != nil {
+				break
+			}
 			if err = txn.Set([]byte(k), u64(n)); err != nil {
 				break
 			}
 		}
 		if err == nil {
 			err = txn.Commit()
+			q.s.opts.Disk.Trip(err)
 		} else {
 			txn.Discard()
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/tern-im/tern/internal/disk"
 	"github.com/tern-im/tern/internal/im"
 )
 
@@ -32,6 +33,10 @@ var (
 	// ErrGone is returned by Deduped when the command was done but the
 	// event it produced no longer exists (trimmed or expired).
 	ErrGone = im.ErrGone
+	// ErrNoSpace is returned for writes refused while the data dir's
+	// filesystem is below its free-space reserve (disk.ErrLow): it is
+	// im.ErrNoSpace (507) and wraps disk.ErrLow.
+	ErrNoSpace = fmt.Errorf("%w: %w", im.ErrNoSpace, disk.ErrLow)
 )
 
 // Table prefixes. A key is prefix byte + table-specific suffix.
@@ -72,13 +77,20 @@ type Options struct {
 	// transaction with the number of events it appended (duplicates
 	// excluded): for metrics. It must not block.
 	OnCommit func(appended int)
+	// Disk, if set, refuses writes that would store something (appends,
+	// accounts, tokens, new contacts and blocks) with ErrNoSpace while
+	// the data dir's filesystem is below its reserve; a commit that fails
+	// with ENOSPC trips it. Deletes, counters and presence records (one
+	// per user, overwritten) are still written.
+	Disk *disk.Guard
 }
 
 // Store is an open Badger database. It is safe for concurrent use.
 type Store struct {
-	db  *badger.DB
-	log *slog.Logger
-	seq *sequencer
+	db   *badger.DB
+	log  *slog.Logger
+	opts Options
+	seq  *sequencer
 	// heads caches stream heads (see heads).
 	heads *heads
 	stop  chan struct{}
@@ -96,6 +108,11 @@ type Store struct {
 func Open(dir string, o Options) (*Store, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if !o.InMemory {
+		if err := prepareDir(dir, o.Logger); err != nil {
+			return nil, err
+		}
 	}
 	bo := badger.DefaultOptions(dir).
 		WithLogger(badgerLogger{o.Logger}).
@@ -116,6 +133,12 @@ func Open(dir string, o Options) (*Store, error) {
 	// Values up to 1 KiB live in the LSM tree with their keys: small chat
 	// events are read with one lookup and the value log stays small.
 	bo = bo.WithValueThreshold(1 << 10)
+	// Badger creates value-log files sparse and writes them through a
+	// memory map, where a full filesystem is SIGBUS, not an error. Small
+	// files (Badger's default is 1 GiB) bound what it can still write
+	// into unallocated space once the disk reserve (internal/disk) stops
+	// new writes; value-log GC also works in smaller steps.
+	bo = bo.WithValueLogFileSize(64 << 20)
 	db, err := badger.Open(bo)
 	if err != nil && strings.Contains(err.Error(), "Cannot acquire directory lock") {
 		return nil, &InUseError{Dir: dir}
@@ -123,10 +146,16 @@ func Open(dir string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %q: %w", dir, err)
 	}
+	if !o.InMemory {
+		if err := tightenFiles(dir, o.Logger); err != nil {
+			_ = db.Close() // the permission error is the one to report
+			return nil, err
+		}
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	s := &Store{db: db, log: o.Logger, stop: make(chan struct{}), onCommit: o.OnCommit}
+	s := &Store{db: db, log: o.Logger, opts: o, stop: make(chan struct{}), onCommit: o.OnCommit}
 	if !o.InMemory {
 		s.dir = dir
 	}
@@ -159,6 +188,14 @@ func (s *Store) Close() error {
 		err = s.db.Close()
 	})
 	return err
+}
+
+// writable returns ErrNoSpace while the disk guard refuses writes.
+func (s *Store) writable() error {
+	if err := s.opts.Disk.Err(); err != nil {
+		return ErrNoSpace
+	}
+	return nil
 }
 
 // Ready reports whether the store is open.

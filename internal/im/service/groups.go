@@ -114,6 +114,9 @@ func (s *Service) groupAdd(d *Device, t *groupTx, a *codec.GroupArgs) (any, erro
 	if len(t.order)+len(fresh) > s.o.MaxGroupMembers {
 		return nil, im.ErrGroupFull
 	}
+	if err := s.rpc.allowAdds(fresh); err != nil {
+		return nil, err
+	}
 	t.ap.To = append(slices.Clone(t.order), fresh...)
 	t.touched = t.ap.To
 	t.ap.Event = im.Event{T: im.TMember, Op: "add", Who: fresh, By: d.UID, Role: im.RoleMember}
@@ -179,6 +182,14 @@ func (s *Service) groupRole(d *Device, t *groupTx, a *codec.GroupArgs) (any, err
 	}
 	if err := im.MaySetRole(t.me, r, a.Role, a.UID == d.UID); err != nil {
 		return nil, err
+	}
+	if a.Role == im.RoleOwner {
+		// Not under the owner's lock (groups → owners would invert
+		// group.create's order): concurrent hand-overs may pass the cap
+		// by one each.
+		if err := s.ownsTooMany(a.UID); err != nil {
+			return nil, err
+		}
 	}
 	r.Role = a.Role
 	t.ap.Members = []im.MemberChange{{GID: t.g.GID, UID: a.UID, Rec: r}}
@@ -278,10 +289,18 @@ func (s *Service) groupCreate(d *Device, a *codec.GroupArgs) (any, error) {
 	if len(members)+1 > s.o.MaxGroupMembers {
 		return nil, im.ErrGroupFull
 	}
+	// Lock order: the creator's owner stripe, then the group's.
+	defer s.rpc.owners.lock(d.UID)()
+	if err := s.ownsTooMany(d.UID); err != nil {
+		return nil, err
+	}
 	defer s.groups.lock(gid)()
 	if _, err := s.o.Store.Group(gid); err == nil {
 		return nil, im.ErrGroupExists
 	} else if !errors.Is(err, im.ErrNotFound) {
+		return nil, err
+	}
+	if err := s.rpc.allowAdds(members); err != nil {
 		return nil, err
 	}
 	all := append([]string{d.UID}, members...)

@@ -92,8 +92,12 @@ func init() {
 
 // Call runs an RPC request (§9) and returns its result, or the error
 // the reply carries. Ops the protocol has but this server does not build
-// yet answer im.ErrNotImplemented.
+// yet answer im.ErrNotImplemented. Every op, unknown ones too, takes a
+// token from the device's read or write bucket first.
 func (s *Service) Call(d *Device, req *codec.Request) (any, error) {
+	if err := s.rpc.allow(d, req.Op); err != nil {
+		return nil, err
+	}
 	if handle, ok := rpcOps[req.Op]; ok {
 		return handle(s, d, req)
 	}

@@ -20,21 +20,9 @@ import (
 	"github.com/tern-im/tern/internal/relations"
 )
 
-// Options configures a Service. Every field but Now and Announce is
-// required, and the limits must be positive (internal/config owns their
-// defaults).
-type Options struct {
-	// Store is the IM core's storage, every port of it.
-	Store im.Store
-	// Commits is the stream Store publishes committed appends on: the
-	// service reserves a slot before each append (backpressure).
-	Commits *im.CommitStream
-	// Stop ends waits for room in Commits (shutdown: 503).
-	Stop      <-chan struct{}
-	Relations *relations.Relations
-	// Announce, if set, is told each group whose record changed (the
-	// MQTT adapter retains its im/g/{gid}/meta).
-	Announce func(im.Group)
+// Policy is the configuration of the IM rules (internal/config's im
+// section owns the defaults): the limits must be positive.
+type Policy struct {
 	// Epoch is this run's epoch, reported in hello.
 	Epoch uint64
 	// DMPolicy is "open" or "contacts" (the recipient must have the sender
@@ -49,6 +37,25 @@ type Options struct {
 	RatePerSec float64
 	// MaxGroupMembers caps a group's size.
 	MaxGroupMembers int
+	// Limits are the RPC rate limits and group caps.
+	Limits Limits
+}
+
+// Options configures a Service. Every field but Now and Announce is
+// required.
+type Options struct {
+	Policy
+	// Store is the IM core's storage, every port of it.
+	Store im.Store
+	// Commits is the stream Store publishes committed appends on: the
+	// service reserves a slot before each append (backpressure).
+	Commits *im.CommitStream
+	// Stop ends waits for room in Commits (shutdown: 503).
+	Stop      <-chan struct{}
+	Relations *relations.Relations
+	// Announce, if set, is told each group whose record changed (the
+	// MQTT adapter retains its im/g/{gid}/meta).
+	Announce func(im.Group)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -76,6 +83,7 @@ func (o *Options) check() error {
 type Service struct {
 	o      Options
 	rate   *im.Limiter
+	rpc    *rpcLimits
 	typing *im.TypingGate
 	peers  *relations.Peers
 	users  stripes
@@ -96,6 +104,7 @@ func New(o Options) (*Service, error) {
 	return &Service{
 		o:      o,
 		rate:   im.NewLimiter(o.RateBurst, o.RatePerSec, o.Now),
+		rpc:    newRPCLimits(o.Limits, o.Now),
 		typing: im.NewTypingGate(2*time.Second, o.Now),
 		peers:  relations.NewPeers(o.Now),
 	}, nil
