@@ -12,19 +12,11 @@ import (
 	"github.com/tern-im/tern/topics"
 )
 
-// Limits of upstream commands beyond the body size: the upstream schema's
-// (codec.Up.Check), which fit the limits stored events are read with.
-const (
-	maxCMID    = codec.MaxCMID
-	maxCT      = codec.MaxCT
-	maxReactK  = codec.MaxReactK
-	maxMention = codec.MaxMentions
-	maxAtt     = codec.MaxAtt
-	maxTTL     = codec.MaxTTL
-	// maxMarkFanout: in larger groups read/delivered marks go only to the
-	// marking user's own stream (docs/protocol.md).
-	maxMarkFanout = 256
-)
+// maxMarkFanout: in larger groups read/delivered marks go only to the
+// marking user's own stream (docs/protocol.md). The limits of upstream
+// commands are the upstream schema's (codec.Max*, codec.Up.Check), which
+// fit the limits stored events are read with.
+const maxMarkFanout = 256
 
 // conv is what a user may do in a conversation.
 type conv struct {
@@ -174,7 +166,7 @@ func (s *Service) Msg(d *Device, up *codec.Up) error {
 	if !s.rate.Allow(d.UID + "." + d.DID) {
 		return im.ErrRateLimited
 	}
-	if up.CMID == "" || len(up.CMID) > maxCMID {
+	if up.CMID == "" || len(up.CMID) > codec.MaxCMID {
 		return im.ErrBadCMID
 	}
 	if len(up.B) > s.o.MaxBody {
@@ -210,11 +202,11 @@ func checkSend(up *codec.Up) error {
 		return im.ErrMissingTo
 	case up.B == "" && len(up.Att) == 0:
 		return im.ErrMissingBody
-	case len(up.CT) > maxCT:
+	case len(up.CT) > codec.MaxCT:
 		return im.ErrBadCT
-	case up.TTL < 0 || up.TTL > maxTTL:
+	case up.TTL < 0 || up.TTL > codec.MaxTTL:
 		return im.ErrBadTTL
-	case len(up.Mn) > maxMention || len(up.Att) > maxAtt:
+	case len(up.Mn) > codec.MaxMentions || len(up.Att) > codec.MaxAtt:
 		return im.ErrTooMany
 	}
 	for _, m := range up.Mn {
@@ -383,7 +375,7 @@ func (s *Service) react(d *Device, up *codec.Up) error {
 		return err
 	}
 	defer x.unlock()
-	if up.K == "" || len(up.K) > maxReactK {
+	if up.K == "" || len(up.K) > codec.MaxReactK {
 		return im.ErrBadReaction
 	}
 	defer s.users.lock(d.UID)()
