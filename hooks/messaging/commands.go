@@ -37,30 +37,36 @@ func (h *Hook) onMsg(d *device, payload []byte) (string, error) {
 	return up.CMID, h.svc.Msg(h.caller(d), &up)
 }
 
+// decodeSmall decodes a small command (rcpt, typ) into a T.
+func decodeSmall[T any](payload []byte) (*T, error) {
+	if len(payload) > maxSmallPayload {
+		return nil, im.ErrPayloadTooBig
+	}
+	var v T
+	if err := codec.Decode(payload, &v); err != nil {
+		return nil, im.ErrMalformed
+	}
+	return &v, nil
+}
+
 // onRcpt decodes a read/delivered marker and runs it.
 func (h *Hook) onRcpt(d *device, payload []byte) error {
-	if len(payload) > maxSmallPayload {
-		return im.ErrPayloadTooBig
+	r, err := decodeSmall[codec.Rcpt](payload)
+	if err != nil {
+		return err
 	}
-	var r codec.Rcpt
-	if err := codec.Decode(payload, &r); err != nil {
-		return im.ErrMalformed
-	}
-	return h.svc.Rcpt(h.caller(d), &r)
+	return h.svc.Rcpt(h.caller(d), r)
 }
 
 // onTyp decodes a typing state and relays what the service lets through
 // to the other members' devices that want typing, on …/eph at QoS 0,
 // encoded once per encoding.
 func (h *Hook) onTyp(d *device, payload []byte) error {
-	if len(payload) > maxSmallPayload {
-		return im.ErrPayloadTooBig
+	t, err := decodeSmall[codec.Typ](payload)
+	if err != nil {
+		return err
 	}
-	var t codec.Typ
-	if err := codec.Decode(payload, &t); err != nil {
-		return im.ErrMalformed
-	}
-	ev, to, err := h.svc.Typing(h.caller(d), &t)
+	ev, to, err := h.svc.Typing(h.caller(d), t)
 	if err != nil || ev == nil {
 		return err
 	}
