@@ -1,11 +1,11 @@
 // Package messaging is the MQTT adapter of the IM core (internal/im): it
 // consumes the upstream msg, rcpt, typ and rpc commands of every device
-// (PROTOCOL §5–§7, §9), decodes them, applies the domain's rules over the
-// im ports (append with positions assigned before the PUBACK), and
-// delivers committed events from the im.CommitStream to each member
-// device, encoded once per recipient and encoding. Each command and each
-// RPC op is one small handler in a table. docs/architecture.md describes
-// the flow.
+// (PROTOCOL §5–§7, §9) from a table of handlers, decodes them, calls
+// internal/im/service (which appends with positions assigned before the
+// PUBACK), answers with replies, err events and MQTT 5 reason codes from
+// the named im errors, and delivers committed events from the
+// im.CommitStream to each member device, encoded once per recipient and
+// encoding. docs/architecture.md describes the flow.
 package messaging
 
 import (
@@ -72,7 +72,7 @@ func (h *Hook) Init(config any) error {
 	}
 	h.opts = o
 	h.inline = o.Server.NewClient(nil, mqtt.LocalListener, "tern-messaging", true)
-	h.dl = newDeliverer(h, 4)
+	h.dl = newDeliverer(h)
 	pol := o.Policy
 	if m := o.Metrics; m != nil && pol.Limits.Limited == nil {
 		pol.Limits.Limited = func(limit string) { m.Limited.WithLabelValues(limit).Inc() }
