@@ -38,6 +38,9 @@ mqtt: {addr: "$MQTT"}
 ws: {addr: ""}
 http: {addr: "127.0.0.1:8097"}
 auth: {argon2_time: 1, argon2_memory: 1MiB}
+# The per-address connection limits are off by default (a NAT is one
+# address); a deployment facing the internet sets them, and so does the soak.
+limits: {max_connections_per_ip: 500, connect_rate_per_ip: 50, connect_burst_per_ip: 200}
 EOF
 
 PIDS=()
