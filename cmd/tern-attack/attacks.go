@@ -403,11 +403,12 @@ func rpcSpam(ctx context.Context, o *options, c *counts) {
 	})
 }
 
-// wills connects with a retained 120 KB will on the attacker's own msg
+// wills connects with a retained 60 KB will (the most a 3.1.1 will payload
+// carries) on the attacker's own msg
 // topic and drops the connection, 10 times a second: item 3, wills.
 func wills(ctx context.Context, o *options, c *counts) {
 	a := o.Attackers[2]
-	payload := []byte(strings.Repeat("w", 120_000))
+	payload := []byte(strings.Repeat("w", 60_000))
 	i := 0
 	every(ctx, 10, func() {
 		i++
