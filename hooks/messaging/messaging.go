@@ -125,23 +125,30 @@ func reason(code int) packets.Code {
 	return packets.ErrUnspecifiedError
 }
 
-// device is the context of one upstream command.
+// device is the context of one upstream command; it is also the
+// connection the service reaches the device through (service.Conn).
 type device struct {
+	h    *Hook
 	s    *session.Session
 	cl   *mqtt.Client
 	pk   *packets.Packet
 	uid  string
 	did  string
 	pref session.Prefs
+	svc  service.Device
 }
 
 // caller is the device as the service sees it.
 func (h *Hook) caller(d *device) *service.Device {
-	return &service.Device{
-		UID: d.uid, DID: d.did, Prefs: d.pref, SetPrefs: d.s.SetPrefs,
-		Resend: func(ev *im.Event) { h.sendEvent(d, ev) },
-	}
+	d.svc = service.Device{UID: d.uid, DID: d.did, Prefs: d.pref, Conn: d}
+	return &d.svc
 }
+
+// SetPrefs records what hello negotiated on the session.
+func (d *device) SetPrefs(p im.Prefs) { d.s.SetPrefs(p) }
+
+// Resend sends the device an event again.
+func (d *device) Resend(ev *im.Event) { d.h.sendEvent(d, ev) }
 
 // command handles one kind of upstream command; cmid (msg only) goes
 // into the err event of a rejection.
@@ -183,7 +190,7 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if !ok || s.Anonymous || s.UID != u.UID || s.DID != u.DID {
 		return pk, packets.CodeSuccessIgnore
 	}
-	d := &device{s: s, cl: cl, pk: &pk, uid: s.UID, did: s.DID, pref: s.Prefs()}
+	d := &device{h: h, s: s, cl: cl, pk: &pk, uid: s.UID, did: s.DID, pref: s.Prefs()}
 	cmid, err := cmd.handle(h, d, pk.Payload)
 	if err == nil {
 		return pk, packets.CodeSuccessIgnore
