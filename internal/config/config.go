@@ -140,9 +140,11 @@ type Auth struct {
 
 // Store tunes Badger.
 type Store struct {
-	// SyncWrites fsyncs every commit: power-loss durability at a cost in
-	// throughput. Without it a process crash (kill -9) still loses nothing
-	// acknowledged; only an OS crash or power loss can.
+	// SyncWrites fsyncs every commit before its appends are acknowledged:
+	// power-loss durability. The sequencer's group commit takes one fsync
+	// per batch, so the cost is latency (one fsync) more than throughput
+	// (docs/bench.md). Without it a process crash (kill -9) still loses
+	// nothing acknowledged; an OS crash or power loss can.
 	SyncWrites bool `yaml:"sync_writes"`
 	// GCInterval is how often the value-log GC runs. 0 disables it.
 	GCInterval time.Duration `yaml:"gc_interval"`
@@ -274,6 +276,7 @@ func DefaultConfig() *Config {
 			Argon2Threads: 1,
 		},
 		Store: Store{
+			SyncWrites:     true,
 			GCInterval:     5 * time.Minute,
 			MemTableSize:   16 << 20,
 			BlockCache:     32 << 20,
