@@ -214,7 +214,10 @@ type IM struct {
 	// CommitBacklog bounds the committed events waiting for live
 	// delivery (the commit stream). When delivery falls that far behind,
 	// senders wait for room before their PUBACK (backpressure) instead of
-	// queues growing.
+	// queues growing. Every acknowledged event still waiting here adds
+	// to the latency of the next send, so it is kept short: enough to
+	// keep the delivery workers busy (docs/bench.md measures 64, 256 and
+	// 4,096).
 	CommitBacklog int `yaml:"commit_backlog"`
 }
 
@@ -298,7 +301,7 @@ func DefaultConfig() *Config {
 			MaxGroupsOwned:   100,
 			GroupAddsBurst:   20,
 			GroupAddsPerHour: 30,
-			CommitBacklog:    4096,
+			CommitBacklog:    256,
 		},
 		Presence: Presence{Grace: 10 * time.Second, Coalesce: 2 * time.Second},
 	}
