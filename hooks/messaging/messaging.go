@@ -75,6 +75,8 @@ type Options struct {
 	MaxGroupMembers int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Ops are RPC ops served by other features, by name.
+	Ops map[string]ExtraOp
 }
 
 // Hook is the messaging hook.

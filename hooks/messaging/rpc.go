@@ -41,6 +41,9 @@ func (h *Hook) onRPC(d *device, payload []byte) *apiError {
 		h.sendErr(d, "", e)
 		return e
 	}
+	if op, ok := h.opts.Ops[req.Op]; ok { // file.* (issue 12) until the op table lands
+		return h.extraRPC(d, &req, op)
+	}
 	r, e := h.call(d, &req)
 	rep := codec.Reply{RID: req.RID, OK: e == nil, R: r}
 	if e != nil {

@@ -7,7 +7,11 @@ type Error struct {
 	Msg  string
 }
 
-func (e *Error) Error() string { return "files: " + e.Msg }
+// Error returns the message a client is told.
+func (e *Error) Error() string { return e.Msg }
+
+// Status returns the protocol code.
+func (e *Error) Status() int { return e.Code }
 
 // Refusals, by code. A file the caller may not read is ErrUnknownFile,
 // exactly like a file that does not exist: existence is never revealed.
