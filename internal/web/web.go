@@ -218,7 +218,7 @@ func (h *Handler) download(w http.ResponseWriter, r *http.Request) {
 	fid := r.PathValue("fid")
 	thumb := r.URL.Query().Get("thumb") == "1"
 	var (
-		rd  interface {
+		rd interface {
 			io.ReadSeeker
 			Close() error
 		}
