@@ -73,7 +73,11 @@ func New(o Options) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	tus := func(fn http.HandlerFunc) http.Handler { return h.auth(h.tus.Middleware(fn)) }
+	// tusd's unrouted handler takes the upload id from the path left after
+	// the base path.
+	tus := func(fn http.HandlerFunc) http.Handler {
+		return h.auth(http.StripPrefix(FilesPath, h.tus.Middleware(fn)))
+	}
 	h.mux.HandleFunc("POST /v1/login", h.login)
 	h.mux.Handle("POST "+FilesPath, tus(h.tus.PostFile))
 	h.mux.Handle("HEAD "+FilesPath+"{fid}", tus(h.tus.HeadFile))
