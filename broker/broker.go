@@ -34,10 +34,13 @@ import (
 	filehook "github.com/tern-im/tern/hooks/files"
 	"github.com/tern-im/tern/hooks/limits"
 	"github.com/tern-im/tern/hooks/messaging"
+	ternmetrics "github.com/tern-im/tern/hooks/metrics"
 	"github.com/tern-im/tern/hooks/presence"
 	"github.com/tern-im/tern/internal/accounts"
 	"github.com/tern-im/tern/internal/adminapi"
+	"github.com/tern-im/tern/internal/buildinfo"
 	"github.com/tern-im/tern/internal/config"
+	"github.com/tern-im/tern/internal/disk"
 	"github.com/tern-im/tern/internal/files"
 	"github.com/tern-im/tern/internal/listener"
 	"github.com/tern-im/tern/internal/logging"
@@ -49,7 +52,7 @@ import (
 )
 
 // Version is the Tern version reported in im/sys/server.
-const Version = "0.1.0"
+const Version = buildinfo.Version
 
 // Listener ids, for Addr.
 const (
@@ -77,6 +80,13 @@ type Broker struct {
 	httpSrv    *http.Server
 	httpLn     net.Listener
 	ready      atomic.Bool
+	started    time.Time // set in New, for stats
+	// disk refuses writes below the free-space reserve; gate applies the
+	// connection limits at accept.
+	disk     *disk.Guard
+	gate     *listener.Gate
+	diskStop chan struct{}
+	diskWG   sync.WaitGroup
 
 	closeOnce sync.Once
 	closeErr  error
@@ -90,10 +100,15 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	b := &Broker{cfg: cfg, log: log}
+	b := &Broker{cfg: cfg, log: log, started: time.Now(), diskStop: make(chan struct{})}
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	b.disk = disk.New(disk.Options{
+		Dir: cfg.Data, MinFree: uint64(cfg.Store.MinFree), MinFreePercent: cfg.Store.MinFreePercent,
+		Log: log,
+	})
+	b.disk.Check() // before Badger writes anything
 	st, err := store.Open(cfg.Data, store.Options{
 		SyncWrites:     cfg.Store.SyncWrites,
 		MemTableSize:   int64(cfg.Store.MemTableSize),
@@ -101,6 +116,9 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 		GCInterval:     cfg.Store.GCInterval,
 		Retention:      cfg.IM.Retention,
 		Logger:         log,
+		// b.metrics is set before any client can cause an append.
+		OnCommit: func(n int) { b.metrics.Committed(n) },
+		Disk:     b.disk,
 	})
 	if err != nil {
 		return nil, err
@@ -110,6 +128,11 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 		_ = st.Close() // the build error is the one to report
 		return nil, err
 	}
+	b.diskWG.Add(1)
+	go func() {
+		defer b.diskWG.Done()
+		b.disk.Run(cfg.Store.DiskCheck, b.diskStop)
+	}()
 	return b, nil
 }
 
@@ -139,9 +162,12 @@ func (b *Broker) build() error {
 		// The inline client is how the server publishes downstream.
 		InlineClient: true,
 		// mochi logs whole packets on errors: keep bodies out of the logs.
-		Logger: slog.New(logging.Redact(b.log.Handler())),
+		Logger: slog.New(logging.Levels(logging.Redact(b.log.Handler()))),
 	})
 	b.metrics = metrics.New(b.mqtt.Info)
+	b.metrics.StoreUnreadable(b.store.Unreadable)
+	b.metrics.StoreSize(b.store.Size)
+	b.metrics.AddDisk(b.disk.Low, b.disk.Free)
 
 	b.files, err = files.New(files.Options{
 		Dir: filepath.Join(cfg.Data, "files"), Meta: b.store.FileMeta(),
@@ -161,6 +187,11 @@ func (b *Broker) build() error {
 	}
 
 	relations := messaging.NewRelations(b.store, b.log)
+	// A deleted user's groups, contacts and blocks changed under the
+	// messaging hook: drop what it cached about them.
+	b.accounts.OnDelete = func(uid string, p store.Purged) {
+		relations.Invalidate(append(p.Users, uid), p.Groups...)
+	}
 	policy := &topics.Policy{Rules: cfg.Rules(), Relations: relations}
 	anon := map[string]bool{
 		ListenerMQTT: cfg.MQTT.Anonymous, ListenerWS: cfg.WS.Anonymous,
@@ -168,7 +199,9 @@ func (b *Broker) build() error {
 	}
 
 	// Hook order matters where mochi stops at the first answer:
-	//  1. limits: adjusts the CONNECT before anything else sees it.
+	//  0. metrics: counts what clients send (it answers nothing).
+	//  1. limits: adjusts the CONNECT before anything else sees it, and
+	//     marks the filters of a SUBSCRIBE beyond the cap first.
 	//  2. feature hooks (messaging, presence, …) consume their upstream
 	//     topics in OnPublish with CodeSuccessIgnore.
 	//  3. acl: the only OnACLCheck; its OnPublish drops whatever im/
@@ -179,12 +212,24 @@ func (b *Broker) build() error {
 		h    mqtt.Hook
 		opts any
 	}{
-		{new(limits.Hook), &limits.Options{MaxKeepalive: uint16(cfg.Limits.MaxKeepalive / time.Second)}},
+		{new(ternmetrics.Hook), &ternmetrics.Options{Metrics: b.metrics}},
+		{new(limits.Hook), &limits.Options{
+			MaxKeepalive:     uint16(cfg.Limits.MaxKeepalive / time.Second),
+			MaxSubscriptions: cfg.Limits.MaxSubscriptions, MaxInflightBytes: int64(cfg.Limits.MaxInflightBytes),
+			Metrics: b.metrics, Info: b.mqtt.Info, Server: b.mqtt,
+		}},
 		{new(messaging.Hook), &messaging.Options{
 			Server: b.mqtt, Store: b.store, Sessions: b.sessions, Relations: relations,
 			Epoch: b.epoch, DMPolicy: cfg.IM.DMPolicy, MaxPacket: int(cfg.Limits.MaxPacketSize),
 			MaxBody: int(cfg.IM.MaxBody), RateBurst: cfg.IM.RateBurst, RatePerSec: float64(cfg.IM.RatePerSec),
-			MaxGroupMembers: cfg.IM.MaxGroupMembers, Ops: fileOps,
+			MaxGroupMembers: cfg.IM.MaxGroupMembers, Metrics: b.metrics, Ops: fileOps,
+			Limits: messaging.Limits{
+				ReadBurst: cfg.IM.RPCReadBurst, ReadPerSec: float64(cfg.IM.RPCReadPerSec),
+				WriteBurst: cfg.IM.RPCWriteBurst, WritePerMin: float64(cfg.IM.RPCWritePerMin),
+				MaxGroupsOwned: cfg.IM.MaxGroupsOwned,
+				AddsBurst:      cfg.IM.GroupAddsBurst, AddsPerHour: float64(cfg.IM.GroupAddsPerHour),
+				Metrics: b.metrics,
+			},
 		}},
 		{fileHook, &filehook.Options{
 			Server: b.mqtt, Files: b.files, Sessions: b.sessions, MaxPacket: int(cfg.Limits.MaxPacketSize),
@@ -192,6 +237,7 @@ func (b *Broker) build() error {
 		{new(presence.Hook), &presence.Options{
 			Server: b.mqtt, Sessions: b.sessions, Store: b.store,
 			Grace: cfg.Presence.Grace, Coalesce: cfg.Presence.Coalesce, Watchers: relations,
+			Metrics: b.metrics,
 		}},
 		{new(acl.Hook), &acl.Options{Policy: policy, Sessions: b.sessions, Metrics: b.metrics}},
 		{new(auth.Hook), &auth.Options{
@@ -247,22 +293,39 @@ func capabilities(cfg *config.Config) *mqtt.Capabilities {
 	return c
 }
 
+// mqttListener is what Tern's listeners add to mochi's interface.
+type mqttListener interface {
+	listeners.Listener
+	// Problem says why the listener is not accepting, or "".
+	Problem() string
+}
+
 func (b *Broker) addListeners() error {
 	cfg := b.cfg
-	tcp := func(id, addr string, tc *tls.Config) listeners.Listener {
+	// One gate for every MQTT listener: the caps count connections over
+	// all of them.
+	b.gate = listener.NewGate(listener.Limits{
+		MaxConns: cfg.Limits.MaxConnections, MaxPerIP: cfg.Limits.MaxConnectionsPerIP,
+		RatePerIP: cfg.Limits.ConnectRatePerIP, BurstPerIP: cfg.Limits.ConnectBurstPerIP,
+	})
+	b.gate.Refused = func(reason string) { b.metrics.ConnRefused.WithLabelValues(reason).Inc() }
+	tcp := func(id, addr string, tc *tls.Config) mqttListener {
 		l := listener.NewTCP(id, addr, tc)
 		l.ConnectTimeout = cfg.Limits.ConnectTimeout
+		l.Gate = b.gate
 		return l
 	}
-	ws := func(id, addr string, tc *tls.Config) listeners.Listener {
+	ws := func(id, addr string, tc *tls.Config) mqttListener {
 		l := listener.NewWS(id, addr, "/mqtt", tc)
 		l.ConnectTimeout = cfg.Limits.ConnectTimeout
+		l.Gate = b.gate
 		return l
 	}
-	add := func(l listeners.Listener) error {
+	add := func(l mqttListener) error {
 		if err := b.mqtt.AddListener(l); err != nil {
 			return fmt.Errorf("listener %s %s: %w", l.ID(), l.Address(), err)
 		}
+		b.metrics.AddListener(l.ID(), func() bool { return l.Problem() == "" })
 		return nil
 	}
 	if cfg.MQTT.Addr != "" {
@@ -363,8 +426,8 @@ func (b *Broker) httpHandler() (http.Handler, error) {
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !b.ready.Load() || !b.store.Ready() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
+		if p := b.Problems(); len(p) > 0 {
+			http.Error(w, "not ready: "+strings.Join(p, "; "), http.StatusServiceUnavailable)
 			return
 		}
 		w.Write([]byte("ready\n"))
@@ -372,6 +435,7 @@ func (b *Broker) httpHandler() (http.Handler, error) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(b.metrics.Registry, promhttp.HandlerOpts{}))
 	admin := adminapi.NewHandler(b.accounts, b, b.adminToken, b.log)
 	admin.Level = b.level
+	admin.Ops = b
 	mux.Handle("/admin/", admin)
 	// Login, tus uploads and downloads for people, browsers and phones (§15).
 	v1, err := web.New(web.Options{Accounts: b.accounts, Files: b.files, Log: b.log})
@@ -387,6 +451,31 @@ func (b *Broker) httpHandler() (http.Handler, error) {
 	prof.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.Handle("/debug/pprof/", adminapi.RequireToken(b.adminToken, prof))
 	return mux, nil
+}
+
+// Problems lists why the broker is not ready (what /readyz reports): not started or closing,
+// store closed, a listener not accepting, the disk below its reserve.
+func (b *Broker) Problems() []string {
+	var p []string
+	if !b.ready.Load() {
+		p = append(p, "not started")
+	}
+	if !b.store.Ready() {
+		p = append(p, "store closed")
+	}
+	for _, id := range []string{ListenerMQTT, ListenerWS, ListenerTLS, ListenerWSS} {
+		if l, ok := b.mqtt.Listeners.Get(id); ok {
+			if ml, ok := l.(mqttListener); ok {
+				if why := ml.Problem(); why != "" {
+					p = append(p, "listener "+id+": "+why)
+				}
+			}
+		}
+	}
+	if why := b.disk.Problem(); why != "" {
+		p = append(p, why)
+	}
+	return p
 }
 
 // Start starts the listeners and the HTTP endpoint and returns.
@@ -465,6 +554,8 @@ func (b *Broker) Close() error {
 				b.log.Warn("clients still closing after 5s; closing the store anyway")
 			}
 		}
+		close(b.diskStop)
+		b.diskWG.Wait()
 		errs = append(errs, b.store.Close())
 		b.closeErr = errors.Join(errs...)
 	})
@@ -498,7 +589,9 @@ func (b *Broker) Addr(id string) string {
 func (b *Broker) Kick(uid, did string) int {
 	var victims []*mqtt.Client
 	b.sessions.Range(func(cl *mqtt.Client, s *session.Session) bool {
-		if !s.Anonymous && s.UID == uid && (did == "" || s.DID == did) {
+		// A client already stopped (kicked a moment ago, or closing) is
+		// not counted: it is leaving the session registry.
+		if !s.Anonymous && s.UID == uid && (did == "" || s.DID == did) && !cl.Closed() {
 			victims = append(victims, cl)
 		}
 		return true
@@ -530,6 +623,10 @@ func (b *Broker) Watch(filter string, fn func(topic string, payload []byte)) (fu
 		}
 	}, nil
 }
+
+// OpenConnections returns the MQTT listeners' open TCP connections, as the
+// connection caps count them (for tests and in-process tools).
+func (b *Broker) OpenConnections() int { return b.gate.Open() }
 
 // Sessions returns the registry of live sessions (for tests and
 // in-process tools).

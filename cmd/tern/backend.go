@@ -12,6 +12,7 @@ import (
 	"github.com/tern-im/tern/broker"
 	"github.com/tern-im/tern/internal/accounts"
 	"github.com/tern-im/tern/internal/adminapi"
+	"github.com/tern-im/tern/internal/config"
 	"github.com/tern-im/tern/internal/store"
 )
 
@@ -37,15 +38,11 @@ func openBackend(common *commonFlags, server string, create bool) (backend, erro
 		return nil, err
 	}
 	if server != "" {
-		tok := cfg.AdminToken
-		if tok == "" {
-			raw, err := os.ReadFile(broker.AdminTokenFile(cfg.Data))
-			if err != nil {
-				return nil, errors.New("no admin token: set TERN_ADMIN_TOKEN, admin_token in -c FILE, or --data DIR holding admin.token")
-			}
-			tok = strings.TrimSpace(string(raw))
+		c, err := adminClient(cfg, server)
+		if err != nil {
+			return nil, err
 		}
-		return remote{adminapi.NewClient(server, tok)}, nil
+		return remote{c}, nil
 	}
 	if create {
 		if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
@@ -59,8 +56,8 @@ func openBackend(common *commonFlags, server string, create bool) (backend, erro
 		Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
 	})
 	if err != nil {
-		if strings.Contains(err.Error(), "directory lock") {
-			return nil, fmt.Errorf("data dir %s is in use (is the broker running? then use --server URL)", cfg.Data)
+		if inUse := (*store.InUseError)(nil); errors.As(err, &inUse) {
+			return nil, fmt.Errorf("%w (is the broker running? then use --server URL)", err)
 		}
 		return nil, err
 	}
@@ -68,6 +65,20 @@ func openBackend(common *commonFlags, server string, create bool) (backend, erro
 		Time: cfg.Auth.Argon2Time, Memory: uint32(cfg.Auth.Argon2Memory >> 10), Threads: cfg.Auth.Argon2Threads,
 	}, runtime.NumCPU())
 	return &local{st: st, acc: acc}, nil
+}
+
+// adminClient is an admin API client for server with the admin token
+// from the config (admin_token, TERN_ADMIN_TOKEN) or DATA/admin.token.
+func adminClient(cfg *config.Config, server string) (*adminapi.Client, error) {
+	tok := cfg.AdminToken
+	if tok == "" {
+		raw, err := os.ReadFile(broker.AdminTokenFile(cfg.Data))
+		if err != nil {
+			return nil, errors.New("no admin token: set TERN_ADMIN_TOKEN, admin_token in -c FILE, or --data DIR holding admin.token")
+		}
+		tok = strings.TrimSpace(string(raw))
+	}
+	return adminapi.NewClient(server, tok), nil
 }
 
 type remote struct{ *adminapi.Client }

@@ -12,8 +12,6 @@ import (
 	"github.com/tern-im/tern/broker"
 )
 
-const version = broker.Version
-
 // serveCommand runs the broker until SIGINT/SIGTERM; a second signal
 // forces exit.
 type serveCommand struct {
@@ -23,6 +21,7 @@ type serveCommand struct {
 	addrs  map[string]*string
 	set    map[string]bool
 	level  string
+	format string
 }
 
 func (c *serveCommand) Parse(args []string) error {
@@ -33,6 +32,7 @@ func (c *serveCommand) Parse(args []string) error {
 		c.addrs[name] = c.fs.String(name, "", "listen `address` (empty disables; env TERN_"+envName(name)+")")
 	}
 	c.fs.StringVar(&c.level, "log-level", "", "log `level`: debug, info, warn, error")
+	c.fs.StringVar(&c.format, "log-format", "", "log `format`: text or json")
 	if _, err := parseInterleaved(c.fs, args); err != nil {
 		return err
 	}
@@ -70,10 +70,13 @@ func (c *serveCommand) Run(ctx context.Context) error {
 	if c.level != "" {
 		cfg.LogLevel = c.level
 	}
+	if c.format != "" {
+		cfg.LogFormat = c.format
+	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	log, level := newLogger(c.stderr, cfg.LogLevel)
+	log, level := newLogger(c.stderr, cfg.LogLevel, cfg.LogFormat)
 	b, err := broker.New(cfg, log)
 	if err != nil {
 		return err

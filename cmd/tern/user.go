@@ -6,21 +6,68 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
+
+	"golang.org/x/term"
 )
+
+// terminal is what the password prompt needs from a terminal.
+type terminal interface {
+	ReadPassword() ([]byte, error) // one line, not echoed
+}
+
+// ttyStdin is stdin when it is a terminal.
+type ttyStdin int
+
+func (fd ttyStdin) ReadPassword() ([]byte, error) { return term.ReadPassword(int(fd)) }
+
+// stdinTerminal returns stdin as a terminal, or nil when it is not one.
+func stdinTerminal(f *os.File) terminal {
+	if !term.IsTerminal(int(f.Fd())) {
+		return nil
+	}
+	return ttyStdin(f.Fd())
+}
+
+// promptPassword asks twice on t (prompts on w) and refuses a mismatch
+// or an empty password.
+func promptPassword(t terminal, w io.Writer) (string, error) {
+	fmt.Fprint(w, "Password: ")
+	a, err := t.ReadPassword()
+	fmt.Fprintln(w)
+	if err != nil {
+		return "", fmt.Errorf("read password: %w", err)
+	}
+	if len(a) == 0 {
+		return "", errors.New("empty password")
+	}
+	fmt.Fprint(w, "Reenter password: ")
+	b, err := t.ReadPassword()
+	fmt.Fprintln(w)
+	if err != nil {
+		return "", fmt.Errorf("read password: %w", err)
+	}
+	if string(a) != string(b) {
+		return "", errors.New("passwords do not match")
+	}
+	return string(a), nil
+}
 
 // userCommand is `tern user add|passwd|disable|enable|del|list`.
 type userCommand struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
-	common         commonFlags
-	server         string
-	password       string
-	passwordStdin  bool
-	admin          bool
-	verb           string
-	uid            string
+	// term is the terminal to prompt on; nil when stdin is not one.
+	term          terminal
+	common        commonFlags
+	server        string
+	password      string
+	passwordStdin bool
+	admin         bool
+	verb          string
+	uid           string
 }
 
 func (c *userCommand) Parse(args []string) error {
@@ -56,15 +103,18 @@ func (c *userCommand) Parse(args []string) error {
 	if c.password != "" && c.passwordStdin {
 		return errors.New("user: --password and --password-stdin exclude each other")
 	}
-	if c.verb == "add" && c.password == "" && !c.passwordStdin {
-		return errors.New("user add: give --password-stdin or --password")
-	}
 	return nil
 }
 
+// readPassword returns --password, else prompts twice without echo when
+// stdin is a terminal (like mosquitto_passwd), else reads one line of
+// stdin.
 func (c *userCommand) readPassword() (string, error) {
 	if c.password != "" {
 		return c.password, nil
+	}
+	if c.term != nil && !c.passwordStdin {
+		return promptPassword(c.term, c.stderr)
 	}
 	line, err := bufio.NewReader(c.stdin).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {
@@ -72,7 +122,7 @@ func (c *userCommand) readPassword() (string, error) {
 	}
 	pw := strings.TrimRight(line, "\r\n")
 	if pw == "" {
-		return "", errors.New("empty password on stdin")
+		return "", errors.New("empty password on stdin (give --password-stdin and a line, or run at a terminal to be prompted)")
 	}
 	return pw, nil
 }

@@ -88,13 +88,23 @@ func (h *Hook) identity(cl *mqtt.Client) (topics.Identity, bool) {
 	return topics.Identity{UID: uid, DID: did}, true
 }
 
-// OnWill keeps a will inside the ACL: a will on a topic the device may
-// publish to stands; any other is rewritten to $im/will/{uid}/{did}, where
-// nobody can subscribe (PROTOCOL §3).
+// OnWill keeps a will inside the ACL and out of the retained store. Inside
+// im/ only the device's own presence will stands, never retained (the
+// presence hook honours it); a will on a plain-MQTT topic the device may
+// publish to stands as a publish there would. Any other will is rewritten
+// to $im/will/{uid}/{did}, where nobody can subscribe (PROTOCOL §3), and
+// never retained: a retained will on the device's own upstream topics
+// would otherwise be kept in memory for good.
 func (h *Hook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 	s, ok := h.opts.Sessions.Get(cl)
 	if ok && h.opts.Policy.Allow(s.Identity, will.TopicName, true) {
-		return will, nil
+		if !strings.HasPrefix(will.TopicName, topics.Root) {
+			return will, nil
+		}
+		if !s.Anonymous && will.TopicName == topics.Up(s.UID, s.DID, topics.UpPres) {
+			will.Retain = false
+			return will, nil
+		}
 	}
 	uid, did := "anonymous", "unknown"
 	if ok && !s.Anonymous {

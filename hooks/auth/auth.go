@@ -8,6 +8,7 @@ package auth
 import (
 	"bytes"
 	"errors"
+	"hash/fnv"
 	"net"
 	"sync"
 	"time"
@@ -50,8 +51,14 @@ type Hook struct {
 	mqtt.HookBase
 	opts     *Options
 	throttle *throttle
-	stop     chan struct{}
-	wg       sync.WaitGroup
+	refusals *refusalLog
+	// pwLocks order password logins against password changes: a login
+	// holds its uid's stripe for reading from reading the hash until its
+	// session is registered; a change takes it for writing before it
+	// lists the sessions to end, so none that used the old hash is missed.
+	pwLocks [64]sync.RWMutex
+	stop    chan struct{}
+	wg      sync.WaitGroup
 	// suspects are the connections the last sweep found closed; only
 	// the sweep goroutine touches it.
 	suspects map[*mqtt.Client]bool
@@ -64,7 +71,8 @@ func (h *Hook) ID() string { return "tern-auth" }
 
 // Provides lists the events handled.
 func (h *Hook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnDisconnect, mqtt.OnStarted}, []byte{b})
+	return bytes.Contains([]byte{mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnDisconnect, mqtt.OnStarted,
+		mqtt.OnPacketRead, mqtt.OnPacketEncode}, []byte{b})
 }
 
 // Init takes *Options.
@@ -81,7 +89,41 @@ func (h *Hook) Init(config any) error {
 	}
 	h.opts = o
 	h.throttle = newThrottle(o.MaxFailures, o.Lockout, o.MaxLockout)
+	h.refusals = newRefusalLog(maxLoggedAddrs)
+	o.Accounts.OnPasswordChange(h.passwordChanged)
 	return nil
+}
+
+// passwordChanged disconnects the sessions of uid that logged in with a
+// password; token sessions stay.
+func (h *Hook) passwordChanged(uid string) {
+	l := h.pwLock(uid)
+	l.Lock()
+	var victims []*mqtt.Client
+	h.opts.Sessions.Range(func(cl *mqtt.Client, s *session.Session) bool {
+		if s.UID == uid && s.Method == session.MethodPassword {
+			victims = append(victims, cl)
+		}
+		return true
+	})
+	l.Unlock()
+	for _, cl := range victims {
+		if cl.Properties.ProtocolVersion == 5 {
+			// The connection is closed below whether or not this is written.
+			_ = h.opts.Server.DisconnectClient(cl, packets.ErrAdministrativeAction)
+		}
+		cl.Stop(packets.ErrAdministrativeAction)
+	}
+	if len(victims) > 0 {
+		h.Log.Info("password changed: disconnected password sessions", "user", uid, "sessions", len(victims))
+	}
+}
+
+// pwLock returns the lock stripe of uid.
+func (h *Hook) pwLock(uid string) *sync.RWMutex {
+	f := fnv.New32a()
+	f.Write([]byte(uid)) // never fails
+	return &h.pwLocks[f.Sum32()%uint32(len(h.pwLocks))]
 }
 
 // OnStarted starts the session sweep.
@@ -105,10 +147,15 @@ func (h *Hook) sweepLoop() {
 	defer h.wg.Done()
 	t := time.NewTicker(h.opts.SweepEvery)
 	defer t.Stop()
+	logs := time.NewTicker(refusalLogEvery)
+	defer logs.Stop()
 	for {
 		select {
 		case <-h.stop:
+			h.refusals.flush(h.Log)
 			return
+		case <-logs.C:
+			h.refusals.flush(h.Log)
 		case <-t.C:
 			if n := h.sweep(); n > 0 {
 				h.Log.Warn("auth: removed sessions of connections closed without a disconnect", "sessions", n)
@@ -150,6 +197,7 @@ type refusal struct {
 
 var (
 	refBadCreds  = refusal{packets.ErrBadUsernameOrPassword, "bad_credentials"}
+	refBadToken  = refusal{packets.ErrNotAuthorized, "bad_token"}
 	refClientID  = refusal{packets.ErrNotAuthorized, "client_id"}
 	refDisabled  = refusal{packets.ErrNotAuthorized, "disabled"}
 	refThrottled = refusal{packets.ErrConnectionRateExceeded, "throttled"}
@@ -157,32 +205,31 @@ var (
 	refInternal  = refusal{packets.ErrServerUnavailable, "internal"}
 )
 
-// v3Codes maps refusals to MQTT 3.1.1 CONNACK return codes.
-var v3Codes = map[byte]byte{
-	packets.ErrBadUsernameOrPassword.Code:  0x04,
-	packets.ErrNotAuthorized.Code:          0x05,
-	packets.ErrConnectionRateExceeded.Code: 0x05,
-	packets.ErrServerUnavailable.Code:      0x03,
-}
-
 // OnConnect authenticates the CONNECT. On refusal it sends the CONNACK
 // with Tern's reason code itself and returns an error, which makes mochi
 // drop the connection without a second CONNACK.
 func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
-	id, ref := h.authenticate(cl, pk)
+	user := string(pk.Connect.Username)
+	if user != "" && !accounts.IsToken(string(pk.Connect.Password)) {
+		l := h.pwLock(user)
+		l.RLock()
+		defer l.RUnlock()
+	}
+	id, m, ref := h.authenticate(cl, pk)
 	if ref == nil {
 		ref = h.settlePrevious(cl, id)
 	}
 	if ref == nil {
-		h.opts.Sessions.Add(cl, id)
+		h.opts.Sessions.AddVia(cl, id, m)
+		h.opts.Metrics.AuthLogins.WithLabelValues(methodNames[m]).Inc()
 		return nil
 	}
 	h.opts.Metrics.AuthFailures.WithLabelValues(ref.reason).Inc()
-	h.Log.Info("connect refused", "client", cl.ID, "user", string(pk.Connect.Username),
+	h.refusals.refused(h.Log, remoteIP(cl.Net.Remote), ref.reason, "client", cl.ID, "user", user,
 		"remote", cl.Net.Remote, "listener", cl.Net.Listener, "reason", ref.reason)
 	code := ref.code
 	if cl.Properties.ProtocolVersion < 5 {
-		code = packets.Code{Code: v3Codes[code.Code]}
+		code = packets.Code{Code: v3Code(code.Code)}
 	}
 	if err := h.opts.Server.SendConnack(cl, code, false, nil); err != nil {
 		h.Log.Debug("send connack", "client", cl.ID, "error", err)
@@ -261,39 +308,55 @@ func endsWithConnection(cl *mqtt.Client) bool {
 	return cl.Properties.Clean
 }
 
-func (h *Hook) authenticate(cl *mqtt.Client, pk packets.Packet) (topics.Identity, *refusal) {
+// methodNames are the metric labels of session methods.
+var methodNames = [...]string{session.MethodNone: "anonymous", session.MethodPassword: "password", session.MethodToken: "token"}
+
+// authenticate checks the CONNECT's credentials. A well-formed device
+// token is always checked and, if valid, always admitted: token failures
+// are throttled per address only (a token is a 256-bit secret; guessing
+// one is hopeless, and an attacker sharing a NAT must not lock devices
+// out). Password logins are throttled per address, per (address, user)
+// and per user; see throttle.
+func (h *Hook) authenticate(cl *mqtt.Client, pk packets.Packet) (topics.Identity, session.Method, *refusal) {
 	user, pass := string(pk.Connect.Username), string(pk.Connect.Password)
 	if user == "" && len(pk.Connect.Password) == 0 {
 		if h.opts.Anonymous[cl.Net.Listener] {
-			return topics.Identity{Anonymous: true}, nil
+			return topics.Identity{Anonymous: true}, session.MethodNone, nil
 		}
-		return topics.Identity{}, &refAnonymous
+		return topics.Identity{}, session.MethodNone, &refAnonymous
 	}
 	uid, did, err := topics.ParseClientID(cl.ID)
 	if err != nil || uid != user {
-		return topics.Identity{}, &refClientID
+		return topics.Identity{}, session.MethodNone, &refClientID
 	}
 	now := h.opts.Now()
 	addr := remoteIP(cl.Net.Remote)
-	if h.throttle.locked(uid, addr, now) {
-		return topics.Identity{}, &refThrottled
+	m := session.MethodPassword
+	if accounts.IsToken(pass) {
+		m = session.MethodToken
+	} else if h.throttle.lockedPassword(uid, addr, now) {
+		return topics.Identity{}, m, &refThrottled
 	}
 	id, err := h.opts.Accounts.Authenticate(uid, did, pass)
 	switch {
 	case err == nil:
-		h.throttle.success(uid, addr)
-		return id, nil
+		if m == session.MethodPassword {
+			h.throttle.success(uid, addr, now)
+		}
+		return id, m, nil
+	case errors.Is(err, accounts.ErrBadToken):
+		if h.throttle.tokenFailure(addr, now) {
+			return topics.Identity{}, m, &refThrottled
+		}
+		return topics.Identity{}, m, &refBadToken
 	case errors.Is(err, accounts.ErrBadCredentials):
 		h.throttle.failure(uid, addr, now)
-		if len(pass) >= len(accounts.TokenPrefix) && pass[:len(accounts.TokenPrefix)] == accounts.TokenPrefix {
-			return topics.Identity{}, &refusal{packets.ErrNotAuthorized, "bad_token"}
-		}
-		return topics.Identity{}, &refBadCreds
+		return topics.Identity{}, m, &refBadCreds
 	case errors.Is(err, accounts.ErrDisabled):
-		return topics.Identity{}, &refDisabled
+		return topics.Identity{}, m, &refDisabled
 	default:
 		h.Log.Error("authenticate", "user", uid, "error", err)
-		return topics.Identity{}, &refInternal
+		return topics.Identity{}, m, &refInternal
 	}
 }
 
@@ -323,12 +386,31 @@ func remoteIP(remote string) string {
 	return host
 }
 
-// throttle counts failures per user and per remote address and locks them
-// out for exponentially growing periods. Addresses get four times the
-// user budget: many devices can sit behind one NAT.
+// throttle counts login failures and locks out for exponentially growing
+// periods (Lockout doubled per failure past the budget, up to MaxLockout):
+//
+//   - "a:" per address, password failures for any user, budget 4×max
+//     (many devices may share a NAT). A success does not reset it: an
+//     attacker's own account must not wipe their record. It is forgotten
+//     after MaxLockout without failures.
+//   - "p:" per (address, user), budget max; reset by a success of that
+//     user from that address.
+//   - "u:" per user, from any address, budget 4×max: it takes failures
+//     from several addresses (each locked at max for the user) to lock a
+//     user. It is reset by a success of that user, and it does not apply
+//     to an address from which the user logged in successfully within
+//     trustFor, so the owner's usual addresses are never locked out by
+//     others.
+//   - "t:" per address, bad device tokens, budget 4×max. It only changes
+//     the refusal's reason code: a valid token always logs in.
+//
+// A refused (locked) attempt is not counted. Every password failure cost
+// one KDF run (accounts checks anything not shaped like a token as a
+// password), so failures cannot be added cheaply.
 type throttle struct {
 	mu            sync.Mutex
 	m             map[string]*failures
+	trusted       map[string]time.Time // (address, user) → last success
 	max           int
 	base, ceiling time.Duration
 }
@@ -339,31 +421,61 @@ type failures struct {
 	last  time.Time
 }
 
-const addrFactor = 4
+const (
+	addrFactor = 4
+	// trustFor is how long a successful password login exempts its
+	// (address, user) pair from the per-user lockout.
+	trustFor = 30 * 24 * time.Hour
+	// maxThrottled bounds each of the throttle's maps.
+	maxThrottled = 100_000
+)
 
 func newThrottle(max int, base, ceiling time.Duration) *throttle {
-	return &throttle{m: make(map[string]*failures), max: max, base: base, ceiling: ceiling}
+	return &throttle{m: make(map[string]*failures), trusted: make(map[string]time.Time),
+		max: max, base: base, ceiling: ceiling}
 }
 
-func (t *throttle) locked(uid, addr string, now time.Time) bool {
+func pair(uid, addr string) string { return addr + "\x00" + uid }
+
+func (t *throttle) isLocked(k string, now time.Time) bool {
+	f := t.m[k]
+	return f != nil && now.Before(f.until)
+}
+
+// lockedPassword reports whether a password login of uid from addr is
+// refused without checking it.
+func (t *throttle) lockedPassword(uid, addr string, now time.Time) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, k := range [2]string{"u:" + uid, "a:" + addr} {
-		if f := t.m[k]; f != nil && now.Before(f.until) {
-			return true
-		}
+	if t.isLocked("a:"+addr, now) || t.isLocked("p:"+pair(uid, addr), now) {
+		return true
 	}
-	return false
+	if !t.isLocked("u:"+uid, now) {
+		return false
+	}
+	last, ok := t.trusted[pair(uid, addr)]
+	return !ok || now.Sub(last) > trustFor
 }
 
+// failure counts a wrong password (or unknown user).
 func (t *throttle) failure(uid, addr string, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(t.m) > 100_000 {
-		t.sweep(now)
-	}
-	t.bump("u:"+uid, t.max, now)
+	t.room(now)
 	t.bump("a:"+addr, t.max*addrFactor, now)
+	t.bump("p:"+pair(uid, addr), t.max, now)
+	t.bump("u:"+uid, t.max*addrFactor, now)
+}
+
+// tokenFailure counts a bad device token and reports whether addr is now
+// over its budget.
+func (t *throttle) tokenFailure(addr string, now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.room(now)
+	k := "t:" + addr
+	t.bump(k, t.max*addrFactor, now)
+	return t.isLocked(k, now)
 }
 
 func (t *throttle) bump(k string, max int, now time.Time) {
@@ -371,6 +483,9 @@ func (t *throttle) bump(k string, max int, now time.Time) {
 	if f == nil {
 		f = new(failures)
 		t.m[k] = f
+	}
+	if now.Sub(f.last) > t.ceiling && !now.Before(f.until) {
+		f.n = 0 // quiet for long enough: forgotten
 	}
 	f.n++
 	f.last = now
@@ -383,19 +498,35 @@ func (t *throttle) bump(k string, max int, now time.Time) {
 	}
 }
 
-func (t *throttle) success(uid, addr string) {
+// success records a password login of uid from addr: it resets that
+// user's counters and trusts the pair; the address's counter stays.
+func (t *throttle) success(uid, addr string, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.m, "u:"+uid)
-	delete(t.m, "a:"+addr)
+	delete(t.m, "p:"+pair(uid, addr))
+	if len(t.trusted) >= maxThrottled {
+		for k, last := range t.trusted {
+			if now.Sub(last) > trustFor || len(t.trusted) >= maxThrottled {
+				delete(t.trusted, k) // expired, or any while still full
+			}
+		}
+	}
+	t.trusted[pair(uid, addr)] = now
 }
 
-// sweep drops entries idle for longer than the ceiling; it bounds memory
-// under a flood of distinct bad user names.
-func (t *throttle) sweep(now time.Time) {
+// room drops entries idle for longer than the ceiling when the map is
+// full; it bounds memory under a flood of distinct bad user names.
+func (t *throttle) room(now time.Time) {
+	if len(t.m) < maxThrottled {
+		return
+	}
 	for k, f := range t.m {
 		if now.Sub(f.last) > t.ceiling && now.After(f.until) {
 			delete(t.m, k)
 		}
+	}
+	if len(t.m) >= maxThrottled {
+		clear(t.m) // all recent: a flood; start over rather than grow
 	}
 }

@@ -116,6 +116,7 @@ func (h *Hook) sendEvent(uid, did string, p session.Prefs, ev *codec.Event) {
 		return
 	}
 	h.publish(topic, b, 1, nil)
+	h.opts.Metrics.Delivered()
 }
 
 // limitFor is the largest payload that fits a device's maxPkt on topic.

@@ -161,3 +161,35 @@ func TestGroupFanout1000(t *testing.T) {
 		t.Fatalf("offline member synced %d events", len(evs))
 	}
 }
+
+// TestGroupAdminRules: an admin manages plain members, but only the owner
+// changes an admin's role or removes an admin (issue 9 item 9: an admin
+// could demote another admin, then remove them).
+func TestGroupAdminRules(t *testing.T) {
+	t.Parallel()
+	b := brokertest.Start(t)
+	users(b, "olga", "adam", "anna", "mike")
+	o, ad := connect(t, b, "olga", "o1"), connect(t, b, "adam", "a1")
+	o.ok("group.create", map[string]any{"gid": "club", "members": []string{"adam", "anna", "mike"}}, nil)
+	o.ok("group.role", map[string]any{"gid": "club", "uid": "adam", "role": "admin"}, nil)
+	o.ok("group.role", map[string]any{"gid": "club", "uid": "anna", "role": "admin"}, nil)
+
+	// Admin → admin: demotion and removal are refused.
+	ad.fail("group.role", map[string]any{"gid": "club", "uid": "anna", "role": "member"}, 403)
+	ad.fail("group.remove", map[string]any{"gid": "club", "uids": []string{"anna"}}, 403)
+	// Admin → plain member: promotion, demotion and removal are allowed.
+	ad.ok("group.role", map[string]any{"gid": "club", "uid": "mike", "role": "admin"}, nil)
+	o.ok("group.role", map[string]any{"gid": "club", "uid": "mike", "role": "member"}, nil)
+	ad.ok("group.remove", map[string]any{"gid": "club", "uids": []string{"mike"}}, nil)
+	// The owner may demote and remove an admin.
+	o.ok("group.role", map[string]any{"gid": "club", "uid": "anna", "role": "member"}, nil)
+	var mr codec.MembersResult
+	o.ok("group.remove", map[string]any{"gid": "club", "uids": []string{"anna"}}, &mr)
+	roles := map[string]string{}
+	for _, m := range mr.Members {
+		roles[m.UID] = m.Role
+	}
+	if len(roles) != 2 || roles["olga"] != "owner" || roles["adam"] != "admin" {
+		t.Fatalf("members %+v", mr)
+	}
+}

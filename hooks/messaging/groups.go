@@ -73,6 +73,9 @@ func (h *Hook) group(d *device, op string, a *codec.GroupArgs) (any, *apiError) 
 		if len(order)+len(fresh) > h.opts.MaxGroupMembers {
 			return nil, errf(409, "group full")
 		}
+		if e := h.rpc.allowAdds(fresh); e != nil {
+			return nil, e
+		}
 		ap.To = append(slices.Clone(order), fresh...)
 		touched = ap.To
 		ap.Event = codec.Event{T: codec.TMember, Op: "add", Who: fresh, By: d.uid, Role: roleMember}
@@ -139,8 +142,20 @@ func (h *Hook) group(d *device, op string, a *codec.GroupArgs) (any, *apiError) 
 			return nil, errf(400, "cannot change your own role")
 		case r.Role == roleOwner:
 			return nil, errf(403, "cannot change the owner's role")
+		case r.Role == roleAdmin && me.Role != roleOwner:
+			// An admin manages plain members; only the owner changes an
+			// admin's role (else an admin could demote, then remove, another).
+			return nil, errf(403, "only the owner changes an admin's role")
 		case a.Role == roleOwner && me.Role != roleOwner:
 			return nil, errf(403, "only the owner hands over ownership")
+		}
+		if a.Role == roleOwner {
+			// Not under the owner's lock (groups → owners would invert
+			// group.create's order): concurrent hand-overs may pass the
+			// cap by one each.
+			if e := h.ownsTooMany(a.UID); e != nil {
+				return nil, e
+			}
 		}
 		r.Role = a.Role
 		ap.Members = []store.MemberChange{{GID: g.GID, UID: a.UID, Rec: r}}
@@ -259,11 +274,19 @@ func (h *Hook) groupCreate(d *device, a *codec.GroupArgs) (any, *apiError) {
 	if len(members)+1 > h.opts.MaxGroupMembers {
 		return nil, errf(409, "group full")
 	}
+	// Lock order: the creator's owner stripe, then the group's.
+	defer h.rpc.owners.lock(d.uid)()
+	if e := h.ownsTooMany(d.uid); e != nil {
+		return nil, e
+	}
 	defer h.groups.lock(gid)()
 	if _, err := h.opts.Store.Group(gid); err == nil {
 		return nil, errf(409, "group exists")
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return nil, fault(err)
+	}
+	if e := h.rpc.allowAdds(members); e != nil {
+		return nil, e
 	}
 	all := append([]string{d.uid}, members...)
 	cv := "g:" + gid

@@ -18,6 +18,7 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/tern-im/tern/internal/codec"
+	"github.com/tern-im/tern/internal/metrics"
 	"github.com/tern-im/tern/internal/session"
 	"github.com/tern-im/tern/internal/store"
 	"github.com/tern-im/tern/topics"
@@ -40,6 +41,9 @@ type Storage interface {
 	Member(gid, uid string) (store.MemberRec, error)
 	Reacted(id ulid.ULID, uid, k string) (bool, error)
 	UserConvs(uid string) ([]string, error)
+	// DMFloor is the last seq of DM cv that a deleted earlier account uid
+	// could read (0 if none): uid reads only later seqs.
+	DMFloor(cv, uid string) (uint64, error)
 	User(uid string) (store.User, error)
 	// DMPeer reports, in one read, whether other exists and whether
 	// either of uid and other blocks the other.
@@ -73,8 +77,12 @@ type Options struct {
 	RatePerSec float64
 	// MaxGroupMembers caps a group's size.
 	MaxGroupMembers int
+	// Limits are the RPC rate limits and group caps.
+	Limits Limits
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Metrics counts RPCs and deliveries; nil counts nothing.
+	Metrics *metrics.Metrics
 	// Ops are RPC ops served by other features, by name.
 	Ops map[string]ExtraOp
 }
@@ -85,6 +93,7 @@ type Hook struct {
 	opts   *Options
 	inline *mqtt.Client
 	rate   *limiter
+	rpc    *rpcLimits
 	typing *typingGate
 	users  stripes
 	groups stripes
@@ -129,6 +138,7 @@ func (h *Hook) Init(config any) error {
 	h.opts = o
 	h.inline = o.Server.NewClient(nil, mqtt.LocalListener, "tern-messaging", true)
 	h.rate = newLimiter(o.RateBurst, o.RatePerSec, o.Now)
+	h.rpc = newRPCLimits(o.Limits, o.Now)
 	h.typing = newTypingGate(2*time.Second, o.Now)
 	h.peers = newPeerCache(o.Now)
 	h.dl = newDeliverer(h, 4)
@@ -169,6 +179,7 @@ func errf(code int, msg string) *apiError { return &apiError{code, msg} }
 var (
 	errInternal = errf(500, "server fault")
 	errClosed   = errf(503, "shutting down")
+	errNoSpace  = errf(507, "insufficient storage")
 )
 
 // fault maps a storage error to an apiError.
@@ -179,6 +190,8 @@ func fault(err error) *apiError {
 		return ae
 	case errors.Is(err, store.ErrClosed):
 		return errClosed
+	case errors.Is(err, store.ErrNoSpace):
+		return errNoSpace
 	case errors.Is(err, store.ErrTooBig):
 		return errf(413, "too large")
 	}
@@ -192,9 +205,9 @@ func reason(code int) packets.Code {
 		return packets.ErrPayloadFormatInvalid
 	case 401, 403:
 		return packets.ErrNotAuthorized
-	case 404, 409:
+	case 404, 409, 501:
 		return packets.ErrImplementationSpecificError
-	case 429, 503:
+	case 429, 503, 507:
 		return packets.ErrQuotaExceeded
 	}
 	return packets.ErrUnspecifiedError
@@ -223,7 +236,7 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		return pk, nil
 	}
 	switch u.Kind {
-	case topics.UpMsg, topics.UpRcpt, topics.UpTyp, topics.UpRPC:
+	case topics.UpMsg, topics.UpRcpt, topics.UpTyp, topics.UpRPC, topics.UpCall:
 	default:
 		return pk, nil // another feature hook's, or dropped by acl
 	}
@@ -243,12 +256,17 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		err = h.onTyp(d, pk.Payload)
 	case topics.UpRPC:
 		err = h.onRPC(d, pk.Payload)
+	case topics.UpCall:
+		err = errNotImplemented // refused, not acknowledged and dropped
 	}
 	if err == nil {
 		return pk, packets.CodeSuccessIgnore
 	}
 	if u.Kind != topics.UpRPC { // RPC failures are answered in the reply
 		h.sendErr(d, cmid, err)
+	}
+	if err.Code < 500 { // a client fault: debug, never a body
+		h.Log.Debug("upstream refused", "user", d.uid, "device", d.did, "kind", u.Kind, "code", err.Code, "reason", err.Msg)
 	}
 	// mochi answers a reason code with a PUBACK: right for QoS 1 only.
 	if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos == 1 {

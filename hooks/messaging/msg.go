@@ -12,14 +12,15 @@ import (
 	"github.com/tern-im/tern/topics"
 )
 
-// Limits of upstream commands beyond the body size.
+// Limits of upstream commands beyond the body size: the upstream schema's
+// (codec.Up.Check), which fit the limits stored events are read with.
 const (
-	maxCMID    = 32
-	maxCT      = 128
-	maxReactK  = 64
-	maxMention = 64
-	maxAtt     = 32
-	maxTTL     = 365 * 24 * 3600 // seconds
+	maxCMID    = codec.MaxCMID
+	maxCT      = codec.MaxCT
+	maxReactK  = codec.MaxReactK
+	maxMention = codec.MaxMentions
+	maxAtt     = codec.MaxAtt
+	maxTTL     = codec.MaxTTL
 	// maxMarkFanout: in larger groups read/delivered marks go only to the
 	// marking user's own stream (docs/protocol.md).
 	maxMarkFanout = 256
@@ -94,6 +95,32 @@ func (h *Hook) convFor(uid, cv string) (*conv, *apiError) {
 	return nil, errf(400, "bad conversation id")
 }
 
+// readable is convFor for reading cv's events (history, msg.get,
+// conv.list, edit/del/react targets): in a DM, a uid whose earlier account
+// was deleted reads only the seqs after that account's floor.
+func (h *Hook) readable(uid, cv string) (*conv, *apiError) {
+	c, e := h.convFor(uid, cv)
+	if e != nil || c.gid != "" {
+		return c, e
+	}
+	floor, err := h.opts.Store.DMFloor(cv, uid)
+	if err != nil {
+		return nil, fault(err)
+	}
+	if floor == 0 {
+		return c, nil
+	}
+	last, err := h.opts.Store.ConvSeq(cv)
+	if err != nil {
+		return nil, fault(err)
+	}
+	if last <= floor { // nothing since the earlier account was deleted
+		return nil, errf(404, "unknown conversation")
+	}
+	c.lo = max(c.lo, floor+1)
+	return c, nil
+}
+
 // writable resolves the conversation a send goes to and checks that uid
 // may write there: member, not blocked, DM policy.
 func (h *Hook) writable(uid, to string) (*conv, *apiError) {
@@ -149,6 +176,9 @@ func (h *Hook) onMsg(d *device, payload []byte) (string, *apiError) {
 	}
 	var up codec.Up
 	if err := codec.Decode(payload, &up); err != nil {
+		if f := codec.Field(err); f != "" {
+			return "", errf(400, "malformed payload: bad "+f)
+		}
 		return "", errf(400, "malformed payload")
 	}
 	if !h.rate.allow(d.uid + "." + d.did) {
@@ -159,6 +189,9 @@ func (h *Hook) onMsg(d *device, payload []byte) (string, *apiError) {
 	}
 	if len(up.B) > h.opts.MaxBody {
 		return up.CMID, errf(413, "body too large")
+	}
+	if err := up.Check(h.opts.MaxBody); err != nil {
+		return up.CMID, errf(400, err.Error())
 	}
 	// A resend of a command already done: re-send the original event to
 	// this device only. Sends skip this read: the sequencer checks the
@@ -272,12 +305,15 @@ func (h *Hook) change(d *device, up *codec.Up) *apiError {
 	if gid, ok := strings.CutPrefix(target.CV, "g:"); ok {
 		defer h.groups.rlock(gid)()
 	}
-	c, e := h.convFor(d.uid, target.CV)
+	c, e := h.readable(d.uid, target.CV)
 	if e != nil {
 		return e
 	}
 	if !c.member {
 		return errf(403, "not a member")
+	}
+	if target.Seq < c.lo {
+		return errf(404, "unknown message")
 	}
 	var ttl time.Duration
 	if target.TTL > 0 {

@@ -3,6 +3,7 @@ package messaging
 import (
 	"errors"
 	"slices"
+	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/oklog/ulid/v2"
@@ -41,10 +42,22 @@ func (h *Hook) onRPC(d *device, payload []byte) *apiError {
 		h.sendErr(d, "", e)
 		return e
 	}
+	start := time.Now()
 	if op, ok := h.opts.Ops[req.Op]; ok { // file.* (issue 12) until the op table lands
-		return h.extraRPC(d, &req, op)
+		e := h.extraRPC(d, &req, op)
+		code := 200
+		if e != nil {
+			code = e.Code
+		}
+		h.opts.Metrics.RPC(req.Op, code, time.Since(start))
+		return e
 	}
 	r, e := h.call(d, &req)
+	code := 200
+	if e != nil {
+		code = e.Code
+	}
+	h.opts.Metrics.RPC(req.Op, code, time.Since(start))
 	rep := codec.Reply{RID: req.RID, OK: e == nil, R: r}
 	if e != nil {
 		rep.R = nil
@@ -70,6 +83,9 @@ func (h *Hook) onRPC(d *device, payload []byte) *apiError {
 }
 
 func (h *Hook) call(d *device, req *codec.Request) (any, *apiError) {
+	if e := h.rpc.allow(d, req.Op); e != nil {
+		return nil, e
+	}
 	switch req.Op {
 	case "hello":
 		var a codec.HelloArgs
@@ -115,6 +131,9 @@ func (h *Hook) call(d *device, req *codec.Request) (any, *apiError) {
 			return nil, errf(400, "bad args")
 		}
 		return h.group(d, req.Op, &a)
+	}
+	if notBuilt[req.Op] {
+		return nil, errNotImplemented
 	}
 	return nil, errf(400, "unknown op")
 }
@@ -261,7 +280,7 @@ func (h *Hook) history(d *device, a *codec.HistoryArgs) (any, *apiError) {
 	if a.Before > 0 && a.After > 0 {
 		return nil, errf(400, "before and after are exclusive")
 	}
-	c, e := h.convFor(d.uid, a.CV)
+	c, e := h.readable(d.uid, a.CV)
 	if e != nil {
 		return nil, e
 	}
@@ -303,7 +322,7 @@ func (h *Hook) convList(d *device) (any, *apiError) {
 	}
 	out := codec.ConvListResult{Convs: []codec.Conv{}}
 	for _, cv := range cvs {
-		c, e := h.convFor(d.uid, cv)
+		c, e := h.readable(d.uid, cv)
 		if e != nil {
 			continue
 		}
@@ -356,7 +375,7 @@ func (h *Hook) msgGet(d *device, a *codec.IDArgs) (any, *apiError) {
 	if err != nil {
 		return nil, fault(err)
 	}
-	c, e := h.convFor(d.uid, ev.CV)
+	c, e := h.readable(d.uid, ev.CV)
 	if e != nil || ev.Seq < c.lo || (c.hi > 0 && ev.Seq > c.hi) {
 		return nil, errf(404, "unknown message")
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/tern-im/tern/internal/codec"
+	"github.com/tern-im/tern/internal/metrics"
 	"github.com/tern-im/tern/internal/session"
 	"github.com/tern-im/tern/internal/store"
 	"github.com/tern-im/tern/topics"
@@ -43,6 +44,8 @@ type Options struct {
 	// "watched presence changes"), for users with at most MaxWatched
 	// contacts.
 	Watchers Watchers
+	// Metrics counts presence publications; nil counts nothing.
+	Metrics *metrics.Metrics
 }
 
 // Watchers answers who may see whose presence (messaging.Relations).
@@ -214,6 +217,7 @@ func (h *Hook) Stop() error {
 }
 
 func (h *Hook) publish(uid string, payload []byte) error {
+	h.opts.Metrics.PresenceChanged()
 	return h.opts.Server.Publish(topics.Presence(uid), payload, true, 1)
 }
 

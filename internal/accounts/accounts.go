@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -29,11 +30,30 @@ var (
 	ErrUserExists     = errors.New("accounts: user exists")
 	ErrWeakPassword   = errors.New("accounts: password must be 8 to 1024 bytes")
 	ErrBadHash        = errors.New("accounts: unreadable password hash")
+	// ErrBadToken is the ErrBadCredentials of a well-formed device token
+	// that is unknown, revoked or bound to another device.
+	ErrBadToken = fmt.Errorf("accounts: unknown device token: %w", ErrBadCredentials)
 )
 
 // TokenPrefix starts every device token, so a token is never mistaken for
 // a password (and never pays the password KDF).
 const TokenPrefix = "tt_"
+
+// tokenLen is the length of a device token: the prefix and 32 random
+// bytes in unpadded base64url.
+var tokenLen = len(TokenPrefix) + base64.RawURLEncoding.EncodedLen(32)
+
+// IsToken reports whether secret is shaped like a device token (the
+// prefix and 32 bytes of unpadded base64url). Only such secrets are checked
+// as tokens; anything else, "tt_junk" included, is checked as a password
+// and pays the KDF.
+func IsToken(secret string) bool {
+	if len(secret) != tokenLen || !strings.HasPrefix(secret, TokenPrefix) {
+		return false
+	}
+	_, err := base64.RawURLEncoding.Strict().DecodeString(secret[len(TokenPrefix):])
+	return err == nil
+}
 
 // Params are the argon2id parameters for new hashes.
 type Params struct {
@@ -44,6 +64,11 @@ type Params struct {
 
 // Service is the account API. It is safe for concurrent use.
 type Service struct {
+	// OnDelete, if set, is called after DeleteUser with the groups the
+	// user left and the users whose contacts or blocks named them (the
+	// broker drops its membership caches). Set it before use.
+	OnDelete func(uid string, p store.Purged)
+
 	st     *store.Store
 	params Params
 	// kdf bounds concurrent argon2 runs: each costs Params.Memory of RAM.
@@ -60,6 +85,18 @@ type Service struct {
 	// gen counts invalidations: an authentication that read the store
 	// before a concurrent change committed must not cache what it read.
 	gen uint64
+
+	// dummy is the hash an unknown user's password is checked against,
+	// so that a login for an unknown uid costs what one for a known uid
+	// costs (the KDF) and its timing does not tell whether the uid exists.
+	dummyOnce sync.Once
+	dummy     string
+	dummyErr  error
+	// verifies counts password KDF runs at login (tests read it).
+	verifies atomic.Uint64
+
+	// onPassword runs after each committed password change.
+	onPassword []func(uid string)
 }
 
 // maxCached bounds each cache; past it a cache starts over.
@@ -91,13 +128,27 @@ func (s *Service) AddUser(uid, password string, admin bool) error {
 	return err
 }
 
-// SetPassword replaces a user's password.
+// SetPassword replaces a user's password, then calls the functions given
+// to OnPasswordChange (the auth hook disconnects the sessions that logged
+// in with the old password). Device tokens stay valid.
 func (s *Service) SetPassword(uid, password string) error {
 	h, err := s.hash(password)
 	if err != nil {
 		return err
 	}
-	return s.update(uid, func(u *store.User) { u.Hash = h })
+	if err := s.update(uid, func(u *store.User) { u.Hash = h }); err != nil {
+		return err
+	}
+	for _, fn := range s.onPassword {
+		fn(uid)
+	}
+	return nil
+}
+
+// OnPasswordChange registers fn to run, on the changing goroutine, after
+// every committed password change. Register before the Service is used.
+func (s *Service) OnPasswordChange(fn func(uid string)) {
+	s.onPassword = append(s.onPassword, fn)
 }
 
 // SetDisabled disables or enables a user.
@@ -119,12 +170,17 @@ func (s *Service) update(uid string, fn func(*store.User)) error {
 	return err
 }
 
-// DeleteUser removes a user and its tokens; stored messages stay.
+// DeleteUser deletes a user, its tokens, memberships, contacts, blocks and
+// stream (store.DeleteUser), then tells OnDelete, if set, which groups and
+// users changed.
 func (s *Service) DeleteUser(uid string) error {
 	defer s.forget(uid)
-	err := s.st.DeleteUser(uid)
+	p, err := s.st.DeleteUser(uid)
 	if errors.Is(err, store.ErrNotFound) {
 		return ErrUnknownUser
+	}
+	if s.OnDelete != nil && (err == nil || len(p.Groups)+len(p.Users) > 0) {
+		s.OnDelete(uid, p)
 	}
 	return err
 }
@@ -182,24 +238,46 @@ func (s *Service) RevokeTokens(uid, did, id string) (int, error) {
 }
 
 // Authenticate checks a secret for device (uid, did): a device token bound
-// to that pair, or the account password. It returns the identity on
-// success and ErrBadCredentials or ErrDisabled otherwise.
+// to that pair (when IsToken(secret)), or else the account password. It
+// returns the identity on success and ErrBadCredentials (ErrBadToken for
+// a token), or ErrDisabled otherwise. A password login runs the KDF once
+// whether the user exists, is disabled or not, so its duration does not
+// tell which; ErrDisabled is returned only with the right password.
 func (s *Service) Authenticate(uid, did, secret string) (topics.Identity, error) {
-	if strings.HasPrefix(secret, TokenPrefix) {
+	if IsToken(secret) {
 		return s.authenticateToken(uid, did, secret)
 	}
 	u, err := s.login(uid)
+	known := err == nil
+	hash := u.Hash
+	if errors.Is(err, ErrBadCredentials) { // unknown: same work, never a success
+		hash, err = s.dummyHash()
+	}
 	if err != nil {
 		return topics.Identity{}, err
 	}
-	ok, err := s.verify(u.Hash, secret)
+	ok, err := s.verify(hash, secret)
 	if err != nil {
 		return topics.Identity{}, err
 	}
-	if !ok {
+	if !ok || !known {
 		return topics.Identity{}, ErrBadCredentials
 	}
 	return identity(u, did)
+}
+
+// dummyHash returns a hash of a random password with the parameters of
+// new hashes, made on first use.
+func (s *Service) dummyHash() (string, error) {
+	s.dummyOnce.Do(func() {
+		var raw [24]byte
+		if _, err := rand.Read(raw[:]); err != nil {
+			s.dummyErr = err
+			return
+		}
+		s.dummy, s.dummyErr = s.hash(base64.RawStdEncoding.EncodeToString(raw[:]))
+	})
+	return s.dummy, s.dummyErr
 }
 
 // login reads the account a login names; an unknown user is reported as
@@ -233,14 +311,14 @@ func (s *Service) authenticateToken(uid, did, secret string) (topics.Identity, e
 		var err error
 		t, err = s.st.TokenByHash(sum[:])
 		if errors.Is(err, store.ErrNotFound) {
-			return topics.Identity{}, ErrBadCredentials
+			return topics.Identity{}, ErrBadToken
 		}
 		if err != nil {
 			return topics.Identity{}, err
 		}
 	}
 	if t.UID != uid || t.DID != did {
-		return topics.Identity{}, ErrBadCredentials
+		return topics.Identity{}, ErrBadToken
 	}
 	if !usr {
 		var err error
@@ -305,6 +383,7 @@ func (s *Service) verify(phc, password string) (bool, error) {
 	if len(password) > 1024 {
 		return false, nil
 	}
+	s.verifies.Add(1)
 	s.kdf <- struct{}{}
 	got := argon2.IDKey([]byte(password), h.salt, h.time, h.memory, h.threads, uint32(len(h.sum)))
 	<-s.kdf

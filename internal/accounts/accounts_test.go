@@ -8,7 +8,7 @@ import (
 	"github.com/tern-im/tern/internal/store"
 )
 
-func newService(t *testing.T) *Service {
+func newService(t testing.TB) *Service {
 	t.Helper()
 	st, err := store.Open(t.TempDir(), store.Options{})
 	if err != nil {

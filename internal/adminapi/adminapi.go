@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tern-im/tern/internal/accounts"
+	"github.com/tern-im/tern/internal/disk"
 	"github.com/tern-im/tern/topics"
 )
 
@@ -49,25 +50,40 @@ type Handler struct {
 	// Level, when set, is the root logger's level, changeable through
 	// PUT /admin/v1/loglevel.
 	Level *slog.LevelVar
-	mux   *http.ServeMux
+	// Ops, when set, serves the operations routes (clients, stats,
+	// notice); without it they answer 404.
+	Ops Operator
+	mux *http.ServeMux
+	// patterns are the registered routes, for the OpenAPI check.
+	patterns []string
 }
 
 // NewHandler builds the handler.
 func NewHandler(acc *accounts.Service, k Kicker, token string, log *slog.Logger) *Handler {
 	h := &Handler{Accounts: acc, Kicker: k, Token: token, Log: log, mux: http.NewServeMux()}
-	h.mux.HandleFunc("GET /admin/v1/users", h.listUsers)
-	h.mux.HandleFunc("POST /admin/v1/users", h.addUser)
-	h.mux.HandleFunc("GET /admin/v1/users/{uid}", h.getUser)
-	h.mux.HandleFunc("DELETE /admin/v1/users/{uid}", h.delUser)
-	h.mux.HandleFunc("PUT /admin/v1/users/{uid}/password", h.passwd)
-	h.mux.HandleFunc("POST /admin/v1/users/{uid}/disable", h.setDisabled(true))
-	h.mux.HandleFunc("POST /admin/v1/users/{uid}/enable", h.setDisabled(false))
-	h.mux.HandleFunc("GET /admin/v1/users/{uid}/tokens", h.listTokens)
-	h.mux.HandleFunc("POST /admin/v1/users/{uid}/tokens", h.createToken)
-	h.mux.HandleFunc("DELETE /admin/v1/users/{uid}/tokens", h.revokeTokens)
-	h.mux.HandleFunc("GET /admin/v1/loglevel", h.getLevel)
-	h.mux.HandleFunc("PUT /admin/v1/loglevel", h.setLevel)
+	h.handle("GET /admin/v1/users", h.listUsers)
+	h.handle("POST /admin/v1/users", h.addUser)
+	h.handle("GET /admin/v1/users/{uid}", h.getUser)
+	h.handle("DELETE /admin/v1/users/{uid}", h.delUser)
+	h.handle("PUT /admin/v1/users/{uid}/password", h.passwd)
+	h.handle("POST /admin/v1/users/{uid}/disable", h.setDisabled(true))
+	h.handle("POST /admin/v1/users/{uid}/enable", h.setDisabled(false))
+	h.handle("GET /admin/v1/users/{uid}/tokens", h.listTokens)
+	h.handle("POST /admin/v1/users/{uid}/tokens", h.createToken)
+	h.handle("DELETE /admin/v1/users/{uid}/tokens", h.revokeTokens)
+	h.handle("GET /admin/v1/loglevel", h.getLevel)
+	h.handle("PUT /admin/v1/loglevel", h.setLevel)
+	h.handle("GET /admin/v1/clients", h.listClients)
+	h.handle("DELETE /admin/v1/clients/{id}", h.kickClient)
+	h.handle("GET /admin/v1/stats", h.stats)
+	h.handle("POST /admin/v1/notice", h.notice)
 	return h
+}
+
+// handle registers one route; docs/admin-openapi.yaml documents each.
+func (h *Handler) handle(pattern string, fn http.HandlerFunc) {
+	h.mux.HandleFunc(pattern, fn)
+	h.patterns = append(h.patterns, pattern)
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -129,6 +145,8 @@ func (h *Handler) fail(w http.ResponseWriter, err error) {
 		errors.Is(err, topics.ErrEmptyID), errors.Is(err, topics.ErrIDChars),
 		errors.Is(err, topics.ErrIDTooLong), errors.Is(err, topics.ErrReservedID):
 		writeErr(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, disk.ErrLow):
+		writeErr(w, http.StatusInsufficientStorage, err.Error())
 	default:
 		h.Log.Error("admin api", "error", err)
 		writeErr(w, http.StatusInternalServerError, "internal error")
@@ -175,7 +193,12 @@ func (h *Handler) addUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.Log.Info("user added", "user", req.UID, "admin", req.Admin)
-	writeJSON(w, http.StatusCreated, User{UID: req.UID, Admin: req.Admin})
+	u, err := h.Accounts.User(req.UID)
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, User{UID: u.UID, Admin: u.Admin, Disabled: u.Disabled, Created: u.Created})
 }
 
 func (h *Handler) getUser(w http.ResponseWriter, r *http.Request) {

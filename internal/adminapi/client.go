@@ -113,3 +113,32 @@ func (c *Client) RevokeTokens(ctx context.Context, uid, did, id string) (int, er
 	var out RevokeResult
 	return out.Revoked, c.do(ctx, http.MethodDelete, "/admin/v1/users/"+url.PathEscape(uid)+"/tokens?"+q.Encode(), nil, &out)
 }
+
+// Clients lists the connected clients.
+func (c *Client) Clients(ctx context.Context) ([]ClientInfo, error) {
+	var out []ClientInfo
+	err := c.do(ctx, http.MethodGet, "/admin/v1/clients", nil, &out)
+	return out, err
+}
+
+// Kick disconnects the client {uid}.{did} and returns how many
+// connections were closed.
+func (c *Client) Kick(ctx context.Context, clientID string) (int, error) {
+	var out KickResult
+	err := c.do(ctx, http.MethodDelete, "/admin/v1/clients/"+url.PathEscape(clientID), nil, &out)
+	return out.Kicked, err
+}
+
+// Stats returns the broker's stats.
+func (c *Client) Stats(ctx context.Context) (Stats, error) {
+	var out Stats
+	err := c.do(ctx, http.MethodGet, "/admin/v1/stats", nil, &out)
+	return out, err
+}
+
+// Notice retains an operator notice on im/sys/notice.
+func (c *Client) Notice(ctx context.Context, text string) (Notice, error) {
+	var out Notice
+	err := c.do(ctx, http.MethodPost, "/admin/v1/notice", Notice{Text: text}, &out)
+	return out, err
+}

@@ -62,7 +62,14 @@ func Start(t testing.TB, opts ...func(*config.Config)) *Broker {
 // StartConfig starts a broker with exactly cfg.
 func StartConfig(t testing.TB, cfg *config.Config) *Broker {
 	t.Helper()
-	b, err := broker.New(cfg, Logger(t))
+	return StartLogged(t, cfg, Logger(t))
+}
+
+// StartLogged starts a broker with exactly cfg that logs to log (tests of
+// what is logged at which level).
+func StartLogged(t testing.TB, cfg *config.Config, log *slog.Logger) *Broker {
+	t.Helper()
+	b, err := broker.New(cfg, log)
 	if err != nil {
 		t.Fatalf("broker.New: %v", err)
 	}

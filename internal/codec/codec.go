@@ -85,7 +85,7 @@ type Event struct {
 	Att  []Att      `json:"att,omitempty" cbor:"att,omitempty"`
 	Mn   []string   `json:"mn,omitempty" cbor:"mn,omitempty"`
 	TTL  int64      `json:"ttl,omitempty" cbor:"ttl,omitempty"`
-	E2E  any        `json:"e2e,omitempty" cbor:"e2e,omitempty"`
+	E2E  E2E        `json:"e2e,omitempty" cbor:"e2e,omitempty"`
 	CTS  int64      `json:"cts,omitempty" cbor:"cts,omitempty"`
 	K    string     `json:"k,omitempty" cbor:"k,omitempty"`   // react key, mark kind
 	Rm   bool       `json:"rm,omitempty" cbor:"rm,omitempty"` // react: removed
@@ -117,7 +117,7 @@ type Up struct {
 	Att  []Att      `json:"att,omitempty" cbor:"att,omitempty"`
 	Mn   []string   `json:"mn,omitempty" cbor:"mn,omitempty"`
 	TTL  int64      `json:"ttl,omitempty" cbor:"ttl,omitempty"`
-	E2E  any        `json:"e2e,omitempty" cbor:"e2e,omitempty"`
+	E2E  E2E        `json:"e2e,omitempty" cbor:"e2e,omitempty"`
 	CTS  int64      `json:"cts,omitempty" cbor:"cts,omitempty"`
 	K    string     `json:"k,omitempty" cbor:"k,omitempty"`
 }
@@ -201,15 +201,16 @@ var (
 
 func init() {
 	var err error
-	encMode, err = cbor.EncOptions{}.EncMode()
+	// Maps (e2e) in sorted key order, so one value has one encoding.
+	encMode, err = cbor.EncOptions{Sort: cbor.SortCoreDeterministic}.EncMode()
 	if err != nil {
 		panic(err) // static options
 	}
 	decMode, err = cbor.DecOptions{
 		DefaultMapType:   mapType,
-		MaxNestedLevels:  16,
-		MaxArrayElements: 4096,
-		MaxMapPairs:      4096,
+		MaxNestedLevels:  MaxNestedLevels,
+		MaxArrayElements: MaxArrayElements,
+		MaxMapPairs:      MaxMapPairs,
 		DupMapKey:        cbor.DupMapKeyEnforcedAPF,
 	}.DecMode()
 	if err != nil {
@@ -238,7 +239,7 @@ func Decode(p []byte, v any) error {
 	if IsJSON(p) || isSpace(p[0]) {
 		dec := json.NewDecoder(bytes.NewReader(p))
 		if err := dec.Decode(v); err != nil {
-			return fmt.Errorf("%w: %v", ErrMalformed, err)
+			return fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
 		if dec.More() {
 			return fmt.Errorf("%w: trailing data", ErrMalformed)
@@ -249,7 +250,7 @@ func Decode(p []byte, v any) error {
 		return nil
 	}
 	if err := decMode.Unmarshal(p, v); err != nil {
-		return fmt.Errorf("%w: %v", ErrMalformed, err)
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	return nil
 }
@@ -286,5 +287,6 @@ func Encode(v any, cb bool) ([]byte, error) {
 // MarshalStored encodes an event in its stored form (CBOR).
 func MarshalStored(e *Event) ([]byte, error) { return encMode.Marshal(e) }
 
-// UnmarshalStored decodes a stored event.
+// UnmarshalStored decodes a stored event with the read limits
+// (MaxNestedLevels, MaxArrayElements, MaxMapPairs).
 func UnmarshalStored(p []byte, e *Event) error { return decMode.Unmarshal(p, e) }

@@ -22,6 +22,9 @@ type Config struct {
 	Data string `yaml:"data"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
+	// LogFormat is text (logfmt-style key=value) or json (one object a
+	// line).
+	LogFormat string `yaml:"log_format"`
 	// AdminToken authorises the HTTP admin API. Empty means: read it from
 	// TERN_ADMIN_TOKEN, else from {data}/admin.token, creating that file
 	// (mode 0600) on first start.
@@ -94,12 +97,33 @@ type Limits struct {
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 	// MaxClients refuses connections beyond this count. 0 means no limit.
 	MaxClients int `yaml:"max_clients"`
+	// MaxConnections caps open TCP connections over all MQTT listeners;
+	// beyond it new ones are closed at accept, before TLS or MQTT. 0
+	// means no cap (the process's open-file limit is the only one).
+	MaxConnections int `yaml:"max_connections"`
+	// MaxConnectionsPerIP caps open connections per source address,
+	// refused the same way. 0 means no cap.
+	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
+	// ConnectRatePerIP and ConnectBurstPerIP size a token bucket of
+	// connection attempts per source address: a burst, then this many
+	// per second. ConnectRatePerIP 0 means no rate limit.
+	ConnectRatePerIP  float64 `yaml:"connect_rate_per_ip"`
+	ConnectBurstPerIP int     `yaml:"connect_burst_per_ip"`
+	// MaxSubscriptions caps the filters one client holds; beyond it SUBACK
+	// answers 0x97 (MQTT 5) or 0x80 (3.1.1). 0 means no cap.
+	MaxSubscriptions int `yaml:"max_subscriptions"`
+	// MaxInflightBytes caps the topic and payload bytes of the QoS>0
+	// deliveries held for one client (awaiting PUBACK, or queued while its
+	// session is offline); beyond it the oldest are dropped and counted.
+	// 0 means no cap.
+	MaxInflightBytes ByteSize `yaml:"max_inflight_bytes"`
 }
 
 // Auth tunes authentication.
 type Auth struct {
-	// MaxFailures is how many failures per user or remote address are
-	// allowed before lockouts start.
+	// MaxFailures is how many wrong passwords per (address, user) are
+	// allowed before lockouts start; 4× that per address and per user.
+	// Valid device tokens are never locked out (docs/security.md).
 	MaxFailures int `yaml:"max_failures"`
 	// Lockout is the first lockout; each further failure doubles it up to
 	// MaxLockout.
@@ -126,6 +150,15 @@ type Store struct {
 	// MemTableSize and BlockCache bound Badger's memory.
 	MemTableSize ByteSize `yaml:"memtable_size"`
 	BlockCache   ByteSize `yaml:"block_cache"`
+	// MinFree and MinFreePercent set the disk reserve: when the data
+	// dir's filesystem has less free space than the smaller of MinFree
+	// and MinFreePercent of its size, every write is refused (err 507,
+	// PUBACK 0x97) and /readyz says not ready, until space returns.
+	// MinFree 0 means no reserve.
+	MinFree        ByteSize `yaml:"min_free"`
+	MinFreePercent float64  `yaml:"min_free_percent"`
+	// DiskCheck is how often free space is measured.
+	DiskCheck time.Duration `yaml:"disk_check"`
 }
 
 // ACL holds the plain-namespace rules (outside im/).
@@ -155,6 +188,23 @@ type IM struct {
 	RatePerSec int `yaml:"rate_per_sec"`
 	// MaxGroupMembers caps the size of a group.
 	MaxGroupMembers int `yaml:"max_group_members"`
+	// RPCReadBurst and RPCReadPerSec size the token bucket of read RPCs
+	// (hello, sync, history, conv.list, msg.get, presence.get,
+	// contacts.list, group.members) per device; beyond it err 429.
+	RPCReadBurst  int `yaml:"rpc_read_burst"`
+	RPCReadPerSec int `yaml:"rpc_read_per_sec"`
+	// RPCWriteBurst and RPCWritePerMin size the token bucket of write RPCs
+	// (group.*, contacts.* changes) per device; beyond it err 429.
+	RPCWriteBurst  int `yaml:"rpc_write_burst"`
+	RPCWritePerMin int `yaml:"rpc_write_per_min"`
+	// MaxGroupsOwned caps the groups one user owns; group.create and
+	// taking over ownership beyond it get err 403. 0 means no cap.
+	MaxGroupsOwned int `yaml:"max_groups_owned"`
+	// GroupAddsBurst and GroupAddsPerHour size a token bucket per user of
+	// being added to groups by others (group.create members, group.add);
+	// beyond it the adder gets err 429.
+	GroupAddsBurst   int `yaml:"group_adds_burst"`
+	GroupAddsPerHour int `yaml:"group_adds_per_hour"`
 	// Retention is how long stream entries and conversation events are
 	// kept; older ones are trimmed in the background (once a minute) and
 	// a sync from a cursor before what is kept answers reset. 0 means
@@ -207,11 +257,12 @@ type Compat struct {
 // DefaultConfig returns the built-in defaults: PROTOCOL §14.
 func DefaultConfig() *Config {
 	return &Config{
-		Data:     "./data",
-		LogLevel: "info",
-		MQTT:     Listener{Addr: ":1883"},
-		WS:       Listener{Addr: ":8083"},
-		HTTP:     HTTP{Addr: ":8080"},
+		Data:      "./data",
+		LogLevel:  "info",
+		LogFormat: "text",
+		MQTT:      Listener{Addr: ":1883"},
+		WS:        Listener{Addr: ":8083"},
+		HTTP:      HTTP{Addr: ":8080"},
 		Limits: Limits{
 			MaxPacketSize:     128 << 10,
 			MaxSessionExpiry:  24 * time.Hour,
@@ -224,6 +275,8 @@ func DefaultConfig() *Config {
 			MaxInflight:       2048,
 			TopicAliasMaximum: 32,
 			ConnectTimeout:    10 * time.Second,
+			MaxSubscriptions:  1000,
+			MaxInflightBytes:  1 << 20,
 		},
 		Auth: Auth{
 			MaxFailures:   5,
@@ -235,17 +288,27 @@ func DefaultConfig() *Config {
 			Argon2Threads: 1,
 		},
 		Store: Store{
-			GCInterval:   5 * time.Minute,
-			MemTableSize: 16 << 20,
-			BlockCache:   32 << 20,
+			GCInterval:     5 * time.Minute,
+			MemTableSize:   16 << 20,
+			BlockCache:     32 << 20,
+			MinFree:        1 << 30,
+			MinFreePercent: 5,
+			DiskCheck:      time.Second,
 		},
 		ACL: ACL{Rules: []Rule{}},
 		IM: IM{
-			DMPolicy:        "open",
-			MaxBody:         8 << 10,
-			RateBurst:       500,
-			RatePerSec:      100,
-			MaxGroupMembers: 5000,
+			DMPolicy:         "open",
+			MaxBody:          8 << 10,
+			RateBurst:        500,
+			RatePerSec:       100,
+			MaxGroupMembers:  5000,
+			RPCReadBurst:     200,
+			RPCReadPerSec:    50,
+			RPCWriteBurst:    30,
+			RPCWritePerMin:   60,
+			MaxGroupsOwned:   100,
+			GroupAddsBurst:   20,
+			GroupAddsPerHour: 30,
 		},
 		Presence: Presence{Grace: 10 * time.Second, Coalesce: 2 * time.Second},
 		Files: Files{
@@ -285,7 +348,7 @@ func Decode(r io.Reader) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
+		return nil, plainError(b, err)
 	}
 	return cfg, nil
 }
@@ -319,6 +382,11 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		bad("log_level", "%q is not one of debug, info, warn, error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		bad("log_format", "%q is not one of text, json", c.LogFormat)
 	}
 	for name, l := range map[string]Listener{"tls": c.TLS, "wss": c.WSS} {
 		if l.Addr != "" && (l.Cert == "" || l.Key == "") {
@@ -369,6 +437,24 @@ func (c *Config) Validate() error {
 	if lim.MaxClients < 0 {
 		bad("limits.max_clients", "must not be negative")
 	}
+	if lim.MaxConnections < 0 {
+		bad("limits.max_connections", "must not be negative")
+	}
+	if lim.MaxConnectionsPerIP < 0 {
+		bad("limits.max_connections_per_ip", "must not be negative")
+	}
+	if lim.ConnectRatePerIP < 0 {
+		bad("limits.connect_rate_per_ip", "must not be negative")
+	}
+	if lim.ConnectRatePerIP > 0 && lim.ConnectBurstPerIP < 1 {
+		bad("limits.connect_burst_per_ip", "must be at least 1 when connect_rate_per_ip is set")
+	}
+	if lim.MaxSubscriptions < 0 {
+		bad("limits.max_subscriptions", "must not be negative")
+	}
+	if lim.MaxInflightBytes != 0 && lim.MaxInflightBytes < lim.MaxPacketSize {
+		bad("limits.max_inflight_bytes", "%s is below max_packet_size (%s); 0 means no cap", lim.MaxInflightBytes, lim.MaxPacketSize)
+	}
 	a := c.Auth
 	if a.MaxFailures < 1 {
 		bad("auth.max_failures", "must be at least 1")
@@ -391,6 +477,15 @@ func (c *Config) Validate() error {
 	if c.Store.BlockCache < 0 {
 		bad("store.block_cache", "must not be negative")
 	}
+	if c.Store.MinFree < 0 {
+		bad("store.min_free", "must not be negative")
+	}
+	if p := c.Store.MinFreePercent; p <= 0 || p > 50 {
+		bad("store.min_free_percent", "%g is outside (0, 50]", p)
+	}
+	if c.Store.DiskCheck <= 0 {
+		bad("store.disk_check", "must be positive")
+	}
 	for i, r := range c.ACL.Rules {
 		if _, err := r.Compile(); err != nil {
 			bad(fmt.Sprintf("acl.rules[%d]", i), "%v", err)
@@ -412,6 +507,18 @@ func (c *Config) Validate() error {
 	}
 	if c.IM.MaxGroupMembers < 2 {
 		bad("im.max_group_members", "must be at least 2")
+	}
+	for name, v := range map[string]int{
+		"im.rpc_read_burst": c.IM.RPCReadBurst, "im.rpc_read_per_sec": c.IM.RPCReadPerSec,
+		"im.rpc_write_burst": c.IM.RPCWriteBurst, "im.rpc_write_per_min": c.IM.RPCWritePerMin,
+		"im.group_adds_burst": c.IM.GroupAddsBurst, "im.group_adds_per_hour": c.IM.GroupAddsPerHour,
+	} {
+		if v < 1 {
+			bad(name, "must be at least 1")
+		}
+	}
+	if c.IM.MaxGroupsOwned < 0 {
+		bad("im.max_groups_owned", "must not be negative")
 	}
 	if c.IM.Retention < 0 {
 		bad("im.retention", "must not be negative")

@@ -80,12 +80,22 @@ func TestValidateNamesFields(t *testing.T) {
 	cfg.Limits.MaxPacketSize = 10
 	cfg.Limits.ReceiveMaximum = 0
 	cfg.IM.DMPolicy = "friends"
+	cfg.Limits.MaxConnectionsPerIP = -1
+	cfg.Limits.ConnectRatePerIP = 10 // without a burst
+	cfg.Store.MinFreePercent = 0
+	cfg.Store.DiskCheck = 0
+	cfg.Limits.MaxSubscriptions = -1
+	cfg.Limits.MaxInflightBytes = -1 // below max_packet_size
+	cfg.IM.RPCWritePerMin = 0
+	cfg.IM.MaxGroupsOwned = -1
 	cfg.ACL.Rules = []Rule{{Filter: "im/#", Access: "read", Users: []string{"all"}}, {Filter: "x", Access: "sometimes", Users: []string{"all"}}}
 	err := cfg.Validate()
 	if err == nil {
 		t.Fatal("invalid config accepted")
 	}
-	for _, field := range []string{"log_level", "tls", "limits.max_packet_size", "limits.receive_maximum", "im.dm_policy", "acl.rules[0]", "acl.rules[1]"} {
+	for _, field := range []string{"log_level", "tls", "limits.max_packet_size", "limits.receive_maximum", "im.dm_policy", "acl.rules[0]", "acl.rules[1]",
+		"limits.max_connections_per_ip", "limits.connect_burst_per_ip", "store.min_free_percent", "store.disk_check",
+		"limits.max_subscriptions", "limits.max_inflight_bytes", "im.rpc_write_per_min", "im.max_groups_owned"} {
 		if !strings.Contains(err.Error(), field+":") {
 			t.Errorf("error does not name %s:\n%v", field, err)
 		}

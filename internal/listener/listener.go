@@ -1,6 +1,11 @@
 // Package listener provides the MQTT listeners Tern adds to mochi: TCP
 // (optionally TLS) and MQTT over WebSocket on a fixed path. Both bind in
 // Init, so an address of ":0" works and Address reports the bound port.
+//
+// Both accept through a gated listener below TLS and HTTP: temporary
+// accept errors (file descriptors exhausted) are retried with a backoff
+// instead of ending the listener, and a Gate refuses connections beyond
+// its caps before any bytes are read.
 package listener
 
 import (
@@ -24,11 +29,15 @@ type bound struct {
 	// ConnectTimeout bounds the time to a complete CONNECT; mochi replaces
 	// the deadline with the keepalive one once CONNECT is read.
 	ConnectTimeout time.Duration
-	id, addr       string
-	tls            *tls.Config
-	ln             net.Listener
-	log            *slog.Logger
-	once           sync.Once
+	// Gate, if set, admits or refuses each new connection; it may be
+	// shared by several listeners.
+	Gate     *Gate
+	id, addr string
+	tls      *tls.Config
+	ln       net.Listener
+	gated    *gated
+	log      *slog.Logger
+	once     sync.Once
 }
 
 // ID returns the listener id.
@@ -45,15 +54,26 @@ func (b *bound) Address() string {
 // bind listens on the address, behind TLS when configured.
 func (b *bound) bind(log *slog.Logger) error {
 	b.log = log
-	ln, err := net.Listen("tcp", b.addr)
+	raw, err := net.Listen("tcp", b.addr)
 	if err != nil {
 		return err
 	}
+	b.gated = newGated(raw, b.id, b.Gate, log)
+	var ln net.Listener = b.gated
 	if b.tls != nil {
 		ln = tls.NewListener(ln, b.tls)
 	}
 	b.ln = ln
 	return nil
+}
+
+// Problem returns why the listener is not accepting connections (accept
+// failing, or stopped), or "" while it accepts.
+func (b *bound) Problem() string {
+	if b.gated == nil {
+		return "not started"
+	}
+	return b.gated.problem()
 }
 
 // deadline puts the connect deadline on a new connection.
@@ -82,15 +102,14 @@ func (l *TCP) Protocol() string {
 // Init binds the address.
 func (l *TCP) Init(log *slog.Logger) error { return l.bind(log) }
 
-// Serve accepts connections until Close.
+// Serve accepts connections until Close. Temporary accept errors never
+// reach it: the gated listener retries them.
 func (l *TCP) Serve(establish listeners.EstablishFn) {
 	for {
 		conn, err := l.ln.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(10 * time.Millisecond)
-				continue
+			if !errors.Is(err, net.ErrClosed) {
+				l.log.Error("listener stopped", "listener", l.id, "error", err)
 			}
 			return
 		}

@@ -28,9 +28,22 @@ type Prefs struct {
 // DefaultPrefs apply until a device says hello.
 var DefaultPrefs = Prefs{Typing: true, Calls: true, Files: true}
 
+// Method is how a session authenticated.
+type Method uint8
+
+// Methods of authentication.
+const (
+	MethodNone     Method = iota // anonymous, or not said
+	MethodPassword               // the account password
+	MethodToken                  // a device token
+)
+
 // Session is one authenticated connection.
 type Session struct {
 	topics.Identity
+	// Method is how the connection authenticated: a password change
+	// ends the sessions that used the old password.
+	Method    Method
 	Gen       uint64
 	Client    *mqtt.Client
 	Remote    string
@@ -86,8 +99,14 @@ func NewRegistry(start uint64) *Registry {
 
 // Add records an authenticated connection and assigns its generation.
 func (r *Registry) Add(cl *mqtt.Client, id topics.Identity) *Session {
+	return r.AddVia(cl, id, MethodNone)
+}
+
+// AddVia is Add for a connection that authenticated with method m.
+func (r *Registry) AddVia(cl *mqtt.Client, id topics.Identity, m Method) *Session {
 	s := &Session{
 		Identity:  id,
+		Method:    m,
 		Gen:       r.gen.Add(1),
 		Client:    cl,
 		Remote:    cl.Net.Remote,

@@ -29,6 +29,9 @@ type Token struct {
 
 // PutUser creates a user; ErrExists if the uid is taken.
 func (s *Store) PutUser(u User) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
 	return s.db.Update(func(txn *badger.Txn) error {
 		k := key(tabUser, u.UID)
 		if _, err := txn.Get(k); err == nil {
@@ -42,6 +45,9 @@ func (s *Store) PutUser(u User) error {
 
 // UpdateUser applies fn to an existing user record atomically.
 func (s *Store) UpdateUser(uid string, fn func(*User) error) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
 	return s.db.Update(func(txn *badger.Txn) error {
 		k := key(tabUser, uid)
 		var u User
@@ -78,25 +84,11 @@ func (s *Store) Users() ([]User, error) {
 	return out, err
 }
 
-// DeleteUser removes a user and all its device tokens.
-func (s *Store) DeleteUser(uid string) error {
-	return s.db.Update(func(txn *badger.Txn) error {
-		k := key(tabUser, uid)
-		if _, err := txn.Get(k); err != nil {
-			if errors.Is(err, badger.ErrKeyNotFound) {
-				return ErrNotFound
-			}
-			return err
-		}
-		if _, err := deleteTokens(txn, uid, "", ""); err != nil {
-			return err
-		}
-		return txn.Delete(k)
-	})
-}
-
 // PutToken stores a token under the hash of its secret.
 func (s *Store) PutToken(hash []byte, t Token) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
 	return s.db.Update(func(txn *badger.Txn) error {
 		if err := getJSON(txn, key(tabUser, t.UID), &User{}); err != nil {
 			return err

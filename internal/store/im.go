@@ -111,8 +111,9 @@ func getU64(txn *badger.Txn, k []byte) (uint64, error) {
 }
 
 // loadEvent resolves a pointer to its event; found is false when the
-// event has expired or never existed.
-func loadEvent(txn *badger.Txn, p []byte) (ev codec.Event, found bool, err error) {
+// event has expired, never existed or cannot be decoded (then it is
+// counted and logged by s.unreadable).
+func (s *Store) loadEvent(txn *badger.Txn, p []byte) (ev codec.Event, found bool, err error) {
 	kind, cv, n, err := parsePtr(p)
 	if err != nil {
 		return ev, false, err
@@ -128,8 +129,8 @@ func loadEvent(txn *badger.Txn, p []byte) (ev codec.Event, found bool, err error
 	if err != nil {
 		return ev, false, err
 	}
-	err = item.Value(func(v []byte) error { return codec.UnmarshalStored(v, &ev) })
-	return ev, err == nil, err
+	ok, err := s.decode(item, &ev)
+	return ev, ok, err
 }
 
 // USHead returns the last us of uid's stream (0 when empty). It is as
@@ -188,7 +189,7 @@ func (s *Store) Stream(uid string, since uint64, max int) (evs []codec.Event, mo
 			if p, err = item.ValueCopy(nil); err != nil {
 				return err
 			}
-			ev, found, err := loadEvent(txn, p)
+			ev, found, err := s.loadEvent(txn, p)
 			if err != nil {
 				return err
 			}
@@ -238,8 +239,12 @@ func (s *Store) History(cv string, lo, hi, before, after uint64, max int) (items
 				break
 			}
 			var ev codec.Event
-			if err := it.Item().Value(func(v []byte) error { return codec.UnmarshalStored(v, &ev) }); err != nil {
+			ok, err := s.decode(it.Item(), &ev)
+			if err != nil {
 				return err
+			}
+			if !ok {
+				continue // unreadable: skipped, counted and logged
 			}
 			items = append(items, ev)
 		}
@@ -276,7 +281,7 @@ func (s *Store) EventByID(id ulid.ULID) (codec.Event, error) {
 			return err
 		}
 		var found bool
-		if ev, found, err = loadEvent(txn, p); err != nil {
+		if ev, found, err = s.loadEvent(txn, p); err != nil {
 			return err
 		}
 		if !found {
@@ -293,13 +298,13 @@ func (s *Store) EventByID(id ulid.ULID) (codec.Event, error) {
 func (s *Store) Deduped(uid, did, cmid string) (codec.Event, error) {
 	var ev codec.Event
 	err := s.db.View(func(txn *badger.Txn) (err error) {
-		ev, err = dedupeLookup(txn, uid, did, cmid)
+		ev, err = s.dedupeLookup(txn, uid, did, cmid)
 		return err
 	})
 	return ev, err
 }
 
-func dedupeLookup(txn *badger.Txn, uid, did, cmid string) (codec.Event, error) {
+func (s *Store) dedupeLookup(txn *badger.Txn, uid, did, cmid string) (codec.Event, error) {
 	item, err := txn.Get(key(tabDedupe, uid, did, cmid))
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return codec.Event{}, ErrNotFound
@@ -312,7 +317,7 @@ func dedupeLookup(txn *badger.Txn, uid, did, cmid string) (codec.Event, error) {
 		return codec.Event{}, err
 	}
 	us, p := parseDedupe(v)
-	ev, found, err := loadEvent(txn, p)
+	ev, found, err := s.loadEvent(txn, p)
 	if err != nil {
 		return ev, err
 	}
@@ -516,6 +521,11 @@ func (s *Store) SetBlock(uid, other string, on bool) error {
 }
 
 func (s *Store) setFlag(on bool, keys ...[]byte) error {
+	if on { // removing a flag stores nothing
+		if err := s.writable(); err != nil {
+			return err
+		}
+	}
 	return s.db.Update(func(txn *badger.Txn) error {
 		for _, k := range keys {
 			var err error

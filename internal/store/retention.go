@@ -136,7 +136,7 @@ func (s *Store) trimLogs(tab byte, cutoff int64, count *int, quit <-chan struct{
 					continue
 				}
 				name := string(k[1 : len(k)-9])
-				ts, found, err := entryTS(txn, tab, it.Item())
+				ts, found, err := s.entryTS(txn, tab, it.Item())
 				if err != nil {
 					return err
 				}
@@ -172,14 +172,14 @@ func (s *Store) trimLogs(tab byte, cutoff int64, count *int, quit <-chan struct{
 // entryTS returns the ts of a log entry: for a stream entry that of the
 // event it points to (found is false when that event is gone), else the
 // event's own.
-func entryTS(txn *badger.Txn, tab byte, item *badger.Item) (ts int64, found bool, err error) {
+func (s *Store) entryTS(txn *badger.Txn, tab byte, item *badger.Item) (ts int64, found bool, err error) {
 	var ev codec.Event
 	if tab == tabStream {
 		p, err := item.ValueCopy(nil)
 		if err != nil {
 			return 0, false, err
 		}
-		ev, found, err = loadEvent(txn, p)
+		ev, found, err = s.loadEvent(txn, p)
 		return ev.TS, found, err
 	}
 	err = item.Value(func(v []byte) error { return codec.UnmarshalStored(v, &ev) })
@@ -213,7 +213,7 @@ func (s *Store) trimLog(tab byte, name string, cutoff int64, quit <-chan struct{
 					break
 				}
 				item := it.Item()
-				ts, found, err := entryTS(txn, tab, item)
+				ts, found, err := s.entryTS(txn, tab, item)
 				if err != nil {
 					it.Close()
 					return err

@@ -142,6 +142,9 @@ func (q *sequencer) reset() {
 // once all are committed (or failed). Appends of concurrent callers are
 // grouped into shared commits.
 func (s *Store) Append(as ...*Append) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
 	q := s.seq
 	for _, a := range as {
 		a.done = make(chan struct{})
@@ -229,8 +232,12 @@ func (q *sequencer) commit(batch []*Append) {
 		if err != nil {
 			q.reset() // counters may be ahead of the store: reload
 		}
+		appended := 0
 		for _, a := range pending {
 			a.err = err
+			if err == nil && a.Dup == nil {
+				appended++
+			}
 			if err == nil {
 				// Heads first, so no delivery of the event precedes them.
 				for i, uid := range a.To {
@@ -242,6 +249,9 @@ func (q *sequencer) commit(batch []*Append) {
 			}
 			close(a.done)
 		}
+		if err == nil && appended > 0 && q.s.onCommit != nil {
+			q.s.onCommit(appended)
+		}
 		pending = pending[:0]
 	}
 	flush := func() {
@@ -250,14 +260,20 @@ func (q *sequencer) commit(batch []*Append) {
 			txn = db.NewTransaction(true)
 			return
 		}
-		var err error
+		// The cheap check on the write path: the reserve may have been
+		// crossed since Append checked.
+		err := q.s.writable()
 		for k, n := range q.dirty {
+			if err != nil {
+				break
+			}
 			if err = txn.Set([]byte(k), u64(n)); err != nil {
 				break
 			}
 		}
 		if err == nil {
 			err = txn.Commit()
+			q.s.opts.Disk.Trip(err)
 		} else {
 			txn.Discard()
 		}
@@ -371,7 +387,7 @@ func (q *sequencer) prepare(txn *badger.Txn, a *Append, seen map[string]*Append)
 		// Read through the batch's own transaction: a separate read
 		// transaction per append would take Badger's oracle lock and wait
 		// on the commit watermark inside the single writer's loop.
-		ev, err := dedupeLookup(txn, a.UID, a.DID, a.CMID)
+		ev, err := q.s.dedupeLookup(txn, a.UID, a.DID, a.CMID)
 		switch {
 		case err == nil:
 			a.Dup = &ev

@@ -10,10 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/tern-im/tern/internal/disk"
 )
 
 // Errors returned by the store.
@@ -27,6 +31,9 @@ var (
 	// ErrGone is returned by Deduped when the command was done but the
 	// event it produced no longer exists (trimmed or expired).
 	ErrGone = errors.New("store: event is gone")
+	// ErrNoSpace is returned for writes refused while the data dir's
+	// filesystem is below its free-space reserve (disk.ErrLow).
+	ErrNoSpace = disk.ErrLow
 )
 
 // Table prefixes. A key is prefix byte + table-specific suffix.
@@ -60,24 +67,46 @@ type Options struct {
 	Now func() time.Time
 	// OnTrim, if set, is called after each background trimming pass.
 	OnTrim func(TrimStats, error)
+	// OnCommit, if set, is called by the sequencer after each committed
+	// transaction with the number of events it appended (duplicates
+	// excluded): for metrics. It must not block.
+	OnCommit func(appended int)
+	// Disk, if set, refuses writes that would store something (appends,
+	// accounts, tokens, new contacts and blocks) with ErrNoSpace while
+	// the data dir's filesystem is below its reserve; a commit that fails
+	// with ENOSPC trips it. Deletes, counters and presence records (one
+	// per user, overwritten) are still written.
+	Disk *disk.Guard
 }
 
 // Store is an open Badger database. It is safe for concurrent use.
 type Store struct {
-	db  *badger.DB
-	log *slog.Logger
-	seq *sequencer
+	db   *badger.DB
+	log  *slog.Logger
+	opts Options
+	seq  *sequencer
 	// heads caches stream heads (see heads).
 	heads *heads
 	stop  chan struct{}
 	wg    sync.WaitGroup
 	once  sync.Once
+	// bad counts and remembers unreadable records (integrity.go).
+	bad badRecords
+	// onCommit is Options.OnCommit.
+	onCommit func(int)
+	// dir is the data directory; empty in memory.
+	dir string
 }
 
 // Open opens (creating if needed) the store in dir.
 func Open(dir string, o Options) (*Store, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if !o.InMemory {
+		if err := prepareDir(dir, o.Logger); err != nil {
+			return nil, err
+		}
 	}
 	bo := badger.DefaultOptions(dir).
 		WithLogger(badgerLogger{o.Logger}).
@@ -98,14 +127,32 @@ func Open(dir string, o Options) (*Store, error) {
 	// Values up to 1 KiB live in the LSM tree with their keys: small chat
 	// events are read with one lookup and the value log stays small.
 	bo = bo.WithValueThreshold(1 << 10)
+	// Badger creates value-log files sparse and writes them through a
+	// memory map, where a full filesystem is SIGBUS, not an error. Small
+	// files (Badger's default is 1 GiB) bound what it can still write
+	// into unallocated space once the disk reserve (internal/disk) stops
+	// new writes; value-log GC also works in smaller steps.
+	bo = bo.WithValueLogFileSize(64 << 20)
 	db, err := badger.Open(bo)
+	if err != nil && strings.Contains(err.Error(), "Cannot acquire directory lock") {
+		return nil, &InUseError{Dir: dir}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open store %q: %w", dir, err)
+	}
+	if !o.InMemory {
+		if err := tightenFiles(dir, o.Logger); err != nil {
+			_ = db.Close() // the permission error is the one to report
+			return nil, err
+		}
 	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	s := &Store{db: db, log: o.Logger, stop: make(chan struct{})}
+	s := &Store{db: db, log: o.Logger, opts: o, stop: make(chan struct{}), onCommit: o.OnCommit}
+	if !o.InMemory {
+		s.dir = dir
+	}
 	s.heads = newHeads()
 	s.seq = newSequencer(s, o.Now)
 	if o.GCInterval > 0 && !o.InMemory {
@@ -140,6 +187,9 @@ func (s *Store) Close() error {
 	return err
 }
 
+// writable returns ErrNoSpace while the disk guard refuses writes.
+func (s *Store) writable() error { return s.opts.Disk.Err() }
+
 // Ready reports whether the store is open.
 func (s *Store) Ready() bool { return !s.db.IsClosed() }
 
@@ -166,20 +216,54 @@ func (s *Store) gcLoop(every time.Duration) {
 	}
 }
 
+// Size returns the bytes the store's files take on disk (LSM tables,
+// value log, manifest), read from the directory now: Badger's own Size
+// is refreshed only once a minute. 0 for an in-memory store.
+func (s *Store) Size() int64 {
+	if s.dir == "" {
+		return 0
+	}
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
+			n += fi.Size()
+		}
+	}
+	return n
+}
+
+// InUseError is Open's error when another process (or another Open in
+// this one) holds the data dir.
+type InUseError struct{ Dir string }
+
+func (e *InUseError) Error() string {
+	return fmt.Sprintf("data dir %s is in use by another tern process", e.Dir)
+}
+
 // badgerLogger routes Badger's logging into slog, one level down: Badger is
 // chatty at info.
 type badgerLogger struct{ l *slog.Logger }
 
 func (b badgerLogger) Errorf(f string, a ...any) {
-	b.l.Error(fmt.Sprintf(f, a...), "component", "badger")
+	b.l.Error(badgerLine(f, a), "component", "badger")
 }
 func (b badgerLogger) Warningf(f string, a ...any) {
-	b.l.Warn(fmt.Sprintf(f, a...), "component", "badger")
+	b.l.Warn(badgerLine(f, a), "component", "badger")
 }
 func (b badgerLogger) Infof(f string, a ...any) {
-	b.l.Log(context.Background(), slog.LevelDebug, fmt.Sprintf(f, a...), "component", "badger")
+	b.l.Log(context.Background(), slog.LevelDebug, badgerLine(f, a), "component", "badger")
 }
 func (b badgerLogger) Debugf(f string, a ...any) {}
+
+// badgerLine formats a Badger log line without the trailing newline
+// Badger puts on most of them (slog would print it as a literal \n).
+func badgerLine(f string, a []any) string {
+	return strings.TrimRight(fmt.Sprintf(f, a...), "\n")
+}
 
 func key(tab byte, parts ...string) []byte {
 	n := 1

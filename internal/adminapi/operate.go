@@ -1,0 +1,123 @@
+package adminapi
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/tern-im/tern/topics"
+)
+
+// ClientInfo is one connected client in GET /admin/v1/clients.
+type ClientInfo struct {
+	UID      string    `json:"uid"` // empty for an anonymous client
+	DID      string    `json:"did"`
+	ClientID string    `json:"client_id"`
+	Addr     string    `json:"addr"`     // remote address
+	Proto    string    `json:"proto"`    // "mqtt/3.1.1", "mqtt/5", "mqtt/3.1"
+	Listener string    `json:"listener"` // mqtt, ws, tls or wss
+	Since    time.Time `json:"since"`    // when the connection was accepted
+}
+
+// Stats is the reply to GET /admin/v1/stats.
+type Stats struct {
+	Version       string    `json:"version"`
+	Commit        string    `json:"commit"`
+	GoVersion     string    `json:"go_version"`
+	Started       time.Time `json:"started"`
+	UptimeSeconds int64     `json:"uptime_seconds"`
+	Connections   int       `json:"connections"`   // authenticated connections
+	Subscriptions int64     `json:"subscriptions"` // MQTT subscriptions
+	Retained      int64     `json:"retained"`      // retained messages
+	BytesIn       int64     `json:"bytes_in"`
+	BytesOut      int64     `json:"bytes_out"`
+	StoreBytes    int64     `json:"store_bytes"` // Badger on disk
+}
+
+// Notice is the body of POST /admin/v1/notice and what is retained on
+// im/sys/notice (TS in Unix milliseconds, set by the server).
+type Notice struct {
+	Text string `json:"text"`
+	TS   int64  `json:"ts,omitempty"`
+}
+
+// MaxNotice is the longest notice text in bytes: retained payloads on
+// shared topics stay within 1 KiB (PROTOCOL §13).
+const MaxNotice = 900
+
+// ErrNoticeText is the refusal of an empty or too long notice.
+var ErrNoticeText = errors.New("adminapi: notice text must be 1 to 900 bytes of UTF-8")
+
+// Operator is what the operations routes need from the running broker.
+type Operator interface {
+	// Clients lists the connected clients.
+	Clients() []ClientInfo
+	// Stats reports the broker's state.
+	Stats() Stats
+	// Notice retains n on im/sys/notice and returns it with its ts.
+	Notice(text string) (Notice, error)
+}
+
+// KickResult is the reply to DELETE /admin/v1/clients/{uid}.{did}.
+type KickResult struct {
+	Kicked int `json:"kicked"`
+}
+
+func (h *Handler) ops(w http.ResponseWriter) bool {
+	if h.Ops == nil {
+		writeErr(w, http.StatusNotFound, "operations are not available in this process")
+		return false
+	}
+	return true
+}
+
+func (h *Handler) listClients(w http.ResponseWriter, _ *http.Request) {
+	if h.ops(w) {
+		cs := h.Ops.Clients()
+		if cs == nil {
+			cs = []ClientInfo{}
+		}
+		writeJSON(w, http.StatusOK, cs)
+	}
+}
+
+func (h *Handler) kickClient(w http.ResponseWriter, r *http.Request) {
+	uid, did, err := topics.ParseClientID(r.PathValue("id"))
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, "want {uid}.{did}: "+err.Error())
+		return
+	}
+	n := h.Kicker.Kick(uid, did)
+	if n == 0 {
+		writeErr(w, http.StatusNotFound, "no such client connected")
+		return
+	}
+	h.Log.Info("client kicked", "user", uid, "device", did)
+	writeJSON(w, http.StatusOK, KickResult{Kicked: n})
+}
+
+func (h *Handler) stats(w http.ResponseWriter, _ *http.Request) {
+	if h.ops(w) {
+		writeJSON(w, http.StatusOK, h.Ops.Stats())
+	}
+}
+
+func (h *Handler) notice(w http.ResponseWriter, r *http.Request) {
+	var req Notice
+	if !decode(w, r, &req) || !h.ops(w) {
+		return
+	}
+	if t := strings.TrimSpace(req.Text); t == "" || len(req.Text) > MaxNotice || !utf8.ValidString(req.Text) {
+		writeErr(w, http.StatusBadRequest, ErrNoticeText.Error())
+		return
+	}
+	n, err := h.Ops.Notice(req.Text)
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	h.Log.Info("notice published", "bytes", len(n.Text))
+	writeJSON(w, http.StatusOK, n)
+}

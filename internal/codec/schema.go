@@ -1,0 +1,169 @@
+package codec
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/fxamacker/cbor/v2"
+
+	"github.com/tern-im/tern/topics"
+)
+
+// Read limits: every CBOR decoder of this package (upstream payloads and
+// stored events alike) refuses data beyond them. The upstream schema
+// (Up.Check) is bounded by the same constants, so anything it accepts can
+// be stored and read back (docs/security.md, "Stored data integrity").
+const (
+	MaxNestedLevels  = 16
+	MaxArrayElements = 4096
+	MaxMapPairs      = 4096
+)
+
+// Upstream schema limits of a msg command (PROTOCOL §5, §12).
+const (
+	MaxCMID     = 32
+	MaxCT       = 128
+	MaxReactK   = 64
+	MaxMentions = 64
+	MaxAtt      = 32
+	MaxTTL      = 365 * 24 * 3600 // seconds
+	// MaxE2EKeys bounds the wrapped keys of one E2EE message: one per
+	// recipient device.
+	MaxE2EKeys = 1024
+	// MaxWrappedKey bounds one wrapped key in bytes.
+	MaxWrappedKey = 1024
+	// maxAttText bounds an attachment's fid and ct text.
+	maxAttText = 128
+	// maxHash is a SHA-256.
+	maxHash = 32
+)
+
+// The schema's sizes must fit the read limits; this fails to compile
+// otherwise. An event is a map (level 1) holding at most an array of
+// attachment maps or the e2e map of byte strings (levels 2 and 3).
+const (
+	_ = uint(MaxArrayElements - MaxMentions)
+	_ = uint(MaxArrayElements - MaxAtt)
+	_ = uint(MaxMapPairs - MaxE2EKeys)
+	_ = uint(MaxNestedLevels - 3)
+)
+
+// E2E holds the wrapped message keys of an end-to-end encrypted message
+// (§12): recipient device "{uid}.{did}" → the message key wrapped for it
+// (lowercase hex in JSON, a byte string in CBOR). Nothing else nests.
+type E2E map[string]Bin
+
+// UnmarshalJSON decodes the map and names the field in its error.
+func (e *E2E) UnmarshalJSON(p []byte) error {
+	var m map[string]Bin
+	if err := json.Unmarshal(p, &m); err != nil {
+		return &FieldError{Field: "e2e", Msg: "must map device ids to hex wrapped keys"}
+	}
+	*e = m
+	return nil
+}
+
+// UnmarshalCBOR decodes the map and names the field in its error.
+func (e *E2E) UnmarshalCBOR(p []byte) error {
+	var m map[string][]byte
+	if err := decMode.Unmarshal(p, &m); err != nil {
+		return &FieldError{Field: "e2e", Msg: "must map device ids to byte-string wrapped keys"}
+	}
+	if m == nil {
+		*e = nil
+		return nil
+	}
+	out := make(E2E, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	*e = out
+	return nil
+}
+
+// FieldError is a schema violation of one named field.
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+// Field returns the name of the field err is about, or "" when it does not
+// name one.
+func Field(err error) string {
+	if fe, ok := errors.AsType[*FieldError](err); ok {
+		return fe.Field
+	}
+	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok && te.Field != "" {
+		return te.Field
+	}
+	if te, ok := errors.AsType[*cbor.UnmarshalTypeError](err); ok && te.StructFieldName != "" {
+		return te.StructFieldName
+	}
+	return ""
+}
+
+func bad(field, format string, a ...any) error {
+	return &FieldError{Field: field, Msg: fmt.Sprintf(format, a...)}
+}
+
+// Check validates a msg command against the upstream schema, beyond what
+// decoding already enforced; maxBody bounds b. The error is a *FieldError.
+func (u *Up) Check(maxBody int) error {
+	switch u.Op {
+	case "", "send", "edit", "del", "react":
+	default:
+		return bad("op", "unknown op")
+	}
+	switch {
+	case u.CMID == "" || len(u.CMID) > MaxCMID:
+		return bad("cmid", "must be 1 to %d bytes", MaxCMID)
+	case len(u.B) > maxBody:
+		return bad("b", "longer than %d bytes", maxBody)
+	case len(u.CT) > MaxCT:
+		return bad("ct", "longer than %d bytes", MaxCT)
+	case u.TTL < 0 || u.TTL > MaxTTL:
+		return bad("ttl", "must be 0 to %d seconds", MaxTTL)
+	case len(u.Mn) > MaxMentions:
+		return bad("mn", "more than %d mentions", MaxMentions)
+	case len(u.Att) > MaxAtt:
+		return bad("att", "more than %d attachments", MaxAtt)
+	case len(u.K) > MaxReactK:
+		return bad("k", "longer than %d bytes", MaxReactK)
+	case len(u.To) > 2+2*32+1:
+		return bad("to", "too long")
+	case len(u.E2E) > MaxE2EKeys:
+		return bad("e2e", "more than %d wrapped keys", MaxE2EKeys)
+	}
+	for _, m := range u.Mn {
+		if topics.CheckUID(m) != nil {
+			return bad("mn", "bad mention")
+		}
+	}
+	for _, a := range u.Att {
+		if len(a.FID) > maxAttText || len(a.CT) > maxAttText || len(a.H) > maxHash || a.N < 0 || a.Z < 0 {
+			return bad("att", "bad attachment")
+		}
+	}
+	for k, v := range u.E2E {
+		uid, did, ok := cutDevice(k)
+		if !ok || topics.CheckUID(uid) != nil || topics.CheckDID(did) != nil {
+			return bad("e2e", "keys must be device ids {uid}.{did}")
+		}
+		if len(v) == 0 || len(v) > MaxWrappedKey {
+			return bad("e2e", "wrapped keys must be 1 to %d bytes", MaxWrappedKey)
+		}
+	}
+	return nil
+}
+
+func cutDevice(s string) (uid, did string, ok bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '.' {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return "", "", false
+}
