@@ -1,8 +1,9 @@
 // Package firmwaresim simulates Tern devices to size a deployment and to
-// catch regressions. Devices speak PROTOCOL.md exactly like firmware does:
-// paho clients with ClientID {uid}.{did} and a device token, SUBSCRIBE to
-// the own device filter, RPC hello, sync until more is false, then send
-// messages through a cmid outbox that is resent after every reconnect.
+// catch regressions. Devices speak PROTOCOL.md exactly like firmware does,
+// through the public client package (github.com/tern-im/tern/client):
+// ClientID {uid}.{did} and a device token, SUBSCRIBE to the own device
+// filter, RPC hello, sync until more is false, then send messages through
+// a cmid outbox that is resent after every reconnect.
 // Every delivery is checked end to end by an Accounting (loss, duplicates,
 // order by seq and us) and timed in HDR histograms.
 //

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tern-im/tern/client"
 	"github.com/tern-im/tern/internal/adminapi"
 )
 
@@ -313,7 +314,7 @@ func createGroups(ctx context.Context, f *Fleet, o ProvisionOptions, res *Provis
 			return fmt.Errorf("group %s: owner %s has no device", g.GID, g.Owner)
 		}
 		err := CreateGroup(ctx, o.MQTT, cr, *g, o.RPCTimeout)
-		var re *RPCError
+		var re *client.RPCError
 		switch {
 		case errors.As(err, &re) && re.Code == 409:
 			res.GroupsKept++
@@ -356,10 +357,13 @@ func CreateGroup(ctx context.Context, mqttAddr string, cr Credentials, g Group, 
 func withDevice(ctx context.Context, mqttAddr string, cr Credentials, acc *Accounting, runID string, rpcTimeout time.Duration, fn func(*Device) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	d := NewDevice(DeviceOptions{
+	d, err := NewDevice(DeviceOptions{
 		Creds: cr, QoS: 1, Clean: true, RunID: runID, Acc: acc, Index: -1, RPCTimeout: rpcTimeout,
 		Dial: func() (net.Conn, error) { return net.DialTimeout("tcp", mqttAddr, 10*time.Second) },
 	})
+	if err != nil {
+		return err
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- d.Run(ctx) }()
 	tick := time.NewTicker(10 * time.Millisecond)
@@ -374,7 +378,7 @@ func withDevice(ctx context.Context, mqttAddr string, cr Credentials, acc *Accou
 		case <-tick.C:
 		}
 	}
-	err := fn(d)
+	err = fn(d)
 	cancel()
 	<-errc
 	return err

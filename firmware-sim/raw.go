@@ -2,6 +2,7 @@ package firmwaresim
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/url"
 	"sync"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/tern-im/tern/client"
 )
 
 // RawOptions configure a plain MQTT client of the raw mode: no IM
@@ -71,20 +74,20 @@ func (r *RawClient) Run(ctx context.Context) error {
 	backoff := time.Duration(0)
 	first := true
 	for ctx.Err() == nil {
-		if !sleepJittered(ctx, backoff) {
+		if !client.Sleep(ctx, backoff) {
 			return ctx.Err()
 		}
 		c, err := r.connect()
 		if err != nil {
 			r.lastErr.Store(&err)
-			backoff = grow(backoff)
+			backoff = client.DefaultBackoff.Grow(backoff)
 			continue
 		}
 		if !first {
 			r.opts.Acc.Add(func(c *Counters) { c.Reconnects++ })
 		}
 		first = false
-		backoff = minBackoff
+		backoff = client.DefaultBackoff.Min
 		select {
 		case <-ctx.Done():
 		case <-c.done:
@@ -165,3 +168,51 @@ func (r *RawClient) Publish(topic string, recipients []int, size int) bool {
 
 // Freed is signalled when a publish of the client completes.
 func (r *RawClient) Freed() <-chan struct{} { return r.freed }
+
+// conn is one MQTT connection of a raw client.
+type conn struct {
+	c    paho.Client
+	done chan struct{}
+	once sync.Once
+}
+
+func (c *conn) lost() { c.once.Do(func() { close(c.done) }) }
+
+// errLinkLost is a connection that went away while waiting.
+var errLinkLost = errors.New("firmwaresim: connection lost")
+
+// wait waits for a paho token, the connection's end or the timeout.
+func wait(t paho.Token, c *conn, timeout time.Duration) error {
+	var done <-chan struct{}
+	if c != nil {
+		done = c.done
+	}
+	select {
+	case <-t.Done():
+		return t.Error()
+	case <-done:
+		return errLinkLost
+	case <-time.After(timeout):
+		return ErrRPCTimeout
+	}
+}
+
+// releaseWhenDone runs release once the publish tok completes or the
+// connection it went out on ends (its acknowledgement will never come),
+// freeing the sender's in-flight slot.
+func releaseWhenDone(tok paho.Token, connDone <-chan struct{}, release func()) {
+	go func() {
+		select {
+		case <-tok.Done():
+		case <-connDone:
+		}
+		release()
+	}()
+}
+
+func notify(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}

@@ -20,7 +20,7 @@ type Report struct {
 	Mode     string  `json:"mode"` // im or raw
 	Devices  int     `json:"devices"`
 	Online   int     `json:"online"`
-	Seconds  float64 `json:"seconds"` // load phase length
+	Seconds  float64 `json:"seconds"` // load phase length (connect phase: time since the start)
 
 	Generated       uint64  `json:"generated"`
 	Expected        uint64  `json:"expected"` // (message, recipient) pairs
@@ -77,6 +77,16 @@ func percentiles(h *hdrhistogram.Histogram) Percentiles {
 // report builds a report; load is the load phase length so far.
 func (r *Runner) report(load time.Duration) *Report {
 	c, lat, cu := r.acc.Snapshot()
+	for _, d := range r.devs {
+		// IM devices count their protocol work in their client.
+		s := d.Stats()
+		c.Published += s.Published
+		c.Resent += s.Resent
+		c.Rejected += s.Rejected
+		c.Reconnects += s.Reconnects
+		c.Redelivery += s.Redelivered
+		c.Gaps += s.Gaps
+	}
 	rep := &Report{
 		Phase: "done", Scenario: r.o.Scenario, Mode: "im", Devices: len(r.clients),
 		Online: r.countOnline(), Seconds: load.Seconds(),
@@ -178,8 +188,13 @@ func BrokerRSS(pid int, metricsURL string) (int64, error) {
 	return 0, fmt.Errorf("no process_resident_memory_bytes at %s", metricsURL)
 }
 
-// Line renders a one-line live summary for a terminal.
+// Line renders a one-line live summary for a terminal. In the connect
+// phase Seconds is the time since the start.
 func (rep *Report) Line() string {
+	if rep.Phase == "connect" {
+		return fmt.Sprintf("connect t=%5.1fs connected %d/%d  reconn %d drops %d",
+			rep.Seconds, rep.Online, rep.Devices, rep.Reconnects, rep.LinkDrops)
+	}
 	return fmt.Sprintf("%-7s t=%5.1fs online %d/%d  dlv %d (%.0f/s)  p50 %.1fms p99 %.1fms max %.0fms  dup %d ooo %d  reconn %d drops %d",
 		rep.Phase, rep.Seconds, rep.Online, rep.Devices, rep.Delivered, rep.DeliveredPerSec,
 		rep.LatencyMS.P50, rep.LatencyMS.P99, rep.LatencyMS.Max, rep.Duplicated, rep.OutOfOrder,

@@ -13,6 +13,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tern-im/tern/internal/codec"
+	"github.com/tern-im/tern/topics"
 )
 
 // Scenarios.
@@ -76,8 +79,8 @@ type RunOptions struct {
 	Progress func(*Report)
 }
 
-// client is what the runner needs of a Device or a RawClient.
-type client interface {
+// simClient is what the runner needs of a Device or a RawClient.
+type simClient interface {
 	Run(ctx context.Context) error
 	Online() bool
 	OnlineSince() time.Time
@@ -97,7 +100,7 @@ type cutter interface {
 type Runner struct {
 	o       RunOptions
 	acc     *Accounting
-	clients []client
+	clients []simClient
 	devs    []*Device
 	raws    []*RawClient
 	links   []cutter
@@ -193,11 +196,25 @@ func (r *Runner) dialer(i int) (func() (net.Conn, error), cutter, error) {
 		if err != nil {
 			return nil, nil, err
 		}
+		// Drops start after the connect phase (Run sets the chance once
+		// every device is online): with drops from the start, devices that
+		// need longer to come up than to go down again are never all
+		// online at once (issue 11, defect 7).
+		l.SetDrop(0)
 		lc := &proxyLink{Link: l}
-		return buffered(lc.Dial), lc, nil
+		return r.buffered(lc.Dial), lc, nil
 	}
 	dl := &directLink{addr: r.o.MQTT, d: net.Dialer{Timeout: 10 * time.Second, LocalAddr: local}}
-	return buffered(dl.Dial), dl, nil
+	return r.buffered(dl.Dial), dl, nil
+}
+
+// buffered gives raw clients' connections a read buffer; IM devices get
+// one from the client package.
+func (r *Runner) buffered(dial func() (net.Conn, error)) func() (net.Conn, error) {
+	if !r.o.Raw {
+		return dial
+	}
+	return buffered(dial)
 }
 
 // buffered gives the connections of dial a read buffer. paho reads every
@@ -322,13 +339,16 @@ func (r *Runner) build() error {
 		}
 		var extra []string
 		for _, p := range peersOf[i] {
-			extra = append(extra, "im/p/"+p)
+			extra = append(extra, topics.Presence(p))
 		}
-		d := NewDevice(DeviceOptions{
+		d, err := NewDevice(DeviceOptions{
 			Index: i, Creds: creds[i], Dial: dial, QoS: o.QoS, CBOR: o.CBOR, Clean: o.Clean,
 			Window: o.Window, RPCTimeout: o.RPCTimeout, RunID: r.runID, Acc: r.acc,
 			ExtraSubs: extra, OnPresence: r.onPresence(i), Replay: o.Replay,
 		})
+		if err != nil {
+			return err
+		}
 		r.devs = append(r.devs, d)
 		r.clients = append(r.clients, d)
 	}
@@ -375,7 +395,7 @@ func (r *Runner) onPresence(dev int) func(string, []byte) {
 		var pr struct {
 			PV uint64 `json:"pv"`
 		}
-		if unmarshal(p, &pr) != nil {
+		if codec.Decode(p, &pr) != nil {
 			return
 		}
 		r.presence.Add(1)
@@ -445,6 +465,9 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 		return r.report(time.Since(r.start)), err
 	}
 	r.connectAt = time.Since(r.start)
+	for _, l := range r.links {
+		l.SetDrop(r.o.Link.Drop)
+	}
 	r.addContacts(ctx)
 	lctx, stopLoad := context.WithTimeout(ctx, r.o.Duration)
 	defer stopLoad()
@@ -480,7 +503,8 @@ func (r *Runner) closeLinks() {
 	}
 }
 
-// waitOnline waits until every client is online.
+// waitOnline waits until every client is online, reporting progress
+// (connected n/N, time since the start) about once a second.
 func (r *Runner) waitOnline(ctx context.Context, errc chan error, deadline time.Time) error {
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
@@ -509,6 +533,7 @@ func (r *Runner) waitOnline(ctx context.Context, errc chan error, deadline time.
 			last = time.Now()
 			rep := r.report(0)
 			rep.Phase = "connect"
+			rep.Seconds = time.Since(r.start).Seconds()
 			r.o.Progress(rep)
 		}
 	}
@@ -591,7 +616,7 @@ func (r *Runner) addContacts(ctx context.Context) {
 	var lastErr error
 	for _, d := range r.devs {
 		for _, f := range d.opts.ExtraSubs {
-			peer := strings.TrimPrefix(f, "im/p/")
+			peer := strings.TrimPrefix(f, topics.Presence(""))
 			if err := d.Call(ctx, "contacts.add", map[string]string{"uid": peer}, nil); err != nil {
 				failed, lastErr = failed+1, err
 				continue

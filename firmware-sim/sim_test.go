@@ -5,6 +5,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -345,5 +347,54 @@ func TestIMGroupOneSender(t *testing.T) {
 		rep.Lost != 0 || rep.Duplicated != 0 || rep.OutOfOrder != 0 {
 		t.Fatalf("generated %d, publishes %d, delivered %d, lost %d, dup %d, ooo %d",
 			rep.Generated, rep.Published, rep.Delivered, rep.Lost, rep.Duplicated, rep.OutOfOrder)
+	}
+}
+
+// TestIMConnectBeforeDrops is defect 7 of issue 11: with drops, a long
+// outage and high latency active from the start, devices took longer to
+// come up than to go down again, so "all online" never held and the run
+// failed in its connect phase ("only n of N devices online", after its
+// 60 s context here). Links now start dropping after the connect phase,
+// and the connect progress shows connected n/N and the elapsed time.
+func TestIMConnectBeforeDrops(t *testing.T) {
+	t.Parallel()
+	b, f := imBroker(t, 20, 0, 0)
+	var mu sync.Mutex
+	var progress []*firmwaresim.Report
+	rep := run(t, firmwaresim.RunOptions{
+		MQTT: b.Addr(broker.ListenerMQTT), Fleet: f, Scenario: firmwaresim.ScenarioDM,
+		Devices: 20, Rate: 40, Duration: 2 * time.Second, QoS: 1,
+		Link:  firmwaresim.LinkOptions{Drop: 0.2, Outage: 2 * time.Second, Latency: 300 * time.Millisecond},
+		Drain: 30 * time.Second, RPCTimeout: 5 * time.Second,
+		Progress: func(r *firmwaresim.Report) {
+			mu.Lock()
+			progress = append(progress, r)
+			mu.Unlock()
+		},
+	})
+	if rep.Online != 20 || rep.ConnectSeconds <= 0 {
+		t.Fatalf("online %d of 20, connect %.2fs", rep.Online, rep.ConnectSeconds)
+	}
+	if rep.LinkDrops == 0 || rep.Generated == 0 {
+		t.Fatalf("nothing exercised: %d drops, %d generated", rep.LinkDrops, rep.Generated)
+	}
+	if rep.Lost != 0 || rep.Duplicated != 0 || rep.OutOfOrder != 0 || rep.Delivered != rep.Expected {
+		t.Fatalf("delivered %d of %d, lost %d, duplicated %d, out of order %d",
+			rep.Delivered, rep.Expected, rep.Lost, rep.Duplicated, rep.OutOfOrder)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, p := range progress {
+		if p.Phase == "connect" && p.Seconds < 0.5 {
+			t.Errorf("connect progress at t=%.1fs: the first line comes after about a second", p.Seconds)
+		}
+	}
+}
+
+func TestConnectProgressLine(t *testing.T) {
+	t.Parallel()
+	got := (&firmwaresim.Report{Phase: "connect", Seconds: 2.5, Online: 7, Devices: 200, LinkDrops: 3}).Line()
+	if !strings.Contains(got, "t=  2.5s") || !strings.Contains(got, "connected 7/200") {
+		t.Fatalf("connect line %q", got)
 	}
 }

@@ -5,6 +5,7 @@
 //	tern token create|list|revoke …
 //	tern store check [--repair]
 //	tern admin clients|kick|stats|notice …
+//	tern chat --mqtt HOST:PORT --user UID [--device DID]
 //	tern version
 package main
 
@@ -38,6 +39,7 @@ Usage:
   tern admin clients|stats [--server URL]
   tern admin kick UID.DID [--server URL]
   tern admin notice TEXT [--server URL]
+  tern chat [--mqtt HOST:PORT] --user UID [--device DID]   (secret: TERN_TOKEN or a prompt)
   tern version            (or tern --version)
 
 Flags every command takes:
@@ -107,6 +109,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		cmd = &storeCommand{stdout: stdout, stderr: stderr}
 	case "admin":
 		cmd = &adminCommand{stdout: stdout, stderr: stderr}
+	case "chat":
+		cmd = &chatCommand{stdin: stdin, stdout: stdout, stderr: stderr, lookupEnv: os.LookupEnv}
 	default:
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("unknown command %q", args[0])
