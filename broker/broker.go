@@ -438,7 +438,10 @@ func (b *Broker) httpHandler() (http.Handler, error) {
 	admin.Ops = b
 	mux.Handle("/admin/", admin)
 	// Login, tus uploads and downloads for people, browsers and phones (§15).
-	v1, err := web.New(web.Options{Accounts: b.accounts, Files: b.files, Log: b.log})
+	v1, err := web.New(web.Options{
+		Accounts: b.accounts, Files: b.files, Log: b.log,
+		MaxFailures: b.cfg.Auth.MaxFailures, Lockout: b.cfg.Auth.Lockout, MaxLockout: b.cfg.Auth.MaxLockout,
+	})
 	if err != nil {
 		return nil, err
 	}

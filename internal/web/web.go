@@ -14,8 +14,10 @@ import (
 	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
 	"strings"
+	"time"
 
 	tusd "github.com/tus/tusd/v2/pkg/handler"
 	"github.com/tus/tusd/v2/pkg/memorylocker"
@@ -34,6 +36,13 @@ type Options struct {
 	Accounts *accounts.Service
 	Files    *files.Service
 	Log      *slog.Logger
+	// MaxFailures failed logins per user or remote address start
+	// lockouts of Lockout, doubling per failure up to MaxLockout (the MQTT
+	// auth settings). MaxFailures 0 means no lockout.
+	MaxFailures         int
+	Lockout, MaxLockout time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
 }
 
 // Handler serves /v1/.
@@ -41,6 +50,9 @@ type Handler struct {
 	o   Options
 	mux *http.ServeMux
 	tus *tusd.UnroutedHandler
+	// users and addrs throttle failed logins per user and per remote
+	// address (4 × MaxFailures: many devices may share a NAT).
+	users, addrs *throttle
 }
 
 // New builds the handler.
@@ -51,7 +63,12 @@ func New(o Options) (*Handler, error) {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	h := &Handler{o: o, mux: http.NewServeMux()}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	h := &Handler{o: o, mux: http.NewServeMux(),
+		users: newThrottle(o.MaxFailures, o.Lockout, o.MaxLockout, o.Now),
+		addrs: newThrottle(4*o.MaxFailures, o.Lockout, o.MaxLockout, o.Now)}
 	st := &tusStore{files: o.Files, log: o.Log}
 	composer := tusd.NewStoreComposer()
 	composer.UseCore(st)
@@ -184,10 +201,21 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusUnauthorized, "bad credentials")
 		return
 	}
-	_, err := h.o.Accounts.Authenticate(req.UID, req.DID, req.Password)
+	addr, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		addr = r.RemoteAddr
+	}
+	if h.users.locked(req.UID) || h.addrs.locked(addr) {
+		h.o.Log.Info("web: login throttled", "user", req.UID, "remote", addr)
+		writeErr(w, http.StatusTooManyRequests, "too many failed logins: try again later")
+		return
+	}
+	_, err = h.o.Accounts.Authenticate(req.UID, req.DID, req.Password)
 	switch {
 	case errors.Is(err, accounts.ErrBadCredentials), errors.Is(err, accounts.ErrDisabled):
-		h.o.Log.Info("web: login refused", "user", req.UID, "remote", r.RemoteAddr)
+		h.users.failure(req.UID)
+		h.addrs.failure(addr)
+		h.o.Log.Info("web: login refused", "user", req.UID, "remote", addr)
 		writeErr(w, http.StatusUnauthorized, "bad credentials")
 		return
 	case err != nil:
@@ -195,6 +223,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusInternalServerError, "server fault")
 		return
 	}
+	h.users.success(req.UID)
 	secret, _, err := h.o.Accounts.CreateToken(req.UID, req.DID)
 	if err != nil {
 		h.o.Log.Error("web: login token", "error", err)

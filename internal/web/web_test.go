@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tern-im/tern/internal/brokertest"
 	"github.com/tern-im/tern/internal/config"
@@ -347,4 +348,31 @@ func TestLogin(t *testing.T) {
 	}
 	wantStatus(t, anon.do("POST", "/v1/login", nil, []byte(`{"uid":"alice","password":"password-1","did":"Bad DID"}`)), 400)
 	wantStatus(t, anon.do("POST", "/v1/login", nil, []byte(`not json`)), 400)
+}
+
+// TestLoginThrottled: after auth.max_failures bad passwords, even the
+// right one is refused (429) until the lockout ends; the address is locked
+// after four times as many.
+func TestLoginThrottled(t *testing.T) {
+	t.Parallel()
+	b := brokertest.Start(t, func(c *config.Config) {
+		c.Auth.MaxFailures = 2
+		c.Auth.Lockout = time.Hour
+		c.Auth.MaxLockout = time.Hour
+	})
+	b.AddUser("alice", pw)
+	b.AddUser("bob", pw)
+	anon := &client{t: t, base: b.HTTPURL()}
+	for range 2 {
+		wantStatus(t, anon.do("POST", "/v1/login", nil, []byte(`{"uid":"alice","password":"wrong-password"}`)), 401)
+	}
+	wantStatus(t, anon.do("POST", "/v1/login", nil, []byte(`{"uid":"alice","password":"password-1"}`)), 429)
+	// The address allows four times as many (a shared NAT): bob logs in.
+	wantStatus(t, anon.do("POST", "/v1/login", nil, []byte(`{"uid":"bob","password":"password-1"}`)), 200)
+	for i := range 6 {
+		body := fmt.Sprintf(`{"uid":"u%d","password":"wrong-password"}`, i)
+		wantStatus(t, anon.do("POST", "/v1/login", nil, []byte(body)), 401)
+	}
+	// 2 + 6 failures from this address: now it is locked for everyone.
+	wantStatus(t, anon.do("POST", "/v1/login", nil, []byte(`{"uid":"carol","password":"password-1"}`)), 429)
 }
