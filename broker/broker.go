@@ -233,6 +233,7 @@ func (b *Broker) build() error {
 		}},
 		{fileHook, &filehook.Options{
 			Server: b.mqtt, Files: b.files, Sessions: b.sessions, MaxPacket: int(cfg.Limits.MaxPacketSize),
+			UploadRate: int64(cfg.Files.UploadRate), UploadBurst: int64(cfg.Files.UploadBurst),
 		}},
 		{new(presence.Hook), &presence.Options{
 			Server: b.mqtt, Sessions: b.sessions, Store: b.store,

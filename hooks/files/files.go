@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -43,6 +44,11 @@ type Options struct {
 	// MaxPacket is the broker's maximum packet size (a device's maxPkt
 	// defaults to it).
 	MaxPacket int
+	// UploadRate is the chunk bytes per second each device may send, with
+	// bursts of UploadBurst; beyond it chunks get 429. 0 means no limit.
+	UploadRate, UploadBurst int64
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
 }
 
 // Hook is the file hook.
@@ -50,6 +56,7 @@ type Hook struct {
 	mqtt.HookBase
 	opts   *Options
 	inline *mqtt.Client
+	rate   *byteRate
 }
 
 var _ mqtt.Hook = (*Hook)(nil)
@@ -71,6 +78,10 @@ func (h *Hook) Init(config any) error {
 	if o.MaxPacket <= 0 {
 		o.MaxPacket = 128 << 10
 	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	h.rate = newByteRate(o.UploadRate, max(o.UploadBurst, int64(o.MaxPacket)))
 	h.opts = o
 	h.inline = o.Server.NewClient(nil, mqtt.LocalListener, "tern-files", true)
 	return nil
@@ -102,7 +113,10 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if !ok || s.Anonymous || s.UID != u.UID || s.DID != u.DID {
 		return pk, packets.CodeSuccessIgnore
 	}
-	err := h.opts.Files.WriteChunk(s.UID, u.FID, u.Chunk, pk.Payload)
+	var err error = errRate
+	if h.rate.allow(s.UID+"."+s.DID, len(pk.Payload), h.opts.Now()) {
+		err = h.opts.Files.WriteChunk(s.UID, u.FID, u.Chunk, pk.Payload)
+	}
 	if err == nil {
 		return pk, packets.CodeSuccessIgnore
 	}
@@ -205,7 +219,10 @@ func (e *HaveError) Have() [][2]int { return e.have }
 
 func (e *HaveError) Unwrap() error { return e.err }
 
-var errBadArgs = &files.Error{Code: 400, Msg: "bad args"}
+var (
+	errBadArgs = &files.Error{Code: 400, Msg: "bad args"}
+	errRate    = &files.Error{Code: 429, Msg: "upload rate exceeded: send it again later"}
+)
 
 func ranges(rs []files.Range) [][2]int {
 	out := make([][2]int, len(rs))

@@ -368,3 +368,31 @@ func TestExpiredUploadCollected(t *testing.T) {
 		t.Fatal("a collected upload was resumed")
 	}
 }
+
+// TestUploadRate: chunks beyond the device's upload rate are refused with
+// 429 and not stored; the device sends them again later.
+func TestUploadRate(t *testing.T) {
+	t.Parallel()
+	b := brokertest.Start(t, func(c *config.Config) {
+		c.Limits.MaxPacketSize = 4 << 10
+		c.IM.MaxBody = 1 << 10
+		c.Files.UploadRate = 1 // a byte per second: the burst is all there is
+		c.Files.UploadBurst = 4 << 10
+	})
+	b.AddUser("alice", pw)
+	alice := connect(t, b, b.ClientOptions("alice.p1", "alice", pw), "alice", "p1")
+	content := random(10_000, 4)
+	var put codec.FilePutResult
+	alice.ok("file.put", map[string]any{"z": len(content), "h": hash(content)}, &put)
+	parts := split(content, put.Chunk)
+	alice.chunk(put.FID, 0, parts[0])
+	alice.chunk(put.FID, 1, parts[1])
+	if e := alice.nextErr(); e.Code != 429 {
+		t.Fatalf("second chunk: %+v, want 429", e)
+	}
+	var st codec.FileInfo
+	alice.ok("file.stat", map[string]any{"fid": put.FID}, &st)
+	if len(st.Have) != 1 || st.Have[0] != [2]int{0, 0} {
+		t.Fatalf("have = %v, want only chunk 0", st.Have)
+	}
+}

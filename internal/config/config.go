@@ -241,6 +241,11 @@ type Files struct {
 	// MaxPixels is the largest image (width × height) decoded for a
 	// thumbnail: larger ones (decompression bombs among them) get none.
 	MaxPixels int64 `yaml:"max_pixels"`
+	// UploadRate is the chunk bytes per second each device may upload
+	// over MQTT, in bursts of UploadBurst; beyond it chunks get 429.
+	// 0 means no limit.
+	UploadRate  ByteSize `yaml:"upload_rate"`
+	UploadBurst ByteSize `yaml:"upload_burst"`
 }
 
 // Compat switches on behaviours that strict test suites expect of a
@@ -317,6 +322,8 @@ func DefaultConfig() *Config {
 			UploadExpiry: 24 * time.Hour,
 			Sweep:        10 * time.Minute,
 			MaxPixels:    24_000_000,
+			UploadRate:   1 << 20,
+			UploadBurst:  4 << 20,
 		},
 	}
 }
@@ -543,6 +550,12 @@ func (c *Config) Validate() error {
 	}
 	if f.MaxPixels < 1 {
 		bad("files.max_pixels", "must be at least 1")
+	}
+	if f.UploadRate < 0 {
+		bad("files.upload_rate", "must not be negative")
+	}
+	if f.UploadRate > 0 && f.UploadBurst < c.Limits.MaxPacketSize {
+		bad("files.upload_burst", "%s is less than limits.max_packet_size (%s): a whole chunk must fit", f.UploadBurst, c.Limits.MaxPacketSize)
 	}
 	return errors.Join(errs...)
 }

@@ -18,6 +18,8 @@ func TestValidateFiles(t *testing.T) {
 		{"expiry", func(f *Files) { f.UploadExpiry = 0 }, "files.upload_expiry"},
 		{"sweep", func(f *Files) { f.Sweep = -time.Second }, "files.sweep"},
 		{"pixels", func(f *Files) { f.MaxPixels = 0 }, "files.max_pixels"},
+		{"rate", func(f *Files) { f.UploadRate = -1 }, "files.upload_rate"},
+		{"burst below a packet", func(f *Files) { f.UploadBurst = 1 << 10 }, "files.upload_burst"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := DefaultConfig()
