@@ -140,6 +140,8 @@ type Client struct {
 	cur      *conn
 	lastUS   uint64
 	drained  chan struct{} // closed and replaced when the outbox empties
+	// downloads routes file chunks (…/f/{fid}/{i}) to Download, by fid.
+	downloads map[string]*download
 
 	evNotify   chan struct{}
 	sendNotify chan struct{}
@@ -540,6 +542,10 @@ func (c *Client) onMessage(m paho.Message) {
 		if strings.HasPrefix(topic, "im/p/") {
 			c.queue('p', m.Payload(), topic)
 		}
+		return
+	}
+	if strings.HasPrefix(rest, topics.ChanFile+"/") {
+		c.fileChunk(rest, m.Payload())
 		return
 	}
 	switch rest {
