@@ -75,6 +75,9 @@ type Options struct {
 	// Window bounds unacknowledged QoS 1 publishes of the outbox; 0 means
 	// 32 (below the broker's receive maximum).
 	Window int
+	// UploadWindow is the bytes of file chunks in flight during an Upload
+	// (what a drop makes the device send again); 0 means 8 KiB.
+	UploadWindow int
 	// RPCTimeout bounds every RPC and subscribe; 0 means 5 s.
 	RPCTimeout time.Duration
 	// ResendAfter republishes an outbox message whose echo has not

@@ -37,9 +37,25 @@ type UploadStats struct {
 	Puts int
 }
 
-// uploadWindow bounds chunks in flight (below the broker's receive
-// maximum).
-const uploadWindow = 16
+// Chunks in flight during an upload: what is in flight when a link drops
+// is what gets sent again, so the window is kept small in bytes (8 KiB by
+// default, Options.UploadWindow), at least 2 chunks (so a fast link still
+// overlaps the server's fsync with the next chunk) and at most 16 (below
+// the broker's receive maximum).
+const (
+	defaultUploadWindow = 8 << 10
+	minChunksInFlight   = 2
+	maxChunksInFlight   = 16
+)
+
+// chunksInFlight is the upload window in chunks of chunk bytes.
+func (c *Client) chunksInFlight(chunk int) int {
+	w := c.opts.UploadWindow
+	if w <= 0 {
+		w = defaultUploadWindow
+	}
+	return min(max(w/max(chunk, 1), minChunksInFlight), maxChunksInFlight)
+}
 
 // waitOnline waits until the device is online or ctx ends.
 func (c *Client) waitOnline(ctx context.Context) error {
@@ -165,6 +181,7 @@ func (c *Client) sendChunks(fid string, chunk int, r io.ReaderAt, size int64, id
 		return ErrOffline
 	}
 	base := c.up(topics.UpFile) + "/" + fid + "/"
+	window := c.chunksInFlight(chunk)
 	var inflight []paho.Token
 	flush := func(keep int) error {
 		for len(inflight) > keep {
@@ -185,7 +202,7 @@ func (c *Client) sendChunks(fid string, chunk int, r io.ReaderAt, size int64, id
 		}
 		inflight = append(inflight, cn.c.Publish(base+strconv.Itoa(i), 1, false, buf))
 		st.Sent += int64(len(buf))
-		if err := flush(uploadWindow - 1); err != nil {
+		if err := flush(window - 1); err != nil {
 			return err
 		}
 	}

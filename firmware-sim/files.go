@@ -160,12 +160,14 @@ func RunFiles(ctx context.Context, o FileOptions) (*FileReport, error) {
 	}
 	results := make([]fileResult, len(creds))
 	start := time.Now()
+	// Content differs from run to run: the server deduplicates by hash.
+	seed := uint64(start.UnixNano())
 	var wg sync.WaitGroup
 	for i, cr := range creds {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i] = fileDevice(ctx, o, cr, links[i], i)
+			results[i] = fileDevice(ctx, o, cr, links[i], i, seed)
 		}()
 	}
 	wg.Wait()
@@ -202,7 +204,7 @@ func RunFiles(ctx context.Context, o FileOptions) (*FileReport, error) {
 	return rep, nil
 }
 
-func fileDevice(ctx context.Context, o FileOptions, cr Credentials, l *Link, i int) fileResult {
+func fileDevice(ctx context.Context, o FileOptions, cr Credentials, l *Link, i int, seed uint64) fileResult {
 	var res fileResult
 	c, err := client.New(client.Options{
 		UID: cr.UID, DID: cr.DID, Secret: cr.Token, MaxPkt: o.MaxPkt, RPCTimeout: o.RPCTimeout, StartAtHead: true,
@@ -218,7 +220,7 @@ func fileDevice(ctx context.Context, o FileOptions, cr Credentials, l *Link, i i
 	defer func() { stop(); <-done }()
 
 	data := make([]byte, o.Size)
-	r := rand.New(rand.NewPCG(uint64(i), 42))
+	r := rand.New(rand.NewPCG(uint64(i), seed))
 	for j := range data {
 		data[j] = byte(r.Uint32())
 	}
