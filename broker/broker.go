@@ -31,6 +31,7 @@ import (
 
 	"github.com/tern-im/tern/hooks/acl"
 	"github.com/tern-im/tern/hooks/auth"
+	filehook "github.com/tern-im/tern/hooks/files"
 	"github.com/tern-im/tern/hooks/limits"
 	"github.com/tern-im/tern/hooks/messaging"
 	ternmetrics "github.com/tern-im/tern/hooks/metrics"
@@ -40,6 +41,7 @@ import (
 	"github.com/tern-im/tern/internal/buildinfo"
 	"github.com/tern-im/tern/internal/config"
 	"github.com/tern-im/tern/internal/disk"
+	"github.com/tern-im/tern/internal/files"
 	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/internal/im/service"
 	"github.com/tern-im/tern/internal/listener"
@@ -48,6 +50,7 @@ import (
 	"github.com/tern-im/tern/internal/relations"
 	"github.com/tern-im/tern/internal/session"
 	"github.com/tern-im/tern/internal/store"
+	"github.com/tern-im/tern/internal/web"
 	"github.com/tern-im/tern/topics"
 )
 
@@ -74,6 +77,7 @@ type Broker struct {
 	sessions *session.Registry
 	metrics  *metrics.Metrics
 	mqtt     *mqtt.Server
+	files    *files.Service
 	epoch    uint64
 
 	adminToken string
@@ -171,6 +175,23 @@ func (b *Broker) build() error {
 	b.metrics.StoreSize(b.store.Size)
 	b.metrics.AddDisk(b.disk.Low, b.disk.Free)
 
+	b.files, err = files.New(files.Options{
+		Dir: filepath.Join(cfg.Data, "files"), Meta: b.store.FileMeta(),
+		MaxSize: int64(cfg.Files.MaxSize), Quota: int64(cfg.Files.Quota),
+		Expiry: cfg.Files.UploadExpiry, SweepEvery: cfg.Files.Sweep, MaxPixels: cfg.Files.MaxPixels,
+		Log: b.log,
+	})
+	if err != nil {
+		return err
+	}
+	fileHook := new(filehook.Hook)
+	// The file.* RPC ops are answered by the file hook; the messaging hook,
+	// which owns …/rpc, dispatches them.
+	fileOps := map[string]messaging.ExtraOp{}
+	for name, op := range fileHook.Ops() {
+		fileOps[name] = messaging.ExtraOp(op)
+	}
+
 	relations := relations.New(b.store, b.log)
 	// A deleted user's groups, contacts and blocks changed under the
 	// messaging hook: drop what it cached about them.
@@ -205,7 +226,7 @@ func (b *Broker) build() error {
 		}},
 		{new(messaging.Hook), &messaging.Options{
 			Server: b.mqtt, Store: b.store, Commits: b.commits, Sessions: b.sessions, Relations: relations,
-			Metrics: b.metrics,
+			Metrics: b.metrics, Ops: fileOps,
 			Policy: service.Policy{
 				Epoch: b.epoch, DMPolicy: cfg.IM.DMPolicy, MaxPacket: int(cfg.Limits.MaxPacketSize),
 				MaxBody: int(cfg.IM.MaxBody), RateBurst: cfg.IM.RateBurst, RatePerSec: float64(cfg.IM.RatePerSec),
@@ -217,6 +238,10 @@ func (b *Broker) build() error {
 					AddsBurst:      cfg.IM.GroupAddsBurst, AddsPerHour: float64(cfg.IM.GroupAddsPerHour),
 				},
 			},
+		}},
+		{fileHook, &filehook.Options{
+			Server: b.mqtt, Files: b.files, Sessions: b.sessions, MaxPacket: int(cfg.Limits.MaxPacketSize),
+			UploadRate: int64(cfg.Files.UploadRate), UploadBurst: int64(cfg.Files.UploadBurst),
 		}},
 		{new(presence.Hook), &presence.Options{
 			Server: b.mqtt, Sessions: b.sessions, Store: b.store,
@@ -404,7 +429,7 @@ func (b *Broker) loadAdminToken() (string, error) {
 // AdminTokenFile returns where a generated admin token lives in dir.
 func AdminTokenFile(dir string) string { return filepath.Join(dir, "admin.token") }
 
-func (b *Broker) httpHandler() http.Handler {
+func (b *Broker) httpHandler() (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("ok\n"))
@@ -421,6 +446,15 @@ func (b *Broker) httpHandler() http.Handler {
 	admin.Level = b.level
 	admin.Ops = b
 	mux.Handle("/admin/", admin)
+	// Login, tus uploads and downloads for people, browsers and phones (§15).
+	v1, err := web.New(web.Options{
+		Accounts: b.accounts, Files: b.files, Log: b.log,
+		MaxFailures: b.cfg.Auth.MaxFailures, Lockout: b.cfg.Auth.Lockout, MaxLockout: b.cfg.Auth.MaxLockout,
+	})
+	if err != nil {
+		return nil, err
+	}
+	mux.Handle("/v1/", v1)
 	// Profiles for operators, behind the admin token like the admin API.
 	prof := http.NewServeMux()
 	prof.HandleFunc("/debug/pprof/", pprof.Index)
@@ -428,7 +462,7 @@ func (b *Broker) httpHandler() http.Handler {
 	prof.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	prof.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.Handle("/debug/pprof/", adminapi.RequireToken(b.adminToken, prof))
-	return mux
+	return mux, nil
 }
 
 // Problems lists why the broker is not ready (what /readyz reports): not started or closing,
@@ -462,7 +496,11 @@ func (b *Broker) Start() error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	if b.httpSrv != nil {
-		b.httpSrv.Handler = b.httpHandler()
+		hd, err := b.httpHandler()
+		if err != nil {
+			return err
+		}
+		b.httpSrv.Handler = hd
 		go func() {
 			if err := b.httpSrv.Serve(b.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				b.log.Error("http", "error", err)
@@ -612,6 +650,9 @@ func (b *Broker) Store() *store.Store { return b.store }
 // SetLogLevel hands the broker the root logger's level so the admin API can
 // change it at runtime. Call before Start.
 func (b *Broker) SetLogLevel(lv *slog.LevelVar) { b.level = lv }
+
+// Files returns the file service (for tests and in-process tools).
+func (b *Broker) Files() *files.Service { return b.files }
 
 // Accounts returns the account service (for tests and in-process tools).
 func (b *Broker) Accounts() *accounts.Service { return b.accounts }

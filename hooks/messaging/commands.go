@@ -101,8 +101,19 @@ func (h *Hook) onRPC(d *device, payload []byte) error {
 		return im.ErrBadRequest
 	}
 	start := time.Now()
-	c := h.caller(d)
-	r, err := h.svc.Call(c, &req)
+	var (
+		r    any
+		have [][2]int
+	)
+	if op, ok := h.opts.Ops[req.Op]; ok {
+		var after func()
+		r, after, have, err = callExtra(d, op, req.Args)
+		if after != nil {
+			defer after()
+		}
+	} else {
+		r, err = h.svc.Call(h.caller(d), &req)
+	}
 	code := 200
 	if err != nil {
 		code = im.Fault(err).Code
@@ -112,7 +123,7 @@ func (h *Hook) onRPC(d *device, payload []byte) error {
 	if err != nil {
 		e := h.reject(d, "rpc "+req.Op, err)
 		rep.R = nil
-		rep.Err = &codec.ReplyErr{Code: e.Code, Msg: e.Msg}
+		rep.Err = &codec.ReplyErr{Code: e.Code, Msg: e.Msg, Have: have}
 		err = e
 	}
 	// The hello reply is JSON; everything after it uses the new encoding
@@ -134,7 +145,7 @@ func (h *Hook) onRPC(d *device, payload []byte) error {
 	return err
 }
 
-// notImplemented answers the upstream call and f publishes.
+// notImplemented answers the upstream call publishes.
 func notImplemented(*Hook, *device, []byte) (string, error) { return "", im.ErrNotImplemented }
 
 // publishMeta retains im/g/{gid}/meta (JSON: shared retained topics are

@@ -43,6 +43,8 @@ type Options struct {
 	Now func() time.Time
 	// Metrics counts RPCs and deliveries; nil counts nothing.
 	Metrics *metrics.Metrics
+	// Ops are RPC ops served by other features, by name.
+	Ops map[string]ExtraOp
 }
 
 // Hook is the messaging hook.
@@ -155,12 +157,11 @@ var commands = map[string]struct {
 }{
 	topics.UpMsg: {handle: (*Hook).onMsg},
 	// Not built yet: refused, not acknowledged and dropped (call: §11
-	// calls; f: §11 file chunks).
+	// calls). File chunks (f) are the files hook's.
 	topics.UpRcpt: {handle: func(h *Hook, d *device, p []byte) (string, error) { return "", h.onRcpt(d, p) }},
 	topics.UpTyp:  {handle: func(h *Hook, d *device, p []byte) (string, error) { return "", h.onTyp(d, p) }},
 	topics.UpRPC:  {handle: func(h *Hook, d *device, p []byte) (string, error) { return "", h.onRPC(d, p) }, quiet: true},
 	topics.UpCall: {handle: notImplemented},
-	topics.UpFile: {handle: notImplemented},
 }
 
 // OnPublish consumes upstream msg, rcpt, typ and rpc publishes. It

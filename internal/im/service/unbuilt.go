@@ -7,10 +7,6 @@ package service
 var notBuilt = map[string]bool{
 	"search":             true, // §15 full-text search
 	"conv.set":           true, // §16 per-conversation retention
-	"file.put":           true, // §11 files
-	"file.commit":        true,
-	"file.get":           true,
-	"file.stat":          true,
 	"key.upload":         true, // §12 keys
 	"key.query":          true,
 	"key.claim":          true,
