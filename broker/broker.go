@@ -51,6 +51,7 @@ import (
 	"github.com/tern-im/tern/internal/session"
 	"github.com/tern-im/tern/internal/store"
 	"github.com/tern-im/tern/internal/web"
+	"github.com/tern-im/tern/internal/webui"
 	"github.com/tern-im/tern/topics"
 )
 
@@ -64,6 +65,9 @@ const (
 	ListenerTLS  = "tls"
 	ListenerWSS  = "wss"
 	ListenerHTTP = "http"
+	// ListenerHTTPWS is MQTT over WebSocket at /mqtt on the HTTP port
+	// (the web client's origin); it has no address of its own.
+	ListenerHTTPWS = "http-ws"
 )
 
 // Broker is one Tern node.
@@ -84,6 +88,7 @@ type Broker struct {
 	level      *slog.LevelVar
 	httpSrv    *http.Server
 	httpLn     net.Listener
+	httpWS     *listener.Handler
 	ready      atomic.Bool
 	started    time.Time // set in New, for stats
 	// disk refuses writes below the free-space reserve; gate applies the
@@ -202,6 +207,7 @@ func (b *Broker) build() error {
 	anon := map[string]bool{
 		ListenerMQTT: cfg.MQTT.Anonymous, ListenerWS: cfg.WS.Anonymous,
 		ListenerTLS: cfg.TLS.Anonymous, ListenerWSS: cfg.WSS.Anonymous,
+		ListenerHTTPWS: cfg.WS.Anonymous, // the same MQTT over WebSocket, on the HTTP port
 	}
 
 	// Hook order matters where mochi stops at the first answer:
@@ -372,6 +378,14 @@ func (b *Broker) addListeners() error {
 		}
 		b.httpLn = ln
 		b.httpSrv = &http.Server{ReadHeaderTimeout: 10 * time.Second} // handler set in Start
+		// MQTT over WebSocket at /mqtt on this port too, so the web client
+		// reaches page and broker on one origin (PROTOCOL §15, §18).
+		b.httpWS = listener.NewHandler(ListenerHTTPWS)
+		b.httpWS.ConnectTimeout = cfg.Limits.ConnectTimeout
+		b.httpWS.Gate = b.gate
+		if err := add(b.httpWS); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -455,6 +469,9 @@ func (b *Broker) httpHandler() (http.Handler, error) {
 		return nil, err
 	}
 	mux.Handle("/v1/", v1)
+	mux.Handle("/mqtt", b.httpWS)
+	// The web client (§18): every path no route above claims.
+	mux.Handle("/", webui.Handler())
 	// Profiles for operators, behind the admin token like the admin API.
 	prof := http.NewServeMux()
 	prof.HandleFunc("/debug/pprof/", pprof.Index)
@@ -475,7 +492,7 @@ func (b *Broker) Problems() []string {
 	if !b.store.Ready() {
 		p = append(p, "store closed")
 	}
-	for _, id := range []string{ListenerMQTT, ListenerWS, ListenerTLS, ListenerWSS} {
+	for _, id := range []string{ListenerMQTT, ListenerWS, ListenerTLS, ListenerWSS, ListenerHTTPWS} {
 		if l, ok := b.mqtt.Listeners.Get(id); ok {
 			if ml, ok := l.(mqttListener); ok {
 				if why := ml.Problem(); why != "" {
