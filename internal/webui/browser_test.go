@@ -389,6 +389,7 @@ func TestBrowserChat(t *testing.T) {
 	until(t, alice, "online again", `document.body.dataset.conn === "online"`)
 	run(t, alice, "alice reopens the DM", chromedp.Click(css(`[data-testid=conv-item][data-cv="`+cv+`"]`)))
 	until(t, alice, "history after reload", msgWith("hi alice"))
+	until(t, alice, "receipts after reload", q(`[data-testid=msg][data-from=alice][data-id] [data-testid=receipt]`)+`?.dataset.state === "read"`)
 
 	// The link drops: the page says so; what is sent meanwhile appears
 	// after it comes back, in order.
@@ -422,6 +423,18 @@ func TestBrowserChat(t *testing.T) {
 	// no search (501).
 	run(t, alice, "alice searches", chromedp.SendKeys(css(`[data-testid=search]`), "hello\r"))
 	until(t, alice, "search answered", q(`[data-testid=search-result]`)+` !== null || `+q(`[data-testid=search-unavailable]`)+` !== null`)
+
+	// A phone-sized screen shows the list or the conversation, with a way
+	// back; the keyboard opens a conversation (Enter on a focused item).
+	run(t, bob, "bob's phone", chromedp.EmulateViewport(390, 844))
+	shown := func(id string) string { return `getComputedStyle(document.getElementById("` + id + `")).display !== "none"` }
+	until(t, bob, "phone: conversation only", shown("chat")+` && !`+shown("side"))
+	run(t, bob, "phone: back", chromedp.Click(css(`#back`)))
+	until(t, bob, "phone: list only", shown("side")+` && !`+shown("chat"))
+	run(t, bob, "keyboard: focus the DM", chromedp.Focus(css(`[data-testid=conv-item][data-cv="`+cv+`"]`)), chromedp.KeyEvent("\r"))
+	until(t, bob, "keyboard: the DM opens", shown("chat")+` && `+msgWith("missed 3"))
+	shot(t, bob, "phone.png")
+	run(t, bob, "bob's desktop", chromedp.ResetViewport())
 
 	// Kiosk: one conversation, large type, no composer.
 	run(t, bob, "bob opens the kiosk view", chromedp.Navigate(b.HTTPURL()+"/?kiosk="+cv))

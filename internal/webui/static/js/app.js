@@ -1,5 +1,5 @@
 // The Tern web client (PROTOCOL §18). Every server value is rendered as
-// text (textContent, never innerHTML); the page's Content-Security-Policy
+// text (textContent; no HTML is ever parsed); the page's Content-Security-Policy
 // forbids inline script.
 import { Conn, cmid } from "./conn.js";
 import { upload } from "./tus.js";
@@ -124,6 +124,7 @@ function start(sess) {
   $("login").hidden = true;
   $("app").hidden = false;
   $("me-name").textContent = me.uid;
+  loadMarks();
   conn = new Conn(sess);
   conn.addEventListener("state", (e) => setState(e.detail));
   conn.addEventListener("ready", onReady);
@@ -156,7 +157,7 @@ async function onReady() {
   try {
     const r = await conn.call("conv.list", {});
     for (const c of r.convs || []) {
-      const old = convs.get(c.cv) || { peerRead: 0, peerDlv: 0 };
+      const old = convs.get(c.cv) || conv(c.cv);
       convs.set(c.cv, { ...old, ...c, unread: current === c.cv ? 0 : c.unread });
       watchConv(c.cv);
     }
@@ -181,10 +182,23 @@ function watchConv(cv) {
 
 // ---- events ----
 
+// Receipts of others arrive as mark events in the stream, once: they are
+// kept with the cursor so a reload still shows ✓ and ✓✓.
+function marksKey() { return `tern.marks.${me.uid}.${me.did}`; }
+let savedMarks = {};
+function loadMarks() {
+  try { savedMarks = JSON.parse(localStorage.getItem(marksKey())) || {}; } catch { savedMarks = {}; }
+}
+function saveMarks(c) {
+  savedMarks[c.cv] = [c.peerRead, c.peerDlv];
+  localStorage.setItem(marksKey(), JSON.stringify(savedMarks));
+}
+
 function conv(cv) {
   let c = convs.get(cv);
   if (!c) {
-    c = { cv, seq: 0, unread: 0, read: 0, peerRead: 0, peerDlv: 0 };
+    const [pr, pd] = savedMarks[cv] || [0, 0];
+    c = { cv, seq: 0, unread: 0, read: 0, peerRead: pr, peerDlv: pd };
     convs.set(cv, c);
     watchConv(cv);
   }
@@ -199,11 +213,10 @@ function onEvent(ev) {
         c.read = ev.upto;
         if (c.read >= c.seq) c.unread = 0;
       }
-    } else if (ev.k === "read") {
-      c.peerRead = Math.max(c.peerRead, ev.upto);
-      c.peerDlv = Math.max(c.peerDlv, ev.upto);
     } else {
+      if (ev.k === "read") c.peerRead = Math.max(c.peerRead, ev.upto);
       c.peerDlv = Math.max(c.peerDlv, ev.upto);
+      saveMarks(c);
     }
     render();
     return;
@@ -215,6 +228,9 @@ function onEvent(ev) {
     c.last = ev;
   }
   if (ev.from === me.uid && ev.cmid) outbox.delete(ev.cmid);
+  // A message ends its author's typing (the server may have dropped the
+  // "paused" state: one typing state per 2 s is forwarded).
+  if (ev.t === "msg" && typingBy.has(ev.cv)) typingBy.get(ev.cv).delete(ev.from);
   if (ev.t === "msg" && ev.from !== me.uid && ev.seq > (c.read || 0)) {
     if (current === ev.cv && !document.hidden) queueMark(ev.cv, "read", ev.seq);
     else {
