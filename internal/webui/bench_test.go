@@ -1,0 +1,88 @@
+package webui_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/tern-im/tern/broker/brokertest"
+)
+
+// BenchmarkWebClient measures the targets of issue 14 in chromium on
+// loopback (docs/bench.md):
+//
+//   - first-paint-50: a reload of the logged-in page until its list shows
+//     50 conversations (ms, from navigation start, the page's clock);
+//   - page-to-paho: a message sent from the page until a paho device of
+//     the peer has it (ms; Go's clock around one CDP call, so an upper
+//     bound), with p50/p99 over the loop.
+func BenchmarkWebClient(b *testing.B) {
+	browser := newBrowser(b)
+	br := brokertest.Start(b)
+	br.AddUser("alice", "alice-password")
+	// 50 conversations with a message each: 50 peers write to alice.
+	for i := range 50 {
+		uid := fmt.Sprintf("peer%02d", i)
+		br.AddUser(uid, "peer-password")
+		c := br.Dial(uid, "d", br.Token(uid, "d"))
+		p, _ := json.Marshal(map[string]any{"to": "alice", "cmid": "c1", "b": "hello from " + uid})
+		brokertest.Wait(b, c.Publish("im/up/"+uid+"/d/msg", 1, false, p), "peer send")
+		brokertest.Disconnect(b, c)
+	}
+	alice := person(b, browser)
+	login(b, alice, br.HTTPURL(), "alice", "alice-password")
+	submitLogin(b, alice, "alice")
+	const fifty = `document.querySelectorAll("[data-testid=conv-item]").length >= 50`
+	until(b, alice, "50 conversations", fifty)
+
+	b.Run("first-paint-50", func(b *testing.B) {
+		var ms []float64
+		for b.Loop() {
+			run(b, alice, "reload", chromedp.Reload())
+			until(b, alice, "50 conversations", fifty)
+			ms = append(ms, eval[float64](b, alice, "time", `performance.now()`))
+		}
+		// performance.now() is read after the poll saw the list: the
+		// poll's own delay is included (rAF, ≤ one frame).
+		report(b, ms)
+	})
+
+	b.Run("page-to-paho", func(b *testing.B) {
+		got := make(chan time.Time, 1)
+		dev := br.Dial("peer00", "pager", br.Token("peer00", "pager"))
+		brokertest.Subscribe(b, dev, "im/u/peer00/d/pager/in", 1, func(_ paho.Client, m paho.Message) {
+			var ev struct{ T, From string }
+			if json.Unmarshal(m.Payload(), &ev) == nil && ev.T == "msg" && ev.From == "alice" {
+				got <- time.Now()
+			}
+		})
+		run(b, alice, "open the DM", chromedp.Click(css(`[data-testid=conv-item][data-cv="d:alice:peer00"]`)))
+		var ms []float64
+		n := 0
+		for b.Loop() {
+			n++
+			start := time.Now()
+			eval[any](b, alice, "send", fmt.Sprintf(`(() => { const c = document.getElementById("composer"); c.value = "ping %d"; document.getElementById("compose").requestSubmit(); return 1; })()`, n))
+			select {
+			case at := <-got:
+				ms = append(ms, float64(at.Sub(start).Microseconds())/1000)
+			case <-time.After(step):
+				b.Fatalf("paho never got ping %d", n)
+			}
+		}
+		report(b, ms)
+	})
+}
+
+func report(b *testing.B, ms []float64) {
+	slices.Sort(ms)
+	at := func(p float64) float64 { return ms[min(len(ms)-1, int(p*float64(len(ms))))] }
+	b.ReportMetric(at(0.5), "p50-ms")
+	b.ReportMetric(at(0.99), "p99-ms")
+	b.ReportMetric(ms[len(ms)-1], "max-ms")
+}
