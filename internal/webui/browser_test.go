@@ -314,6 +314,7 @@ func TestBrowserChat(t *testing.T) {
 	b := brokertest.Start(t)
 	b.AddUser("alice", "alice-password")
 	b.AddUser("bob", "bob-password")
+	b.AddUser("carol", "carol-password")
 	link := newProxy(t, b.HTTPURL())
 	alice, bob := person(t, browser), person(t, browser)
 	pager := dialDevice(t, b)
@@ -418,6 +419,10 @@ func TestBrowserChat(t *testing.T) {
 		chromedp.SendKeys(css(`[data-testid=composer]`), "welcome to ops"),
 		chromedp.Click(css(`[data-testid=send]`)))
 	until(t, bob, "bob sees the group", q(`[data-testid=conv-item][data-cv^="g:"]`)+` !== null`)
+	run(t, alice, "alice adds carol",
+		chromedp.SendKeys(css(`[data-testid=add-member-uid]`), "carol"),
+		chromedp.Click(css(`[data-testid=add-member-submit]`)))
+	until(t, alice, "carol's membership shows", `[...document.querySelectorAll('[data-testid=event]')].some(e => e.textContent.includes("add carol"))`)
 
 	// Search: results, or a clear "not available" while the server has
 	// no search (501).
@@ -444,4 +449,42 @@ func TestBrowserChat(t *testing.T) {
 		t.Fatal("kiosk view shows the composer or the conversation list")
 	}
 	shot(t, bob, "kiosk.png")
+}
+
+// TestBrowserHistory: a conversation longer than a page loads its newest
+// page, shows the unread count and last message in the list, and scrolls
+// back to the first message, in order.
+func TestBrowserHistory(t *testing.T) {
+	browser := newBrowser(t)
+	b := brokertest.Start(t)
+	b.AddUser("alice", "alice-password")
+	b.AddUser("carol", "carol-password")
+	carol := b.Dial("carol", "phone", b.Token("carol", "phone"))
+	const n = 120
+	for i := 1; i <= n; i++ {
+		p, _ := json.Marshal(map[string]any{"to": "alice", "cmid": fmt.Sprintf("h-%d", i), "b": fmt.Sprintf("line %d", i)})
+		brokertest.Wait(t, carol.Publish("im/up/carol/phone/msg", 1, false, p), "carol send")
+	}
+	alice := person(t, browser)
+	login(t, alice, b.HTTPURL(), "alice", "alice-password")
+	submitLogin(t, alice, "alice")
+	const cv = "d:alice:carol"
+	until(t, alice, "unread count", q(`[data-cv="`+cv+`"] [data-testid=unread]`)+`?.textContent === "120"`)
+	until(t, alice, "last message", q(`[data-cv="`+cv+`"] [data-testid=conv-last]`)+`?.textContent === "carol: line 120"`)
+	run(t, alice, "open", chromedp.Click(css(`[data-testid=conv-item][data-cv="`+cv+`"]`)))
+	until(t, alice, "newest page", msgWith("line 120")+` && !`+msgWith("line 70"))
+	for i := 0; i < 5 && !eval[bool](t, alice, "complete?", msgWith("line 1")); i++ {
+		eval[any](t, alice, "scroll to the top", `document.getElementById("msgs").scrollTop = 0`)
+		until(t, alice, "an older page", `document.querySelectorAll("[data-testid=msg][data-id]").length > `+fmt.Sprint(50*(i+1)))
+	}
+	bodies := eval[[]string](t, alice, "read", `[...document.querySelectorAll('[data-testid=msg][data-id] [data-testid=msg-body]')].map(e => e.textContent)`)
+	if len(bodies) != n {
+		t.Fatalf("%d messages shown after scrolling back, want %d", len(bodies), n)
+	}
+	for i, body := range bodies {
+		if body != fmt.Sprintf("line %d", i+1) {
+			t.Fatalf("message %d is %q: out of order", i, body)
+		}
+	}
+	until(t, alice, "unread cleared", q(`[data-cv="`+cv+`"] [data-testid=unread]`)+` === null`)
 }

@@ -345,8 +345,11 @@ async function loadOlder(cv, first) {
     for (const ev of th.early || []) { const it = th.items.get(ev.tgt); if (it) applyChange(it, ev); }
     if (r.first && (!th.first || r.first < th.first)) th.first = r.first;
     th.complete = !!r.complete;
+    if (current === cv) {
+      renderChat(); // now, so the older page goes above what is in view
+      if (!first) box.scrollTop = box.scrollHeight - fromBottom;
+    }
     render();
-    if (!first) box.scrollTop = box.scrollHeight - fromBottom;
   } catch (e) {
     if (e.code === 404) th.complete = true; // nothing sent yet
     else showError("chat-error", e.message);
