@@ -466,6 +466,10 @@ func TestBrowserHistory(t *testing.T) {
 		brokertest.Wait(t, carol.Publish("im/up/carol/phone/msg", 1, false, p), "carol send")
 	}
 	alice := person(t, browser)
+	// A wrong password is said so, and the form stays.
+	login(t, alice, b.HTTPURL(), "alice", "wrong-password")
+	run(t, alice, "wrong password", chromedp.Click(css(`[data-testid=login-submit]`)))
+	until(t, alice, "login refused", `document.getElementById("login-error").textContent === "Wrong user or password."`)
 	login(t, alice, b.HTTPURL(), "alice", "alice-password")
 	submitLogin(t, alice, "alice")
 	const cv = "d:alice:carol"
@@ -487,4 +491,14 @@ func TestBrowserHistory(t *testing.T) {
 		}
 	}
 	until(t, alice, "unread cleared", q(`[data-cv="`+cv+`"] [data-testid=unread]`)+` === null`)
+
+	// A revoked token ends the session: the page asks to log in again.
+	did := eval[string](t, alice, "did", `JSON.parse(localStorage.getItem("tern.session")).did`)
+	if _, err := b.Accounts().RevokeTokens("alice", did, ""); err != nil {
+		t.Fatal(err)
+	}
+	if b.Kick("alice", did) != 1 {
+		t.Fatalf("kick alice.%s: no session", did)
+	}
+	until(t, alice, "back to the login form", `!document.getElementById("login").hidden && document.getElementById("login-error").textContent.includes("log in again") && localStorage.getItem("tern.session") === null`)
 }
