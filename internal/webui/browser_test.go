@@ -492,6 +492,10 @@ func TestBrowserHistory(t *testing.T) {
 	}
 	until(t, alice, "unread cleared", q(`[data-cv="`+cv+`"] [data-testid=unread]`)+` === null`)
 
+	// A refused send is said so and leaves nothing pending.
+	eval[any](t, alice, "a body too large", `(() => { document.getElementById("composer").value = "x".repeat(9000); document.getElementById("compose").requestSubmit(); return 1; })()`)
+	until(t, alice, "413 shown", `document.getElementById("chat-error").textContent.startsWith("Not sent (413)") && `+q(`[data-testid=receipt][data-state=pending]`)+` === null`)
+
 	// A revoked token ends the session: the page asks to log in again.
 	did := eval[string](t, alice, "did", `JSON.parse(localStorage.getItem("tern.session")).did`)
 	if _, err := b.Accounts().RevokeTokens("alice", did, ""); err != nil {

@@ -134,6 +134,12 @@ function start(sess) {
   conn.addEventListener("meta", (e) => { metas.set(e.detail.gid, e.detail); render(); });
   conn.addEventListener("reset", () => { threads.clear(); });
   conn.addEventListener("problem", (e) => showError(current ? "chat-error" : "side-error", e.detail));
+  conn.addEventListener("refused", (e) => {
+    const v = e.detail;
+    if (v.cmid) outbox.delete(v.cmid);
+    showError(current ? "chat-error" : "side-error", `Not sent (${v.code}): ${v.msg}`);
+    render();
+  });
   conn.addEventListener("denied", () => {
     localStorage.removeItem(SESSION);
     conn.stop();
@@ -232,7 +238,7 @@ function onEvent(ev) {
   // "paused" state: one typing state per 2 s is forwarded).
   if (ev.t === "msg" && typingBy.has(ev.cv)) typingBy.get(ev.cv).delete(ev.from);
   if (ev.t === "msg" && ev.from !== me.uid && ev.seq > (c.read || 0)) {
-    if (current === ev.cv && !document.hidden) queueMark(ev.cv, "read", ev.seq);
+    if (current === ev.cv && !document.hidden && !kiosk) queueMark(ev.cv, "read", ev.seq);
     else {
       c.unread = (c.unread || 0) + 1;
       queueMark(ev.cv, "dlv", ev.seq);
@@ -326,7 +332,7 @@ async function openConv(cv) {
     threads.set(cv, th);
     await loadOlder(cv, true);
   }
-  if (c.seq > (c.read || 0)) queueMark(cv, "read", c.seq);
+  if (c.seq > (c.read || 0) && !kiosk) queueMark(cv, "read", c.seq); // a wall screen reads nothing
   render();
   if (!kiosk) $("composer").focus();
 }
@@ -679,7 +685,7 @@ function init() {
   $("back").addEventListener("click", () => { $("app").classList.remove("open"); current = null; render(); });
   $("msgs").addEventListener("scroll", () => { if (current && $("msgs").scrollTop < 60) loadOlder(current, false); });
   document.addEventListener("visibilitychange", () => {
-    if (!document.hidden && current) { const c = conv(current); if (c.seq) queueMark(current, "read", c.seq); render(); }
+    if (!document.hidden && current && !kiosk) { const c = conv(current); if (c.seq) queueMark(current, "read", c.seq); render(); }
   });
   if (kiosk) document.body.classList.add("kiosk");
   const s = session();

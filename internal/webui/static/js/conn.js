@@ -63,6 +63,10 @@ export class Conn extends EventTarget {
       if (this.presTopics.size) await this.client.subscribeAsync([...this.presTopics], { qos: 1 });
       const h = await this.call("hello", { enc: "json", feat: { typing: true, calls: false, files: true } });
       this.limits = h.limits;
+      // A new browser starts at the head of the stream: the conversation
+      // list and history give the past; replaying it all would only
+      // delay the first view.
+      if (this.cursor === 0 && h.us_head > 0) this.setCursor(h.us_head);
       await this.sync();
       this.emit("state", "online");
       this.emit("ready");
@@ -144,7 +148,7 @@ export class Conn extends EventTarget {
         if (v.ok) p.resolve(v.r || {});
         else p.reject(Object.assign(new Error(v.err ? v.err.msg : "failed"), { code: v.err && v.err.code }));
       } else if (v.t === "err") {
-        this.emit("problem", `${v.code}: ${v.msg}`);
+        this.emit("refused", v); // a command refused: code, msg, cmid
       }
     }
   }
