@@ -62,7 +62,9 @@ type Listener struct {
 	RequireClientCert bool   `yaml:"require_client_cert"`
 }
 
-// HTTP is the health, metrics and admin listener. An empty Addr disables it.
+// HTTP is the web listener: the web client at /, MQTT over WebSocket at
+// /mqtt (anonymous as WS), /v1/, health, metrics and the admin API. An
+// empty Addr disables it.
 type HTTP struct {
 	Addr string `yaml:"addr"`
 }
