@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -32,11 +33,14 @@ type Handler struct {
 	mu        sync.Mutex
 	establish listeners.EstablishFn // nil before Serve and after Close
 	closed    bool
+	// served is closed by the first Serve or Close: mochi calls Serve on
+	// a goroutine of its own, so a request may arrive just before it.
+	served chan struct{}
 }
 
 // NewHandler returns a WebSocket handler registered with mochi as id.
 func NewHandler(id string) *Handler {
-	return &Handler{id: id, upgrader: newUpgrader(), log: slog.Default()}
+	return &Handler{id: id, upgrader: newUpgrader(), log: slog.Default(), served: make(chan struct{})}
 }
 
 // ID returns the listener id.
@@ -62,6 +66,7 @@ func (h *Handler) Serve(establish listeners.EstablishFn) {
 	defer h.mu.Unlock()
 	if !h.closed {
 		h.establish = establish
+		close(h.served)
 	}
 }
 
@@ -69,6 +74,9 @@ func (h *Handler) Serve(establish listeners.EstablishFn) {
 func (h *Handler) Close(closeClients listeners.CloseFn) {
 	h.mu.Lock()
 	first := !h.closed
+	if first && h.establish == nil {
+		close(h.served)
+	}
 	h.closed, h.establish = true, nil
 	h.mu.Unlock()
 	if first {
@@ -76,15 +84,13 @@ func (h *Handler) Close(closeClients listeners.CloseFn) {
 	}
 }
 
-// Problem returns why the handler is not accepting connections, or "".
+// Problem returns "stopped" once closed, else "": requests that arrive
+// before mochi's Serve wait for it.
 func (h *Handler) Problem() string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	switch {
-	case h.closed:
+	if h.closed {
 		return "stopped"
-	case h.establish == nil:
-		return "not started"
 	}
 	return ""
 }
@@ -93,6 +99,11 @@ func (h *Handler) Problem() string {
 // broker is not serving or the gate refuses) and serves the connection
 // until it ends.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	select {
+	case <-h.served:
+	case <-r.Context().Done():
+		return
+	}
 	h.mu.Lock()
 	establish := h.establish
 	h.mu.Unlock()
@@ -113,11 +124,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	serveWS(w, r, &h.upgrader, h.id, h.ConnectTimeout, establish, h.log)
 }
 
-// remoteAddr parses an http.Request's RemoteAddr ("ip:port").
+// remoteAddr parses an http.Request's RemoteAddr ("ip:port"), without
+// any name lookup.
 func remoteAddr(s string) net.Addr {
-	ap, err := net.ResolveTCPAddr("tcp", s)
+	ap, err := netip.ParseAddrPort(s)
 	if err != nil {
 		return &net.TCPAddr{} // counted as one unknown address
 	}
-	return ap
+	return net.TCPAddrFromAddrPort(ap)
 }
