@@ -134,3 +134,26 @@ func TestPageSize(t *testing.T) {
 		t.Fatalf("page JavaScript is %d bytes, want 0 < size < 100 KB", total)
 	}
 }
+
+// TestLabels: every input of the page has a label (screen readers, and a
+// bigger target on a phone).
+func TestLabels(t *testing.T) {
+	t.Parallel()
+	page, err := fs.ReadFile(webui.Files(), "index.html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels := map[string]bool{}
+	for _, m := range regexp.MustCompile(`<label[^>]*\sfor="([^"]+)"`).FindAllStringSubmatch(string(page), -1) {
+		labels[m[1]] = true
+	}
+	inputs := regexp.MustCompile(`<(?:input|textarea|progress)[^>]*\sid="([^"]+)"`).FindAllStringSubmatch(string(page), -1)
+	if len(inputs) < 10 {
+		t.Fatalf("found %d inputs: the pattern no longer matches the page", len(inputs))
+	}
+	for _, m := range inputs {
+		if !labels[m[1]] {
+			t.Errorf("input #%s has no label", m[1])
+		}
+	}
+}
