@@ -396,9 +396,19 @@ function summary(ev) {
   return "";
 }
 
+let listSig = "";
 function renderList() {
   const list = $("conv-list");
   const rows = [...convs.values()].sort((a, b) => ((b.last && b.last.ts) || 0) - ((a.last && a.last.ts) || 0));
+  // Redraw only what changed: a list redrawn under the pointer loses
+  // clicks and focus.
+  const sig = JSON.stringify([current, rows.map((c) => {
+    const p = peerOf(c.cv);
+    const pr = p && presence.get(p);
+    return [c.cv, convName(c.cv), summary(c.last), c.unread, pr ? [pr.s, pr.ls] : 0];
+  })]);
+  if (sig === listSig) return;
+  listSig = sig;
   const frag = document.createDocumentFragment();
   for (const c of rows) {
     const peer = peerOf(c.cv);
