@@ -61,7 +61,7 @@ func BenchmarkWebClient(b *testing.B) {
 				got <- time.Now()
 			}
 		})
-		run(b, alice, "open the DM", chromedp.Click(css(`[data-testid=conv-item][data-cv="d:alice:peer00"]`)))
+		clickItem(b, alice, "open the DM", `[data-testid=conv-item][data-cv="d:alice:peer00"]`)
 		var ms []float64
 		n := 0
 		for b.Loop() {

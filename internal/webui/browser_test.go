@@ -121,6 +121,15 @@ func until(t testing.TB, ctx context.Context, what, expr string) {
 // css is a CSS selector for the query actions.
 func css(sel string) chromedp.CSS { return chromedp.CSS(sel) }
 
+// clickItem clicks an element of a list the page redraws (conversations,
+// messages) from inside the page: a node found by the test may be
+// replaced before a synthesised mouse click reaches it.
+func clickItem(t testing.TB, ctx context.Context, what, sel string) {
+	t.Helper()
+	until(t, ctx, what, q(sel)+` !== null`)
+	eval[any](t, ctx, what, q(sel)+`.click()`)
+}
+
 func q(sel string) string { return fmt.Sprintf("document.querySelector(%q)", sel) }
 
 // msgWith is an expression true when a message with this body is shown.
@@ -340,7 +349,7 @@ func TestBrowserChat(t *testing.T) {
 
 	// bob sees the unread conversation, opens it; alice sees ✓✓.
 	until(t, bob, "bob's unread count", q(`[data-cv="`+cv+`"] [data-testid=unread]`)+`?.textContent === "1"`)
-	run(t, bob, "bob opens the DM", chromedp.Click(css(`[data-testid=conv-item][data-cv="`+cv+`"]`)))
+	clickItem(t, bob, "bob opens the DM", `[data-testid=conv-item][data-cv="`+cv+`"]`)
 	until(t, bob, "bob reads hello", msgWith("hello bob"))
 	until(t, alice, "read receipt", q(`[data-testid=msg][data-from=alice] [data-testid=receipt]`)+`?.dataset.state === "read"`)
 	until(t, alice, "read receipt shows ✓✓", q(`[data-testid=msg][data-from=alice] [data-testid=receipt]`)+`?.textContent === "✓✓"`)
@@ -388,7 +397,7 @@ func TestBrowserChat(t *testing.T) {
 	run(t, alice, "alice reloads", chromedp.Reload())
 	until(t, alice, "still logged in", `!document.getElementById("app").hidden && document.getElementById("login").hidden`)
 	until(t, alice, "online again", `document.body.dataset.conn === "online"`)
-	run(t, alice, "alice reopens the DM", chromedp.Click(css(`[data-testid=conv-item][data-cv="`+cv+`"]`)))
+	clickItem(t, alice, "alice reopens the DM", `[data-testid=conv-item][data-cv="`+cv+`"]`)
 	until(t, alice, "history after reload", msgWith("hi alice"))
 	until(t, alice, "receipts after reload", q(`[data-testid=msg][data-from=alice][data-id] [data-testid=receipt]`)+`?.dataset.state === "read"`)
 
@@ -476,7 +485,7 @@ func TestBrowserHistory(t *testing.T) {
 	const cv = "d:alice:carol"
 	until(t, alice, "unread count", q(`[data-cv="`+cv+`"] [data-testid=unread]`)+`?.textContent === "120"`)
 	until(t, alice, "last message", q(`[data-cv="`+cv+`"] [data-testid=conv-last]`)+`?.textContent === "carol: line 120"`)
-	run(t, alice, "open", chromedp.Click(css(`[data-testid=conv-item][data-cv="`+cv+`"]`)))
+	clickItem(t, alice, "open", `[data-testid=conv-item][data-cv="`+cv+`"]`)
 	until(t, alice, "newest page", msgWith("line 120")+` && !`+msgWith("line 70"))
 	for i := 0; i < 5 && !eval[bool](t, alice, "complete?", msgWith("line 1")); i++ {
 		eval[any](t, alice, "scroll to the top", `document.getElementById("msgs").scrollTop = 0`)
