@@ -516,3 +516,35 @@ func TestBrowserHistory(t *testing.T) {
 	}
 	until(t, alice, "back to the login form", `!document.getElementById("login").hidden && document.getElementById("login-error").textContent.includes("log in again") && localStorage.getItem("tern.session") === null`)
 }
+
+// TestHighlight runs the page's snippet renderer in chromium: marks
+// become <mark> elements, entities become text, and nothing else becomes
+// markup.
+func TestHighlight(t *testing.T) {
+	browser := newBrowser(t)
+	b := brokertest.Start(t)
+	page := person(t, browser)
+	run(t, page, "open the page", chromedp.Navigate(b.HTTPURL()+"/"), chromedp.WaitVisible(css(`[data-testid=login-uid]`)))
+	for _, tc := range []struct{ hl, text, marks string }{
+		{"on my <mark>way</mark>", "on my way", "way"},
+		{"a &lt;b&gt; <mark>x&amp;y</mark> &#39;z&#39; &#34;q&#34;", `a <b> x&y 'z' "q"`, "x&y"},
+		{"&lt;img src=x onerror=alert(1)&gt;<mark>hit</mark>", "<img src=x onerror=alert(1)>hit", "hit"},
+		{"<b>raw</b> <mark>m</mark>", "<b>raw</b> m", "m"},
+		{"", "", ""},
+	} {
+		expr := fmt.Sprintf(`import("/js/text.js").then(m => { const box = document.createElement("div"); box.append(...m.highlight(%q)); return JSON.stringify([box.textContent, [...box.querySelectorAll("mark")].map(e => e.textContent).join("|"), box.querySelectorAll("*").length === box.querySelectorAll("mark").length]); })`, tc.hl)
+		c, cancel := context.WithTimeout(page, step)
+		got, err := chromedp.Run(c, chromedp.Evaluate[string](expr, chromedp.EvalAwaitPromise))
+		cancel()
+		if err != nil {
+			t.Fatalf("highlight %q: %v", tc.hl, err)
+		}
+		var res []any
+		if err := json.Unmarshal([]byte(got), &res); err != nil {
+			t.Fatal(err)
+		}
+		if len(res) != 3 || res[0] != tc.text || res[1] != tc.marks || res[2] != true {
+			t.Errorf("highlight %q = %q, want text %q, marks %q, no other element", tc.hl, res, tc.text, tc.marks)
+		}
+	}
+}

@@ -3,6 +3,7 @@
 // forbids inline script.
 import { Conn, cmid } from "./conn.js";
 import { upload } from "./tus.js";
+import { highlight } from "./text.js";
 
 const $ = (id) => document.getElementById(id);
 const SESSION = "tern.session";
@@ -663,7 +664,8 @@ async function search(ev) {
       "data-testid": "search-result", "data-cv": it.cv, "data-id": it.id, tabindex: 0, role: "button",
       onclick: () => openConv(it.cv),
       onkeydown: (e) => { if (e.key === "Enter") openConv(it.cv); },
-    }, el("span", { cls: "cv-name", text: convName(it.cv) }), el("span", { cls: "cv-last", text: `${it.from}: ${it.hl || it.b || ""}` }))) : [el("li", { text: "no results" })]));
+    }, el("span", { cls: "cv-name", text: convName(it.cv) }),
+    el("span", { cls: "cv-last", text: `${it.from}: ` }, ...(it.hl ? highlight(it.hl) : [document.createTextNode(it.b || "")])))) : [el("li", { text: "no results" })]));
   } catch (e) {
     out.replaceChildren(el("li", { "data-testid": "search-unavailable", text: e.code === 501 ? "Search is not available on this server." : e.message }));
   }
