@@ -390,6 +390,7 @@ func TestBrowserChat(t *testing.T) {
 	// An image with an upload progress bar and its preview.
 	run(t, alice, "alice attaches an image", chromedp.SetUploadFiles(css(`[data-testid=attach]`), []string{pngFile(t)}))
 	until(t, alice, "the preview shows", q(`[data-testid=preview]`)+`?.complete && `+q(`[data-testid=preview]`)+`.naturalWidth > 0 && `+q(`[data-testid=preview]`)+`.src.startsWith("blob:")`)
+	until(t, alice, "the progress bar went to 100 and away", q(`[data-testid=upload-progress]`)+`.value === 100 && document.getElementById("upload").hidden`)
 	until(t, bob, "bob gets the attachment message", msgWith("sunset.png"))
 	shot(t, alice, "chat.png")
 
