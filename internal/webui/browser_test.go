@@ -434,6 +434,16 @@ func TestBrowserChat(t *testing.T) {
 		chromedp.Click(css(`[data-testid=add-member-submit]`)))
 	until(t, alice, "carol's membership shows", `[...document.querySelectorAll('[data-testid=event]')].some(e => e.textContent.includes("add carol"))`)
 
+	// ✓ delivered while bob looks at another conversation, ✓✓ once he
+	// opens it.
+	clickItem(t, bob, "bob looks at the group", `[data-testid=conv-item][data-cv^="g:"]`)
+	clickItem(t, alice, "alice back to the DM", `[data-testid=conv-item][data-cv="`+cv+`"]`)
+	run(t, alice, "alice asks", chromedp.SendKeys(css(`[data-testid=composer]`), "are you there?"), chromedp.Click(css(`[data-testid=send]`)))
+	lastReceipt := `[...document.querySelectorAll('[data-testid=msg][data-from=alice][data-id]')].pop().querySelector('[data-testid=receipt]')`
+	until(t, alice, "delivered", msgWith("are you there?")+` && `+lastReceipt+`.dataset.state === "dlv" && `+lastReceipt+`.textContent === "✓"`)
+	clickItem(t, bob, "bob opens the DM again", `[data-testid=conv-item][data-cv="`+cv+`"]`)
+	until(t, alice, "read", lastReceipt+`.dataset.state === "read"`)
+
 	// Search: results, or a clear "not available" while the server has
 	// no search (501).
 	run(t, alice, "alice searches", chromedp.SendKeys(css(`[data-testid=search]`), "hello\r"))

@@ -174,6 +174,7 @@ async function onReady() {
       const p = await conn.call("presence.get", { uids: peers });
       for (const [uid, rec] of Object.entries(p.p || {})) onPresence({ uid, ...rec });
     }
+    flushMarks();
     if (kiosk && current !== kiosk) openConv(kiosk);
     else if (current && !threads.has(current)) openConv(current);
   } catch (e) {
@@ -250,13 +251,17 @@ function onEvent(ev) {
   render();
 }
 
+// queueMark sends a receipt soon, batched per conversation: on a timer,
+// not a frame, so a page in a background tab still says "delivered".
+let marksTimer = null;
 function queueMark(cv, k, upto) {
   const key = `${cv} ${k}`;
   if ((marksDue.get(key) || 0) < upto) marksDue.set(key, upto);
+  if (!marksTimer) marksTimer = setTimeout(() => { marksTimer = null; flushMarks(); }, 50);
 }
 
 function flushMarks() {
-  if (!conn || !conn.client || !conn.client.connected) return;
+  if (!conn || !conn.client || !conn.client.connected) return; // kept: onReady flushes them
   for (const [key, upto] of marksDue) {
     const [cv, k] = key.split(" ");
     conn.mark(cv, k, upto);
@@ -376,7 +381,6 @@ function render() {
     renderList();
     renderChat();
     renderTyping();
-    flushMarks();
   });
 }
 
@@ -697,7 +701,12 @@ function init() {
   $("back").addEventListener("click", () => { $("app").classList.remove("open"); current = null; render(); });
   $("msgs").addEventListener("scroll", () => { if (current && $("msgs").scrollTop < 60) loadOlder(current, false); });
   document.addEventListener("visibilitychange", () => {
-    if (!document.hidden && current && !kiosk) { const c = conv(current); if (c.seq) queueMark(current, "read", c.seq); render(); }
+    if (!document.hidden && current && !kiosk) {
+      const c = conv(current);
+      c.unread = 0;
+      if (c.seq) queueMark(current, "read", c.seq);
+      render();
+    }
   });
   if (kiosk) document.body.classList.add("kiosk");
   const s = session();
