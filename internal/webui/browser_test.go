@@ -452,7 +452,9 @@ func TestBrowserChat(t *testing.T) {
 	// A phone-sized screen shows the list or the conversation, with a way
 	// back; the keyboard opens a conversation (Enter on a focused item).
 	run(t, bob, "bob's phone", chromedp.EmulateViewport(390, 844))
-	shown := func(id string) string { return `getComputedStyle(document.getElementById("` + id + `")).display !== "none"` }
+	shown := func(id string) string {
+		return `getComputedStyle(document.getElementById("` + id + `")).display !== "none"`
+	}
 	until(t, bob, "phone: conversation only", shown("chat")+` && !`+shown("side"))
 	run(t, bob, "phone: back", chromedp.Click(css(`#back`)))
 	until(t, bob, "phone: list only", shown("side")+` && !`+shown("chat"))
