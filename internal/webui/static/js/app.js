@@ -448,6 +448,7 @@ function attachments(ev) {
   for (const a of ev.att) {
     if ((a.ct || "").startsWith("image/")) {
       const img = el("img", { "data-testid": "preview", "data-fid": a.fid, alt: ev.b || "image" });
+      img.addEventListener("load", keepBottom);
       const url = thumbs.get(a.fid);
       if (url) img.src = url;
       else if (url === "") { box.append(el("span", { text: "📎 image not available" })); continue; }
@@ -458,6 +459,13 @@ function attachments(ev) {
     }
   }
   return box;
+}
+
+// keepBottom follows an image that grew the list, when the reader was at
+// the bottom before it loaded.
+function keepBottom(e) {
+  const box = $("msgs");
+  if (box.scrollHeight - box.scrollTop - box.clientHeight < e.target.height + 60) box.scrollTop = box.scrollHeight;
 }
 
 async function loadThumb(fid) {
