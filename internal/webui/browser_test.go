@@ -363,6 +363,7 @@ func TestBrowserChat(t *testing.T) {
 	until(t, alice, "alice sees bob typing", q(`[data-testid=typing]`)+`.textContent.includes("bob is typing")`)
 	run(t, bob, "bob sends", chromedp.Click(css(`[data-testid=send]`)))
 	until(t, alice, "alice gets bob's answer", msgWith("hi alice"))
+	until(t, alice, "and hears it", `document.getElementById("announce").textContent === "bob: hi alice"`)
 
 	// bob's paho device takes part: the pages see its message.
 	pager.send(t, "alice", "p-1", "from the pager")
@@ -428,7 +429,7 @@ func TestBrowserChat(t *testing.T) {
 		chromedp.WaitVisible(css(`[data-testid=conv-item][data-cv^="g:"]`)),
 		chromedp.SendKeys(css(`[data-testid=composer]`), "welcome to ops"),
 		chromedp.Click(css(`[data-testid=send]`)))
-	until(t, bob, "bob sees the group", q(`[data-testid=conv-item][data-cv^="g:"]`)+` !== null`)
+	until(t, bob, "bob sees the group by its name", q(`[data-testid=conv-item][data-cv^="g:"] .cv-name`)+`?.textContent === "Ops"`)
 	run(t, alice, "alice adds carol",
 		chromedp.SendKeys(css(`[data-testid=add-member-uid]`), "carol"),
 		chromedp.Click(css(`[data-testid=add-member-submit]`)))

@@ -239,6 +239,11 @@ function onEvent(ev) {
   // A message ends its author's typing (the server may have dropped the
   // "paused" state: one typing state per 2 s is forwarded).
   if (ev.t === "msg" && typingBy.has(ev.cv)) typingBy.get(ev.cv).delete(ev.from);
+  if (ev.t === "msg" && ev.from !== me.uid && ev.cv === current) {
+    // The message list is redrawn whole; screen readers hear new
+    // messages here instead.
+    $("announce").textContent = `${ev.from}: ${ev.b || ""}`;
+  }
   if (ev.t === "msg" && ev.from !== me.uid && ev.seq > (c.read || 0)) {
     if (current === ev.cv && !document.hidden && !kiosk) queueMark(ev.cv, "read", ev.seq);
     else {
