@@ -440,9 +440,16 @@ function renderList() {
   if (focused) { const f = list.querySelector(`[data-cv="${CSS.escape(focused)}"]`); if (f) f.focus(); }
 }
 
+const drawn = new Map(); // row key → {sig, node} of the open conversation
+
+function receiptState(c, it) {
+  if (it.ev.from !== me.uid) return "";
+  return it.seq <= c.peerRead ? "read" : it.seq <= c.peerDlv ? "dlv" : "sent";
+}
+
 function receiptOf(c, it) {
   if (it.ev.from !== me.uid) return null;
-  const state = it.seq <= c.peerRead ? "read" : it.seq <= c.peerDlv ? "dlv" : "sent";
+  const state = receiptState(c, it);
   const text = state === "read" ? "✓✓" : state === "dlv" ? "✓" : "";
   return el("span", { cls: "receipt", "data-testid": "receipt", "data-state": state, title: state === "read" ? "read" : state === "dlv" ? "delivered" : "sent", text });
 }
@@ -526,17 +533,32 @@ function renderChat() {
   const th = threads.get(current);
   if (!th) return;
   const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+  if (box.dataset.cv !== current) drawn.clear();
   const items = [...th.items.values()].sort((a, b) => a.seq - b.seq);
-  const frag = document.createDocumentFragment();
-  if (!th.complete) frag.append(el("li", { cls: "msg sys", text: "scroll up for older messages" }));
-  for (const it of items) frag.append(renderMsg(c, it));
+  const next = [];
+  // Each row is redrawn only when what it shows changed: a long
+  // conversation costs one comparison per message, not a new node.
+  const row = (key, sig, make) => {
+    const d = drawn.get(key);
+    if (d && d.sig === sig) return next.push(d.node);
+    const node = make();
+    drawn.set(key, { sig, node });
+    next.push(node);
+  };
+  if (!th.complete) row("more", "", () => el("li", { cls: "msg sys", text: "scroll up for older messages" }));
+  for (const it of items) {
+    const att = (it.ev.att || []).map((a) => thumbs.get(a.fid));
+    const sig = JSON.stringify([it.body, it.deleted, it.editSeq, [...it.reacts].map(([k, w]) => [k, [...w]]), receiptState(c, it), it.confirmDel, att]);
+    row(it.ev.id, sig, () => renderMsg(c, it));
+  }
   for (const [id, o] of outbox) {
     if (o.cv !== current) continue;
-    frag.append(el("li", { cls: "msg mine pending", "data-testid": "msg", "data-cmid": id, "data-from": me.uid },
+    row("o" + id, o.b, () => el("li", { cls: "msg mine pending", "data-testid": "msg", "data-cmid": id, "data-from": me.uid },
       el("div", { cls: "body", "data-testid": "msg-body", text: o.b }),
       el("div", { cls: "meta" }, el("span", { "data-testid": "receipt", "data-state": "pending", title: "sending", text: "…" }))));
   }
-  box.replaceChildren(frag);
+  const now = box.children;
+  if (now.length !== next.length || next.some((n, i) => now[i] !== n)) box.replaceChildren(...next);
   if (atBottom || !box.dataset.cv || box.dataset.cv !== current) box.scrollTop = box.scrollHeight;
   box.dataset.cv = current;
 }
