@@ -10,7 +10,9 @@
 package webui
 
 import (
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"io/fs"
 	"net/http"
 	"strings"
@@ -34,11 +36,36 @@ func Files() fs.FS {
 	return sub
 }
 
+// etags returns a strong ETag per asset path ("/js/app.js"; "/" for the
+// page): the SHA-256 of its content, so browsers revalidate with a 304
+// and never keep an asset of an older binary.
+func etags() (map[string]string, error) {
+	tags := map[string]string{}
+	err := fs.WalkDir(Files(), ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(Files(), path)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(b)
+		tags["/"+path] = `"` + hex.EncodeToString(sum[:16]) + `"`
+		return nil
+	})
+	tags["/"] = tags["/index.html"]
+	return tags, err
+}
+
 // Handler serves the web client: GET / is index.html, other paths are
 // assets; anything else is 404. Mount it at "/" after more specific
 // routes.
 func Handler() http.Handler {
 	files := http.FileServerFS(Files())
+	tags, err := etags()
+	if err != nil { // the embedded files are readable: cannot happen
+		panic(err)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("Content-Security-Policy", CSP)
@@ -53,13 +80,11 @@ func Handler() http.Handler {
 			http.NotFound(w, r) // no directory listings
 			return
 		}
-		// index.html is small and names the modules: always revalidated.
-		if r.URL.Path == "/" || r.URL.Path == "/index.html" {
-			h.Set("Cache-Control", "no-cache")
-		} else if strings.HasPrefix(r.URL.Path, "/vendor/") {
-			h.Set("Cache-Control", "public, max-age=86400")
-		} else {
-			h.Set("Cache-Control", "no-cache")
+		// Always revalidated (a 304 by ETag), so a new binary's page never
+		// meets an old module.
+		h.Set("Cache-Control", "no-cache")
+		if tag, ok := tags[r.URL.Path]; ok {
+			h.Set("ETag", tag)
 		}
 		files.ServeHTTP(w, r)
 	})

@@ -64,6 +64,37 @@ func TestHandler(t *testing.T) {
 	}
 }
 
+// TestRevalidate: assets carry an ETag and answer 304 to it.
+func TestRevalidate(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(webui.Handler())
+	t.Cleanup(srv.Close)
+	for _, path := range []string{"/", "/js/app.js", "/vendor/mqtt/mqtt.esm.js"} {
+		res, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		tag := res.Header.Get("ETag")
+		if res.StatusCode != 200 || tag == "" || res.Header.Get("Cache-Control") != "no-cache" {
+			t.Fatalf("GET %s: %d, ETag %q, Cache-Control %q", path, res.StatusCode, tag, res.Header.Get("Cache-Control"))
+		}
+		req, err := http.NewRequest("GET", srv.URL+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("If-None-Match", tag)
+		res, err = http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusNotModified {
+			t.Fatalf("GET %s with its ETag: %d, want 304", path, res.StatusCode)
+		}
+	}
+}
+
 // TestCSP: the policy forbids inline and foreign script, and the page
 // needs neither: no inline script, handler or style attribute anywhere.
 func TestCSP(t *testing.T) {
