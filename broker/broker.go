@@ -42,9 +42,12 @@ import (
 	"github.com/tern-im/tern/internal/config"
 	"github.com/tern-im/tern/internal/disk"
 	"github.com/tern-im/tern/internal/files"
+	"github.com/tern-im/tern/internal/im"
+	"github.com/tern-im/tern/internal/im/service"
 	"github.com/tern-im/tern/internal/listener"
 	"github.com/tern-im/tern/internal/logging"
 	"github.com/tern-im/tern/internal/metrics"
+	"github.com/tern-im/tern/internal/relations"
 	"github.com/tern-im/tern/internal/session"
 	"github.com/tern-im/tern/internal/store"
 	"github.com/tern-im/tern/internal/web"
@@ -65,9 +68,11 @@ const (
 
 // Broker is one Tern node.
 type Broker struct {
-	cfg      *config.Config
-	log      *slog.Logger
-	store    *store.Store
+	cfg   *config.Config
+	log   *slog.Logger
+	store *store.Store
+	// commits carries committed appends from the store to delivery.
+	commits  *im.CommitStream
 	accounts *accounts.Service
 	sessions *session.Registry
 	metrics  *metrics.Metrics
@@ -100,7 +105,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	b := &Broker{cfg: cfg, log: log, started: time.Now(), diskStop: make(chan struct{})}
+	b := &Broker{cfg: cfg, log: log, started: time.Now(), diskStop: make(chan struct{}), commits: im.NewCommitStream(cfg.IM.CommitBacklog)}
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
@@ -116,6 +121,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 		GCInterval:     cfg.Store.GCInterval,
 		Retention:      cfg.IM.Retention,
 		Logger:         log,
+		Commits:        b.commits,
 		// b.metrics is set before any client can cause an append.
 		OnCommit: func(n int) { b.metrics.Committed(n) },
 		Disk:     b.disk,
@@ -178,18 +184,15 @@ func (b *Broker) build() error {
 	if err != nil {
 		return err
 	}
+	// The file.* RPC ops are the file hook's, registered in the IM
+	// service's op table through the messaging hook.
 	fileHook := new(filehook.Hook)
-	// The file.* RPC ops are answered by the file hook; the messaging hook,
-	// which owns …/rpc, dispatches them.
-	fileOps := map[string]messaging.ExtraOp{}
-	for name, op := range fileHook.Ops() {
-		fileOps[name] = messaging.ExtraOp(op)
-	}
+	msgHook := new(messaging.Hook)
 
-	relations := messaging.NewRelations(b.store, b.log)
+	relations := relations.New(b.store, b.log)
 	// A deleted user's groups, contacts and blocks changed under the
 	// messaging hook: drop what it cached about them.
-	b.accounts.OnDelete = func(uid string, p store.Purged) {
+	b.accounts.OnDelete = func(uid string, p accounts.Purged) {
 		relations.Invalidate(append(p.Users, uid), p.Groups...)
 	}
 	policy := &topics.Policy{Rules: cfg.Rules(), Relations: relations}
@@ -218,17 +221,19 @@ func (b *Broker) build() error {
 			MaxSubscriptions: cfg.Limits.MaxSubscriptions, MaxInflightBytes: int64(cfg.Limits.MaxInflightBytes),
 			Metrics: b.metrics, Info: b.mqtt.Info, Server: b.mqtt,
 		}},
-		{new(messaging.Hook), &messaging.Options{
-			Server: b.mqtt, Store: b.store, Sessions: b.sessions, Relations: relations,
-			Epoch: b.epoch, DMPolicy: cfg.IM.DMPolicy, MaxPacket: int(cfg.Limits.MaxPacketSize),
-			MaxBody: int(cfg.IM.MaxBody), RateBurst: cfg.IM.RateBurst, RatePerSec: float64(cfg.IM.RatePerSec),
-			MaxGroupMembers: cfg.IM.MaxGroupMembers, Metrics: b.metrics, Ops: fileOps,
-			Limits: messaging.Limits{
-				ReadBurst: cfg.IM.RPCReadBurst, ReadPerSec: float64(cfg.IM.RPCReadPerSec),
-				WriteBurst: cfg.IM.RPCWriteBurst, WritePerMin: float64(cfg.IM.RPCWritePerMin),
-				MaxGroupsOwned: cfg.IM.MaxGroupsOwned,
-				AddsBurst:      cfg.IM.GroupAddsBurst, AddsPerHour: float64(cfg.IM.GroupAddsPerHour),
-				Metrics: b.metrics,
+		{msgHook, &messaging.Options{
+			Server: b.mqtt, Store: b.store, Commits: b.commits, Sessions: b.sessions, Relations: relations,
+			Metrics: b.metrics, Ops: fileHook.Ops(), Files: filehook.Attachments{Files: b.files},
+			Policy: service.Policy{
+				Epoch: b.epoch, DMPolicy: cfg.IM.DMPolicy, MaxPacket: int(cfg.Limits.MaxPacketSize),
+				MaxBody: int(cfg.IM.MaxBody), RateBurst: cfg.IM.RateBurst, RatePerSec: float64(cfg.IM.RatePerSec),
+				MaxGroupMembers: cfg.IM.MaxGroupMembers,
+				Limits: service.Limits{
+					ReadBurst: cfg.IM.RPCReadBurst, ReadPerSec: float64(cfg.IM.RPCReadPerSec),
+					WriteBurst: cfg.IM.RPCWriteBurst, WritePerMin: float64(cfg.IM.RPCWritePerMin),
+					MaxGroupsOwned: cfg.IM.MaxGroupsOwned,
+					AddsBurst:      cfg.IM.GroupAddsBurst, AddsPerHour: float64(cfg.IM.GroupAddsPerHour),
+				},
 			},
 		}},
 		{fileHook, &filehook.Options{
@@ -252,6 +257,9 @@ func (b *Broker) build() error {
 			return fmt.Errorf("hook %s: %w", h.h.ID(), err)
 		}
 	}
+	// Members of conversations holding a message that attaches a file may
+	// read it: the IM service decides (PROTOCOL §11).
+	b.files.SetAccess(msgHook.Service())
 	return b.addListeners()
 }
 

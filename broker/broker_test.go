@@ -18,8 +18,8 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/tern-im/tern/broker"
+	"github.com/tern-im/tern/broker/brokertest"
 	"github.com/tern-im/tern/internal/adminapi"
-	"github.com/tern-im/tern/internal/brokertest"
 	"github.com/tern-im/tern/internal/config"
 )
 
@@ -190,7 +190,13 @@ func TestForeignPublishNeverDelivered(t *testing.T) {
 	b.AddUser("bob", pw)
 	bob := b.Dial("bob", "p1", pw)
 	got := make(chan string, 10)
-	brokertest.Subscribe(t, bob, "im/u/bob/d/p1/#", 1, func(_ paho.Client, m paho.Message) { got <- m.Topic() })
+	brokertest.Subscribe(t, bob, "im/u/bob/d/p1/#", 1, func(_ paho.Client, m paho.Message) {
+		if strings.Contains(string(m.Payload()), "spoof") {
+			got <- "spoof on " + m.Topic()
+			return
+		}
+		got <- m.Topic()
+	})
 
 	// Spoofing bob's downstream: an ACL violation, the 3.1.1 client is
 	// disconnected and nothing is delivered.
@@ -201,12 +207,18 @@ func TestForeignPublishNeverDelivered(t *testing.T) {
 	alice2 := b.Dial("alice", "p2", pw)
 	brokertest.Wait(t, alice2.Publish("im/up/alice/p2/call", 1, false, `{"call":"x","op":"invite","to":"bob"}`), "publish upstream")
 
-	// bob sees its own server stream only; a marker publish from the server
-	// side proves the subscription works.
+	// Positive control: a real message from alice reaches bob's …/in, and
+	// it is the first thing bob receives. Anything the two publishes above
+	// had delivered would have been routed before their acknowledgement,
+	// so before this message.
+	brokertest.Wait(t, alice2.Publish("im/up/alice/p2/msg", 1, false, `{"to":"bob","cmid":"c1","b":"control"}`), "publish control")
 	select {
 	case topic := <-got:
-		t.Fatalf("bob received %s", topic)
-	case <-time.After(300 * time.Millisecond):
+		if topic != "im/u/bob/d/p1/in" {
+			t.Fatalf("bob first received %s", topic)
+		}
+	case <-time.After(brokertest.Timeout):
+		t.Fatal("the control message never reached bob: the subscription does not work")
 	}
 }
 

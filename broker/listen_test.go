@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/tern-im/tern/broker"
-	"github.com/tern-im/tern/internal/brokertest"
+	"github.com/tern-im/tern/broker/brokertest"
 	"github.com/tern-im/tern/internal/config"
 )
 

@@ -10,8 +10,8 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/tern-im/tern/broker/brokertest"
 	"github.com/tern-im/tern/internal/adminapi"
-	"github.com/tern-im/tern/internal/brokertest"
 	"github.com/tern-im/tern/topics"
 )
 

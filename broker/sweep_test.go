@@ -11,7 +11,7 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 	mqtt "github.com/mochi-mqtt/server/v2"
 
-	"github.com/tern-im/tern/internal/brokertest"
+	"github.com/tern-im/tern/broker/brokertest"
 	"github.com/tern-im/tern/internal/config"
 	"github.com/tern-im/tern/internal/session"
 )

@@ -21,7 +21,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/tern-im/tern/broker"
-	"github.com/tern-im/tern/internal/brokertest"
+	"github.com/tern-im/tern/broker/brokertest"
 	"github.com/tern-im/tern/internal/config"
 )
 

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/tern-im/tern/broker"
+	"github.com/tern-im/tern/broker/brokertest"
 	"github.com/tern-im/tern/client"
-	"github.com/tern-im/tern/internal/brokertest"
 )
 
 const pw = "password-1"

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/tern-im/tern/broker"
+	"github.com/tern-im/tern/broker/brokertest"
 	"github.com/tern-im/tern/client"
-	"github.com/tern-im/tern/internal/brokertest"
 )
 
 // exampleAddr is the MQTT address of the broker the examples talk to.

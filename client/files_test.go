@@ -14,7 +14,7 @@ import (
 	"testing"
 
 	"github.com/tern-im/tern/client"
-	"github.com/tern-im/tern/internal/brokertest"
+	"github.com/tern-im/tern/broker/brokertest"
 )
 
 // budgetConn cuts itself once it has written its budget of bytes: the

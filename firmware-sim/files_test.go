@@ -8,7 +8,7 @@ import (
 
 	"github.com/tern-im/tern/broker"
 	firmwaresim "github.com/tern-im/tern/firmware-sim"
-	"github.com/tern-im/tern/internal/brokertest"
+	"github.com/tern-im/tern/broker/brokertest"
 )
 
 // TestFileScenario: devices upload files over links that drop; every file

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/tern-im/tern/broker"
+	"github.com/tern-im/tern/broker/brokertest"
 	firmwaresim "github.com/tern-im/tern/firmware-sim"
-	"github.com/tern-im/tern/internal/brokertest"
 	"github.com/tern-im/tern/internal/config"
 )
 

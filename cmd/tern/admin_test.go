@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tern-im/tern/broker/brokertest"
 	"github.com/tern-im/tern/internal/adminapi"
-	"github.com/tern-im/tern/internal/brokertest"
 )
 
 // TestAdminCommands runs tern admin clients, stats, notice and kick

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/tern-im/tern/broker"
+	"github.com/tern-im/tern/broker/brokertest"
 	"github.com/tern-im/tern/client"
-	"github.com/tern-im/tern/internal/brokertest"
 )
 
 // chatProc is `tern chat` running as a real process (this test binary as

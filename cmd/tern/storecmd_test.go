@@ -9,6 +9,7 @@ import (
 	"github.com/fxamacker/cbor/v2"
 
 	"github.com/tern-im/tern/internal/codec"
+	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/internal/store"
 )
 
@@ -23,7 +24,7 @@ func TestStoreCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 {
-		if err := st.Append(&store.Append{CV: "g:ops", To: []string{"a"}, Event: codec.Event{T: codec.TMsg, From: "a", B: "hi"}}); err != nil {
+		if err := st.Append(&im.Append{CV: "g:ops", To: []string{"a"}, Event: codec.Event{T: codec.TMsg, From: "a", B: "hi"}}); err != nil {
 			t.Fatal(err)
 		}
 	}

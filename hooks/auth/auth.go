@@ -8,6 +8,7 @@ package auth
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"net"
 	"sync"
@@ -22,10 +23,19 @@ import (
 	"github.com/tern-im/tern/topics"
 )
 
+// Accounts is what the hook needs of the accounts (*accounts.Service).
+type Accounts interface {
+	// Authenticate checks a device's credentials: the identity, or an
+	// error matching accounts.ErrBadCredentials or accounts.ErrDisabled.
+	Authenticate(uid, did, secret string) (topics.Identity, error)
+	// OnPasswordChange registers fn to run after each password change.
+	OnPasswordChange(fn func(uid string))
+}
+
 // Options configures the hook.
 type Options struct {
 	Server   *mqtt.Server // to send CONNACKs with Tern's reason codes
-	Accounts *accounts.Service
+	Accounts Accounts
 	Sessions *session.Registry
 	Metrics  *metrics.Metrics
 	// Anonymous lists the listener ids that admit clients without
@@ -39,12 +49,9 @@ type Options struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// SweepEvery is how often sessions of closed connections are looked
-	// for; 0 means DefaultSweepEvery.
+	// for (auth.session_sweep); it must be positive.
 	SweepEvery time.Duration
 }
-
-// DefaultSweepEvery is the default period of the session sweep.
-const DefaultSweepEvery = time.Minute
 
 // Hook authenticates connections.
 type Hook struct {
@@ -85,7 +92,7 @@ func (h *Hook) Init(config any) error {
 		o.Now = time.Now
 	}
 	if o.SweepEvery <= 0 {
-		o.SweepEvery = DefaultSweepEvery
+		return fmt.Errorf("auth: SweepEvery must be positive, not %v", o.SweepEvery)
 	}
 	h.opts = o
 	h.throttle = newThrottle(o.MaxFailures, o.Lockout, o.MaxLockout)

@@ -8,7 +8,7 @@ import (
 
 	paho5 "github.com/eclipse/paho.golang/paho"
 
-	"github.com/tern-im/tern/internal/brokertest"
+	"github.com/tern-im/tern/broker/brokertest"
 	"github.com/tern-im/tern/internal/codec"
 	"github.com/tern-im/tern/topics"
 )

@@ -3,30 +3,30 @@ package messaging
 import (
 	"hash/maphash"
 	"sync"
-	"time"
-	"unicode/utf8"
 
-	"github.com/tern-im/tern/internal/codec"
+	"github.com/tern-im/tern/internal/im"
+	"github.com/tern-im/tern/internal/im/service"
 	"github.com/tern-im/tern/internal/session"
-	"github.com/tern-im/tern/internal/store"
 	"github.com/tern-im/tern/topics"
 )
 
-// job is the live delivery of one committed event to some of its
-// recipients (those of one shard).
+// shardQueue bounds the jobs waiting for one delivery worker. With the
+// commit stream in front of them it bounds delivery's memory: when the
+// workers fall behind, the dispatcher waits, the stream fills and
+// appenders wait before their PUBACK.
+const shardQueue = 1024
+
+// job is the live delivery of one committed append to the recipients of
+// one shard (indexes into a.To).
 type job struct {
-	ev   codec.Event
-	uids []string
-	us   []uint64
-	// skipUID/skipDID is a device that must not get the event (the
-	// origin of a marker).
-	skipUID, skipDID string
+	a   *im.Append
+	idx []int
 }
 
-// deliverer fans committed events out to live devices. Jobs are queued
-// by the sequencer in commit order, sharded by recipient, so each
-// device's events keep their stream order; the PUBACK never waits for
-// them.
+// deliverer fans committed appends out to live devices. One dispatcher
+// takes them from the commit stream in commit order and shards them by
+// recipient, so each device's events keep their stream order; the PUBACK
+// never waits for delivery, only for room in the stream.
 type deliverer struct {
 	h      *Hook
 	shards []chan job
@@ -39,11 +39,13 @@ type deliverer struct {
 func newDeliverer(h *Hook, n int) *deliverer {
 	d := &deliverer{h: h, seed: maphash.MakeSeed(), quit: make(chan struct{})}
 	for range n {
-		ch := make(chan job, 4096)
+		ch := make(chan job, shardQueue)
 		d.shards = append(d.shards, ch)
 		d.wg.Add(1)
 		go d.run(ch)
 	}
+	d.wg.Add(1)
+	go d.dispatch(h.opts.Commits)
 	return d
 }
 
@@ -66,180 +68,78 @@ func (d *deliverer) run(ch chan job) {
 	}
 }
 
-// committed is the store.Append Committed callback: it runs on the
-// sequencer goroutine, in commit order.
-func (d *deliverer) committed(a *store.Append, skipUID, skipDID string) {
+// dispatch consumes the commit stream.
+func (d *deliverer) dispatch(s *im.CommitStream) {
+	defer d.wg.Done()
 	n := len(d.shards)
-	parts := make([]job, n)
-	for i, uid := range a.To {
-		s := int(maphash.String(d.seed, uid) % uint64(n))
-		parts[s].uids = append(parts[s].uids, uid)
-		parts[s].us = append(parts[s].us, a.US[i])
-	}
-	for s, j := range parts {
-		if len(j.uids) == 0 {
-			continue
-		}
-		j.ev, j.skipUID, j.skipDID = a.Event, skipUID, skipDID
+	parts := make([][]int, n)
+	for {
+		var a *im.Append
 		select {
-		case d.shards[s] <- j:
+		case a = <-s.C():
 		case <-d.quit:
 			return
 		}
+		for i, uid := range a.To {
+			k := int(maphash.String(d.seed, uid) % uint64(n))
+			parts[k] = append(parts[k], i)
+		}
+		for k, idx := range parts {
+			if len(idx) == 0 {
+				continue
+			}
+			parts[k] = nil
+			select {
+			case d.shards[k] <- job{a: a, idx: idx}:
+			case <-d.quit:
+				return
+			}
+		}
+		s.Done()
 	}
 }
 
+// deliver sends one job: the event is encoded once per recipient and
+// encoding (devices with a smaller maxPkt get a cut copy).
 func (d *deliverer) deliver(j job) {
 	h := d.h
-	for i, uid := range j.uids {
+	ev := j.a.Event // one copy per job: us differs per recipient
+	for _, i := range j.idx {
+		uid := j.a.To[i]
 		devs := h.opts.Sessions.Devices(uid)
 		if len(devs) == 0 {
 			continue
 		}
-		ev := j.ev
-		ev.US = j.us[i]
+		ev.US = j.a.US[i]
+		var enc encodings
 		for _, s := range devs {
-			if uid == j.skipUID && s.DID == j.skipDID {
+			if uid == j.a.QuietUID && s.DID == j.a.QuietDID {
 				continue
 			}
-			h.sendEvent(uid, s.DID, s.Prefs(), &ev)
+			h.sendEncoded(uid, s.DID, s.Prefs(), &ev, &enc)
 		}
 	}
 }
 
-// sendEvent publishes one event to a device's in topic.
-func (h *Hook) sendEvent(uid, did string, p session.Prefs, ev *codec.Event) {
+// sendEvent publishes one event to the device's in topic.
+func (h *Hook) sendEvent(d *device, ev *im.Event) {
+	var enc encodings
+	h.sendEncoded(d.uid, d.did, d.pref, ev, &enc)
+}
+
+// sendEncoded publishes ev to a device's in topic, reusing enc (the
+// event's encodings so far) when it fits the device's packet size.
+func (h *Hook) sendEncoded(uid, did string, p session.Prefs, ev *im.Event, enc *encodings) {
 	topic := topics.Device(uid, did, topics.ChanIn)
-	b, err := h.encodeEvent(ev, p, h.limitFor(p, topic))
+	limit := service.LimitFor(h.opts.MaxPacket, p, topic)
+	b, err := enc.get(ev, p.CBOR)
+	if err == nil && len(b) > limit {
+		b, err = service.Truncate(ev, p.CBOR, limit)
+	}
 	if err != nil {
 		h.Log.Error("encode event", "error", err)
 		return
 	}
 	h.publish(topic, b, 1, nil)
 	h.opts.Metrics.Delivered()
-}
-
-// limitFor is the largest payload that fits a device's maxPkt on topic.
-func (h *Hook) limitFor(p session.Prefs, topic string) int {
-	max := h.opts.MaxPacket
-	if p.MaxPkt > 0 && p.MaxPkt < max {
-		max = p.MaxPkt
-	}
-	// Fixed header (≤ 5), topic length and name, packet id, properties.
-	return max - len(topic) - 16
-}
-
-// encodeEvent encodes ev in the device's encoding, cut to limit bytes
-// with trunc:true when it does not fit (msg.get returns the whole event).
-func (h *Hook) encodeEvent(ev *codec.Event, p session.Prefs, limit int) ([]byte, error) {
-	b, err := codec.Encode(ev, p.CBOR)
-	if err != nil || len(b) <= limit {
-		return b, err
-	}
-	e := *ev
-	e.Trunc = true
-	for range 3 {
-		over := len(b) - limit
-		keep := len(e.B) - over - 32
-		if keep <= 0 {
-			e.B, e.Att, e.E2E, e.Mn = "", nil, nil, nil
-		} else {
-			e.B = cutUTF8(e.B, keep)
-		}
-		if b, err = codec.Encode(&e, p.CBOR); err != nil || len(b) <= limit {
-			return b, err
-		}
-	}
-	return b, nil // as small as it gets; mochi drops it if still too big
-}
-
-// cutUTF8 cuts s to at most n bytes on a rune boundary.
-func cutUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
-// limiter is a token bucket per device.
-type limiter struct {
-	mu    sync.Mutex
-	burst float64
-	rate  float64
-	now   func() time.Time
-	m     map[string]*bucket
-}
-
-type bucket struct {
-	tokens float64
-	last   time.Time
-}
-
-func newLimiter(burst int, rate float64, now func() time.Time) *limiter {
-	return &limiter{burst: float64(burst), rate: rate, now: now, m: map[string]*bucket{}}
-}
-
-func (l *limiter) allow(k string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	b := l.m[k]
-	if b == nil {
-		if len(l.m) >= maxCached {
-			l.sweep(now)
-		}
-		b = &bucket{tokens: l.burst, last: now}
-		l.m[k] = b
-	}
-	b.tokens = min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
-}
-
-// sweep drops buckets that have refilled: they hold no state.
-func (l *limiter) sweep(now time.Time) {
-	for k, b := range l.m {
-		if b.tokens+now.Sub(b.last).Seconds()*l.rate >= l.burst {
-			delete(l.m, k)
-		}
-	}
-}
-
-// typingGate lets one typing notification per (user, cv) through per
-// period.
-type typingGate struct {
-	mu     sync.Mutex
-	period time.Duration
-	now    func() time.Time
-	last   map[string]time.Time
-}
-
-func newTypingGate(period time.Duration, now func() time.Time) *typingGate {
-	return &typingGate{period: period, now: now, last: map[string]time.Time{}}
-}
-
-func (g *typingGate) allow(uid, cv string) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	now := g.now()
-	k := uid + "\x00" + cv
-	if t, ok := g.last[k]; ok && now.Sub(t) < g.period {
-		return false
-	}
-	if len(g.last) >= maxCached {
-		for k, t := range g.last {
-			if now.Sub(t) >= g.period {
-				delete(g.last, k)
-			}
-		}
-	}
-	g.last[k] = now
-	return true
 }

@@ -4,7 +4,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/tern-im/tern/internal/brokertest"
+	"github.com/tern-im/tern/broker/brokertest"
 	"github.com/tern-im/tern/internal/codec"
 )
 

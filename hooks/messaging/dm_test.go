@@ -3,7 +3,7 @@ package messaging_test
 import (
 	"testing"
 
-	"github.com/tern-im/tern/internal/brokertest"
+	"github.com/tern-im/tern/broker/brokertest"
 	"github.com/tern-im/tern/internal/codec"
 )
 

@@ -1,104 +1,62 @@
-// Package messaging is the Tern messaging hook: it consumes the upstream
-// msg, rcpt, typ and rpc commands of every device (PROTOCOL §5–§7, §9),
-// sequences and persists events through a narrow Storage interface before
-// acknowledging them, and delivers them to each member device in that
-// device's encoding. docs/architecture.md describes the flow.
+// Package messaging is the MQTT adapter of the IM core (internal/im): it
+// consumes the upstream msg, rcpt, typ and rpc commands of every device
+// (PROTOCOL §5–§7, §9), decodes them, applies the domain's rules over the
+// im ports (append with positions assigned before the PUBACK), and
+// delivers committed events from the im.CommitStream to each member
+// device, encoded once per recipient and encoding. Each command and each
+// RPC op is one small handler in a table. docs/architecture.md describes
+// the flow.
 package messaging
 
 import (
 	"bytes"
 	"errors"
-	"hash/maphash"
 	"strings"
-	"sync"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
-	"github.com/oklog/ulid/v2"
 
 	"github.com/tern-im/tern/internal/codec"
+	"github.com/tern-im/tern/internal/im"
+	"github.com/tern-im/tern/internal/im/service"
 	"github.com/tern-im/tern/internal/metrics"
+	"github.com/tern-im/tern/internal/relations"
 	"github.com/tern-im/tern/internal/session"
-	"github.com/tern-im/tern/internal/store"
 	"github.com/tern-im/tern/topics"
 )
 
-// Storage is what the hook needs from persistence. *store.Store implements
-// it over Badger. Append is the only write path for stream events: it
-// assigns id, seq, us and ts and returns once the events are durable.
-type Storage interface {
-	Append(as ...*store.Append) error
-	Stream(uid string, since uint64, max int) ([]codec.Event, bool, error)
-	History(cv string, lo, hi, before, after uint64, max int) ([]codec.Event, bool, error)
-	EventByID(id ulid.ULID) (codec.Event, error)
-	Deduped(uid, did, cmid string) (codec.Event, error)
-	USHead(uid string) (uint64, error)
-	ConvSeq(cv string) (uint64, error)
-	Marker(cv, uid, k string) (uint64, error)
-	Group(gid string) (store.Group, error)
-	AllGroups(fn func(store.Group) error) error
-	Member(gid, uid string) (store.MemberRec, error)
-	Reacted(id ulid.ULID, uid, k string) (bool, error)
-	UserConvs(uid string) ([]string, error)
-	// DMFloor is the last seq of DM cv that a deleted earlier account uid
-	// could read (0 if none): uid reads only later seqs.
-	DMFloor(cv, uid string) (uint64, error)
-	User(uid string) (store.User, error)
-	// DMPeer reports, in one read, whether other exists and whether
-	// either of uid and other blocks the other.
-	DMPeer(uid, other string) (exists, blocked bool, err error)
-	SetContact(uid, other string, on bool) error
-	SetBlock(uid, other string, on bool) error
-	// Presences returns the stored presence of those of uids that have
-	// one (presence.get).
-	Presences(uids []string) (map[string]store.Presence, error)
-	RelationStore
-}
-
-// Options configures the hook. Server, Store, Sessions and Relations are
-// required.
+// Options configures the hook; every field but Now and Metrics is
+// required. Policy configures the hook's service.Service (internal/config
+// owns its defaults).
 type Options struct {
-	Server    *mqtt.Server
-	Store     Storage
+	service.Policy
+	Server *mqtt.Server
+	// Store is the IM core's storage, every port of it.
+	Store im.Store
+	// Commits is the stream the Store publishes committed appends on;
+	// the hook reserves a slot before each append and delivers from it.
+	Commits   *im.CommitStream
 	Sessions  *session.Registry
-	Relations *Relations
-	// Epoch is this run's epoch, reported in hello.
-	Epoch uint64
-	// DMPolicy is "open" or "contacts" (the recipient must have the sender
-	// in C(recipient)).
-	DMPolicy string
-	// MaxPacket is the broker's maximum packet size: the default maxPkt.
-	MaxPacket int
-	// MaxBody is the largest text body (b) in bytes.
-	MaxBody int
-	// RateBurst and RatePerSec size the per-device token bucket of msg ops.
-	RateBurst  int
-	RatePerSec float64
-	// MaxGroupMembers caps a group's size.
-	MaxGroupMembers int
-	// Limits are the RPC rate limits and group caps.
-	Limits Limits
+	Relations *relations.Relations
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Metrics counts RPCs and deliveries; nil counts nothing.
 	Metrics *metrics.Metrics
-	// Ops are RPC ops served by other features, by name.
-	Ops map[string]ExtraOp
+	// Ops are RPC ops of other features (file.*), added to the service's
+	// op table.
+	Ops map[string]service.Op
+	// Files checks and fills in attachments and keeps file references.
+	Files service.Files
 }
 
 // Hook is the messaging hook.
 type Hook struct {
 	mqtt.HookBase
 	opts   *Options
+	svc    *service.Service
 	inline *mqtt.Client
-	rate   *limiter
-	rpc    *rpcLimits
-	typing *typingGate
-	users  stripes
-	groups stripes
 	dl     *deliverer
-	peers  *peerCache
 }
 
 var _ mqtt.Hook = (*Hook)(nil)
@@ -114,39 +72,34 @@ func (h *Hook) Provides(b byte) bool {
 // Init takes *Options.
 func (h *Hook) Init(config any) error {
 	o, ok := config.(*Options)
-	if !ok || o == nil || o.Server == nil || o.Store == nil || o.Sessions == nil || o.Relations == nil {
+	if !ok || o == nil || o.Server == nil || o.Store == nil || o.Commits == nil || o.Sessions == nil || o.Relations == nil {
 		return mqtt.ErrInvalidConfigType
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	if o.MaxPacket <= 0 {
-		o.MaxPacket = 128 << 10
-	}
-	if o.MaxBody <= 0 {
-		o.MaxBody = 8 << 10
-	}
-	if o.RateBurst <= 0 {
-		o.RateBurst = 500
-	}
-	if o.RatePerSec <= 0 {
-		o.RatePerSec = 100
-	}
-	if o.MaxGroupMembers <= 0 {
-		o.MaxGroupMembers = 5000
 	}
 	h.opts = o
 	h.inline = o.Server.NewClient(nil, mqtt.LocalListener, "tern-messaging", true)
-	h.rate = newLimiter(o.RateBurst, o.RatePerSec, o.Now)
-	h.rpc = newRPCLimits(o.Limits, o.Now)
-	h.typing = newTypingGate(2*time.Second, o.Now)
-	h.peers = newPeerCache(o.Now)
 	h.dl = newDeliverer(h, 4)
+	pol := o.Policy
+	if m := o.Metrics; m != nil && pol.Limits.Limited == nil {
+		pol.Limits.Limited = func(limit string) { m.Limited.WithLabelValues(limit).Inc() }
+	}
+	svc, err := service.New(service.Options{
+		Policy: pol, Store: o.Store, Commits: o.Commits, Stop: h.dl.quit, Relations: o.Relations,
+		Announce: h.publishMeta, Now: o.Now, Ops: o.Ops, Files: o.Files,
+	})
+	if err != nil {
+		h.dl.stop()
+		return err
+	}
+	h.svc = svc
 	return nil
 }
 
-// Stop stops the delivery workers. Appends that commit later are still
-// durable; their live delivery is skipped (devices sync).
+// Service returns the IM service the hook runs (after Init): the file
+// store asks it who may read a file.
+func (h *Hook) Service() *service.Service { return h.svc }
+
+// Stop stops delivery. Appends that commit later are still durable;
+// their live delivery is skipped (devices sync).
 func (h *Hook) Stop() error {
 	if h.dl != nil {
 		h.dl.stop()
@@ -157,45 +110,13 @@ func (h *Hook) Stop() error {
 // OnStarted republishes the retained meta of every group: mochi keeps
 // retained messages in memory only.
 func (h *Hook) OnStarted() {
-	err := h.opts.Store.AllGroups(func(g store.Group) error {
+	err := h.opts.Store.AllGroups(func(g im.Group) error {
 		h.publishMeta(g)
 		return nil
 	})
 	if err != nil {
 		h.Log.Error("republish group meta", "error", err)
 	}
-}
-
-// apiError is an app-level rejection with its HTTP-like code.
-type apiError struct {
-	Code int
-	Msg  string
-}
-
-func (e *apiError) Error() string { return e.Msg }
-
-func errf(code int, msg string) *apiError { return &apiError{code, msg} }
-
-var (
-	errInternal = errf(500, "server fault")
-	errClosed   = errf(503, "shutting down")
-	errNoSpace  = errf(507, "insufficient storage")
-)
-
-// fault maps a storage error to an apiError.
-func fault(err error) *apiError {
-	var ae *apiError
-	switch {
-	case errors.As(err, &ae):
-		return ae
-	case errors.Is(err, store.ErrClosed):
-		return errClosed
-	case errors.Is(err, store.ErrNoSpace):
-		return errNoSpace
-	case errors.Is(err, store.ErrTooBig):
-		return errf(413, "too large")
-	}
-	return errInternal
 }
 
 // reason maps an app code to an MQTT 5 PUBACK reason code.
@@ -223,6 +144,33 @@ type device struct {
 	pref session.Prefs
 }
 
+// caller is the device as the service sees it.
+func (h *Hook) caller(d *device) *service.Device {
+	return &service.Device{
+		UID: d.uid, DID: d.did, Prefs: d.pref, SetPrefs: d.s.SetPrefs,
+		Resend: func(ev *im.Event) { h.sendEvent(d, ev) },
+	}
+}
+
+// command handles one kind of upstream command; cmid (msg only) goes
+// into the err event of a rejection.
+type command func(h *Hook, d *device, payload []byte) (cmid string, err error)
+
+// commands is the table of upstream commands this hook consumes. An RPC
+// answers its own failures in the reply, so it sends no err event.
+var commands = map[string]struct {
+	handle command
+	quiet  bool
+}{
+	topics.UpMsg: {handle: (*Hook).onMsg},
+	// f (§11 file chunks) is the file hook's.
+	topics.UpRcpt: {handle: func(h *Hook, d *device, p []byte) (string, error) { return "", h.onRcpt(d, p) }},
+	topics.UpTyp:  {handle: func(h *Hook, d *device, p []byte) (string, error) { return "", h.onTyp(d, p) }},
+	topics.UpRPC:  {handle: func(h *Hook, d *device, p []byte) (string, error) { return "", h.onRPC(d, p) }, quiet: true},
+	// Not built yet: refused, not acknowledged and dropped (§11 calls).
+	topics.UpCall: {handle: notImplemented},
+}
+
 // OnPublish consumes upstream msg, rcpt, typ and rpc publishes. It
 // returns only nil (not ours), CodeSuccessIgnore, or for an MQTT 5 QoS 1
 // rejection its reason code: any other error would make mochi route the
@@ -235,9 +183,8 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if !ok {
 		return pk, nil
 	}
-	switch u.Kind {
-	case topics.UpMsg, topics.UpRcpt, topics.UpTyp, topics.UpRPC, topics.UpCall:
-	default:
+	cmd, ok := commands[u.Kind]
+	if !ok {
 		return pk, nil // another feature hook's, or dropped by acl
 	}
 	s, ok := h.opts.Sessions.Get(cl)
@@ -245,38 +192,35 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		return pk, packets.CodeSuccessIgnore
 	}
 	d := &device{s: s, cl: cl, pk: &pk, uid: s.UID, did: s.DID, pref: s.Prefs()}
-	var cmid string
-	var err *apiError
-	switch u.Kind {
-	case topics.UpMsg:
-		cmid, err = h.onMsg(d, pk.Payload)
-	case topics.UpRcpt:
-		err = h.onRcpt(d, pk.Payload)
-	case topics.UpTyp:
-		err = h.onTyp(d, pk.Payload)
-	case topics.UpRPC:
-		err = h.onRPC(d, pk.Payload)
-	case topics.UpCall:
-		err = errNotImplemented // refused, not acknowledged and dropped
-	}
+	cmid, err := cmd.handle(h, d, pk.Payload)
 	if err == nil {
 		return pk, packets.CodeSuccessIgnore
 	}
-	if u.Kind != topics.UpRPC { // RPC failures are answered in the reply
-		h.sendErr(d, cmid, err)
-	}
-	if err.Code < 500 { // a client fault: debug, never a body
-		h.Log.Debug("upstream refused", "user", d.uid, "device", d.did, "kind", u.Kind, "code", err.Code, "reason", err.Msg)
+	e := h.reject(d, u.Kind, err)
+	if !cmd.quiet {
+		h.sendErr(d, cmid, e)
 	}
 	// mochi answers a reason code with a PUBACK: right for QoS 1 only.
 	if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos == 1 {
-		return pk, reason(err.Code)
+		return pk, reason(e.Code)
 	}
 	return pk, packets.CodeSuccessIgnore
 }
 
+// reject maps err to what the client is told and logs it: a client's
+// fault at debug, a server fault at error.
+func (h *Hook) reject(d *device, kind string, err error) *im.Error {
+	e := im.Fault(err)
+	if e.Code >= 500 && !errors.Is(err, im.ErrClosed) {
+		h.Log.Error("upstream failed", "user", d.uid, "device", d.did, "kind", kind, "error", err)
+	} else { // a client fault: debug, never a body
+		h.Log.Debug("upstream refused", "user", d.uid, "device", d.did, "kind", kind, "code", e.Code, "reason", e.Msg)
+	}
+	return e
+}
+
 // sendErr publishes an err event on the device's rpc topic.
-func (h *Hook) sendErr(d *device, cmid string, e *apiError) {
+func (h *Hook) sendErr(d *device, cmid string, e *im.Error) {
 	ev := codec.Event{T: codec.TErr, CMID: cmid, Code: e.Code, Msg: e.Msg}
 	b, err := codec.Encode(&ev, d.pref.CBOR)
 	if err != nil {
@@ -300,33 +244,4 @@ func (h *Hook) publish(topic string, payload []byte, qos byte, props *packets.Pr
 	if err := h.opts.Server.InjectPacket(h.inline, pk); err != nil {
 		h.Log.Debug("publish", "topic", topic, "error", err)
 	}
-}
-
-// stripes serialises work per key (a user's markers and reactions, a
-// group's membership changes) without a lock per key. Sends into a group
-// hold its stripe shared from resolving the members to the commit, and
-// membership changes hold it exclusively until the member cache is
-// invalidated: a message is never sequenced after a membership change
-// with the member list from before it.
-type stripes struct {
-	mu   [256]sync.RWMutex
-	seed maphash.Seed
-	once sync.Once
-}
-
-func (s *stripes) get(k string) *sync.RWMutex {
-	s.once.Do(func() { s.seed = maphash.MakeSeed() })
-	return &s.mu[maphash.String(s.seed, k)%uint64(len(s.mu))]
-}
-
-func (s *stripes) lock(k string) func() {
-	m := s.get(k)
-	m.Lock()
-	return m.Unlock
-}
-
-func (s *stripes) rlock(k string) func() {
-	m := s.get(k)
-	m.RLock()
-	return m.RUnlock
 }

@@ -4,9 +4,9 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/tern-im/tern/internal/brokertest"
+	"github.com/tern-im/tern/broker/brokertest"
 	"github.com/tern-im/tern/internal/codec"
-	"github.com/tern-im/tern/internal/store"
+	"github.com/tern-im/tern/internal/im"
 )
 
 // TestPresenceGet: presence.get answers the caller itself and the users
@@ -17,7 +17,7 @@ func TestPresenceGet(t *testing.T) {
 	b := brokertest.Start(t)
 	users(b, "alice", "bob", "carol", "dave", "erin", "fred")
 	for i, uid := range []string{"bob", "carol", "erin", "fred"} {
-		if err := b.Store().PutPresence(uid, store.Presence{S: "away", PV: uint64(10 + i), LS: 1000, TX: uid}); err != nil {
+		if err := b.Store().PutPresence(uid, im.Presence{S: "away", PV: uint64(10 + i), LS: 1000, TX: uid}); err != nil {
 			t.Fatal(err)
 		}
 	}

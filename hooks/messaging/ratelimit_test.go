@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tern-im/tern/internal/brokertest"
+	"github.com/tern-im/tern/broker/brokertest"
 	"github.com/tern-im/tern/internal/config"
 )
 

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tern-im/tern/internal/brokertest"
+	"github.com/tern-im/tern/broker/brokertest"
 	"github.com/tern-im/tern/internal/codec"
 	"github.com/tern-im/tern/internal/config"
 )

@@ -18,9 +18,9 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/tern-im/tern/internal/codec"
+	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/internal/metrics"
 	"github.com/tern-im/tern/internal/session"
-	"github.com/tern-im/tern/internal/store"
 	"github.com/tern-im/tern/topics"
 )
 
@@ -79,7 +79,7 @@ type Hook struct {
 // watched is one published presence change.
 type watched struct {
 	uid string
-	p   store.Presence
+	p   im.Presence
 }
 
 var _ mqtt.Hook = (*Hook)(nil)
@@ -141,7 +141,7 @@ func (h *Hook) OnStarted() {
 // changed queues a published presence for the eph fan-out. It runs under
 // the user's shard lock, so it never blocks: when the queue is full the
 // change is dropped (the retained im/p/{uid} still has it).
-func (h *Hook) changed(uid string, p store.Presence) {
+func (h *Hook) changed(uid string, p im.Presence) {
 	select {
 	case h.watch <- watched{uid, p}:
 	default:

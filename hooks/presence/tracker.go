@@ -7,22 +7,22 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tern-im/tern/internal/store"
+	"github.com/tern-im/tern/internal/im"
 )
 
 // Store is what presence needs from storage: the last published presence
 // of each user, which is also what presence.get answers.
 type Store interface {
 	// Presence returns the stored presence of uid, or an error wrapping
-	// store.ErrNotFound for a user never seen.
-	Presence(uid string) (store.Presence, error)
+	// im.ErrNotFound for a user never seen.
+	Presence(uid string) (im.Presence, error)
 	// PutPresence stores the presence of uid; it must be durable (as the
 	// store is configured) when it returns.
-	PutPresence(uid string, p store.Presence) error
+	PutPresence(uid string, p im.Presence) error
 	// PutPresences stores many at once.
-	PutPresences(ps map[string]store.Presence) error
+	PutPresences(ps map[string]im.Presence) error
 	// RangePresence calls fn for every stored presence until fn fails.
-	RangePresence(fn func(uid string, p store.Presence) error) error
+	RangePresence(fn func(uid string, p im.Presence) error) error
 }
 
 // numShards spreads users over independently locked maps. One shard's
@@ -46,7 +46,7 @@ type tracker struct {
 	log      *slog.Logger
 	// changed, if set, is told of every live publication (not the
 	// rebuild's), under the user's shard lock: it must not block.
-	changed func(uid string, p store.Presence)
+	changed func(uid string, p im.Presence)
 
 	// gate lets Stop wait for events and timer callbacks in progress and
 	// turn away later ones.
@@ -72,10 +72,10 @@ type user struct {
 	devs   map[string]device // by did: its current connection
 	mode   string            // on, away or busy, as the devices last said
 	tx     string
-	loaded bool           // pub came from the store (or the user is new)
-	pub    store.Presence // last published, as stored
-	last   time.Time      // when pub was published
-	left   time.Time      // when the last device went
+	loaded bool        // pub came from the store (or the user is new)
+	pub    im.Presence // last published, as stored
+	last   time.Time   // when pub was published
+	left   time.Time   // when the last device went
 	// offline: no device and the grace period is over (or never began).
 	offline bool
 	grace   *time.Timer
@@ -131,7 +131,7 @@ func (t *tracker) load(uid string, u *user) {
 	switch {
 	case err == nil:
 		u.pub, u.tx, u.loaded = p, p.TX, true
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, im.ErrNotFound):
 		u.loaded = true
 	default:
 		t.log.Error("presence: load", "user", uid, "error", err)
@@ -230,16 +230,16 @@ func (t *tracker) graceOver(uid string, seq uint64) {
 
 // want is the presence u should have published; ok is false while
 // nothing is to be published (the grace period).
-func (t *tracker) want(u *user, now time.Time) (p store.Presence, ok bool) {
+func (t *tracker) want(u *user, now time.Time) (p im.Presence, ok bool) {
 	switch {
 	case len(u.devs) > 0:
-		return store.Presence{S: u.mode, LS: now.UnixMilli(), D: len(u.devs), TX: u.tx}, true
+		return im.Presence{S: u.mode, LS: now.UnixMilli(), D: len(u.devs), TX: u.tx}, true
 	case u.offline && u.pub.PV > 0:
 		ls := u.pub.LS
 		if !u.left.IsZero() {
 			ls = u.left.UnixMilli()
 		}
-		return store.Presence{S: Off, LS: ls, TX: u.tx}, true
+		return im.Presence{S: Off, LS: ls, TX: u.tx}, true
 	}
 	return p, false
 }
@@ -307,7 +307,7 @@ func (t *tracker) flushed(uid string) {
 // restart nobody is connected. Records not already off get a new pv.
 func (t *tracker) rebuild() (int, error) {
 	const batch = 1024
-	changed := make(map[string]store.Presence, batch)
+	changed := make(map[string]im.Presence, batch)
 	var all []string
 	var payloads [][]byte
 	flush := func() error {
@@ -326,7 +326,7 @@ func (t *tracker) rebuild() (int, error) {
 		return nil
 	}
 	n := 0
-	err := t.store.RangePresence(func(uid string, p store.Presence) error {
+	err := t.store.RangePresence(func(uid string, p im.Presence) error {
 		if p.S != Off || p.D != 0 {
 			p.S, p.D = Off, 0
 			p.PV++
@@ -360,7 +360,7 @@ func (t *tracker) stop() error {
 	}
 	t.stopped = true
 	now := t.now().UnixMilli() // last seen of the users still connected
-	seen := map[string]store.Presence{}
+	seen := map[string]im.Presence{}
 	for i := range t.shards {
 		sh := &t.shards[i]
 		sh.mu.Lock()

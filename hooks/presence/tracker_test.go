@@ -11,29 +11,29 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/tern-im/tern/internal/store"
+	"github.com/tern-im/tern/internal/im"
 )
 
 // memStore is an in-memory Store.
 type memStore struct {
 	mu   sync.Mutex
-	m    map[string]store.Presence
+	m    map[string]im.Presence
 	fail bool // PutPresence fails
 }
 
 var errDisk = errors.New("disk on fire")
 
-func (s *memStore) Presence(uid string) (store.Presence, error) {
+func (s *memStore) Presence(uid string) (im.Presence, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p, ok := s.m[uid]
 	if !ok {
-		return p, store.ErrNotFound
+		return p, im.ErrNotFound
 	}
 	return p, nil
 }
 
-func (s *memStore) PutPresence(uid string, p store.Presence) error {
+func (s *memStore) PutPresence(uid string, p im.Presence) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fail {
@@ -43,7 +43,7 @@ func (s *memStore) PutPresence(uid string, p store.Presence) error {
 	return nil
 }
 
-func (s *memStore) PutPresences(ps map[string]store.Presence) error {
+func (s *memStore) PutPresences(ps map[string]im.Presence) error {
 	for uid, p := range ps {
 		if err := s.PutPresence(uid, p); err != nil {
 			return err
@@ -52,9 +52,9 @@ func (s *memStore) PutPresences(ps map[string]store.Presence) error {
 	return nil
 }
 
-func (s *memStore) RangePresence(fn func(string, store.Presence) error) error {
+func (s *memStore) RangePresence(fn func(string, im.Presence) error) error {
 	s.mu.Lock()
-	m := make(map[string]store.Presence, len(s.m))
+	m := make(map[string]im.Presence, len(s.m))
 	for k, v := range s.m {
 		m[k] = v
 	}
@@ -70,7 +70,7 @@ func (s *memStore) RangePresence(fn func(string, store.Presence) error) error {
 // pub is one recorded publication.
 type pub struct {
 	uid string
-	p   store.Presence
+	p   im.Presence
 	at  time.Time
 }
 
@@ -91,7 +91,7 @@ const (
 
 func newRig(t *testing.T, st *memStore) *rig {
 	if st == nil {
-		st = &memStore{m: map[string]store.Presence{}}
+		st = &memStore{m: map[string]im.Presence{}}
 	}
 	r := &rig{t: t, st: st, start: time.Now()}
 	r.tr = newTracker(st, r.publish, time.Now, testGrace, testCoalesce,
@@ -100,7 +100,7 @@ func newRig(t *testing.T, st *memStore) *rig {
 }
 
 func (r *rig) publish(uid string, payload []byte) error {
-	var p store.Presence
+	var p im.Presence
 	if err := json.Unmarshal(payload, &p); err != nil {
 		r.t.Errorf("payload %q: %v", payload, err)
 	}
@@ -358,7 +358,7 @@ func TestTrackerRebuildAndStop(t *testing.T) {
 		r.expect()
 
 		// The next run publishes everyone off, keeping last seen.
-		before := map[string]store.Presence{}
+		before := map[string]im.Presence{}
 		for _, uid := range []string{"alice", "bob", "carol"} {
 			before[uid], _ = r.st.Presence(uid)
 		}

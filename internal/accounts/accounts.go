@@ -18,7 +18,7 @@ import (
 	"github.com/oklog/ulid/v2"
 	"golang.org/x/crypto/argon2"
 
-	"github.com/tern-im/tern/internal/store"
+	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/topics"
 )
 
@@ -67,9 +67,9 @@ type Service struct {
 	// OnDelete, if set, is called after DeleteUser with the groups the
 	// user left and the users whose contacts or blocks named them (the
 	// broker drops its membership caches). Set it before use.
-	OnDelete func(uid string, p store.Purged)
+	OnDelete func(uid string, p Purged)
 
-	st     *store.Store
+	st     Store
 	params Params
 	// kdf bounds concurrent argon2 runs: each costs Params.Memory of RAM.
 	kdf chan struct{}
@@ -80,8 +80,8 @@ type Service struct {
 	// store's directory lock keeps the offline CLI out while a broker
 	// runs), which drops the entries it affects.
 	mu     sync.RWMutex
-	tokens map[[sha256.Size]byte]store.Token // by hash of the secret
-	users  map[string]store.User             // hash field cleared
+	tokens map[[sha256.Size]byte]Token // by hash of the secret
+	users  map[string]User             // hash field cleared
 	// gen counts invalidations: an authentication that read the store
 	// before a concurrent change committed must not cache what it read.
 	gen uint64
@@ -104,12 +104,12 @@ const maxCached = 200_000
 
 // New returns a Service over st. kdfSlots bounds concurrent password
 // hashing (use the core count).
-func New(st *store.Store, p Params, kdfSlots int) *Service {
+func New(st Store, p Params, kdfSlots int) *Service {
 	if kdfSlots < 1 {
 		kdfSlots = 1
 	}
 	return &Service{st: st, params: p, kdf: make(chan struct{}, kdfSlots),
-		tokens: map[[sha256.Size]byte]store.Token{}, users: map[string]store.User{}}
+		tokens: map[[sha256.Size]byte]Token{}, users: map[string]User{}}
 }
 
 // AddUser creates a user with a password.
@@ -121,8 +121,8 @@ func (s *Service) AddUser(uid, password string, admin bool) error {
 	if err != nil {
 		return err
 	}
-	err = s.st.PutUser(store.User{UID: uid, Hash: h, Admin: admin, Created: time.Now().UTC()})
-	if errors.Is(err, store.ErrExists) {
+	err = s.st.PutUser(User{UID: uid, Hash: h, Admin: admin, Created: time.Now().UTC()})
+	if errors.Is(err, im.ErrExists) {
 		return ErrUserExists
 	}
 	return err
@@ -136,7 +136,7 @@ func (s *Service) SetPassword(uid, password string) error {
 	if err != nil {
 		return err
 	}
-	if err := s.update(uid, func(u *store.User) { u.Hash = h }); err != nil {
+	if err := s.update(uid, func(u *User) { u.Hash = h }); err != nil {
 		return err
 	}
 	for _, fn := range s.onPassword {
@@ -153,30 +153,30 @@ func (s *Service) OnPasswordChange(fn func(uid string)) {
 
 // SetDisabled disables or enables a user.
 func (s *Service) SetDisabled(uid string, disabled bool) error {
-	return s.update(uid, func(u *store.User) { u.Disabled = disabled })
+	return s.update(uid, func(u *User) { u.Disabled = disabled })
 }
 
 // SetAdmin grants or removes the admin role.
 func (s *Service) SetAdmin(uid string, admin bool) error {
-	return s.update(uid, func(u *store.User) { u.Admin = admin })
+	return s.update(uid, func(u *User) { u.Admin = admin })
 }
 
-func (s *Service) update(uid string, fn func(*store.User)) error {
+func (s *Service) update(uid string, fn func(*User)) error {
 	defer s.forget(uid)
-	err := s.st.UpdateUser(uid, func(u *store.User) error { fn(u); return nil })
-	if errors.Is(err, store.ErrNotFound) {
+	err := s.st.UpdateUser(uid, func(u *User) error { fn(u); return nil })
+	if errors.Is(err, im.ErrNotFound) {
 		return ErrUnknownUser
 	}
 	return err
 }
 
 // DeleteUser deletes a user, its tokens, memberships, contacts, blocks and
-// stream (store.DeleteUser), then tells OnDelete, if set, which groups and
+// stream (Store.DeleteUser), then tells OnDelete, if set, which groups and
 // users changed.
 func (s *Service) DeleteUser(uid string) error {
 	defer s.forget(uid)
 	p, err := s.st.DeleteUser(uid)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, im.ErrNotFound) {
 		return ErrUnknownUser
 	}
 	if s.OnDelete != nil && (err == nil || len(p.Groups)+len(p.Users) > 0) {
@@ -186,12 +186,12 @@ func (s *Service) DeleteUser(uid string) error {
 }
 
 // Users lists all accounts.
-func (s *Service) Users() ([]store.User, error) { return s.st.Users() }
+func (s *Service) Users() ([]User, error) { return s.st.Users() }
 
 // User returns one account.
-func (s *Service) User(uid string) (store.User, error) {
+func (s *Service) User(uid string) (User, error) {
 	u, err := s.st.User(uid)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, im.ErrNotFound) {
 		return u, ErrUnknownUser
 	}
 	return u, err
@@ -199,7 +199,7 @@ func (s *Service) User(uid string) (store.User, error) {
 
 // CreateToken issues a new device token for (uid, did) and returns the
 // secret, which is shown once and stored only as its SHA-256.
-func (s *Service) CreateToken(uid, did string) (secret string, t store.Token, err error) {
+func (s *Service) CreateToken(uid, did string) (secret string, t Token, err error) {
 	if err := topics.CheckDID(did); err != nil {
 		return "", t, fmt.Errorf("device %q: %w", did, err)
 	}
@@ -209,9 +209,9 @@ func (s *Service) CreateToken(uid, did string) (secret string, t store.Token, er
 	}
 	secret = TokenPrefix + base64.RawURLEncoding.EncodeToString(raw[:])
 	sum := sha256.Sum256([]byte(secret))
-	t = store.Token{ID: ulid.Make().String(), UID: uid, DID: did, Created: time.Now().UTC()}
+	t = Token{ID: ulid.Make().String(), UID: uid, DID: did, Created: time.Now().UTC()}
 	if err := s.st.PutToken(sum[:], t); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, im.ErrNotFound) {
 			return "", t, ErrUnknownUser
 		}
 		return "", t, err
@@ -220,7 +220,7 @@ func (s *Service) CreateToken(uid, did string) (secret string, t store.Token, er
 }
 
 // Tokens lists a user's tokens.
-func (s *Service) Tokens(uid string) ([]store.Token, error) {
+func (s *Service) Tokens(uid string) ([]Token, error) {
 	if _, err := s.User(uid); err != nil {
 		return nil, err
 	}
@@ -282,9 +282,9 @@ func (s *Service) dummyHash() (string, error) {
 
 // login reads the account a login names; an unknown user is reported as
 // bad credentials, like a wrong secret.
-func (s *Service) login(uid string) (store.User, error) {
+func (s *Service) login(uid string) (User, error) {
 	u, err := s.st.User(uid)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, im.ErrNotFound) {
 		return u, ErrBadCredentials
 	}
 	return u, err
@@ -292,7 +292,7 @@ func (s *Service) login(uid string) (store.User, error) {
 
 // identity is who a login of device did into account u is, unless the
 // account is disabled.
-func identity(u store.User, did string) (topics.Identity, error) {
+func identity(u User, did string) (topics.Identity, error) {
 	if u.Disabled {
 		return topics.Identity{}, ErrDisabled
 	}
@@ -310,7 +310,7 @@ func (s *Service) authenticateToken(uid, did, secret string) (topics.Identity, e
 	if !tok {
 		var err error
 		t, err = s.st.TokenByHash(sum[:])
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, im.ErrNotFound) {
 			return topics.Identity{}, ErrBadToken
 		}
 		if err != nil {

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"strings"
 
-	"github.com/tern-im/tern/internal/store"
+	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/topics"
 )
 
@@ -19,7 +19,7 @@ func (s *Service) Bearer(secret string) (topics.Identity, error) {
 	}
 	sum := sha256.Sum256([]byte(secret))
 	t, err := s.st.TokenByHash(sum[:])
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, im.ErrNotFound) {
 		return topics.Identity{}, ErrBadCredentials
 	}
 	if err != nil {

@@ -1,5 +1,7 @@
 package codec
 
+import "github.com/tern-im/tern/internal/im"
+
 // Argument and result structs of the RPC ops (§9).
 
 // HelloArgs are the arguments of `hello`.
@@ -143,14 +145,9 @@ type PresenceGetArgs struct {
 	UIDs []string `json:"uids" cbor:"uids"`
 }
 
-// Presence is one user's presence (PROTOCOL §8), the shape of im/p/{uid}.
-type Presence struct {
-	S  string `json:"s" cbor:"s"`
-	PV uint64 `json:"pv" cbor:"pv"`
-	LS int64  `json:"ls" cbor:"ls"`
-	D  int    `json:"d" cbor:"d"`
-	TX string `json:"tx,omitempty" cbor:"tx,omitempty"`
-}
+// Presence is one user's presence (PROTOCOL §8), the shape of im/p/{uid}
+// (the domain's im.Presence).
+type Presence = im.Presence
 
 // PresenceGetResult is the result of `presence.get`: the users the caller
 // may see that have a presence; the others are absent.

@@ -7,13 +7,14 @@ package codec
 
 import (
 	"bytes"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/oklog/ulid/v2"
+
+	"github.com/tern-im/tern/internal/im"
 )
 
 // Errors returned by the decoders.
@@ -22,86 +23,30 @@ var (
 	ErrMalformed = errors.New("codec: malformed payload")
 )
 
-// Event types (the `t` field, §5).
+// Event types (the `t` field, §5): the domain's, under their wire names.
 const (
-	TMsg    = "msg"
-	TEdit   = "edit"
-	TDel    = "del"
-	TReact  = "react"
-	TMark   = "mark"
-	TMember = "member"
-	TConv   = "conv"
-	TTyp    = "typ"
-	TErr    = "err"
-	TPres   = "pres"
+	TMsg    = im.TMsg
+	TEdit   = im.TEdit
+	TDel    = im.TDel
+	TReact  = im.TReact
+	TMark   = im.TMark
+	TMember = im.TMember
+	TConv   = im.TConv
+	TTyp    = im.TTyp
+	TErr    = im.TErr
+	TPres   = im.TPres
 )
 
-// Att is one attachment reference.
-type Att struct {
-	FID string `json:"fid" cbor:"fid"`
-	N   int    `json:"n,omitempty" cbor:"n,omitempty"`
-	Z   int64  `json:"z,omitempty" cbor:"z,omitempty"`
-	CT  string `json:"ct,omitempty" cbor:"ct,omitempty"`
-	H   Bin    `json:"h,omitempty" cbor:"h,omitempty"`
-}
+// Event is the domain event (im.Event); its field tags are the wire
+// keys of §5 in JSON and CBOR.
+type Event = im.Event
 
-// Bin is a binary field: lowercase hex text in JSON, a byte string in CBOR.
-type Bin []byte
+// Att is one attachment reference (im.Att).
+type Att = im.Att
 
-// MarshalJSON encodes b as a hex string.
-func (b Bin) MarshalJSON() ([]byte, error) { return json.Marshal(hex.EncodeToString(b)) }
-
-// UnmarshalJSON decodes a hex string.
-func (b *Bin) UnmarshalJSON(p []byte) error {
-	var s string
-	if err := json.Unmarshal(p, &s); err != nil {
-		return err
-	}
-	out, err := hex.DecodeString(s)
-	if err != nil {
-		return fmt.Errorf("codec: bad hex: %w", err)
-	}
-	*b = out
-	return nil
-}
-
-// Event is a downstream event (§5), also the stored form of a conversation
-// event (stored without `us`, which is per user).
-type Event struct {
-	T    string     `json:"t" cbor:"t"`
-	US   uint64     `json:"us,omitempty" cbor:"us,omitempty"`
-	ID   ulid.ULID  `json:"id,omitzero" cbor:"id,omitzero"`
-	CV   string     `json:"cv,omitempty" cbor:"cv,omitempty"`
-	Seq  uint64     `json:"seq,omitempty" cbor:"seq,omitempty"`
-	From string     `json:"from,omitempty" cbor:"from,omitempty"`
-	FD   string     `json:"fd,omitempty" cbor:"fd,omitempty"`
-	TS   int64      `json:"ts,omitempty" cbor:"ts,omitempty"`
-	CMID string     `json:"cmid,omitempty" cbor:"cmid,omitempty"`
-	CT   string     `json:"ct,omitempty" cbor:"ct,omitempty"`
-	B    string     `json:"b,omitempty" cbor:"b,omitempty"`
-	Tgt  *ulid.ULID `json:"tgt,omitempty" cbor:"tgt,omitempty"` // edit, del, react: the message changed
-	Re   *ulid.ULID `json:"re,omitempty" cbor:"re,omitempty"`
-	Th   *ulid.ULID `json:"th,omitempty" cbor:"th,omitempty"`
-	Att  []Att      `json:"att,omitempty" cbor:"att,omitempty"`
-	Mn   []string   `json:"mn,omitempty" cbor:"mn,omitempty"`
-	TTL  int64      `json:"ttl,omitempty" cbor:"ttl,omitempty"`
-	E2E  E2E        `json:"e2e,omitempty" cbor:"e2e,omitempty"`
-	CTS  int64      `json:"cts,omitempty" cbor:"cts,omitempty"`
-	K    string     `json:"k,omitempty" cbor:"k,omitempty"`   // react key, mark kind
-	Rm   bool       `json:"rm,omitempty" cbor:"rm,omitempty"` // react: removed
-	Upto uint64     `json:"upto,omitempty" cbor:"upto,omitempty"`
-	Op   string     `json:"op,omitempty" cbor:"op,omitempty"` // member op
-	Who  []string   `json:"who,omitempty" cbor:"who,omitempty"`
-	By   string     `json:"by,omitempty" cbor:"by,omitempty"`
-	Role string     `json:"role,omitempty" cbor:"role,omitempty"`
-	Name string     `json:"name,omitempty" cbor:"name,omitempty"`
-	Av   string     `json:"avatar,omitempty" cbor:"avatar,omitempty"`
-	S    string     `json:"s,omitempty" cbor:"s,omitempty"` // typing state
-	// Code and Msg are set on `err` events.
-	Code  int    `json:"code,omitempty" cbor:"code,omitempty"`
-	Msg   string `json:"msg,omitempty" cbor:"msg,omitempty"`
-	Trunc bool   `json:"trunc,omitempty" cbor:"trunc,omitempty"`
-}
+// Bin is a binary field (im.Bin): lowercase hex text in JSON, a byte
+// string in CBOR.
+type Bin = im.Bin
 
 // Up is an upstream `…/msg` command: send (Op "" or "send"), "edit",
 // "del" or "react".
@@ -206,13 +151,9 @@ func init() {
 	if err != nil {
 		panic(err) // static options
 	}
-	decMode, err = cbor.DecOptions{
-		DefaultMapType:   mapType,
-		MaxNestedLevels:  MaxNestedLevels,
-		MaxArrayElements: MaxArrayElements,
-		MaxMapPairs:      MaxMapPairs,
-		DupMapKey:        cbor.DupMapKeyEnforcedAPF,
-	}.DecMode()
+	opts := im.DecOptions() // the read limits, no duplicate keys
+	opts.DefaultMapType = mapType
+	decMode, err = opts.DecMode()
 	if err != nil {
 		panic(err) // static options
 	}

@@ -7,17 +7,19 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 
+	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/topics"
 )
 
 // Read limits: every CBOR decoder of this package (upstream payloads and
-// stored events alike) refuses data beyond them. The upstream schema
-// (Up.Check) is bounded by the same constants, so anything it accepts can
-// be stored and read back (docs/security.md, "Stored data integrity").
+// stored events alike) refuses data beyond them (im's, where the e2e
+// record decodes itself). The upstream schema (Up.Check) is bounded by the
+// same constants, so anything it accepts can be stored and read back
+// (docs/security.md, "Stored data integrity").
 const (
-	MaxNestedLevels  = 16
-	MaxArrayElements = 4096
-	MaxMapPairs      = 4096
+	MaxNestedLevels  = im.MaxNestedLevels
+	MaxArrayElements = im.MaxArrayElements
+	MaxMapPairs      = im.MaxMapPairs
 )
 
 // Upstream schema limits of a msg command (PROTOCOL §5, §12).
@@ -50,45 +52,11 @@ const (
 )
 
 // E2E holds the wrapped message keys of an end-to-end encrypted message
-// (§12): recipient device "{uid}.{did}" → the message key wrapped for it
-// (lowercase hex in JSON, a byte string in CBOR). Nothing else nests.
-type E2E map[string]Bin
+// (im.E2E).
+type E2E = im.E2E
 
-// UnmarshalJSON decodes the map and names the field in its error.
-func (e *E2E) UnmarshalJSON(p []byte) error {
-	var m map[string]Bin
-	if err := json.Unmarshal(p, &m); err != nil {
-		return &FieldError{Field: "e2e", Msg: "must map device ids to hex wrapped keys"}
-	}
-	*e = m
-	return nil
-}
-
-// UnmarshalCBOR decodes the map and names the field in its error.
-func (e *E2E) UnmarshalCBOR(p []byte) error {
-	var m map[string][]byte
-	if err := decMode.Unmarshal(p, &m); err != nil {
-		return &FieldError{Field: "e2e", Msg: "must map device ids to byte-string wrapped keys"}
-	}
-	if m == nil {
-		*e = nil
-		return nil
-	}
-	out := make(E2E, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	*e = out
-	return nil
-}
-
-// FieldError is a schema violation of one named field.
-type FieldError struct {
-	Field string
-	Msg   string
-}
-
-func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+// FieldError is a schema violation of one named field (im.FieldError).
+type FieldError = im.FieldError
 
 // Field returns the name of the field err is about, or "" when it does not
 // name one.
@@ -143,7 +111,7 @@ func (u *Up) Check(maxBody int) error {
 		}
 	}
 	for _, a := range u.Att {
-		if len(a.FID) > maxAttText || len(a.CT) > maxAttText || len(a.H) > maxHash || a.N < 0 || a.Z < 0 {
+		if len(a.FID) > maxAttText || len(a.CT) > maxAttText || len(a.H) > maxHash || len(a.N) > maxAttText || a.Z < 0 || a.W < 0 || a.HH < 0 {
 			return bad("att", "bad attachment")
 		}
 	}

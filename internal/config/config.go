@@ -210,6 +210,11 @@ type IM struct {
 	// a sync from a cursor before what is kept answers reset. 0 means
 	// everything is kept forever.
 	Retention time.Duration `yaml:"retention"`
+	// CommitBacklog bounds the committed events waiting for live
+	// delivery (the commit stream). When delivery falls that far behind,
+	// senders wait for room before their PUBACK (backpressure) instead of
+	// queues growing.
+	CommitBacklog int `yaml:"commit_backlog"`
 }
 
 // Presence tunes im/p/{uid} (PROTOCOL §8).
@@ -314,6 +319,7 @@ func DefaultConfig() *Config {
 			MaxGroupsOwned:   100,
 			GroupAddsBurst:   20,
 			GroupAddsPerHour: 30,
+			CommitBacklog:    4096,
 		},
 		Presence: Presence{Grace: 10 * time.Second, Coalesce: 2 * time.Second},
 		Files: Files{
@@ -529,6 +535,9 @@ func (c *Config) Validate() error {
 	}
 	if c.IM.Retention < 0 {
 		bad("im.retention", "must not be negative")
+	}
+	if c.IM.CommitBacklog < 1 {
+		bad("im.commit_backlog", "must be at least 1")
 	}
 	if p := c.Presence; p.Grace < 0 {
 		bad("presence.grace", "must not be negative")

@@ -26,10 +26,10 @@ const (
 
 // Access decides who besides the uploader may read a committed file
 // (PROTOCOL §11: members of a conversation holding a message that
-// attaches it, inside their membership window). It is given the file's
+// attaches it, inside their membership window), from the file's
 // references.
 type Access interface {
-	MayRead(uid string, f File, refs []string) (bool, error)
+	MayRead(uid string, refs []string) (bool, error)
 }
 
 // Options configures a Service. Dir and Meta are required.
@@ -51,7 +51,8 @@ type Options struct {
 	MaxPixels int64
 	// ThumbSide is the longest side of a thumbnail (DefaultThumbSide if 0).
 	ThumbSide int
-	// Access, if set, lets users other than the uploader read files.
+	// Access, if set, lets users other than the uploader read files
+	// (SetAccess sets it later).
 	Access Access
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -145,6 +146,10 @@ type Stats struct {
 func (s *Service) Stats() Stats {
 	return Stats{ThumbsMade: s.thumbsMade.Load(), Collected: s.collected.Load()}
 }
+
+// SetAccess sets who besides the uploader may read files; call it before
+// the service is used (the IM service that decides exists only later).
+func (s *Service) SetAccess(a Access) { s.o.Access = a }
 
 // MaxSize returns the largest file accepted.
 func (s *Service) MaxSize() int64 { return s.o.MaxSize }
@@ -579,7 +584,7 @@ func (s *Service) readable(uid, fid string) (File, error) {
 	if err != nil {
 		return File{}, err
 	}
-	ok, err := s.o.Access.MayRead(uid, f, refs)
+	ok, err := s.o.Access.MayRead(uid, refs)
 	if err != nil {
 		return File{}, err
 	}

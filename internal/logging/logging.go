@@ -1,5 +1,5 @@
-// Package logging holds Tern's log helpers: attribute keys and a handler
-// that keeps packet contents (message bodies, passwords) out of the logs.
+// Package logging holds Tern's log helper: a handler that keeps packet
+// contents (message bodies, passwords) out of the logs.
 package logging
 
 import (
@@ -7,13 +7,8 @@ import (
 	"log/slog"
 )
 
-// Attribute keys used across Tern.
-const (
-	KeyClient = "client"
-	KeyUser   = "user"
-	KeyTopic  = "topic"
-	KeyMsgID  = "msg_id"
-)
+// KeyTopic is the attribute key of an MQTT topic name.
+const KeyTopic = "topic"
 
 // Redact wraps h so that attributes holding whole packets or wills — mochi
 // logs them on errors, bodies and CONNECT passwords included — are

@@ -13,20 +13,15 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 
+	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/topics"
 )
 
-// Prefs are what a device negotiated in `hello` (PROTOCOL §9).
-type Prefs struct {
-	CBOR   bool // events on the device's own topics are CBOR
-	MaxPkt int  // largest event the device accepts; 0 means the broker max
-	Typing bool // wants typing notifications
-	Calls  bool
-	Files  bool
-}
+// Prefs are what a device negotiated in `hello` (im.Prefs).
+type Prefs = im.Prefs
 
 // DefaultPrefs apply until a device says hello.
-var DefaultPrefs = Prefs{Typing: true, Calls: true, Files: true}
+var DefaultPrefs = im.DefaultPrefs
 
 // Method is how a session authenticated.
 type Method uint8

@@ -4,31 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/tern-im/tern/internal/accounts"
 )
 
-// User is an account record.
-type User struct {
-	UID      string    `json:"uid"`
-	Hash     string    `json:"hash"` // PHC-encoded argon2id hash
-	Admin    bool      `json:"admin,omitempty"`
-	Disabled bool      `json:"disabled,omitempty"`
-	Created  time.Time `json:"created"`
-}
-
-// Token is a device token record, stored under the SHA-256 of the secret.
-type Token struct {
-	ID      string    `json:"id"`
-	UID     string    `json:"uid"`
-	DID     string    `json:"did"`
-	Created time.Time `json:"created"`
-}
-
 // PutUser creates a user; ErrExists if the uid is taken.
-func (s *Store) PutUser(u User) error {
+func (s *Store) PutUser(u accounts.User) error {
 	if err := s.writable(); err != nil {
 		return err
 	}
@@ -44,13 +27,13 @@ func (s *Store) PutUser(u User) error {
 }
 
 // UpdateUser applies fn to an existing user record atomically.
-func (s *Store) UpdateUser(uid string, fn func(*User) error) error {
+func (s *Store) UpdateUser(uid string, fn func(*accounts.User) error) error {
 	if err := s.writable(); err != nil {
 		return err
 	}
 	return s.db.Update(func(txn *badger.Txn) error {
 		k := key(tabUser, uid)
-		var u User
+		var u accounts.User
 		if err := getJSON(txn, k, &u); err != nil {
 			return err
 		}
@@ -62,18 +45,18 @@ func (s *Store) UpdateUser(uid string, fn func(*User) error) error {
 }
 
 // User returns one user.
-func (s *Store) User(uid string) (User, error) {
-	var u User
+func (s *Store) User(uid string) (accounts.User, error) {
+	var u accounts.User
 	err := s.db.View(func(txn *badger.Txn) error { return getJSON(txn, key(tabUser, uid), &u) })
 	return u, err
 }
 
 // Users lists all users in uid order.
-func (s *Store) Users() ([]User, error) {
-	var out []User
+func (s *Store) Users() ([]accounts.User, error) {
+	var out []accounts.User
 	err := s.db.View(func(txn *badger.Txn) error {
 		return scanJSON(txn, []byte{tabUser}, func(_ []byte, v []byte) error {
-			var u User
+			var u accounts.User
 			if err := json.Unmarshal(v, &u); err != nil {
 				return err
 			}
@@ -85,12 +68,12 @@ func (s *Store) Users() ([]User, error) {
 }
 
 // PutToken stores a token under the hash of its secret.
-func (s *Store) PutToken(hash []byte, t Token) error {
+func (s *Store) PutToken(hash []byte, t accounts.Token) error {
 	if err := s.writable(); err != nil {
 		return err
 	}
 	return s.db.Update(func(txn *badger.Txn) error {
-		if err := getJSON(txn, key(tabUser, t.UID), &User{}); err != nil {
+		if err := getJSON(txn, key(tabUser, t.UID), &accounts.User{}); err != nil {
 			return err
 		}
 		if err := putJSON(txn, append([]byte{tabToken}, hash...), t); err != nil {
@@ -101,8 +84,8 @@ func (s *Store) PutToken(hash []byte, t Token) error {
 }
 
 // TokenByHash finds a token by the SHA-256 of its secret.
-func (s *Store) TokenByHash(hash []byte) (Token, error) {
-	var t Token
+func (s *Store) TokenByHash(hash []byte) (accounts.Token, error) {
+	var t accounts.Token
 	err := s.db.View(func(txn *badger.Txn) error {
 		return getJSON(txn, append([]byte{tabToken}, hash...), &t)
 	})
@@ -110,11 +93,11 @@ func (s *Store) TokenByHash(hash []byte) (Token, error) {
 }
 
 // Tokens lists a user's tokens (secrets are never stored).
-func (s *Store) Tokens(uid string) ([]Token, error) {
-	var out []Token
+func (s *Store) Tokens(uid string) ([]accounts.Token, error) {
+	var out []accounts.Token
 	err := s.db.View(func(txn *badger.Txn) error {
 		return scanJSON(txn, append(key(tabDevToken, uid), 0), func(_ []byte, hash []byte) error {
-			var t Token
+			var t accounts.Token
 			if err := getJSON(txn, append([]byte{tabToken}, hash...), &t); err != nil {
 				return err
 			}
@@ -159,45 +142,4 @@ func deleteTokens(txn *badger.Txn, uid, did, id string) (int, error) {
 		}
 	}
 	return len(dels) / 2, nil
-}
-
-func putJSON(txn *badger.Txn, k []byte, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return txn.Set(k, b)
-}
-
-func getJSON(txn *badger.Txn, k []byte, v any) error {
-	item, err := txn.Get(k)
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return ErrNotFound
-	}
-	if err != nil {
-		return err
-	}
-	return item.Value(func(b []byte) error {
-		if err := json.Unmarshal(b, v); err != nil {
-			return fmt.Errorf("store: decode %x: %w", k[:1], err)
-		}
-		return nil
-	})
-}
-
-// scanJSON calls fn with each key and value under prefix, in key order.
-func scanJSON(txn *badger.Txn, prefix []byte, fn func(k, v []byte) error) error {
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 64})
-	defer it.Close()
-	for it.Rewind(); it.Valid(); it.Next() {
-		item := it.Item()
-		v, err := item.ValueCopy(nil)
-		if err != nil {
-			return err
-		}
-		if err := fn(item.Key(), v); err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/tern-im/tern/internal/codec"
+	"github.com/tern-im/tern/internal/im"
 )
 
 // IM tables (0x10–0x2F; docs/storage.md). Every uint64 in a key is
@@ -40,32 +41,8 @@ const (
 	ptrAux   byte = 1 // aux log, by n
 )
 
-// Errors of the IM keyspace.
-var (
-	ErrTooBig = errors.New("store: append too big for one commit")
-)
-
-// Group is a group's record.
-type Group struct {
-	GID     string `json:"gid"`
-	Name    string `json:"name"`
-	Avatar  string `json:"avatar,omitempty"`
-	Owner   string `json:"owner"`
-	V       uint64 `json:"v"`
-	N       int    `json:"n"`
-	Created int64  `json:"created"`
-}
-
-// MemberRec is one user's membership of a group: role and the seq range
-// of the conversation they may read. To is 0 while they are a member.
-type MemberRec struct {
-	Role string `json:"role"`
-	From uint64 `json:"from"`
-	To   uint64 `json:"to,omitempty"`
-}
-
-// Current reports whether the record is a present membership.
-func (m MemberRec) Current() bool { return m.Role != "" && m.To == 0 }
+// ErrTooBig: one append does not fit one Badger transaction.
+var ErrTooBig = im.ErrTooBig
 
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 
@@ -204,12 +181,12 @@ func (s *Store) Stream(uid string, since uint64, max int) (evs []codec.Event, mo
 	return evs, more, err
 }
 
-// History reads a page of up to max events of cv within the seq range
-// [lo, hi] (hi 0 = no upper bound): with after > 0 the first events after
-// it, else the last events before `before` (0 = the newest). Items are in
-// ascending seq order; complete reports that nothing more lies in the
-// direction read.
-func (s *Store) History(cv string, lo, hi, before, after uint64, max int) (items []codec.Event, complete bool, err error) {
+// History reads a page of up to q.Max events of q.CV within q.Window:
+// with q.After > 0 the first events after it, else the last events before
+// q.Before (0 = the newest). Items are in ascending seq order; complete
+// reports that nothing more lies in the direction read.
+func (s *Store) History(q im.HistoryQuery) (items []codec.Event, complete bool, err error) {
+	cv, lo, hi, before, after, max := q.CV, q.Window.From, q.Window.To, q.Before, q.After, q.Max
 	if hi == 0 {
 		hi = ^uint64(0)
 	}
@@ -365,29 +342,29 @@ func (s *Store) Marker(cv, uid, k string) (uint64, error) {
 }
 
 // Group returns a group's record.
-func (s *Store) Group(gid string) (Group, error) {
-	var g Group
+func (s *Store) Group(gid string) (im.Group, error) {
+	var g im.Group
 	err := s.db.View(func(txn *badger.Txn) error { return getJSON(txn, key(tabGroup, gid), &g) })
 	return g, err
 }
 
 // Member returns uid's membership record of gid (ErrNotFound if it never
 // was a member).
-func (s *Store) Member(gid, uid string) (MemberRec, error) {
-	var m MemberRec
+func (s *Store) Member(gid, uid string) (im.Member, error) {
+	var m im.Member
 	err := s.db.View(func(txn *badger.Txn) error { return getJSON(txn, key(tabMember, gid, uid), &m) })
 	return m, err
 }
 
 // Members returns the current members of gid with their records, in uid
 // order.
-func (s *Store) Members(gid string) (map[string]MemberRec, []string, error) {
-	recs := map[string]MemberRec{}
+func (s *Store) Members(gid string) (map[string]im.Member, []string, error) {
+	recs := map[string]im.Member{}
 	var order []string
 	err := s.db.View(func(txn *badger.Txn) error {
 		prefix := append(key(tabMember, gid), 0)
 		return scanJSON(txn, prefix, func(k, v []byte) error {
-			var m MemberRec
+			var m im.Member
 			if err := json.Unmarshal(v, &m); err != nil {
 				return err
 			}
@@ -477,6 +454,11 @@ func (s *Store) DMPeer(uid, other string) (exists, blocked bool, err error) {
 	return exists, blocked, err
 }
 
+// UserExists reports whether uid is an account (im.Directory).
+func (s *Store) UserExists(uid string) (bool, error) {
+	return s.exists(key(tabUser, uid))
+}
+
 // IsContact reports whether other is on uid's roster.
 func (s *Store) IsContact(uid, other string) (bool, error) {
 	return s.exists(key(tabContact, uid, other))
@@ -543,10 +525,10 @@ func (s *Store) setFlag(on bool, keys ...[]byte) error {
 }
 
 // AllGroups calls fn for every group record, in gid order.
-func (s *Store) AllGroups(fn func(Group) error) error {
+func (s *Store) AllGroups(fn func(im.Group) error) error {
 	return s.db.View(func(txn *badger.Txn) error {
 		return scanJSON(txn, []byte{tabGroup}, func(_, v []byte) error {
-			var g Group
+			var g im.Group
 			if err := json.Unmarshal(v, &g); err != nil {
 				return err
 			}

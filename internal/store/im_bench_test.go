@@ -10,10 +10,11 @@ import (
 	"time"
 
 	"github.com/tern-im/tern/internal/codec"
+	"github.com/tern-im/tern/internal/im"
 )
 
-func benchMsg(cv string, to []string) *Append {
-	return &Append{CV: cv, To: to, Event: codec.Event{T: codec.TMsg, From: "alice", FD: "p1", CT: "text/plain",
+func benchMsg(cv string, to []string) *im.Append {
+	return &im.Append{CV: cv, To: to, Event: codec.Event{T: codec.TMsg, From: "alice", FD: "p1", CT: "text/plain",
 		B: "a typical short chat message, about eighty bytes long, give or take a few"}}
 }
 
@@ -52,7 +53,7 @@ func BenchmarkAppend(b *testing.B) {
 // batches of 256 per call.
 func fill(tb testing.TB, s *Store, cv string, n int) {
 	tb.Helper()
-	batch := make([]*Append, 0, 256)
+	batch := make([]*im.Append, 0, 256)
 	for i := 0; i < n; i++ {
 		batch = append(batch, benchMsg(cv, []string{"alice", "bob"}))
 		if len(batch) == cap(batch) || i == n-1 {
@@ -89,7 +90,7 @@ func BenchmarkHistoryPage(b *testing.B) {
 		i = i*6364136223846793005 + 1442695040888963407
 		before := 51 + i%uint64(n/2-51)
 		t0 := time.Now()
-		items, _, err := s.History("g:ops", 1, 0, before, 0, 50)
+		items, _, err := s.History(im.HistoryQuery{CV: "g:ops", Window: im.Window{From: 1}, Before: before, Max: 50})
 		lat = append(lat, time.Since(t0))
 		if err != nil || len(items) != 50 {
 			b.Fatalf("%d items, %v", len(items), err)

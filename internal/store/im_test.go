@@ -8,6 +8,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/tern-im/tern/internal/codec"
+	"github.com/tern-im/tern/internal/im"
 )
 
 func openTest(t testing.TB) (*Store, string) {
@@ -31,7 +32,7 @@ func TestAppendConcurrentGapFree(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for j := range per {
-				a := &Append{CV: "d:a:b", To: []string{"a", "b"}, UID: "a", DID: fmt.Sprint(i), CMID: fmt.Sprint(j),
+				a := &im.Append{CV: "d:a:b", To: []string{"a", "b"}, UID: "a", DID: fmt.Sprint(i), CMID: fmt.Sprint(j),
 					Event: codec.Event{T: codec.TMsg, From: "a", B: "x"}}
 				if err := s.Append(a); err != nil {
 					t.Error(err)
@@ -57,7 +58,7 @@ func TestAppendConcurrentGapFree(t *testing.T) {
 	}
 	check(s)
 	// A resend is a dedupe hit, not a new event.
-	a := &Append{CV: "d:a:b", To: []string{"a", "b"}, UID: "a", DID: "0", CMID: "0", Event: codec.Event{T: codec.TMsg}}
+	a := &im.Append{CV: "d:a:b", To: []string{"a", "b"}, UID: "a", DID: "0", CMID: "0", Event: codec.Event{T: codec.TMsg}}
 	if err := s.Append(a); err != nil || a.Dup == nil || a.Dup.Seq == 0 {
 		t.Fatalf("dedupe: err %v dup %v", err, a.Dup)
 	}
@@ -70,15 +71,15 @@ func TestAppendConcurrentGapFree(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s2.Close()
-	a = &Append{CV: "d:a:b", To: []string{"b"}, Event: codec.Event{T: codec.TMsg}}
+	a = &im.Append{CV: "d:a:b", To: []string{"b"}, Event: codec.Event{T: codec.TMsg}}
 	if err := s2.Append(a); err != nil || a.Event.Seq != senders*per+1 || a.US[0] != senders*per+1 {
 		t.Fatalf("after restart: err %v seq %d us %v", err, a.Event.Seq, a.US)
 	}
-	if err := s2.Append(&Append{CV: "x"}); err != nil {
+	if err := s2.Append(&im.Append{CV: "x"}); err != nil {
 		t.Fatal(err)
 	}
 	s2.Close()
-	if err := s2.Append(&Append{CV: "x"}); err != ErrClosed {
+	if err := s2.Append(&im.Append{CV: "x"}); err != ErrClosed {
 		t.Fatalf("append after close: %v", err)
 	}
 }
@@ -87,7 +88,7 @@ func TestHistoryPaging(t *testing.T) {
 	t.Parallel()
 	s, _ := openTest(t)
 	for range 30 {
-		if err := s.Append(&Append{CV: "g:x", To: []string{"a"}, Event: codec.Event{T: codec.TMsg}}); err != nil {
+		if err := s.Append(&im.Append{CV: "g:x", To: []string{"a"}, Event: codec.Event{T: codec.TMsg}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -105,7 +106,7 @@ func TestHistoryPaging(t *testing.T) {
 		{"clipped after", 5, 12, 0, 1, 3, 5, 7, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			items, complete, err := s.History("g:x", tc.lo, tc.hi, tc.before, tc.after, tc.max)
+			items, complete, err := s.History(im.HistoryQuery{CV: "g:x", Window: im.Window{From: tc.lo, To: tc.hi}, Before: tc.before, After: tc.after, Max: tc.max})
 			if err != nil || len(items) == 0 {
 				t.Fatalf("err %v, %d items", err, len(items))
 			}
@@ -123,12 +124,12 @@ func TestDedupeUS(t *testing.T) {
 	t.Parallel()
 	s, _ := openTest(t)
 	for range 2 {
-		if err := s.Append(&Append{CV: "g:x", To: []string{"a"}, Event: codec.Event{T: codec.TMsg}}); err != nil {
+		if err := s.Append(&im.Append{CV: "g:x", To: []string{"a"}, Event: codec.Event{T: codec.TMsg}}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	send := func(cmid string) *Append {
-		return &Append{CV: "d:a:b", To: []string{"b", "a"}, UID: "a", DID: "p1", CMID: cmid, Event: codec.Event{T: codec.TMsg}}
+	send := func(cmid string) *im.Append {
+		return &im.Append{CV: "d:a:b", To: []string{"b", "a"}, UID: "a", DID: "p1", CMID: cmid, Event: codec.Event{T: codec.TMsg}}
 	}
 	first, again := send("c"), send("c")
 	if err := s.Append(first, again); err != nil {

@@ -7,6 +7,7 @@ import (
 	"github.com/fxamacker/cbor/v2"
 
 	"github.com/tern-im/tern/internal/codec"
+	"github.com/tern-im/tern/internal/im"
 )
 
 // badShape is a stored event in the shape main accepted: an e2e nested
@@ -31,7 +32,7 @@ func TestCheckRepair(t *testing.T) {
 	t.Parallel()
 	s, _ := openTest(t)
 	for i := range 3 {
-		a := &Append{CV: "d:a:b", To: []string{"a", "b"}, Event: codec.Event{T: codec.TMsg, From: "a", B: string(rune('x' + i))}}
+		a := &im.Append{CV: "d:a:b", To: []string{"a", "b"}, Event: codec.Event{T: codec.TMsg, From: "a", B: string(rune('x' + i))}}
 		if err := s.Append(a); err != nil {
 			t.Fatal(err)
 		}
@@ -46,7 +47,7 @@ func TestCheckRepair(t *testing.T) {
 	if r.Scanned != 3 || len(r.Problems) != 1 || r.Problems[0].Key != "event d:a:b/2" || !strings.Contains(r.Problems[0].Reason, "nested") {
 		t.Fatalf("check: %+v", r)
 	}
-	items, _, err := s.History("d:a:b", 1, 0, 0, 0, 10)
+	items, _, err := s.History(im.HistoryQuery{CV: "d:a:b", Window: im.Window{From: 1}, Max: 10})
 	if err != nil || len(items) != 2 || s.Unreadable() != 1 {
 		t.Fatalf("history before repair: %d items, %v, unreadable %d", len(items), err, s.Unreadable())
 	}

@@ -6,32 +6,18 @@ import (
 	"fmt"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/tern-im/tern/internal/im"
 )
 
 // tabPresence holds each user's last published presence: {uid} → the
-// JSON of Presence, byte for byte the retained im/p/{uid} payload.
+// JSON of im.Presence, byte for byte the retained im/p/{uid} payload.
 const tabPresence byte = 0x30
-
-// Presence is a user's presence as published on im/p/{uid} (PROTOCOL §8)
-// and answered by presence.get. Its JSON is the wire shape.
-type Presence struct {
-	// S is the status: on, off, away or busy.
-	S string `json:"s"`
-	// PV is the presence version; it strictly increases with every
-	// publication of the user's presence.
-	PV uint64 `json:"pv"`
-	// LS is last seen, in Unix milliseconds.
-	LS int64 `json:"ls"`
-	// D is the number of connected devices.
-	D int `json:"d"`
-	// TX is the status text.
-	TX string `json:"tx,omitempty"`
-}
 
 // Presence returns the stored presence of uid, or ErrNotFound if the user
 // has never been seen.
-func (s *Store) Presence(uid string) (Presence, error) {
-	var p Presence
+func (s *Store) Presence(uid string) (im.Presence, error) {
+	var p im.Presence
 	err := s.db.View(func(txn *badger.Txn) error {
 		return getJSON(txn, key(tabPresence, uid), &p)
 	})
@@ -40,11 +26,11 @@ func (s *Store) Presence(uid string) (Presence, error) {
 
 // Presences returns the stored presence of each of uids that has one;
 // users never seen are absent from the map. It serves presence.get.
-func (s *Store) Presences(uids []string) (map[string]Presence, error) {
-	out := make(map[string]Presence, len(uids))
+func (s *Store) Presences(uids []string) (map[string]im.Presence, error) {
+	out := make(map[string]im.Presence, len(uids))
 	err := s.db.View(func(txn *badger.Txn) error {
 		for _, uid := range uids {
-			var p Presence
+			var p im.Presence
 			err := getJSON(txn, key(tabPresence, uid), &p)
 			if errors.Is(err, ErrNotFound) {
 				continue
@@ -60,14 +46,14 @@ func (s *Store) Presences(uids []string) (map[string]Presence, error) {
 }
 
 // PutPresence stores the presence of uid.
-func (s *Store) PutPresence(uid string, p Presence) error {
+func (s *Store) PutPresence(uid string, p im.Presence) error {
 	return s.db.Update(func(txn *badger.Txn) error {
 		return putJSON(txn, key(tabPresence, uid), p)
 	})
 }
 
 // PutPresences stores many presences in one batch.
-func (s *Store) PutPresences(ps map[string]Presence) error {
+func (s *Store) PutPresences(ps map[string]im.Presence) error {
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	for uid, p := range ps {
@@ -84,10 +70,10 @@ func (s *Store) PutPresences(ps map[string]Presence) error {
 
 // RangePresence calls fn with every stored presence, in uid order, until
 // fn returns an error, which it returns.
-func (s *Store) RangePresence(fn func(uid string, p Presence) error) error {
+func (s *Store) RangePresence(fn func(uid string, p im.Presence) error) error {
 	return s.db.View(func(txn *badger.Txn) error {
 		return scanJSON(txn, []byte{tabPresence}, func(k, v []byte) error {
-			var p Presence
+			var p im.Presence
 			if err := json.Unmarshal(v, &p); err != nil {
 				return fmt.Errorf("store: decode presence %q: %w", k[1:], err)
 			}

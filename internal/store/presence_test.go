@@ -3,6 +3,8 @@ package store
 import (
 	"errors"
 	"testing"
+
+	"github.com/tern-im/tern/internal/im"
 )
 
 func openDir(t *testing.T, dir string) *Store {
@@ -26,11 +28,11 @@ func TestPresence(t *testing.T) {
 	if _, err := s.Presence("alice"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Presence(unknown) = %v, want ErrNotFound", err)
 	}
-	alice := Presence{S: "away", PV: 7, LS: 1732262400123, D: 2, TX: "on shift"}
+	alice := im.Presence{S: "away", PV: 7, LS: 1732262400123, D: 2, TX: "on shift"}
 	if err := s.PutPresence("alice", alice); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutPresences(map[string]Presence{"bob": {S: "off", PV: 1, LS: 5}, "carol": {S: "on", PV: 3, D: 1}}); err != nil {
+	if err := s.PutPresences(map[string]im.Presence{"bob": {S: "off", PV: 1, LS: 5}, "carol": {S: "on", PV: 3, D: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := s.Presence("alice"); err != nil || got != alice {
@@ -49,7 +51,7 @@ func TestPresence(t *testing.T) {
 	}
 	s = openDir(t, dir)
 	var uids []string
-	if err := s.RangePresence(func(uid string, p Presence) error {
+	if err := s.RangePresence(func(uid string, p im.Presence) error {
 		uids = append(uids, uid)
 		return nil
 	}); err != nil {

@@ -8,7 +8,8 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
-	"github.com/tern-im/tern/internal/codec"
+	"github.com/tern-im/tern/internal/accounts"
+	"github.com/tern-im/tern/internal/im"
 )
 
 // tabDMFloor is {cv}\x00{uid} → the last seq of DM cv when an account uid
@@ -18,14 +19,6 @@ const tabDMFloor byte = 0x21
 
 // purgeChunk bounds the deletes of one purge transaction.
 const purgeChunk = 1000
-
-// Purged is what DeleteUser changed besides the account, for the callers'
-// caches: the groups the user left, and the users whose contacts, blocks
-// or groups included them.
-type Purged struct {
-	Groups []string
-	Users  []string
-}
 
 // DeleteUser deletes an account and everything that tied the uid to it,
 // so a later account with the same uid starts empty (docs/storage.md):
@@ -42,8 +35,8 @@ type Purged struct {
 //
 // The us counter and the conversations themselves stay: us and seq are
 // never reused, and the other members keep their history.
-func (s *Store) DeleteUser(uid string) (Purged, error) {
-	var p Purged
+func (s *Store) DeleteUser(uid string) (accounts.Purged, error) {
+	var p accounts.Purged
 	err := s.db.Update(func(txn *badger.Txn) error {
 		k := key(tabUser, uid)
 		if _, err := txn.Get(k); err != nil {
@@ -146,7 +139,7 @@ func (s *Store) leaveGroup(gid, uid string) (others []string, left bool, err err
 		}
 	}
 	cv := "g:" + gid
-	var as []*Append
+	var as []*im.Append
 	if me.Role == "owner" && len(others) > 0 {
 		heir := others[0]
 		for _, u := range others {
@@ -160,10 +153,10 @@ func (s *Store) leaveGroup(gid, uid string) (others []string, left bool, err err
 		g.Owner = heir
 		g.V++
 		gc := g
-		as = append(as, &Append{
+		as = append(as, &im.Append{
 			CV: cv, To: order, Group: &gc,
-			Event:   codec.Event{T: codec.TMember, Op: "role", Who: []string{heir}, By: uid, Role: "owner"},
-			Members: []MemberChange{{GID: gid, UID: heir, Rec: r}},
+			Event:   im.Event{T: im.TMember, Op: "role", Who: []string{heir}, By: uid, Role: "owner"},
+			Members: []im.MemberChange{{GID: gid, UID: heir, Rec: r}},
 		})
 	}
 	g.N = len(others)
@@ -172,11 +165,11 @@ func (s *Store) leaveGroup(gid, uid string) (others []string, left bool, err err
 	if len(to) == 0 {
 		to = []string{uid} // its stream is purged next; the event still gets a seq
 	}
-	as = append(as, &Append{
+	as = append(as, &im.Append{
 		CV: cv, To: to, Group: &g,
-		Event:     codec.Event{T: codec.TMember, Op: "leave", Who: []string{uid}, By: uid},
-		Members:   []MemberChange{{GID: gid, UID: uid, Rec: me, SetTo: true}},
-		UserConvs: []UserConv{{UID: uid, CV: cv, Remove: true}},
+		Event:     im.Event{T: im.TMember, Op: "leave", Who: []string{uid}, By: uid},
+		Members:   []im.MemberChange{{GID: gid, UID: uid, Rec: me, SetTo: true}},
+		UserConvs: []im.UserConv{{UID: uid, CV: cv, Remove: true}},
 	})
 	for _, a := range as {
 		if err := s.Append(a); err != nil {
@@ -198,10 +191,10 @@ func (s *Store) leaveDM(cv, uid string) error {
 	if other == uid {
 		other = b
 	}
-	ap := &Append{
+	ap := &im.Append{
 		CV: cv, To: []string{other},
-		Event:     codec.Event{T: codec.TMember, Op: "leave", Who: []string{uid}, By: uid},
-		UserConvs: []UserConv{{UID: uid, CV: cv, Remove: true}},
+		Event:     im.Event{T: im.TMember, Op: "leave", Who: []string{uid}, By: uid},
+		UserConvs: []im.UserConv{{UID: uid, CV: cv, Remove: true}},
 	}
 	if err := s.Append(ap); err != nil {
 		return err

@@ -4,18 +4,20 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/tern-im/tern/internal/accounts"
 	"github.com/tern-im/tern/internal/codec"
+	"github.com/tern-im/tern/internal/im"
 )
 
 // createGroup appends a group's creation with members and roles.
 func createGroup(t *testing.T, s *Store, gid string, roles map[string]string, owner string) {
 	t.Helper()
-	a := &Append{CV: "g:" + gid, Group: &Group{GID: gid, Owner: owner, N: len(roles)},
+	a := &im.Append{CV: "g:" + gid, Group: &im.Group{GID: gid, Owner: owner, N: len(roles)},
 		Event: codec.Event{T: codec.TMember, Op: "add", By: owner}}
 	for u, r := range roles {
 		a.To = append(a.To, u)
-		a.Members = append(a.Members, MemberChange{GID: gid, UID: u, Rec: MemberRec{Role: r}, SetFrom: true})
-		a.UserConvs = append(a.UserConvs, UserConv{UID: u, CV: "g:" + gid})
+		a.Members = append(a.Members, im.MemberChange{GID: gid, UID: u, Rec: im.Member{Role: r}, SetFrom: true})
+		a.UserConvs = append(a.UserConvs, im.UserConv{UID: u, CV: "g:" + gid})
 	}
 	if err := s.Append(a); err != nil {
 		t.Fatal(err)
@@ -29,7 +31,7 @@ func TestDeleteUserGroups(t *testing.T) {
 	t.Parallel()
 	s, _ := openTest(t)
 	for _, u := range []string{"alice", "bob", "carol"} {
-		if err := s.PutUser(User{UID: u}); err != nil {
+		if err := s.PutUser(accounts.User{UID: u}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tern-im/tern/internal/codec"
+	"github.com/tern-im/tern/internal/im"
 )
 
 // clock is a settable clock for the sequencer and the trimmer.
@@ -46,28 +47,28 @@ func TestRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { s.Close() }()
-	send := func(cmid string) *Append {
+	send := func(cmid string) *im.Append {
 		t.Helper()
-		a := &Append{CV: "d:a:b", To: []string{"a", "b"}, UID: "a", DID: "p1", CMID: cmid,
+		a := &im.Append{CV: "d:a:b", To: []string{"a", "b"}, UID: "a", DID: "p1", CMID: cmid,
 			Event: codec.Event{T: codec.TMsg, From: "a", B: cmid}}
 		if err := s.Append(a); err != nil {
 			t.Fatal(err)
 		}
 		return a
 	}
-	var old []*Append
+	var old []*im.Append
 	for i := range 5 {
 		old = append(old, send(fmt.Sprint("old", i)))
 	}
-	react := &Append{CV: "d:a:b", To: []string{"a", "b"}, Event: codec.Event{T: codec.TReact, From: "b", K: "x"},
-		Reacts: []React{{ID: old[0].Event.ID, UID: "b", K: "x", On: true}}}
-	mark := &Append{CV: "d:a:b", Aux: true, To: []string{"a"}, Event: codec.Event{T: codec.TMark, From: "b", K: "read", Upto: 6},
-		Markers: []Marker{{CV: "d:a:b", UID: "b", K: "read", Upto: 6}}}
+	react := &im.Append{CV: "d:a:b", To: []string{"a", "b"}, Event: codec.Event{T: codec.TReact, From: "b", K: "x"},
+		Reacts: []im.React{{ID: old[0].Event.ID, UID: "b", K: "x", On: true}}}
+	mark := &im.Append{CV: "d:a:b", Aux: true, To: []string{"a"}, Event: codec.Event{T: codec.TMark, From: "b", K: "read", Upto: 6},
+		Markers: []im.Marker{{CV: "d:a:b", UID: "b", K: "read", Upto: 6}}}
 	if err := s.Append(react, mark); err != nil {
 		t.Fatal(err)
 	}
 	clk.Add(30 * time.Minute)
-	var fresh []*Append
+	var fresh []*im.Append
 	for i := range 3 {
 		fresh = append(fresh, send(fmt.Sprint("new", i)))
 	}
@@ -120,7 +121,7 @@ func TestRetention(t *testing.T) {
 		if on, err := s.Reacted(old[0].Event.ID, "b", "x"); err != nil || on {
 			t.Fatalf("reaction of a trimmed message: %v, %v", on, err)
 		}
-		items, _, err := s.History("d:a:b", 0, 0, 0, 0, 100)
+		items, _, err := s.History(im.HistoryQuery{CV: "d:a:b", Max: 100})
 		if err != nil || len(items) != 3 || items[0].Seq != 7 {
 			t.Fatalf("history: %+v, %v", items, err)
 		}
@@ -163,7 +164,7 @@ func TestCounterEviction(t *testing.T) {
 	s, _ := openTest(t)
 	for round := range 3 {
 		for i := range 10 {
-			a := &Append{CV: fmt.Sprint("g:c", i), To: []string{fmt.Sprint("u", i), "all"}, Event: codec.Event{T: codec.TMsg}}
+			a := &im.Append{CV: fmt.Sprint("g:c", i), To: []string{fmt.Sprint("u", i), "all"}, Event: codec.Event{T: codec.TMsg}}
 			if err := s.Append(a); err != nil {
 				t.Fatal(err)
 			}
@@ -174,7 +175,7 @@ func TestCounterEviction(t *testing.T) {
 	}
 	// The maps are only touched by the sequencer goroutine; one more
 	// append orders this read after its commits.
-	if err := s.Append(&Append{CV: "g:x", To: []string{"x"}}); err != nil {
+	if err := s.Append(&im.Append{CV: "g:x", To: []string{"x"}}); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(s.seq.convSeq); n > maxCounters+1 {

@@ -11,6 +11,7 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/tern-im/tern/internal/codec"
+	"github.com/tern-im/tern/internal/im"
 )
 
 // DedupeTTL is how long a (uid, did, cmid) dedupe entry is kept: PROTOCOL
@@ -27,73 +28,11 @@ const maxBatch = 256
 // tests.
 var maxCounters = 100_000
 
-// Append is one event to sequence and persist, with the side effects that
-// must commit atomically with it. The store fills Event's ID, Seq and TS
-// (Aux events get none of them) and writes a pointer to the event into the
-// stream of each user in To.
-type Append struct {
-	CV    string
-	Event codec.Event
-	// Aux events (read/delivered marks) live in a side log of the
-	// conversation: they have no id and no seq.
-	Aux bool
-	// To are the users whose streams get the event.
-	To []string
-	// Dedupe, when CMID is set, records (UID, DID, CMID) → this event and
-	// makes a repeat return the original instead (Dup).
-	UID, DID, CMID string
-	// TTL > 0 makes the event (and its stream pointers) expire.
-	TTL time.Duration
-
-	// Side effects.
-	Members   []MemberChange
-	Group     *Group
-	Markers   []Marker
-	Reacts    []React
-	UserConvs []UserConv
-
-	// Committed, if set, is called by the sequencer right after the
-	// commit, in commit order (so per-user stream order), before the
-	// caller is released. It must not block for long nor call Append.
-	Committed func(*Append)
-
-	// Results.
-	US []uint64 // the us assigned in each To stream
-	// Dup is set instead when CMID was seen before; when that command's
-	// event is gone (trimmed or expired) nothing is appended, US stays
-	// nil and Dup too.
-	Dup *codec.Event
-
+// request is one Append on its way through the sequencer.
+type request struct {
+	a    *im.Append
 	err  error
 	done chan struct{}
-}
-
-// MemberChange writes uid's membership record of gid. With SetFrom the
-// record's From becomes the appended event's seq; with SetTo its To does.
-type MemberChange struct {
-	GID, UID       string
-	Rec            MemberRec
-	SetFrom, SetTo bool
-}
-
-// Marker is a read or delivered marker.
-type Marker struct {
-	CV, UID, K string
-	Upto       uint64
-}
-
-// React sets (On) or clears uid's reaction K on message ID.
-type React struct {
-	ID  ulid.ULID
-	UID string
-	K   string
-	On  bool
-}
-
-// UserConv adds (or, with Remove, drops) cv on uid's conversation list.
-type UserConv struct {
-	UID, CV string
-	Remove  bool
 }
 
 // sequencer is the single writer of the IM keyspace: one goroutine
@@ -101,7 +40,8 @@ type UserConv struct {
 // the store) and commits many appends per Badger transaction.
 type sequencer struct {
 	s       *Store
-	in      chan *Append
+	in      chan *request
+	commits *im.CommitStream
 	stop    chan struct{}
 	done    chan struct{}
 	convSeq map[string]uint64
@@ -120,10 +60,10 @@ type sequencer struct {
 	now     func() time.Time
 }
 
-func newSequencer(s *Store, now func() time.Time) *sequencer {
+func newSequencer(s *Store, now func() time.Time, commits *im.CommitStream) *sequencer {
 	q := &sequencer{
-		s: s, in: make(chan *Append), stop: make(chan struct{}), done: make(chan struct{}),
-		entropy: ulid.Monotonic(rand.Reader, 0), now: now,
+		s: s, in: make(chan *request), stop: make(chan struct{}), done: make(chan struct{}),
+		entropy: ulid.Monotonic(rand.Reader, 0), now: now, commits: commits,
 	}
 	q.reset()
 	go q.run()
@@ -139,25 +79,30 @@ func (q *sequencer) reset() {
 }
 
 // Append sequences and durably commits the appends, in order, and returns
-// once all are committed (or failed). Appends of concurrent callers are
-// grouped into shared commits.
-func (s *Store) Append(as ...*Append) error {
+// once all are committed (or failed); see im.Log. Appends of concurrent
+// callers are grouped into shared commits.
+func (s *Store) Append(as ...*im.Append) error {
 	if err := s.writable(); err != nil {
 		return err
 	}
 	q := s.seq
-	for _, a := range as {
-		a.done = make(chan struct{})
+	reqs := make([]request, len(as))
+	for i, a := range as {
+		r := &reqs[i]
+		r.a, r.done = a, make(chan struct{})
 		select {
-		case q.in <- a:
+		case q.in <- r:
 		case <-q.stop:
+			for _, r := range reqs[:i] {
+				<-r.done
+			}
 			return ErrClosed
 		}
 	}
 	var errs []error
-	for _, a := range as {
-		<-a.done
-		errs = append(errs, a.err)
+	for i := range reqs {
+		<-reqs[i].done
+		errs = append(errs, reqs[i].err)
 	}
 	return errors.Join(errs...)
 }
@@ -169,16 +114,16 @@ func (q *sequencer) close() {
 
 func (q *sequencer) run() {
 	defer close(q.done)
-	batch := make([]*Append, 0, maxBatch)
+	batch := make([]*request, 0, maxBatch)
 	for {
 		select {
-		case a := <-q.in:
-			batch = append(batch[:0], a)
+		case r := <-q.in:
+			batch = append(batch[:0], r)
 		drain:
 			for len(batch) < maxBatch {
 				select {
-				case a := <-q.in:
-					batch = append(batch, a)
+				case r := <-q.in:
+					batch = append(batch, r)
 				default:
 					break drain
 				}
@@ -211,7 +156,7 @@ func (e entry) apply(txn *badger.Txn) error {
 // commit writes a batch in as few transactions as the limits allow; each
 // append lies wholly inside one transaction together with the counters it
 // advanced, so a crash never leaves a position reusable.
-func (q *sequencer) commit(batch []*Append) {
+func (q *sequencer) commit(batch []*request) {
 	// Between commits every in-memory counter equals its stored value
 	// (nothing is dirty), so dropping them loses nothing.
 	for _, m := range []map[string]uint64{q.convSeq, q.auxSeq, q.userUS} {
@@ -226,28 +171,31 @@ func (q *sequencer) commit(batch []*Append) {
 	maxCount, maxSize := db.MaxBatchCount()*8/10, db.MaxBatchSize()*8/10
 	txn := db.NewTransaction(true)
 	var count, size int64
-	var pending []*Append
-	seen := map[string]*Append{}
+	var pending []*request
+	seen := map[string]*im.Append{}
 	finish := func(err error) {
 		if err != nil {
 			q.reset() // counters may be ahead of the store: reload
 		}
 		appended := 0
-		for _, a := range pending {
-			a.err = err
-			if err == nil && a.Dup == nil {
+		for _, r := range pending {
+			r.err = err
+			if err == nil && r.a.Dup == nil {
 				appended++
 			}
-			if err == nil {
+			if err != nil {
+				r.a.US = nil
+			} else {
 				// Heads first, so no delivery of the event precedes them.
-				for i, uid := range a.To {
-					q.s.heads.advance(uid, a.US[i])
+				for i, uid := range r.a.To {
+					q.s.heads.advance(uid, r.a.US[i])
 				}
-				if a.Committed != nil {
-					a.Committed(a)
+				if q.commits != nil {
+					// Never blocks: the appender reserved a slot.
+					q.commits.Publish(r.a)
 				}
 			}
-			close(a.done)
+			close(r.done)
 		}
 		if err == nil && appended > 0 && q.s.onCommit != nil {
 			q.s.onCommit(appended)
@@ -283,7 +231,8 @@ func (q *sequencer) commit(batch []*Append) {
 		count, size = 0, 0
 		clear(seen)
 	}
-	for _, a := range batch {
+	for _, r := range batch {
+		a := r.a
 		entries, ctrs, err := q.prepare(txn, a, seen)
 		// Counters are charged in full even when another append of the
 		// transaction already dirtied them: a safe overestimate.
@@ -302,12 +251,13 @@ func (q *sequencer) commit(batch []*Append) {
 			// what is pending, then reload the counters from the store.
 			flush()
 			q.reset()
-			a.err = err
-			close(a.done)
+			a.US = nil
+			r.err = err
+			close(r.done)
 			continue
 		}
 		if entries == nil { // dedupe hit
-			close(a.done)
+			close(r.done)
 			continue
 		}
 		if count+n > maxCount || size+z > maxSize {
@@ -317,17 +267,17 @@ func (q *sequencer) commit(batch []*Append) {
 			if err := e.apply(txn); err != nil {
 				// Cannot happen within the limits checked above; fail
 				// the whole transaction rather than commit half an append.
-				pending = append(pending, a)
+				pending = append(pending, r)
 				txn.Discard()
 				finish(fmt.Errorf("store: append: %w", err))
 				txn = db.NewTransaction(true)
 				count, size = 0, 0
 				clear(seen)
-				a = nil
+				r = nil
 				break
 			}
 		}
-		if a == nil {
+		if r == nil {
 			continue
 		}
 		for _, c := range ctrs {
@@ -335,21 +285,10 @@ func (q *sequencer) commit(batch []*Append) {
 		}
 		count += n
 		size += z
-		pending = append(pending, a)
+		pending = append(pending, r)
 	}
 	flush()
 	txn.Discard()
-}
-
-// senderUS is the us a's event got in its sender's own stream, 0 when
-// the sender is not among the recipients.
-func senderUS(a *Append) uint64 {
-	for i, uid := range a.To {
-		if uid == a.UID && i < len(a.US) {
-			return a.US[i]
-		}
-	}
-	return 0
 }
 
 func (q *sequencer) counter(txn *badger.Txn, m map[string]uint64, tab byte, name string) (uint64, error) {
@@ -374,13 +313,13 @@ type counter struct {
 // prepare allocates positions for a and returns its writes and the
 // counters it advanced; nil entries and no error mean a dedupe hit (a.Dup
 // is set).
-func (q *sequencer) prepare(txn *badger.Txn, a *Append, seen map[string]*Append) (out []entry, ctrs []counter, err error) {
+func (q *sequencer) prepare(txn *badger.Txn, a *im.Append, seen map[string]*im.Append) (out []entry, ctrs []counter, err error) {
 	var dk []byte
 	if a.CMID != "" {
 		dk = key(tabDedupe, a.UID, a.DID, a.CMID)
 		if prev, ok := seen[string(dk)]; ok {
 			ev := prev.Event
-			ev.US = senderUS(prev)
+			ev.US = prev.SenderUS()
 			a.Dup = &ev
 			return nil, nil, nil
 		}
@@ -464,7 +403,7 @@ func (q *sequencer) prepare(txn *badger.Txn, a *Append, seen map[string]*Append)
 		if a.TTL > 0 && a.TTL < ttl {
 			ttl = a.TTL
 		}
-		add(dk, dedupeValue(senderUS(a), p), ttl)
+		add(dk, dedupeValue(a.SenderUS(), p), ttl)
 		seen[string(dk)] = a
 	}
 	for _, m := range a.Members {
@@ -489,7 +428,15 @@ func (q *sequencer) prepare(txn *badger.Txn, a *Append, seen map[string]*Append)
 		add(key(tabGroup, a.Group.GID), v, 0)
 	}
 	for _, m := range a.Markers {
-		add(key(tabMarker, m.CV, m.UID, m.K), u64(m.Upto), 0)
+		// Markers only move forward (im.Marker): keep the larger.
+		k := key(tabMarker, m.CV, m.UID, m.K)
+		cur, err := getU64(txn, k)
+		if err != nil {
+			return nil, nil, err
+		}
+		if m.Upto > cur {
+			add(k, u64(m.Upto), 0)
+		}
 	}
 	for _, r := range a.Reacts {
 		k := reactKey(r.ID, r.UID, r.K)

@@ -18,22 +18,25 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/tern-im/tern/internal/disk"
+	"github.com/tern-im/tern/internal/im"
 )
 
-// Errors returned by the store.
+// Errors returned by the store: the port errors of internal/im, so that
+// callers match the domain's names and never this package's.
 var (
-	ErrNotFound = errors.New("store: not found")
-	ErrExists   = errors.New("store: already exists")
-	ErrClosed   = errors.New("store: closed")
+	ErrNotFound = im.ErrNotFound
+	ErrExists   = im.ErrExists
+	ErrClosed   = im.ErrClosed
 	// ErrTrimmed is returned by Stream for a cursor below the user's
 	// stream floor: events after it have been trimmed by age.
-	ErrTrimmed = errors.New("store: stream trimmed past the cursor")
+	ErrTrimmed = im.ErrTrimmed
 	// ErrGone is returned by Deduped when the command was done but the
 	// event it produced no longer exists (trimmed or expired).
-	ErrGone = errors.New("store: event is gone")
+	ErrGone = im.ErrGone
 	// ErrNoSpace is returned for writes refused while the data dir's
-	// filesystem is below its free-space reserve (disk.ErrLow).
-	ErrNoSpace = disk.ErrLow
+	// filesystem is below its free-space reserve (disk.ErrLow): it is
+	// im.ErrNoSpace (507) and wraps disk.ErrLow.
+	ErrNoSpace = fmt.Errorf("%w: %w", im.ErrNoSpace, disk.ErrLow)
 )
 
 // Table prefixes. A key is prefix byte + table-specific suffix.
@@ -67,6 +70,9 @@ type Options struct {
 	Now func() time.Time
 	// OnTrim, if set, is called after each background trimming pass.
 	OnTrim func(TrimStats, error)
+	// Commits, if set, receives every committed append in commit order
+	// (im.Log). Appenders must Reserve a slot in it before Append.
+	Commits *im.CommitStream
 	// OnCommit, if set, is called by the sequencer after each committed
 	// transaction with the number of events it appended (duplicates
 	// excluded): for metrics. It must not block.
@@ -154,7 +160,7 @@ func Open(dir string, o Options) (*Store, error) {
 		s.dir = dir
 	}
 	s.heads = newHeads()
-	s.seq = newSequencer(s, o.Now)
+	s.seq = newSequencer(s, o.Now, o.Commits)
 	if o.GCInterval > 0 && !o.InMemory {
 		s.wg.Add(1)
 		go s.gcLoop(o.GCInterval)
@@ -168,9 +174,6 @@ func Open(dir string, o Options) (*Store, error) {
 	}
 	return s, nil
 }
-
-// DB exposes the Badger handle to the store's own files and tests.
-func (s *Store) DB() *badger.DB { return s.db }
 
 // Close stops the sequencer (appends submitted afterwards fail with
 // ErrClosed), the GC loop and the trimmer (between two of its
@@ -188,7 +191,12 @@ func (s *Store) Close() error {
 }
 
 // writable returns ErrNoSpace while the disk guard refuses writes.
-func (s *Store) writable() error { return s.opts.Disk.Err() }
+func (s *Store) writable() error {
+	if err := s.opts.Disk.Err(); err != nil {
+		return ErrNoSpace
+	}
+	return nil
+}
 
 // Ready reports whether the store is open.
 func (s *Store) Ready() bool { return !s.db.IsClosed() }

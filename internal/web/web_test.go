@@ -25,7 +25,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tern-im/tern/internal/brokertest"
+	"github.com/tern-im/tern/broker/brokertest"
 	"github.com/tern-im/tern/internal/config"
 	"github.com/tern-im/tern/internal/web"
 )

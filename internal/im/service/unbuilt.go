@@ -1,4 +1,4 @@
-package messaging
+package service
 
 // notBuilt lists the RPC ops of the protocol (PROTOCOL §9, §11, §12, §15,
 // §16) that this server does not implement yet. They are answered with
@@ -19,7 +19,3 @@ var notBuilt = map[string]bool{
 	"admin.user.disable": true,
 	"admin.stats":        true,
 }
-
-// errNotImplemented answers what notBuilt lists, and the upstream call
-// (§11 calls) publishes.
-var errNotImplemented = errf(501, "not implemented")

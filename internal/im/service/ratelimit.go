@@ -1,4 +1,4 @@
-package messaging
+package service
 
 import (
 	"strings"
@@ -7,7 +7,7 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"github.com/tern-im/tern/internal/metrics"
+	"github.com/tern-im/tern/internal/im"
 )
 
 // Limits are the RPC rate limits and group caps (issue 9). A zero rate or
@@ -25,8 +25,9 @@ type Limits struct {
 	// groups by someone else.
 	AddsBurst   int
 	AddsPerHour float64
-	// Metrics counts refusals (tern_limited_total); nil counts nothing.
-	Metrics *metrics.Metrics
+	// Limited, if set, is told the name of each limit that refused
+	// something (the adapter counts them in tern_limited_total).
+	Limited func(limit string)
 }
 
 // readOps are the cheap RPCs, limited generously; every other op (group
@@ -34,6 +35,7 @@ type Limits struct {
 var readOps = map[string]bool{
 	"hello": true, "sync": true, "history": true, "conv.list": true, "msg.get": true,
 	"presence.get": true, "contacts.list": true, "group.members": true,
+	"file.stat": true, "file.get": true,
 }
 
 // rpcLimits holds the RPC buckets, the per-user bucket of group adds and
@@ -56,46 +58,46 @@ func newRPCLimits(o Limits, now func() time.Time) *rpcLimits {
 }
 
 func (l *rpcLimits) count(limit string) {
-	if l.opts.Metrics != nil {
-		l.opts.Metrics.Limited.WithLabelValues(limit).Inc()
+	if l.opts.Limited != nil {
+		l.opts.Limited(limit)
 	}
 }
 
 // allow takes a token for op from the device's read or write bucket: 429
 // naming the op when it is empty.
-func (l *rpcLimits) allow(d *device, op string) *apiError {
+func (l *rpcLimits) allow(d *Device, op string) error {
 	lim, name := l.write, "rpc_write"
 	if readOps[op] {
 		lim, name = l.read, "rpc_read"
 	}
-	if lim.allow(d.uid + "." + d.did) {
+	if lim.allow(d.UID + "." + d.DID) {
 		return nil
 	}
 	l.count(name)
-	return errf(429, "rate limited: "+op)
+	return im.ErrRateLimited.Detail(": " + op)
 }
 
 // allowAdds takes a token from the bucket of every user in uids (users
 // being added to a group by someone else), or from none: 429 naming the
 // first user whose bucket is empty.
-func (l *rpcLimits) allowAdds(uids []string) *apiError {
+func (l *rpcLimits) allowAdds(uids []string) error {
 	if u, ok := l.adds.allowEach(uids); !ok {
 		l.count("group_adds")
-		return errf(429, "user "+u+" was added to too many groups recently")
+		return im.ErrRateLimited.WithMsg("user " + u + " was added to too many groups recently")
 	}
 	return nil
 }
 
 // ownsTooMany reports whether uid already owns MaxGroupsOwned groups. A
 // user in fewer groups than the cap is answered without reading a group.
-func (h *Hook) ownsTooMany(uid string) *apiError {
-	max := h.rpc.opts.MaxGroupsOwned
+func (s *Service) ownsTooMany(uid string) error {
+	max := s.rpc.opts.MaxGroupsOwned
 	if max == 0 {
 		return nil
 	}
-	cvs, err := h.opts.Store.UserConvs(uid)
+	cvs, err := s.o.Store.UserConvs(uid)
 	if err != nil {
-		return fault(err)
+		return err
 	}
 	var gids []string
 	for _, cv := range cvs {
@@ -108,7 +110,7 @@ func (h *Hook) ownsTooMany(uid string) *apiError {
 	}
 	owned := 0
 	for _, gid := range gids {
-		g, err := h.opts.Store.Group(gid)
+		g, err := s.o.Store.Group(gid)
 		if err != nil {
 			continue // gone meanwhile
 		}
@@ -119,9 +121,12 @@ func (h *Hook) ownsTooMany(uid string) *apiError {
 	if owned < max {
 		return nil
 	}
-	h.rpc.count("groups_owned")
-	return errf(403, "owns too many groups")
+	s.rpc.count("groups_owned")
+	return im.ErrOwnsTooMany
 }
+
+// maxCached bounds each limiter's map; past it refilled buckets are swept.
+const maxCached = 100_000
 
 // keyedLimiter is a token bucket (golang.org/x/time/rate) per key. Buckets
 // that have refilled hold no state and are swept when the map grows. A

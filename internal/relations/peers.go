@@ -1,4 +1,4 @@
-package messaging
+package relations
 
 import (
 	"sync"
@@ -10,37 +10,40 @@ import (
 // deleted through the admin API can be seen late, for at most this long.
 const peerTTL = 10 * time.Second
 
-// peerCache remembers DMPeer answers, so a conversation in full swing
+// Peers remembers DMPeer answers, so a conversation in full swing
 // costs no store read per message: every Badger read transaction passes
 // through one watermark goroutine, which became the bottleneck under
 // many concurrent senders.
-type peerCache struct {
+type Peers struct {
 	mu  sync.Mutex
-	m   map[[2]string]peer
+	m   map[[2]string]Peer
 	now func() time.Time
 }
 
-type peer struct {
-	exists, blocked bool
+// Peer is what a DM from one user to another needs to know.
+type Peer struct {
+	Exists, Blocked bool
 	at              time.Time
 }
 
-func newPeerCache(now func() time.Time) *peerCache {
-	return &peerCache{m: map[[2]string]peer{}, now: now}
+// NewPeers returns an empty cache; now is its clock.
+func NewPeers(now func() time.Time) *Peers {
+	return &Peers{m: map[[2]string]Peer{}, now: now}
 }
 
-// get returns a fresh cached answer for a DM from uid to other.
-func (c *peerCache) get(uid, other string) (peer, bool) {
+// Get returns a fresh cached answer for a DM from uid to other.
+func (c *Peers) Get(uid, other string) (Peer, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	p, ok := c.m[[2]string{uid, other}]
 	if !ok || c.now().Sub(p.at) > peerTTL {
-		return peer{}, false
+		return Peer{}, false
 	}
 	return p, true
 }
 
-func (c *peerCache) put(uid, other string, p peer) {
+// Put caches the answer for a DM from uid to other.
+func (c *Peers) Put(uid, other string, p Peer) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.m) >= maxCached {
@@ -50,8 +53,8 @@ func (c *peerCache) put(uid, other string, p peer) {
 	c.m[[2]string{uid, other}] = p
 }
 
-// forget drops what is cached about DMs between a and b, both ways.
-func (c *peerCache) forget(a, b string) {
+// Forget drops what is cached about DMs between a and b, both ways.
+func (c *Peers) Forget(a, b string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.m, [2]string{a, b})

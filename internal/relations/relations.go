@@ -1,22 +1,27 @@
-package messaging
+// Package relations caches who sees whom (PROTOCOL §10): C(uid) per user
+// and the members of each group, read through the im ports. The ACL
+// (topics.Relations), presence (watchers) and the messaging adapter
+// (group recipients) share one Relations; the messaging adapter, which
+// makes every change, invalidates what it changed. Peers caches the DM
+// checks. Hooks never import each other: they share this package.
+package relations
 
 import (
 	"log/slog"
 	"sync"
 
-	"github.com/tern-im/tern/internal/store"
+	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/topics"
 )
 
-// RelationStore is what Relations reads.
-type RelationStore interface {
+// Source is what Relations reads: the roster, blocks and group
+// memberships.
+type Source interface {
 	Contacts(uid string) ([]string, error)
 	Blocked(uid string) ([]string, error)
 	BlockedBy(uid string) ([]string, error)
 	Groups(uid string) ([]string, error)
-	Members(gid string) (map[string]store.MemberRec, []string, error)
-	Blocks(a, b string) (bool, error)
-	IsContact(uid, other string) (bool, error)
+	Members(gid string) (map[string]im.Member, []string, error)
 }
 
 // maxCached bounds each cache; past it the cache starts over.
@@ -24,10 +29,10 @@ const maxCached = 100_000
 
 // Relations answers the §10 relationship questions from the store with an
 // in-memory cache: it is asked on every delivery of im/p/x and im/k/x.
-// The messaging hook invalidates the users and groups it changes. It
+// The messaging adapter invalidates the users and groups it changes. It
 // implements topics.Relations.
 type Relations struct {
-	st  RelationStore
+	st  Source
 	log *slog.Logger
 
 	mu     sync.Mutex
@@ -37,14 +42,14 @@ type Relations struct {
 }
 
 type groupCache struct {
-	recs  map[string]store.MemberRec
+	recs  map[string]im.Member
 	order []string
 }
 
 var _ topics.Relations = (*Relations)(nil)
 
-// NewRelations returns a Relations over st.
-func NewRelations(st RelationStore, log *slog.Logger) *Relations {
+// New returns a Relations over st.
+func New(st Source, log *slog.Logger) *Relations {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -80,8 +85,9 @@ func (r *Relations) Member(uid, gid string) bool {
 	return g.recs[uid].Current()
 }
 
-// members returns the current members of gid (uid order) and their records.
-func (r *Relations) members(gid string) ([]string, map[string]store.MemberRec, error) {
+// Members returns the current members of gid (uid order) and their
+// records; both are shared with the cache and must not be modified.
+func (r *Relations) Members(gid string) ([]string, map[string]im.Member, error) {
 	g, err := r.group(gid)
 	if err != nil {
 		return nil, nil, err

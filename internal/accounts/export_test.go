@@ -1,0 +1,4 @@
+package accounts
+
+// Verify exposes the password check to the external tests.
+var Verify = (*Service).verify
