@@ -13,8 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/tern-im/tern/client"
 	"github.com/tern-im/tern/broker/brokertest"
+	"github.com/tern-im/tern/client"
 )
 
 // budgetConn cuts itself once it has written its budget of bytes: the

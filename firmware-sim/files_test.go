@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/tern-im/tern/broker"
-	firmwaresim "github.com/tern-im/tern/firmware-sim"
 	"github.com/tern-im/tern/broker/brokertest"
+	firmwaresim "github.com/tern-im/tern/firmware-sim"
 )
 
 // TestFileScenario: devices upload files over links that drop; every file
