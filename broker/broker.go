@@ -27,6 +27,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/oklog/ulid/v2"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tern-im/tern/hooks/acl"
@@ -184,6 +185,12 @@ func (b *Broker) build() error {
 	if err != nil {
 		return err
 	}
+	// A message trimmed by age no longer keeps the files it attached.
+	b.store.SetTrimmedAttachments(func(fid string, id ulid.ULID) {
+		if err := b.files.RemoveRef(fid, service.MsgRef(id)); err != nil {
+			b.log.Warn("files: drop the reference of a trimmed message", "fid", fid, "msg_id", id, "error", err)
+		}
+	})
 	// The file.* RPC ops are the file hook's, registered in the IM
 	// service's op table through the messaging hook.
 	fileHook := new(filehook.Hook)

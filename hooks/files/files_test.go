@@ -32,6 +32,7 @@ type dev struct {
 	c        paho.Client
 	uid, did string
 	rpc      chan []byte
+	in       chan []byte
 	rid      atomic.Int64
 
 	mu     sync.Mutex
@@ -41,13 +42,19 @@ type dev struct {
 
 func connect(t testing.TB, b *brokertest.Broker, o *paho.ClientOptions, uid, did string) *dev {
 	t.Helper()
-	d := &dev{t: t, uid: uid, did: did, rpc: make(chan []byte, 1000), chunks: map[int][]byte{}, got: make(chan struct{}, 10000)}
+	d := &dev{t: t, uid: uid, did: did, rpc: make(chan []byte, 1000), in: make(chan []byte, 1000),
+		chunks: map[int][]byte{}, got: make(chan struct{}, 10000)}
 	d.c = b.Connect(o)
 	brokertest.Subscribe(t, d.c, topics.DeviceFilter(uid, did), 1, func(_ paho.Client, m paho.Message) {
 		switch {
 		case strings.HasSuffix(m.Topic(), "/rpc"):
 			select {
 			case d.rpc <- m.Payload():
+			default:
+			}
+		case strings.HasSuffix(m.Topic(), "/in"):
+			select {
+			case d.in <- m.Payload():
 			default:
 			}
 		case strings.Contains(m.Topic(), "/f/"):
