@@ -180,11 +180,14 @@ func (b *Broker) build() error {
 		Dir: filepath.Join(cfg.Data, "files"), Meta: b.store.FileMeta(),
 		MaxSize: int64(cfg.Files.MaxSize), Quota: int64(cfg.Files.Quota),
 		Expiry: cfg.Files.UploadExpiry, SweepEvery: cfg.Files.Sweep, MaxPixels: cfg.Files.MaxPixels,
-		Log: b.log,
+		DiskLow: b.disk.Low, Log: b.log,
 	})
 	if err != nil {
 		return err
 	}
+	b.metrics.AddFiles(
+		func() int64 { return b.files.Stats().Chunks }, func() int64 { return b.files.Stats().Commits },
+		func() int64 { return b.files.Stats().ThumbsMade }, func() int64 { return b.files.Stats().Collected })
 	// A message trimmed by age no longer keeps the files it attached.
 	b.store.SetTrimmedAttachments(func(fid string, id ulid.ULID) {
 		if err := b.files.RemoveRef(fid, service.MsgRef(id)); err != nil {

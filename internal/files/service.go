@@ -54,6 +54,9 @@ type Options struct {
 	// Access, if set, lets users other than the uploader read files
 	// (SetAccess sets it later).
 	Access Access
+	// DiskLow, if set, reports that the data dir's disk is below its
+	// free-space reserve: uploads are refused (507) until it is not.
+	DiskLow func() bool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	Log *slog.Logger
@@ -73,6 +76,8 @@ type Service struct {
 
 	thumbsMade atomic.Int64
 	collected  atomic.Int64
+	chunks     atomic.Int64
+	commits    atomic.Int64
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -140,11 +145,23 @@ type Stats struct {
 	ThumbsMade int64
 	// Collected counts files removed by the collector.
 	Collected int64
+	// Chunks counts MQTT chunks stored; Commits uploads committed (MQTT
+	// and HTTP).
+	Chunks, Commits int64
 }
 
 // Stats returns the counters.
 func (s *Service) Stats() Stats {
-	return Stats{ThumbsMade: s.thumbsMade.Load(), Collected: s.collected.Load()}
+	return Stats{ThumbsMade: s.thumbsMade.Load(), Collected: s.collected.Load(),
+		Chunks: s.chunks.Load(), Commits: s.commits.Load()}
+}
+
+// full refuses writes while the disk is below its reserve.
+func (s *Service) full() error {
+	if s.o.DiskLow != nil && s.o.DiskLow() {
+		return ErrDiskFull
+	}
+	return nil
 }
 
 // SetAccess sets who besides the uploader may read files; call it before
@@ -240,6 +257,9 @@ func (s *Service) Put(uid string, p PutRequest, chunk int) (File, []Range, error
 		return File{}, nil, errors.New("files: chunk size must be positive")
 	}
 	if err := s.checkNew(p.Size, p.Name, p.CT); err != nil {
+		return File{}, nil, err
+	}
+	if err := s.full(); err != nil {
 		return File{}, nil, err
 	}
 	f, err := s.o.Meta.ByHash(uid, p.Hash)
@@ -353,6 +373,9 @@ func (s *Service) WriteChunk(uid, fid string, i int, data []byte) error {
 	if int64(len(data)) != want {
 		return ErrChunkSize
 	}
+	if err := s.full(); err != nil {
+		return err
+	}
 	defer s.lockUp(fid)()
 	part, err := os.OpenFile(s.partPath(fid), os.O_WRONLY, 0)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -373,7 +396,11 @@ func (s *Service) WriteChunk(uid, fid string, i int, data []byte) error {
 		return err
 	}
 	_, werr = have.WriteAt([]byte{1}, int64(i))
-	return errors.Join(werr, have.Close())
+	if err := errors.Join(werr, have.Close()); err != nil {
+		return err
+	}
+	s.chunks.Add(1)
+	return nil
 }
 
 // goneMeanwhile answers a write whose part file vanished: committed by a
@@ -470,6 +497,7 @@ func (s *Service) finalize(f *File) error {
 	if err := s.o.Meta.Update(*f); err != nil {
 		return err
 	}
+	s.commits.Add(1)
 	return rmIfExists(s.havePath(f.FID))
 }
 
@@ -485,6 +513,9 @@ func syncDir(dir string) error {
 // hash is declared; it is computed by FinishUpload.
 func (s *Service) CreateUpload(uid string, size int64, name, ct string) (File, error) {
 	if err := s.checkNew(size, name, ct); err != nil {
+		return File{}, err
+	}
+	if err := s.full(); err != nil {
 		return File{}, err
 	}
 	f := File{FID: ulid.Make().String(), Owner: uid, Name: name, Size: size, CT: ct, Created: s.o.Now().UTC()}
@@ -527,6 +558,9 @@ func (s *Service) Append(uid, fid string, offset int64, r io.Reader) (int64, err
 	}
 	if cur != offset {
 		return 0, ErrOffset
+	}
+	if err := s.full(); err != nil {
+		return 0, err
 	}
 	part, err := os.OpenFile(s.partPath(fid), os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {

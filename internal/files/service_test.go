@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -402,4 +403,33 @@ func TestCollector(t *testing.T) {
 			t.Fatalf("collected = %d, want 2", n)
 		}
 	})
+}
+
+// TestDiskLow: below the disk's free-space reserve, no upload takes a
+// byte (507); chunks of an upload started before are refused too.
+func TestDiskLow(t *testing.T) {
+	t.Parallel()
+	var low atomic.Bool
+	s, _ := newService(t, func(o *files.Options) { o.DiskLow = low.Load })
+	content := []byte("0123456789")
+	f, _, err := s.Put("alice", files.PutRequest{Size: 10, Hash: sum(content)}, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tus, err := s.CreateUpload("alice", 10, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	low.Store(true)
+	wantErr(t, s.WriteChunk("alice", f.FID, 0, content[:8]), files.ErrDiskFull)
+	_, _, err = s.Put("alice", files.PutRequest{Size: 1, Hash: sum([]byte("x"))}, 8)
+	wantErr(t, err, files.ErrDiskFull)
+	_, err = s.CreateUpload("alice", 1, "", "")
+	wantErr(t, err, files.ErrDiskFull)
+	_, err = s.Append("alice", tus.FID, 0, bytes.NewReader(content))
+	wantErr(t, err, files.ErrDiskFull)
+	low.Store(false)
+	if err := s.WriteChunk("alice", f.FID, 0, content[:8]); err != nil {
+		t.Fatal(err)
+	}
 }
