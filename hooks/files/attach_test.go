@@ -191,3 +191,39 @@ func TestTrimmedMessageReleasesFile(t *testing.T) {
 		t.Fatalf("content kept after its message was trimmed: %v", err)
 	}
 }
+
+// TestDisappearingMessageReleasesFile: a message with a ttl expires in the
+// store without an event; the collector finds its reference dead and the
+// file goes with it.
+func TestDisappearingMessageReleasesFile(t *testing.T) {
+	t.Parallel()
+	b := brokertest.Start(t)
+	b.AddUser("alice", pw)
+	b.AddUser("bob", pw)
+	alice := connect(t, b, b.ClientOptions("alice.p1", "alice", pw), "alice", "p1")
+	info := alice.uploadMQTT("a.bin", random(3000, 7))
+	alice.send(map[string]any{"to": "bob", "cmid": "c1", "b": "x", "ttl": 1, "att": []map[string]any{{"fid": info.FID}}})
+	ev := alice.event("msg")
+	if n, err := b.Files().Collect(time.Now()); err != nil || n != 0 {
+		t.Fatalf("collect while the message lives = %d, %v", n, err)
+	}
+	// Badger expires the message after its second (1 s resolution): wait
+	// for that, bounded, then collect.
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(brokertest.Timeout)
+	for {
+		if r := alice.call("msg.get", map[string]any{"id": ev.ID.String()}); !r.OK {
+			break
+		}
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatal("the message did not expire")
+		}
+	}
+	if n, err := b.Files().Collect(time.Now()); err != nil || n != 1 {
+		t.Fatalf("collect after the message expired = %d, %v", n, err)
+	}
+	alice.fail("file.stat", map[string]any{"fid": info.FID}, 404)
+}

@@ -24,12 +24,16 @@ const (
 	DefaultSweep     = time.Hour
 )
 
-// Access decides who besides the uploader may read a committed file
-// (PROTOCOL §11: members of a conversation holding a message that
-// attaches it, inside their membership window), from the file's
-// references.
+// Access is what the file store needs from the side that holds
+// references (the IM service): who besides the uploader may read a
+// committed file (PROTOCOL §11: members of a conversation holding a
+// message that attaches it, inside their membership window), from the
+// file's references; and whether a reference still stands (a message that
+// expired or was trimmed without telling, a stale pin: the collector drops
+// those references).
 type Access interface {
 	MayRead(uid string, refs []string) (bool, error)
+	Live(ref string) (bool, error)
 }
 
 // Options configures a Service. Dir and Meta are required.
@@ -742,19 +746,25 @@ func (s *Service) AddRef(fid, ref string) error {
 // RemoveRef drops reference ref of fid; the file is removed with its last
 // reference (its blob too, unless another file has the same content).
 func (s *Service) RemoveRef(fid, ref string) error {
+	_, err := s.dropRef(fid, ref)
+	return err
+}
+
+// dropRef is RemoveRef, reporting whether the file went.
+func (s *Service) dropRef(fid, ref string) (bool, error) {
 	defer s.lockUp(fid)()
 	left, err := s.o.Meta.RemoveRef(fid, ref)
 	if err != nil || left > 0 {
-		return err
+		return false, err
 	}
 	f, err := s.o.Meta.Get(fid)
 	if errors.Is(err, ErrNotFound) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
-	return s.remove(f)
+	return true, s.remove(f)
 }
 
 // remove deletes file f: record, upload files, and its blob and thumbnail
@@ -778,8 +788,55 @@ func (s *Service) remove(f File) error {
 }
 
 // Collect removes uploads not committed, and committed files never
-// referenced, for longer than the expiry before now, and returns how many.
+// referenced, for longer than the expiry before now, then drops the
+// references that no longer stand (Access.Live) and the files that goes
+// with their last one; it returns how many files went.
 func (s *Service) Collect(now time.Time) (int, error) {
+	n, err := s.collectPending(now)
+	if err != nil {
+		return n, err
+	}
+	m, err := s.collectRefs()
+	return n + m, err
+}
+
+// collectRefs walks every reference and drops those Access says are gone.
+func (s *Service) collectRefs() (int, error) {
+	if s.o.Access == nil {
+		return 0, nil
+	}
+	const batch = 256
+	n, fid, ref := 0, "", ""
+	for {
+		page, err := s.o.Meta.RefsAfter(fid, ref, batch)
+		if err != nil {
+			return n, err
+		}
+		for _, r := range page {
+			live, err := s.o.Access.Live(r.Ref)
+			if err != nil {
+				return n, err
+			}
+			if live {
+				continue
+			}
+			gone, err := s.dropRef(r.FID, r.Ref)
+			if err != nil {
+				return n, err
+			}
+			if gone {
+				n++
+				s.collected.Add(1)
+			}
+		}
+		if len(page) < batch {
+			return n, nil
+		}
+		fid, ref = page[len(page)-1].FID, page[len(page)-1].Ref
+	}
+}
+
+func (s *Service) collectPending(now time.Time) (int, error) {
 	const batch = 256
 	n := 0
 	for {

@@ -433,3 +433,34 @@ func TestDiskLow(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// access is a files.Access whose dead references are listed.
+type access struct{ dead map[string]bool }
+
+func (a access) MayRead(string, []string) (bool, error) { return false, nil }
+func (a access) Live(ref string) (bool, error)          { return !a.dead[ref], nil }
+
+// TestCollectDeadRefs: the collector drops references that no longer
+// stand (a disappearing message expired) and files that go with them.
+func TestCollectDeadRefs(t *testing.T) {
+	t.Parallel()
+	s, m := newService(t, nil)
+	s.SetAccess(access{dead: map[string]bool{"m:gone": true}})
+	only := upload(t, s, "alice", []byte("only a dead reference"), 64)
+	both := upload(t, s, "alice", []byte("a dead and a live reference"), 64)
+	for _, r := range []struct{ fid, ref string }{{only.FID, "m:gone"}, {both.FID, "m:gone"}, {both.FID, "m:here"}} {
+		if err := s.AddRef(r.fid, r.ref); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := s.Collect(time.Now())
+	if err != nil || n != 1 {
+		t.Fatalf("collect = %d, %v; want the file with only a dead reference", n, err)
+	}
+	if _, err := m.Get(only.FID); !errors.Is(err, files.ErrNotFound) {
+		t.Fatalf("file with a dead reference kept: %v", err)
+	}
+	if refs, _ := m.Refs(both.FID); !slices.Equal(refs, []string{"m:here"}) {
+		t.Fatalf("refs of the other file = %v", refs)
+	}
+}

@@ -2,7 +2,9 @@ package service
 
 import (
 	"errors"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/oklog/ulid/v2"
 
@@ -31,8 +33,13 @@ func MsgRef(id ulid.ULID) string { return "m:" + id.String() }
 // PendingRef pins the files of a send before it is appended, so that the
 // collector cannot take them between the check and the commit; it is
 // replaced by MsgRef once the message is committed. If the process dies in
-// between, the pin stays: the file is kept rather than lost.
-func PendingRef(d *Device, cmid string) string { return "p:" + d.UID + "/" + d.DID + "/" + cmid }
+// between, the pin stays until it is older than pinLife (Live).
+func PendingRef(d *Device, cmid string, now time.Time) string {
+	return "p:" + strconv.FormatInt(now.UnixMilli(), 10) + "/" + d.UID + "/" + d.DID + "/" + cmid
+}
+
+// pinLife is how long a pin stands: a send takes milliseconds.
+const pinLife = time.Hour
 
 // attachments checks and fills in the attachments of a send and pins
 // their files; the returned function, called with the committed append,
@@ -55,7 +62,7 @@ func (s *Service) attachments(d *Device, up *codec.Up) (func(a *im.Append, err e
 		}
 		atts[i] = a
 	}
-	pin := PendingRef(d, up.CMID)
+	pin := PendingRef(d, up.CMID, s.o.Now())
 	var pinned []string
 	unpin := func() error {
 		var errs []error
@@ -93,6 +100,32 @@ func (s *Service) detach(target *im.Event) error {
 		errs = append(errs, s.o.Files.Unref(a.FID, MsgRef(target.ID)))
 	}
 	return errors.Join(errs...)
+}
+
+// Live reports whether a reference to a file still stands: a message
+// that exists (not expired with its ttl, not trimmed), a pin younger than
+// pinLife. References of other kinds (holds, later) stand.
+func (s *Service) Live(ref string) (bool, error) {
+	switch {
+	case strings.HasPrefix(ref, "m:"):
+		id, err := ulid.ParseStrict(ref[2:])
+		if err != nil {
+			return false, nil
+		}
+		_, err = s.o.Store.EventByID(id)
+		if errors.Is(err, im.ErrNotFound) {
+			return false, nil
+		}
+		return err == nil, err
+	case strings.HasPrefix(ref, "p:"):
+		ms, _, _ := strings.Cut(ref[2:], "/")
+		t, err := strconv.ParseInt(ms, 10, 64)
+		if err != nil {
+			return false, nil
+		}
+		return s.o.Now().Sub(time.UnixMilli(t)) < pinLife, nil
+	}
+	return true, nil
 }
 
 // MayRead reports whether uid may read a file with references refs
