@@ -249,6 +249,9 @@ func (b *Broker) build() error {
 		{fileHook, &filehook.Options{
 			Server: b.mqtt, Files: b.files, Sessions: b.sessions, MaxPacket: int(cfg.Limits.MaxPacketSize),
 			UploadRate: int64(cfg.Files.UploadRate), UploadBurst: int64(cfg.Files.UploadBurst),
+			// Half of what mochi holds in flight per client: a window of
+			// download chunks is never cut by limits.max_inflight_bytes.
+			GetBytes: int(cfg.Limits.MaxInflightBytes / 2),
 		}},
 		{new(presence.Hook), &presence.Options{
 			Server: b.mqtt, Sessions: b.sessions, Store: b.store,

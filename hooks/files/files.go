@@ -32,10 +32,11 @@ const (
 	overhead = 192
 	// minChunk is the smallest chunk size handed out.
 	minChunk = 256
-	// getWindow and getBytes bound the chunks one file.get sends, so that
-	// a download never floods the device's write queue.
+	// getWindow bounds the chunks one file.get sends (Options.GetBytes
+	// their bytes), so that a download never floods the device's queue.
 	getWindow = 64
-	getBytes  = 1 << 20
+	// defaultGetBytes is Options.GetBytes when it is 0.
+	defaultGetBytes = 512 << 10
 )
 
 // Options configures the hook. Server, Files and Sessions are required.
@@ -49,6 +50,12 @@ type Options struct {
 	// UploadRate is the chunk bytes per second each device may send, with
 	// bursts of UploadBurst; beyond it chunks get 429. 0 means no limit.
 	UploadRate, UploadBurst int64
+	// GetBytes bounds the chunk bytes one file.get sends: it must stay
+	// below what the broker holds in flight per client
+	// (limits.max_inflight_bytes), or the oldest chunks of a window would
+	// be dropped before a slow device acknowledges them, every time.
+	// 0 means 512 KiB.
+	GetBytes int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -82,6 +89,9 @@ func (h *Hook) Init(config any) error {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.GetBytes <= 0 {
+		o.GetBytes = defaultGetBytes
 	}
 	h.rate = newByteRate(o.UploadRate, max(o.UploadBurst, int64(o.MaxPacket)))
 	h.opts = o
@@ -322,7 +332,7 @@ func (g *getReply) AfterReply() { g.send() }
 
 // get answers with the file's size, hash, type and this device's chunk
 // size, then (after the reply) publishes the asked chunks, at most
-// getWindow of them and getBytes in all: the device asks again from
+// getWindow of them and Options.GetBytes in all: the device asks again from
 // where it stands.
 func (h *Hook) get(d *service.Device, a *codec.FileArgs) (any, error) {
 	if err := checkFileArgs(a); err != nil {
@@ -339,7 +349,7 @@ func (h *Hook) get(d *service.Device, a *codec.FileArgs) (any, error) {
 	if cnt == 0 {
 		cnt = count
 	}
-	cnt = min(cnt, count-from, getWindow, max(1, getBytes/chunk))
+	cnt = min(cnt, count-from, getWindow, max(1, h.opts.GetBytes/chunk))
 	hash, _ := hex.DecodeString(f.Hash)
 	uid, did := d.UID, d.DID
 	return &getReply{

@@ -403,3 +403,31 @@ func TestUploadRate(t *testing.T) {
 		t.Fatalf("have = %v, want only chunk 0", st.Have)
 	}
 }
+
+// TestGetWindowFitsInflight: one file.get never sends more chunk bytes
+// than half of what the broker holds in flight per client; a window of
+// limits.max_inflight_bytes would have its oldest chunks dropped before a
+// slow device acknowledged them, and the device would ask for them again
+// forever.
+func TestGetWindowFitsInflight(t *testing.T) {
+	t.Parallel()
+	b := brokertest.Start(t)
+	b.AddUser("alice", pw)
+	alice := connect(t, b, b.ClientOptions("alice.p1", "alice", pw), "alice", "p1")
+	content := random(2<<20, 8)
+	var put codec.FilePutResult
+	alice.ok("file.put", map[string]any{"z": len(content), "h": hash(content)}, &put)
+	for i, c := range split(content, put.Chunk) {
+		alice.chunk(put.FID, i, c)
+	}
+	alice.ok("file.commit", map[string]any{"fid": put.FID}, nil)
+	var res codec.FileGetResult
+	alice.ok("file.get", map[string]any{"fid": put.FID}, &res)
+	if limit := int(b.Config.Limits.MaxInflightBytes) / 2; res.Cnt*res.Chunk > limit || res.Cnt < 1 {
+		t.Fatalf("file.get sends %d chunks of %d bytes, more than %d", res.Cnt, res.Chunk, limit)
+	}
+	got, _ := alice.download(put.FID)
+	if !bytes.Equal(got, content) {
+		t.Fatal("download differs")
+	}
+}
