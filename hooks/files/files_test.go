@@ -156,6 +156,16 @@ func (d *dev) nextErr() reply {
 	return r
 }
 
+// waitChunk waits for the next download chunk.
+func (d *dev) waitChunk() {
+	d.t.Helper()
+	select {
+	case <-d.got:
+	case <-time.After(brokertest.Timeout):
+		d.t.Fatalf("%s.%s: no download chunk", d.uid, d.did)
+	}
+}
+
 // download asks for every chunk of fid with file.get, window by window,
 // and returns the content.
 func (d *dev) download(fid string) ([]byte, codec.FileGetResult) {
