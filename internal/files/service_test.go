@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -462,5 +463,70 @@ func TestCollectDeadRefs(t *testing.T) {
 	}
 	if refs, _ := m.Refs(both.FID); !slices.Equal(refs, []string{"m:here"}) {
 		t.Fatalf("refs of the other file = %v", refs)
+	}
+}
+
+// TestConcurrentUploadSameFile: two devices of one user upload the same
+// content at once (same h: the same upload), chunks interleaved and
+// duplicated, and both commit: one file, intact.
+func TestConcurrentUploadSameFile(t *testing.T) {
+	t.Parallel()
+	s, _ := newService(t, nil)
+	content := pngBytes(t, 60, 60)
+	parts := chunks(content, 128)
+	put := func() files.File {
+		f, _, err := s.Put("alice", files.PutRequest{Size: int64(len(content)), Hash: sum(content)}, 128)
+		if err != nil {
+			t.Error(err)
+		}
+		return f
+	}
+	a, b := put(), put()
+	if a.FID != b.FID {
+		t.Fatalf("two uploads of the same content: %s, %s", a.FID, b.FID)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 4*len(parts)+2)
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range parts {
+				j := (i + w*len(parts)/4) % len(parts)
+				if err := s.WriteChunk("alice", a.FID, j, parts[j]); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	results := make([]files.File, 2)
+	for k := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f, _, err := s.Commit("alice", a.FID)
+			if err != nil {
+				errs <- err
+			}
+			results[k] = f
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if results[0].Hash != sum(content) || results[1].Hash != sum(content) || !results[0].IsCommitted() {
+		t.Fatalf("commits = %+v", results)
+	}
+	r, _, err := s.Open("alice", a.FID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got, _ := io.ReadAll(r)
+	if !bytes.Equal(got, content) {
+		t.Fatal("content differs")
 	}
 }
