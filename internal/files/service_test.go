@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"image"
 	"image/color"
+	"image/gif"
 	"image/jpeg"
 	"image/png"
 	"io"
@@ -528,5 +529,55 @@ func TestConcurrentUploadSameFile(t *testing.T) {
 	got, _ := io.ReadAll(r)
 	if !bytes.Equal(got, content) {
 		t.Fatal("content differs")
+	}
+}
+
+// TestThumbnailFormats: JPEG, PNG (with transparency) and GIF images get
+// a JPEG thumbnail with the longest side 320, proportions kept; a small
+// image keeps its size.
+func TestThumbnailFormats(t *testing.T) {
+	t.Parallel()
+	s, _ := newService(t, nil)
+	src := image.NewNRGBA(image.Rect(0, 0, 400, 1000))
+	for y := 0; y < 1000; y++ {
+		for x := 0; x < 400; x++ {
+			src.Set(x, y, color.NRGBA{uint8(x), uint8(y), 200, uint8(x % 256)})
+		}
+	}
+	enc := map[string]func(io.Writer) error{
+		"image/png":  func(w io.Writer) error { return png.Encode(w, src) },
+		"image/jpeg": func(w io.Writer) error { return jpeg.Encode(w, src, nil) },
+		"image/gif":  func(w io.Writer) error { return gif.Encode(w, src, nil) },
+	}
+	for ct, encode := range enc {
+		var buf bytes.Buffer
+		if err := encode(&buf); err != nil {
+			t.Fatal(err)
+		}
+		f := upload(t, s, "alice", buf.Bytes(), 4096)
+		if f.CT != ct || f.W != 400 || f.H != 1000 {
+			t.Fatalf("%s committed as %+v", ct, f)
+		}
+		r, _, err := s.Thumb("alice", f.FID)
+		if err != nil {
+			t.Fatalf("%s: %v", ct, err)
+		}
+		img, err := jpeg.Decode(r)
+		r.Close()
+		if err != nil {
+			t.Fatalf("%s thumbnail: %v", ct, err)
+		}
+		if b := img.Bounds(); b.Dx() != 128 || b.Dy() != 320 {
+			t.Fatalf("%s thumbnail is %v, want 128x320", ct, b)
+		}
+	}
+	small := upload(t, s, "alice", pngBytes(t, 30, 20), 4096)
+	r, _, err := s.Thumb("alice", small.FID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if cfg, err := jpeg.DecodeConfig(r); err != nil || cfg.Width != 30 || cfg.Height != 20 {
+		t.Fatalf("small image thumbnail: %+v, %v", cfg, err)
 	}
 }
