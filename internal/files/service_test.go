@@ -581,3 +581,26 @@ func TestThumbnailFormats(t *testing.T) {
 		t.Fatalf("small image thumbnail: %+v, %v", cfg, err)
 	}
 }
+
+// TestThumbnailWebP: a WebP (testdata, made with cwebp) is sniffed, sized
+// and thumbnailed through golang.org/x/image/webp.
+func TestThumbnailWebP(t *testing.T) {
+	t.Parallel()
+	s, _ := newService(t, nil)
+	b, err := os.ReadFile(filepath.Join("testdata", "200x100.webp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := upload(t, s, "alice", b, 4096)
+	if f.CT != "image/webp" || f.W != 200 || f.H != 100 {
+		t.Fatalf("webp committed as %+v", f)
+	}
+	r, _, err := s.Thumb("alice", f.FID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if cfg, err := jpeg.DecodeConfig(r); err != nil || cfg.Width != 200 || cfg.Height != 100 {
+		t.Fatalf("webp thumbnail: %+v, %v", cfg, err)
+	}
+}
