@@ -227,3 +227,34 @@ func TestDisappearingMessageReleasesFile(t *testing.T) {
 	}
 	alice.fail("file.stat", map[string]any{"fid": info.FID}, 404)
 }
+
+// TestGroupAvatar: a group's avatar is a file the group keeps (it does
+// not expire unattached), its members may read it, and it goes when the
+// avatar is replaced.
+func TestGroupAvatar(t *testing.T) {
+	t.Parallel()
+	b := brokertest.Start(t)
+	for _, u := range []string{"alice", "bob", "carol"} {
+		b.AddUser(u, pw)
+	}
+	alice := connect(t, b, b.ClientOptions("alice.p1", "alice", pw), "alice", "p1")
+	bob := connect(t, b, b.ClientOptions("bob.p1", "bob", pw), "bob", "p1")
+	carol := connect(t, b, b.ClientOptions("carol.p1", "carol", pw), "carol", "p1")
+	var g struct{ GID string }
+	alice.ok("group.create", map[string]any{"name": "ops", "members": []string{"bob"}}, &g)
+	first := alice.uploadMQTT("a.png", random(2000, 10))
+	bobs := bob.uploadMQTT("b.png", random(2000, 11))
+	alice.fail("group.update", map[string]any{"gid": g.GID, "avatar": bobs.FID}, 403)
+	alice.ok("group.update", map[string]any{"gid": g.GID, "avatar": first.FID}, nil)
+	bob.ok("file.stat", map[string]any{"fid": first.FID}, nil)
+	carol.fail("file.stat", map[string]any{"fid": first.FID}, 404)
+	// Not attached to any message, yet kept: the group references it.
+	if _, err := b.Files().Collect(time.Now().Add(25 * time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	bob.ok("file.stat", map[string]any{"fid": first.FID}, nil)
+	second := alice.uploadMQTT("c.png", random(2000, 12))
+	alice.ok("group.update", map[string]any{"gid": g.GID, "avatar": second.FID}, nil)
+	alice.fail("file.stat", map[string]any{"fid": first.FID}, 404)
+	bob.ok("file.stat", map[string]any{"fid": second.FID}, nil)
+}

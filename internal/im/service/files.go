@@ -90,6 +90,38 @@ func (s *Service) attachments(d *Device, up *codec.Up) (func(a *im.Append, err e
 	}, nil
 }
 
+// AvatarRef is the reference of group gid to its avatar's file.
+func AvatarRef(gid string) string { return "g:" + gid }
+
+// avatarRefs checks a new avatar (a committed file the caller may read)
+// and makes the group reference it instead of the old one, once the
+// change is committed.
+func (s *Service) avatarRefs(d *Device, t *groupTx, fid string) error {
+	old := t.g.Avatar
+	if s.o.Files == nil || fid == old {
+		return nil
+	}
+	ref := AvatarRef(t.g.GID)
+	if fid != "" {
+		if _, err := s.o.Files.Attachment(d.UID, fid); err != nil {
+			return err
+		}
+		if err := s.o.Files.Ref(fid, ref); err != nil {
+			return err
+		}
+	}
+	t.committed = func(err error) error {
+		switch {
+		case err != nil && fid != "":
+			return s.o.Files.Unref(fid, ref)
+		case err == nil && old != "":
+			return s.o.Files.Unref(old, ref)
+		}
+		return nil
+	}
+	return nil
+}
+
 // detach drops the references of a deleted message to its files.
 func (s *Service) detach(target *im.Event) error {
 	if s.o.Files == nil {
@@ -124,6 +156,12 @@ func (s *Service) Live(ref string) (bool, error) {
 			return false, nil
 		}
 		return s.o.Now().Sub(time.UnixMilli(t)) < pinLife, nil
+	case strings.HasPrefix(ref, "g:"):
+		_, err := s.o.Store.Group(ref[2:])
+		if errors.Is(err, im.ErrNotFound) {
+			return false, nil
+		}
+		return err == nil, err
 	}
 	return true, nil
 }
@@ -133,6 +171,19 @@ func (s *Service) Live(ref string) (bool, error) {
 // may read, inside uid's membership window (PROTOCOL §11).
 func (s *Service) MayRead(uid string, refs []string) (bool, error) {
 	for _, ref := range refs {
+		if gid, ok := strings.CutPrefix(ref, "g:"); ok { // a group's avatar: its members
+			_, recs, err := s.o.Relations.Members(gid)
+			if errors.Is(err, im.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return false, err
+			}
+			if recs[uid].Current() {
+				return true, nil
+			}
+			continue
+		}
 		idText, ok := strings.CutPrefix(ref, "m:")
 		if !ok {
 			continue
