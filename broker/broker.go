@@ -27,6 +27,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/oklog/ulid/v2"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tern-im/tern/hooks/acl"
@@ -184,18 +185,24 @@ func (b *Broker) build() error {
 		Dir: filepath.Join(cfg.Data, "files"), Meta: b.store.FileMeta(),
 		MaxSize: int64(cfg.Files.MaxSize), Quota: int64(cfg.Files.Quota),
 		Expiry: cfg.Files.UploadExpiry, SweepEvery: cfg.Files.Sweep, MaxPixels: cfg.Files.MaxPixels,
-		Log: b.log,
+		DiskLow: b.disk.Low, Log: b.log,
 	})
 	if err != nil {
 		return err
 	}
+	b.metrics.AddFiles(
+		func() int64 { return b.files.Stats().Chunks }, func() int64 { return b.files.Stats().Commits },
+		func() int64 { return b.files.Stats().ThumbsMade }, func() int64 { return b.files.Stats().Collected })
+	// A message trimmed by age no longer keeps the files it attached.
+	b.store.SetTrimmedAttachments(func(fid string, id ulid.ULID) {
+		if err := b.files.RemoveRef(fid, service.MsgRef(id)); err != nil {
+			b.log.Warn("files: drop the reference of a trimmed message", "fid", fid, "msg_id", id, "error", err)
+		}
+	})
+	// The file.* RPC ops are the file hook's, registered in the IM
+	// service's op table through the messaging hook.
 	fileHook := new(filehook.Hook)
-	// The file.* RPC ops are answered by the file hook; the messaging hook,
-	// which owns …/rpc, dispatches them.
-	fileOps := map[string]messaging.ExtraOp{}
-	for name, op := range fileHook.Ops() {
-		fileOps[name] = messaging.ExtraOp(op)
-	}
+	msgHook := new(messaging.Hook)
 
 	relations := relations.New(b.store, b.log)
 	// A deleted user's groups, contacts and blocks changed under the
@@ -232,9 +239,9 @@ func (b *Broker) build() error {
 			MaxSubscriptions: cfg.Limits.MaxSubscriptions, MaxInflightBytes: int64(cfg.Limits.MaxInflightBytes),
 			Metrics: b.metrics, Info: b.mqtt.Info, Server: b.mqtt,
 		}},
-		{new(messaging.Hook), &messaging.Options{
+		{msgHook, &messaging.Options{
 			Server: b.mqtt, Store: b.store, Commits: b.commits, Sessions: b.sessions, Relations: relations,
-			Metrics: b.metrics, Ops: fileOps,
+			Metrics: b.metrics, Ops: fileHook.Ops(), Files: filehook.Attachments{Files: b.files},
 			Policy: service.Policy{
 				Epoch: b.epoch, DMPolicy: cfg.IM.DMPolicy, MaxPacket: int(cfg.Limits.MaxPacketSize),
 				MaxBody: int(cfg.IM.MaxBody), RateBurst: cfg.IM.RateBurst, RatePerSec: float64(cfg.IM.RatePerSec),
@@ -250,6 +257,9 @@ func (b *Broker) build() error {
 		{fileHook, &filehook.Options{
 			Server: b.mqtt, Files: b.files, Sessions: b.sessions, MaxPacket: int(cfg.Limits.MaxPacketSize),
 			UploadRate: int64(cfg.Files.UploadRate), UploadBurst: int64(cfg.Files.UploadBurst),
+			// Half of what mochi holds in flight per client: a window of
+			// download chunks is never cut by limits.max_inflight_bytes.
+			GetBytes: int(cfg.Limits.MaxInflightBytes / 2),
 		}},
 		{new(presence.Hook), &presence.Options{
 			Server: b.mqtt, Sessions: b.sessions, Store: b.store,
@@ -268,6 +278,9 @@ func (b *Broker) build() error {
 			return fmt.Errorf("hook %s: %w", h.h.ID(), err)
 		}
 	}
+	// Members of conversations holding a message that attaches a file may
+	// read it: the IM service decides (PROTOCOL §11).
+	b.files.SetAccess(msgHook.Service())
 	return b.addListeners()
 }
 

@@ -219,12 +219,16 @@ type download struct {
 // fileChunk hands a download chunk (topic rest "f/{fid}/{i}") to its
 // download, on paho's goroutine.
 func (c *Client) fileChunk(rest string, payload []byte) {
-	fid, idx, ok := strings.Cut(strings.TrimPrefix(rest, topics.ChanFile+"/"), "/")
+	rest, ok := strings.CutPrefix(rest, topics.ChanFile+"/")
+	if !ok {
+		return
+	}
+	fid, idx, ok := strings.Cut(rest, "/")
 	if !ok {
 		return
 	}
 	i, err := strconv.Atoi(idx)
-	if err != nil {
+	if err != nil || i < 0 {
 		return
 	}
 	c.mu.Lock()

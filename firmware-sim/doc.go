@@ -8,8 +8,8 @@
 // order by seq and us) and timed in HDR histograms.
 //
 // The file scenario (RunFiles) has every device upload a file of a given
-// size over its own flaky link with client.Upload and download it again,
-// and reports goodput, re-sent and resumed bytes, completion percentiles
+// size over its own flaky link with client.Upload, attach it to a DM to
+// the next device's user, who downloads it with client.Download; it reports goodput, re-sent and resumed bytes, completion percentiles
 // and any corrupted or missing file.
 //
 // Besides the IM scenarios (dm, group, presence, mixed) the package has a

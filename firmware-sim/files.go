@@ -17,7 +17,8 @@ import (
 )
 
 // ScenarioFile is the file scenario (RunFiles): every device uploads an
-// image over its own flaky link, then downloads it again.
+// image over its own flaky link and sends it to the next device's user in
+// a DM; that device downloads it.
 const ScenarioFile = "file"
 
 // FileOptions configure the file scenario.
@@ -129,7 +130,9 @@ type fileResult struct {
 
 // RunFiles runs the file scenario: each device connects through its own
 // link, uploads Size random bytes (client.Upload: resumes after drops),
-// then downloads the file again (client.Download) and compares.
+// attaches the file to a DM to the next device's user (which lets that
+// user read it), and downloads the file the previous device sent
+// (client.Download), comparing it byte for byte.
 func RunFiles(ctx context.Context, o FileOptions) (*FileReport, error) {
 	if o.Fleet == nil || o.Devices < 1 || o.Devices > len(o.Fleet.Devices()) {
 		return nil, fmt.Errorf("file scenario: need 1..%d devices of the fleet", len(o.Fleet.Devices()))
@@ -162,12 +165,21 @@ func RunFiles(ctx context.Context, o FileOptions) (*FileReport, error) {
 	start := time.Now()
 	// Content differs from run to run: the server deduplicates by hash.
 	seed := uint64(start.UnixNano())
+	// inbox[i] gets the fid device i is to download ("" when its sender's
+	// upload failed), once the DM that lets it read the file is stored.
+	inbox := make([]chan string, len(creds))
+	for i := range inbox {
+		inbox[i] = make(chan string, 1)
+	}
 	var wg sync.WaitGroup
 	for i, cr := range creds {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i] = fileDevice(ctx, o, cr, links[i], i, seed)
+			next := (i + 1) % len(creds)
+			f := fileRun{o: o, cr: cr, link: links[i], i: i, seed: seed,
+				peer: creds[next].UID, out: inbox[next], in: inbox[i], from: (i + len(creds) - 1) % len(creds)}
+			results[i] = f.run(ctx)
 		}()
 	}
 	wg.Wait()
@@ -204,11 +216,44 @@ func RunFiles(ctx context.Context, o FileOptions) (*FileReport, error) {
 	return rep, nil
 }
 
-func fileDevice(ctx context.Context, o FileOptions, cr Credentials, l *Link, i int, seed uint64) fileResult {
+// content is the file device i uploads.
+func content(i int, seed uint64, size int) []byte {
+	data := make([]byte, size)
+	r := rand.New(rand.NewPCG(uint64(i), seed))
+	for j := range data {
+		data[j] = byte(r.Uint32())
+	}
+	return data
+}
+
+// fileRun is one device of the file scenario.
+type fileRun struct {
+	o    FileOptions
+	cr   Credentials
+	link *Link
+	i    int
+	seed uint64
+	// peer is the user the upload is sent to, out the inbox of its
+	// device; in is this device's inbox, filled by device from.
+	peer    string
+	out, in chan string
+	from    int
+}
+
+// run uploads this device's file, sends it to the peer in a DM (so that
+// the peer may read it), hands the fid over and downloads the file the
+// previous device sent.
+func (f *fileRun) run(ctx context.Context) fileResult {
 	var res fileResult
+	handed := false
+	defer func() {
+		if !handed {
+			f.out <- ""
+		}
+	}()
 	c, err := client.New(client.Options{
-		UID: cr.UID, DID: cr.DID, Secret: cr.Token, MaxPkt: o.MaxPkt, RPCTimeout: o.RPCTimeout, StartAtHead: true,
-		Dial: func() (net.Conn, error) { return net.DialTimeout("tcp", l.Addr(), 10*time.Second) },
+		UID: f.cr.UID, DID: f.cr.DID, Secret: f.cr.Token, MaxPkt: f.o.MaxPkt, RPCTimeout: f.o.RPCTimeout, StartAtHead: true,
+		Dial: func() (net.Conn, error) { return net.DialTimeout("tcp", f.link.Addr(), 10*time.Second) },
 	})
 	if err != nil {
 		res.err = err
@@ -219,27 +264,50 @@ func fileDevice(ctx context.Context, o FileOptions, cr Credentials, l *Link, i i
 	go func() { done <- c.Run(runCtx) }()
 	defer func() { stop(); <-done }()
 
-	data := make([]byte, o.Size)
-	r := rand.New(rand.NewPCG(uint64(i), seed))
-	for j := range data {
-		data[j] = byte(r.Uint32())
-	}
+	data := content(f.i, f.seed, f.o.Size)
 	t0 := time.Now()
-	info, st, err := c.Upload(ctx, fmt.Sprintf("img-%05d.jpg", i), "image/jpeg", bytes.NewReader(data), int64(len(data)))
+	info, st, err := c.Upload(ctx, fmt.Sprintf("img-%05d.jpg", f.i), "image/jpeg", bytes.NewReader(data), int64(len(data)))
 	res.st = st
 	if err != nil {
 		res.err = fmt.Errorf("upload: %w", err)
+	} else {
+		res.up, res.uploaded = time.Since(t0), true
+		if f.peer != f.cr.UID {
+			if _, err := c.SendMsg(client.Outgoing{To: f.peer, B: "photo", Att: []string{info.FID}}); err != nil {
+				res.err = fmt.Errorf("send: %w", err)
+			} else if err := c.Flush(ctx); err != nil {
+				res.err = fmt.Errorf("send: %w", err)
+			} else {
+				f.out <- info.FID
+				handed = true
+			}
+		} else {
+			f.out <- info.FID
+			handed = true
+		}
+	}
+	var fid string
+	select {
+	case fid = <-f.in:
+	case <-ctx.Done():
+		if res.err == nil {
+			res.err = ctx.Err()
+		}
 		return res
 	}
-	res.up, res.uploaded = time.Since(t0), true
+	if fid == "" {
+		return res // the sender's upload failed: counted as missing
+	}
 	t1 := time.Now()
 	var got memFile
-	if _, err := c.Download(ctx, info.FID, &got); err != nil {
+	if _, err := c.Download(ctx, fid, &got); err != nil {
 		res.corrupt = errors.Is(err, client.ErrCorrupt)
-		res.err = fmt.Errorf("download: %w", err)
+		if res.err == nil {
+			res.err = fmt.Errorf("download: %w", err)
+		}
 		return res
 	}
-	if !bytes.Equal(got.b, data) {
+	if !bytes.Equal(got.b, content(f.from, f.seed, f.o.Size)) {
 		res.corrupt = true
 		res.err = errors.New("download: bytes differ from the upload")
 		return res

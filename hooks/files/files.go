@@ -20,6 +20,8 @@ import (
 
 	"github.com/tern-im/tern/internal/codec"
 	"github.com/tern-im/tern/internal/files"
+	"github.com/tern-im/tern/internal/im"
+	"github.com/tern-im/tern/internal/im/service"
 	"github.com/tern-im/tern/internal/session"
 	"github.com/tern-im/tern/topics"
 )
@@ -30,10 +32,11 @@ const (
 	overhead = 192
 	// minChunk is the smallest chunk size handed out.
 	minChunk = 256
-	// getWindow and getBytes bound the chunks one file.get sends, so that
-	// a download never floods the device's write queue.
+	// getWindow bounds the chunks one file.get sends (Options.GetBytes
+	// their bytes), so that a download never floods the device's queue.
 	getWindow = 64
-	getBytes  = 1 << 20
+	// defaultGetBytes is Options.GetBytes when it is 0.
+	defaultGetBytes = 512 << 10
 )
 
 // Options configures the hook. Server, Files and Sessions are required.
@@ -47,6 +50,12 @@ type Options struct {
 	// UploadRate is the chunk bytes per second each device may send, with
 	// bursts of UploadBurst; beyond it chunks get 429. 0 means no limit.
 	UploadRate, UploadBurst int64
+	// GetBytes bounds the chunk bytes one file.get sends: it must stay
+	// below what the broker holds in flight per client
+	// (limits.max_inflight_bytes), or the oldest chunks of a window would
+	// be dropped before a slow device acknowledges them, every time.
+	// 0 means 512 KiB.
+	GetBytes int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -80,6 +89,9 @@ func (h *Hook) Init(config any) error {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.GetBytes <= 0 {
+		o.GetBytes = defaultGetBytes
 	}
 	h.rate = newByteRate(o.UploadRate, max(o.UploadBurst, int64(o.MaxPacket)))
 	h.opts = o
@@ -179,7 +191,7 @@ func (h *Hook) publish(topic string, payload []byte) {
 
 // chunkFor is the chunk size for a device: its packet size (the broker's
 // when it said none) less the PUBLISH overhead, in whole 256-byte units.
-func (h *Hook) chunkFor(p session.Prefs) int {
+func (h *Hook) chunkFor(p im.Prefs) int {
 	pkt := h.opts.MaxPacket
 	if p.MaxPkt > 0 && p.MaxPkt < pkt {
 		pkt = p.MaxPkt
@@ -187,42 +199,63 @@ func (h *Hook) chunkFor(p session.Prefs) int {
 	return max(minChunk, (pkt-overhead)/minChunk*minChunk)
 }
 
-// Op is one file.* RPC op: args decodes the request's arguments; after,
-// when not nil, runs once the reply has been sent. A refusal is a
-// *files.Error (Status, and for file.commit Have).
-type Op func(s *session.Session, args func(any) error) (result any, after func(), err error)
+// errRate refuses a chunk beyond the device's upload rate.
+var errRate = &files.Error{Code: 429, Msg: "upload rate exceeded: send it again later"}
 
-// Ops returns the file.* ops for the RPC dispatcher.
-func (h *Hook) Ops() map[string]Op {
-	return map[string]Op{
-		"file.put":    h.put,
-		"file.commit": h.commit,
-		"file.stat":   h.stat,
-		"file.get":    h.get,
+// Ops returns the file.* RPC ops, for the IM service's op table.
+func (h *Hook) Ops() map[string]service.Op {
+	return map[string]service.Op{
+		"file.put":    withArgs(h.put),
+		"file.commit": withArgs(h.commit),
+		"file.stat":   withArgs(h.stat),
+		"file.get":    withArgs(h.get),
 	}
 }
 
+// withArgs decodes an op's arguments into an A (400 "bad args" when they
+// do not decode) and maps the file service's refusals to the domain's
+// errors (im.Error: code and message).
+func withArgs[A any](fn func(d *service.Device, a *A) (any, error)) service.Op {
+	return func(d *service.Device, req *codec.Request) (any, error) {
+		var a A
+		if err := req.Args(&a); err != nil {
+			return nil, im.ErrBadArgs
+		}
+		r, err := fn(d, &a)
+		return r, domainErr(err)
+	}
+}
+
+// domainErr turns a *files.Error into an *im.Error with its code and
+// message; a HaveError keeps its ranges and wraps the im.Error.
+func domainErr(err error) error {
+	var he *HaveError
+	var fe *files.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &he):
+		return he
+	case errors.As(err, &fe):
+		return &im.Error{Code: fe.Code, Msg: fe.Msg}
+	}
+	return err
+}
+
 // HaveError is a refusal of file.commit that tells which chunks are
-// stored (409).
+// stored (409): the messaging adapter puts Have into the reply's error.
 type HaveError struct {
-	err  *files.Error
+	err  *im.Error
 	have [][2]int
 }
 
 func (e *HaveError) Error() string { return e.err.Msg }
 
-// Status returns the protocol code.
-func (e *HaveError) Status() int { return e.err.Code }
-
 // Have returns the ranges of chunk indexes stored.
 func (e *HaveError) Have() [][2]int { return e.have }
 
+// Unwrap returns the domain error (code and message).
 func (e *HaveError) Unwrap() error { return e.err }
-
-var (
-	errBadArgs = &files.Error{Code: 400, Msg: "bad args"}
-	errRate    = &files.Error{Code: 429, Msg: "upload rate exceeded: send it again later"}
-)
 
 func ranges(rs []files.Range) [][2]int {
 	out := make([][2]int, len(rs))
@@ -237,94 +270,101 @@ func info(f files.File) codec.FileInfo {
 	return codec.FileInfo{FID: f.FID, N: f.Name, Z: f.Size, CT: f.CT, H: h, W: f.W, HH: f.H}
 }
 
-func (h *Hook) put(s *session.Session, args func(any) error) (any, func(), error) {
-	var a codec.FilePutArgs
-	if err := args(&a); err != nil {
-		return nil, nil, errBadArgs
-	}
+func (h *Hook) put(d *service.Device, a *codec.FilePutArgs) (any, error) {
 	if len(a.H) != 32 {
-		return nil, nil, files.ErrBadHash
+		return nil, files.ErrBadHash
 	}
-	f, have, err := h.opts.Files.Put(s.UID, files.PutRequest{
+	f, have, err := h.opts.Files.Put(d.UID, files.PutRequest{
 		Name: a.N, Size: a.Z, CT: a.CT, Hash: hex.EncodeToString(a.H),
-	}, h.chunkFor(s.Prefs()))
+	}, h.chunkFor(d.Prefs))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return codec.FilePutResult{FID: f.FID, Chunk: f.Chunk, Have: ranges(have)}, nil, nil
+	return codec.FilePutResult{FID: f.FID, Chunk: f.Chunk, Have: ranges(have)}, nil
 }
 
-func fileArgs(args func(any) error) (codec.FileArgs, error) {
-	var a codec.FileArgs
-	if err := args(&a); err != nil || a.FID == "" || a.From < 0 || a.Cnt < 0 {
-		return a, errBadArgs
+func checkFileArgs(a *codec.FileArgs) error {
+	if a.FID == "" || a.From < 0 || a.Cnt < 0 {
+		return im.ErrBadArgs
 	}
-	return a, nil
+	return nil
 }
 
-func (h *Hook) commit(s *session.Session, args func(any) error) (any, func(), error) {
-	a, err := fileArgs(args)
-	if err != nil {
-		return nil, nil, err
+func (h *Hook) commit(d *service.Device, a *codec.FileArgs) (any, error) {
+	if err := checkFileArgs(a); err != nil {
+		return nil, err
 	}
-	f, have, err := h.opts.Files.Commit(s.UID, a.FID)
+	f, have, err := h.opts.Files.Commit(d.UID, a.FID)
 	if errors.Is(err, files.ErrIncomplete) || errors.Is(err, files.ErrHashMismatch) {
 		var fe *files.Error
 		errors.As(err, &fe)
-		return nil, nil, &HaveError{err: fe, have: ranges(have)}
+		return nil, &HaveError{err: &im.Error{Code: fe.Code, Msg: fe.Msg}, have: ranges(have)}
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return info(f), nil, nil
+	return info(f), nil
 }
 
-func (h *Hook) stat(s *session.Session, args func(any) error) (any, func(), error) {
-	a, err := fileArgs(args)
-	if err != nil {
-		return nil, nil, err
+func (h *Hook) stat(d *service.Device, a *codec.FileArgs) (any, error) {
+	if err := checkFileArgs(a); err != nil {
+		return nil, err
 	}
-	f, have, err := h.opts.Files.Stat(s.UID, a.FID, h.chunkFor(s.Prefs()))
+	f, have, err := h.opts.Files.Stat(d.UID, a.FID, h.chunkFor(d.Prefs))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	r := info(f)
 	committed := f.IsCommitted()
 	r.Committed, r.Chunk, r.Have = &committed, f.Chunk, ranges(have)
-	return r, nil, nil
+	return r, nil
 }
+
+// getReply is the result of file.get; the adapter calls AfterReply once
+// the reply is sent, and the chunks follow it.
+type getReply struct {
+	codec.FileGetResult
+	send func()
+}
+
+// AfterReply publishes the chunks the reply announced.
+func (g *getReply) AfterReply() { g.send() }
 
 // get answers with the file's size, hash, type and this device's chunk
 // size, then (after the reply) publishes the asked chunks, at most
-// getWindow of them and getBytes in all: the device asks again from
+// getWindow of them and Options.GetBytes in all: the device asks again from
 // where it stands.
-func (h *Hook) get(s *session.Session, args func(any) error) (any, func(), error) {
-	a, err := fileArgs(args)
-	if err != nil {
-		return nil, nil, err
+func (h *Hook) get(d *service.Device, a *codec.FileArgs) (any, error) {
+	if err := checkFileArgs(a); err != nil {
+		return nil, err
 	}
-	r, f, err := h.opts.Files.Open(s.UID, a.FID)
+	f, err := h.opts.Files.Get(d.UID, a.FID)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	chunk := h.chunkFor(s.Prefs())
+	chunk := h.chunkFor(d.Prefs)
 	count := int((f.Size + int64(chunk) - 1) / int64(chunk))
 	from := min(a.From, count)
 	cnt := a.Cnt
 	if cnt == 0 {
 		cnt = count
 	}
-	cnt = min(cnt, count-from, getWindow, max(1, getBytes/chunk))
-	h2, _ := hex.DecodeString(f.Hash)
-	res := codec.FileGetResult{FID: f.FID, Z: f.Size, H: h2, CT: f.CT, Chunk: chunk, Count: count, From: from, Cnt: cnt}
-	after := func() {
-		defer r.Close()
-		h.sendChunks(s, r, f, chunk, from, cnt)
-	}
-	return res, after, nil
+	cnt = min(cnt, count-from, getWindow, max(1, h.opts.GetBytes/chunk))
+	hash, _ := hex.DecodeString(f.Hash)
+	uid, did := d.UID, d.DID
+	return &getReply{
+		FileGetResult: codec.FileGetResult{FID: f.FID, Z: f.Size, H: hash, CT: f.CT, Chunk: chunk, Count: count, From: from, Cnt: cnt},
+		send:          func() { h.sendChunks(uid, did, f, chunk, from, cnt) },
+	}, nil
 }
 
-func (h *Hook) sendChunks(s *session.Session, r *os.File, f files.File, chunk, from, cnt int) {
+func (h *Hook) sendChunks(uid, did string, f files.File, chunk, from, cnt int) {
+	r, err := os.Open(h.opts.Files.BlobPath(f.Hash))
+	if err != nil {
+		h.Log.Error("open file for download", "fid", f.FID, "error", err)
+		return
+	}
+	defer r.Close()
 	for i := from; i < from+cnt; i++ {
 		off := int64(i) * int64(chunk)
 		buf := make([]byte, min(int64(chunk), f.Size-off))
@@ -332,6 +372,6 @@ func (h *Hook) sendChunks(s *session.Session, r *os.File, f files.File, chunk, f
 			h.Log.Error("read file chunk", "fid", f.FID, "chunk", i, "error", err)
 			return
 		}
-		h.publish(topics.DeviceFileChunk(s.UID, s.DID, f.FID, i), buf)
+		h.publish(topics.DeviceFileChunk(uid, did, f.FID, i), buf)
 	}
 }

@@ -32,6 +32,7 @@ type dev struct {
 	c        paho.Client
 	uid, did string
 	rpc      chan []byte
+	in       chan []byte
 	rid      atomic.Int64
 
 	mu     sync.Mutex
@@ -41,13 +42,19 @@ type dev struct {
 
 func connect(t testing.TB, b *brokertest.Broker, o *paho.ClientOptions, uid, did string) *dev {
 	t.Helper()
-	d := &dev{t: t, uid: uid, did: did, rpc: make(chan []byte, 1000), chunks: map[int][]byte{}, got: make(chan struct{}, 10000)}
+	d := &dev{t: t, uid: uid, did: did, rpc: make(chan []byte, 1000), in: make(chan []byte, 1000),
+		chunks: map[int][]byte{}, got: make(chan struct{}, 10000)}
 	d.c = b.Connect(o)
 	brokertest.Subscribe(t, d.c, topics.DeviceFilter(uid, did), 1, func(_ paho.Client, m paho.Message) {
 		switch {
 		case strings.HasSuffix(m.Topic(), "/rpc"):
 			select {
 			case d.rpc <- m.Payload():
+			default:
+			}
+		case strings.HasSuffix(m.Topic(), "/in"):
+			select {
+			case d.in <- m.Payload():
 			default:
 			}
 		case strings.Contains(m.Topic(), "/f/"):
@@ -147,6 +154,16 @@ func (d *dev) nextErr() reply {
 		d.t.Fatalf("want an err event, got %+v", r)
 	}
 	return r
+}
+
+// waitChunk waits for the next download chunk.
+func (d *dev) waitChunk() {
+	d.t.Helper()
+	select {
+	case <-d.got:
+	case <-time.After(brokertest.Timeout):
+		d.t.Fatalf("%s.%s: no download chunk", d.uid, d.did)
+	}
 }
 
 // download asks for every chunk of fid with file.get, window by window,
@@ -394,5 +411,33 @@ func TestUploadRate(t *testing.T) {
 	alice.ok("file.stat", map[string]any{"fid": put.FID}, &st)
 	if len(st.Have) != 1 || st.Have[0] != [2]int{0, 0} {
 		t.Fatalf("have = %v, want only chunk 0", st.Have)
+	}
+}
+
+// TestGetWindowFitsInflight: one file.get never sends more chunk bytes
+// than half of what the broker holds in flight per client; a window of
+// limits.max_inflight_bytes would have its oldest chunks dropped before a
+// slow device acknowledged them, and the device would ask for them again
+// forever.
+func TestGetWindowFitsInflight(t *testing.T) {
+	t.Parallel()
+	b := brokertest.Start(t)
+	b.AddUser("alice", pw)
+	alice := connect(t, b, b.ClientOptions("alice.p1", "alice", pw), "alice", "p1")
+	content := random(2<<20, 8)
+	var put codec.FilePutResult
+	alice.ok("file.put", map[string]any{"z": len(content), "h": hash(content)}, &put)
+	for i, c := range split(content, put.Chunk) {
+		alice.chunk(put.FID, i, c)
+	}
+	alice.ok("file.commit", map[string]any{"fid": put.FID}, nil)
+	var res codec.FileGetResult
+	alice.ok("file.get", map[string]any{"fid": put.FID}, &res)
+	if limit := int(b.Config.Limits.MaxInflightBytes) / 2; res.Cnt*res.Chunk > limit || res.Cnt < 1 {
+		t.Fatalf("file.get sends %d chunks of %d bytes, more than %d", res.Cnt, res.Chunk, limit)
+	}
+	got, _ := alice.download(put.FID)
+	if !bytes.Equal(got, content) {
+		t.Fatal("download differs")
 	}
 }

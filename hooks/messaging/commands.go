@@ -2,6 +2,7 @@ package messaging
 
 import (
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -101,19 +102,8 @@ func (h *Hook) onRPC(d *device, payload []byte) error {
 		return im.ErrBadRequest
 	}
 	start := time.Now()
-	var (
-		r    any
-		have [][2]int
-	)
-	if op, ok := h.opts.Ops[req.Op]; ok {
-		var after func()
-		r, after, have, err = callExtra(d, op, req.Args)
-		if after != nil {
-			defer after()
-		}
-	} else {
-		r, err = h.svc.Call(h.caller(d), &req)
-	}
+	c := h.caller(d)
+	r, err := h.svc.Call(c, &req)
 	code := 200
 	if err != nil {
 		code = im.Fault(err).Code
@@ -123,7 +113,11 @@ func (h *Hook) onRPC(d *device, payload []byte) error {
 	if err != nil {
 		e := h.reject(d, "rpc "+req.Op, err)
 		rep.R = nil
-		rep.Err = &codec.ReplyErr{Code: e.Code, Msg: e.Msg, Have: have}
+		rep.Err = &codec.ReplyErr{Code: e.Code, Msg: e.Msg}
+		var have interface{ Have() [][2]int } // file.commit: the chunks stored
+		if errors.As(err, &have) {
+			rep.Err.Have = have.Have()
+		}
 		err = e
 	}
 	// The hello reply is JSON; everything after it uses the new encoding
@@ -142,6 +136,9 @@ func (h *Hook) onRPC(d *device, payload []byte) error {
 		props = &packets.Properties{CorrelationData: cd}
 	}
 	h.publish(topics.Device(d.uid, d.did, topics.ChanRPC), b, 1, props)
+	if a, ok := r.(interface{ AfterReply() }); ok && rep.OK {
+		a.AfterReply()
+	}
 	return err
 }
 

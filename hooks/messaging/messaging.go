@@ -43,8 +43,11 @@ type Options struct {
 	Now func() time.Time
 	// Metrics counts RPCs and deliveries; nil counts nothing.
 	Metrics *metrics.Metrics
-	// Ops are RPC ops served by other features, by name.
-	Ops map[string]ExtraOp
+	// Ops are RPC ops of other features (file.*), added to the service's
+	// op table.
+	Ops map[string]service.Op
+	// Files checks and fills in attachments and keeps file references.
+	Files service.Files
 }
 
 // Hook is the messaging hook.
@@ -81,7 +84,7 @@ func (h *Hook) Init(config any) error {
 	}
 	svc, err := service.New(service.Options{
 		Policy: pol, Store: o.Store, Commits: o.Commits, Stop: h.dl.quit, Relations: o.Relations,
-		Announce: h.publishMeta, Now: o.Now,
+		Announce: h.publishMeta, Now: o.Now, Ops: o.Ops, Files: o.Files,
 	})
 	if err != nil {
 		h.dl.stop()
@@ -90,6 +93,10 @@ func (h *Hook) Init(config any) error {
 	h.svc = svc
 	return nil
 }
+
+// Service returns the IM service the hook runs (after Init): the file
+// store asks it who may read a file.
+func (h *Hook) Service() *service.Service { return h.svc }
 
 // Stop stops delivery. Appends that commit later are still durable;
 // their live delivery is skipped (devices sync).
@@ -163,11 +170,11 @@ var commands = map[string]struct {
 	quiet  bool
 }{
 	topics.UpMsg: {handle: (*Hook).onMsg},
-	// Not built yet: refused, not acknowledged and dropped (call: §11
-	// calls). File chunks (f) are the files hook's.
+	// f (§11 file chunks) is the file hook's.
 	topics.UpRcpt: {handle: func(h *Hook, d *device, p []byte) (string, error) { return "", h.onRcpt(d, p) }},
 	topics.UpTyp:  {handle: func(h *Hook, d *device, p []byte) (string, error) { return "", h.onTyp(d, p) }},
 	topics.UpRPC:  {handle: func(h *Hook, d *device, p []byte) (string, error) { return "", h.onRPC(d, p) }, quiet: true},
+	// Not built yet: refused, not acknowledged and dropped (§11 calls).
 	topics.UpCall: {handle: notImplemented},
 }
 

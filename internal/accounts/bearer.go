@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/tern-im/tern/internal/im"
-
 	"github.com/tern-im/tern/topics"
 )
 

@@ -34,4 +34,5 @@ var (
 	ErrTooLarge      = &Error{413, "file too large"}
 	ErrOverQuota     = &Error{413, "quota exceeded"}
 	ErrTooManyPixels = &Error{413, "image too large to decode"}
+	ErrDiskFull      = &Error{507, "out of storage"}
 )

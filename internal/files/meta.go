@@ -102,4 +102,13 @@ type Meta interface {
 	// Pending returns up to max files without references whose Since is
 	// before before, oldest first.
 	Pending(before time.Time, max int) ([]File, error)
+	// RefsAfter returns up to max references in (fid, ref) order after
+	// the reference (fid, ref) given (both "" to start): the collector
+	// walks them in pages.
+	RefsAfter(fid, ref string, max int) ([]FileRef, error)
+}
+
+// FileRef is one reference to a file.
+type FileRef struct {
+	FID, Ref string
 }

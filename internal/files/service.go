@@ -24,12 +24,16 @@ const (
 	DefaultSweep     = time.Hour
 )
 
-// Access decides who besides the uploader may read a committed file
-// (PROTOCOL §11: members of a conversation holding a message that
-// attaches it, inside their membership window). It is given the file's
-// references.
+// Access is what the file store needs from the side that holds
+// references (the IM service): who besides the uploader may read a
+// committed file (PROTOCOL §11: members of a conversation holding a
+// message that attaches it, inside their membership window), from the
+// file's references; and whether a reference still stands (a message that
+// expired or was trimmed without telling, a stale pin: the collector drops
+// those references).
 type Access interface {
-	MayRead(uid string, f File, refs []string) (bool, error)
+	MayRead(uid string, refs []string) (bool, error)
+	Live(ref string) (bool, error)
 }
 
 // Options configures a Service. Dir and Meta are required.
@@ -51,8 +55,12 @@ type Options struct {
 	MaxPixels int64
 	// ThumbSide is the longest side of a thumbnail (DefaultThumbSide if 0).
 	ThumbSide int
-	// Access, if set, lets users other than the uploader read files.
+	// Access, if set, lets users other than the uploader read files
+	// (SetAccess sets it later).
 	Access Access
+	// DiskLow, if set, reports that the data dir's disk is below its
+	// free-space reserve: uploads are refused (507) until it is not.
+	DiskLow func() bool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	Log *slog.Logger
@@ -72,6 +80,8 @@ type Service struct {
 
 	thumbsMade atomic.Int64
 	collected  atomic.Int64
+	chunks     atomic.Int64
+	commits    atomic.Int64
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -139,12 +149,28 @@ type Stats struct {
 	ThumbsMade int64
 	// Collected counts files removed by the collector.
 	Collected int64
+	// Chunks counts MQTT chunks stored; Commits uploads committed (MQTT
+	// and HTTP).
+	Chunks, Commits int64
 }
 
 // Stats returns the counters.
 func (s *Service) Stats() Stats {
-	return Stats{ThumbsMade: s.thumbsMade.Load(), Collected: s.collected.Load()}
+	return Stats{ThumbsMade: s.thumbsMade.Load(), Collected: s.collected.Load(),
+		Chunks: s.chunks.Load(), Commits: s.commits.Load()}
 }
+
+// full refuses writes while the disk is below its reserve.
+func (s *Service) full() error {
+	if s.o.DiskLow != nil && s.o.DiskLow() {
+		return ErrDiskFull
+	}
+	return nil
+}
+
+// SetAccess sets who besides the uploader may read files; call it before
+// the service is used (the IM service that decides exists only later).
+func (s *Service) SetAccess(a Access) { s.o.Access = a }
 
 // MaxSize returns the largest file accepted.
 func (s *Service) MaxSize() int64 { return s.o.MaxSize }
@@ -235,6 +261,9 @@ func (s *Service) Put(uid string, p PutRequest, chunk int) (File, []Range, error
 		return File{}, nil, errors.New("files: chunk size must be positive")
 	}
 	if err := s.checkNew(p.Size, p.Name, p.CT); err != nil {
+		return File{}, nil, err
+	}
+	if err := s.full(); err != nil {
 		return File{}, nil, err
 	}
 	f, err := s.o.Meta.ByHash(uid, p.Hash)
@@ -348,6 +377,9 @@ func (s *Service) WriteChunk(uid, fid string, i int, data []byte) error {
 	if int64(len(data)) != want {
 		return ErrChunkSize
 	}
+	if err := s.full(); err != nil {
+		return err
+	}
 	defer s.lockUp(fid)()
 	part, err := os.OpenFile(s.partPath(fid), os.O_WRONLY, 0)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -368,7 +400,11 @@ func (s *Service) WriteChunk(uid, fid string, i int, data []byte) error {
 		return err
 	}
 	_, werr = have.WriteAt([]byte{1}, int64(i))
-	return errors.Join(werr, have.Close())
+	if err := errors.Join(werr, have.Close()); err != nil {
+		return err
+	}
+	s.chunks.Add(1)
+	return nil
 }
 
 // goneMeanwhile answers a write whose part file vanished: committed by a
@@ -465,6 +501,7 @@ func (s *Service) finalize(f *File) error {
 	if err := s.o.Meta.Update(*f); err != nil {
 		return err
 	}
+	s.commits.Add(1)
 	return rmIfExists(s.havePath(f.FID))
 }
 
@@ -480,6 +517,9 @@ func syncDir(dir string) error {
 // hash is declared; it is computed by FinishUpload.
 func (s *Service) CreateUpload(uid string, size int64, name, ct string) (File, error) {
 	if err := s.checkNew(size, name, ct); err != nil {
+		return File{}, err
+	}
+	if err := s.full(); err != nil {
 		return File{}, err
 	}
 	f := File{FID: ulid.Make().String(), Owner: uid, Name: name, Size: size, CT: ct, Created: s.o.Now().UTC()}
@@ -522,6 +562,9 @@ func (s *Service) Append(uid, fid string, offset int64, r io.Reader) (int64, err
 	}
 	if cur != offset {
 		return 0, ErrOffset
+	}
+	if err := s.full(); err != nil {
+		return 0, err
 	}
 	part, err := os.OpenFile(s.partPath(fid), os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
@@ -579,7 +622,7 @@ func (s *Service) readable(uid, fid string) (File, error) {
 	if err != nil {
 		return File{}, err
 	}
-	ok, err := s.o.Access.MayRead(uid, f, refs)
+	ok, err := s.o.Access.MayRead(uid, refs)
 	if err != nil {
 		return File{}, err
 	}
@@ -703,19 +746,25 @@ func (s *Service) AddRef(fid, ref string) error {
 // RemoveRef drops reference ref of fid; the file is removed with its last
 // reference (its blob too, unless another file has the same content).
 func (s *Service) RemoveRef(fid, ref string) error {
+	_, err := s.dropRef(fid, ref)
+	return err
+}
+
+// dropRef is RemoveRef, reporting whether the file went.
+func (s *Service) dropRef(fid, ref string) (bool, error) {
 	defer s.lockUp(fid)()
 	left, err := s.o.Meta.RemoveRef(fid, ref)
 	if err != nil || left > 0 {
-		return err
+		return false, err
 	}
 	f, err := s.o.Meta.Get(fid)
 	if errors.Is(err, ErrNotFound) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
-	return s.remove(f)
+	return true, s.remove(f)
 }
 
 // remove deletes file f: record, upload files, and its blob and thumbnail
@@ -739,8 +788,55 @@ func (s *Service) remove(f File) error {
 }
 
 // Collect removes uploads not committed, and committed files never
-// referenced, for longer than the expiry before now, and returns how many.
+// referenced, for longer than the expiry before now, then drops the
+// references that no longer stand (Access.Live) and the files that goes
+// with their last one; it returns how many files went.
 func (s *Service) Collect(now time.Time) (int, error) {
+	n, err := s.collectPending(now)
+	if err != nil {
+		return n, err
+	}
+	m, err := s.collectRefs()
+	return n + m, err
+}
+
+// collectRefs walks every reference and drops those Access says are gone.
+func (s *Service) collectRefs() (int, error) {
+	if s.o.Access == nil {
+		return 0, nil
+	}
+	const batch = 256
+	n, fid, ref := 0, "", ""
+	for {
+		page, err := s.o.Meta.RefsAfter(fid, ref, batch)
+		if err != nil {
+			return n, err
+		}
+		for _, r := range page {
+			live, err := s.o.Access.Live(r.Ref)
+			if err != nil {
+				return n, err
+			}
+			if live {
+				continue
+			}
+			gone, err := s.dropRef(r.FID, r.Ref)
+			if err != nil {
+				return n, err
+			}
+			if gone {
+				n++
+				s.collected.Add(1)
+			}
+		}
+		if len(page) < batch {
+			return n, nil
+		}
+		fid, ref = page[len(page)-1].FID, page[len(page)-1].Ref
+	}
+}
+
+func (s *Service) collectPending(now time.Time) (int, error) {
 	const batch = 256
 	n := 0
 	for {

@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"image"
 	"image/color"
+	"image/gif"
 	"image/jpeg"
 	"image/png"
 	"io"
@@ -16,6 +17,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -402,4 +405,202 @@ func TestCollector(t *testing.T) {
 			t.Fatalf("collected = %d, want 2", n)
 		}
 	})
+}
+
+// TestDiskLow: below the disk's free-space reserve, no upload takes a
+// byte (507); chunks of an upload started before are refused too.
+func TestDiskLow(t *testing.T) {
+	t.Parallel()
+	var low atomic.Bool
+	s, _ := newService(t, func(o *files.Options) { o.DiskLow = low.Load })
+	content := []byte("0123456789")
+	f, _, err := s.Put("alice", files.PutRequest{Size: 10, Hash: sum(content)}, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tus, err := s.CreateUpload("alice", 10, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	low.Store(true)
+	wantErr(t, s.WriteChunk("alice", f.FID, 0, content[:8]), files.ErrDiskFull)
+	_, _, err = s.Put("alice", files.PutRequest{Size: 1, Hash: sum([]byte("x"))}, 8)
+	wantErr(t, err, files.ErrDiskFull)
+	_, err = s.CreateUpload("alice", 1, "", "")
+	wantErr(t, err, files.ErrDiskFull)
+	_, err = s.Append("alice", tus.FID, 0, bytes.NewReader(content))
+	wantErr(t, err, files.ErrDiskFull)
+	low.Store(false)
+	if err := s.WriteChunk("alice", f.FID, 0, content[:8]); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// access is a files.Access whose dead references are listed.
+type access struct{ dead map[string]bool }
+
+func (a access) MayRead(string, []string) (bool, error) { return false, nil }
+func (a access) Live(ref string) (bool, error)          { return !a.dead[ref], nil }
+
+// TestCollectDeadRefs: the collector drops references that no longer
+// stand (a disappearing message expired) and files that go with them.
+func TestCollectDeadRefs(t *testing.T) {
+	t.Parallel()
+	s, m := newService(t, nil)
+	s.SetAccess(access{dead: map[string]bool{"m:gone": true}})
+	only := upload(t, s, "alice", []byte("only a dead reference"), 64)
+	both := upload(t, s, "alice", []byte("a dead and a live reference"), 64)
+	for _, r := range []struct{ fid, ref string }{{only.FID, "m:gone"}, {both.FID, "m:gone"}, {both.FID, "m:here"}} {
+		if err := s.AddRef(r.fid, r.ref); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := s.Collect(time.Now())
+	if err != nil || n != 1 {
+		t.Fatalf("collect = %d, %v; want the file with only a dead reference", n, err)
+	}
+	if _, err := m.Get(only.FID); !errors.Is(err, files.ErrNotFound) {
+		t.Fatalf("file with a dead reference kept: %v", err)
+	}
+	if refs, _ := m.Refs(both.FID); !slices.Equal(refs, []string{"m:here"}) {
+		t.Fatalf("refs of the other file = %v", refs)
+	}
+}
+
+// TestConcurrentUploadSameFile: two devices of one user upload the same
+// content at once (same h: the same upload), chunks interleaved and
+// duplicated, and both commit: one file, intact.
+func TestConcurrentUploadSameFile(t *testing.T) {
+	t.Parallel()
+	s, _ := newService(t, nil)
+	content := pngBytes(t, 60, 60)
+	parts := chunks(content, 128)
+	put := func() files.File {
+		f, _, err := s.Put("alice", files.PutRequest{Size: int64(len(content)), Hash: sum(content)}, 128)
+		if err != nil {
+			t.Error(err)
+		}
+		return f
+	}
+	a, b := put(), put()
+	if a.FID != b.FID {
+		t.Fatalf("two uploads of the same content: %s, %s", a.FID, b.FID)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 4*len(parts)+2)
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range parts {
+				j := (i + w*len(parts)/4) % len(parts)
+				if err := s.WriteChunk("alice", a.FID, j, parts[j]); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	results := make([]files.File, 2)
+	for k := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f, _, err := s.Commit("alice", a.FID)
+			if err != nil {
+				errs <- err
+			}
+			results[k] = f
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if results[0].Hash != sum(content) || results[1].Hash != sum(content) || !results[0].IsCommitted() {
+		t.Fatalf("commits = %+v", results)
+	}
+	r, _, err := s.Open("alice", a.FID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got, _ := io.ReadAll(r)
+	if !bytes.Equal(got, content) {
+		t.Fatal("content differs")
+	}
+}
+
+// TestThumbnailFormats: JPEG, PNG (with transparency) and GIF images get
+// a JPEG thumbnail with the longest side 320, proportions kept; a small
+// image keeps its size.
+func TestThumbnailFormats(t *testing.T) {
+	t.Parallel()
+	s, _ := newService(t, nil)
+	src := image.NewNRGBA(image.Rect(0, 0, 400, 1000))
+	for y := 0; y < 1000; y++ {
+		for x := 0; x < 400; x++ {
+			src.Set(x, y, color.NRGBA{uint8(x), uint8(y), 200, uint8(x % 256)})
+		}
+	}
+	enc := map[string]func(io.Writer) error{
+		"image/png":  func(w io.Writer) error { return png.Encode(w, src) },
+		"image/jpeg": func(w io.Writer) error { return jpeg.Encode(w, src, nil) },
+		"image/gif":  func(w io.Writer) error { return gif.Encode(w, src, nil) },
+	}
+	for ct, encode := range enc {
+		var buf bytes.Buffer
+		if err := encode(&buf); err != nil {
+			t.Fatal(err)
+		}
+		f := upload(t, s, "alice", buf.Bytes(), 4096)
+		if f.CT != ct || f.W != 400 || f.H != 1000 {
+			t.Fatalf("%s committed as %+v", ct, f)
+		}
+		r, _, err := s.Thumb("alice", f.FID)
+		if err != nil {
+			t.Fatalf("%s: %v", ct, err)
+		}
+		img, err := jpeg.Decode(r)
+		r.Close()
+		if err != nil {
+			t.Fatalf("%s thumbnail: %v", ct, err)
+		}
+		if b := img.Bounds(); b.Dx() != 128 || b.Dy() != 320 {
+			t.Fatalf("%s thumbnail is %v, want 128x320", ct, b)
+		}
+	}
+	small := upload(t, s, "alice", pngBytes(t, 30, 20), 4096)
+	r, _, err := s.Thumb("alice", small.FID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if cfg, err := jpeg.DecodeConfig(r); err != nil || cfg.Width != 30 || cfg.Height != 20 {
+		t.Fatalf("small image thumbnail: %+v, %v", cfg, err)
+	}
+}
+
+// TestThumbnailWebP: a WebP (testdata, made with cwebp) is sniffed, sized
+// and thumbnailed through golang.org/x/image/webp.
+func TestThumbnailWebP(t *testing.T) {
+	t.Parallel()
+	s, _ := newService(t, nil)
+	b, err := os.ReadFile(filepath.Join("testdata", "200x100.webp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := upload(t, s, "alice", b, 4096)
+	if f.CT != "image/webp" || f.W != 200 || f.H != 100 {
+		t.Fatalf("webp committed as %+v", f)
+	}
+	r, _, err := s.Thumb("alice", f.FID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if cfg, err := jpeg.DecodeConfig(r); err != nil || cfg.Width != 200 || cfg.Height != 100 {
+		t.Fatalf("webp thumbnail: %+v, %v", cfg, err)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -296,6 +297,26 @@ func (m fileMeta) Refs(fid string) ([]string, error) {
 		refs = []string{}
 	}
 	return refs, err
+}
+
+func (m fileMeta) RefsAfter(fid, ref string, max int) ([]files.FileRef, error) {
+	var out []files.FileRef
+	err := m.s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{tabFileRef}})
+		defer it.Close()
+		start := []byte{tabFileRef}
+		if fid != "" {
+			start = append(key(tabFileRef, fid, ref), 0) // just after (fid, ref)
+		}
+		for it.Seek(start); it.Valid() && len(out) < max; it.Next() {
+			f, r, ok := strings.Cut(string(it.Item().Key()[1:]), "\x00")
+			if ok {
+				out = append(out, files.FileRef{FID: f, Ref: r})
+			}
+		}
+		return nil
+	})
+	return out, err
 }
 
 func (m fileMeta) BlobInUse(h string) (bool, error) {

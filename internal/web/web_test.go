@@ -376,3 +376,20 @@ func TestLoginThrottled(t *testing.T) {
 	// 2 + 6 failures from this address: now it is locked for everyone.
 	wantStatus(t, anon.do("POST", "/v1/login", nil, []byte(`{"uid":"carol","password":"password-1"}`)), 429)
 }
+
+// TestTusDiscovery: OPTIONS needs no token and tells the tus version,
+// extensions and the largest upload.
+func TestTusDiscovery(t *testing.T) {
+	t.Parallel()
+	b := brokertest.Start(t)
+	anon := &client{t: t, base: b.HTTPURL()}
+	r := anon.do("OPTIONS", web.FilesPath, tusHeaders(nil), nil)
+	if r.StatusCode != 200 && r.StatusCode != 204 {
+		t.Fatalf("OPTIONS: %d", r.StatusCode)
+	}
+	ext := r.Header.Get("Tus-Extension")
+	if r.Header.Get("Tus-Version") == "" || !strings.Contains(ext, "creation") || !strings.Contains(ext, "termination") ||
+		r.Header.Get("Tus-Max-Size") != strconv.Itoa(int(b.Config.Files.MaxSize)) {
+		t.Fatalf("discovery headers: %v", r.Header)
+	}
+}

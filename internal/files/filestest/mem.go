@@ -171,6 +171,30 @@ func (m *Mem) Pending(before time.Time, max int) ([]files.File, error) {
 	return out, nil
 }
 
+// RefsAfter implements files.Meta.
+func (m *Mem) RefsAfter(fid, ref string, max int) ([]files.FileRef, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var all []files.FileRef
+	for f, rs := range m.refs {
+		for r := range rs {
+			if f > fid || f == fid && r > ref {
+				all = append(all, files.FileRef{FID: f, Ref: r})
+			}
+		}
+	}
+	slices.SortFunc(all, func(a, b files.FileRef) int {
+		if c := compare(a.FID, b.FID); c != 0 {
+			return c
+		}
+		return compare(a.Ref, b.Ref)
+	})
+	if len(all) > max {
+		all = all[:max]
+	}
+	return all, nil
+}
+
 func compare(a, b string) int {
 	switch {
 	case a < b:

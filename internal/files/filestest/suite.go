@@ -148,6 +148,30 @@ func Run(t *testing.T, newMeta func(t *testing.T) files.Meta) {
 			t.Fatalf("pending at the end = %v", got)
 		}
 	})
+
+	t.Run("RefsAfter", func(t *testing.T) {
+		m := newMeta(t)
+		must(t, m.Create(mk("F1", "alice", 1, h1, t0), -1))
+		must(t, m.Create(mk("F2", "alice", 1, h2, t0), -1))
+		for _, r := range []files.FileRef{{FID: "F2", Ref: "m:b"}, {FID: "F1", Ref: "m:z"}, {FID: "F1", Ref: "m:a"}, {FID: "F2", Ref: "p:x"}} {
+			must(t, m.AddRef(r.FID, r.Ref))
+		}
+		var got []files.FileRef
+		fid, ref := "", ""
+		for {
+			page, err := m.RefsAfter(fid, ref, 3)
+			must(t, err)
+			got = append(got, page...)
+			if len(page) < 3 {
+				break
+			}
+			fid, ref = page[len(page)-1].FID, page[len(page)-1].Ref
+		}
+		want := []files.FileRef{{FID: "F1", Ref: "m:a"}, {FID: "F1", Ref: "m:z"}, {FID: "F2", Ref: "m:b"}, {FID: "F2", Ref: "p:x"}}
+		if !slices.Equal(got, want) {
+			t.Fatalf("refs = %v, want %v", got, want)
+		}
+	})
 }
 
 func must(t *testing.T, err error) {

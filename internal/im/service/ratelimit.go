@@ -35,6 +35,7 @@ type Limits struct {
 var readOps = map[string]bool{
 	"hello": true, "sync": true, "history": true, "conv.list": true, "msg.get": true,
 	"presence.get": true, "contacts.list": true, "group.members": true,
+	"file.stat": true, "file.get": true,
 }
 
 // rpcLimits holds the RPC buckets, the per-user bucket of group adds and
