@@ -392,7 +392,10 @@ func TestBrowserChat(t *testing.T) {
 	run(t, alice, "alice attaches an image", chromedp.SetUploadFiles(css(`[data-testid=attach]`), []string{pngFile(t)}))
 	until(t, alice, "the preview shows", q(`[data-testid=preview]`)+`?.complete && `+q(`[data-testid=preview]`)+`.naturalWidth > 0 && `+q(`[data-testid=preview]`)+`.src.startsWith("blob:")`)
 	until(t, alice, "the progress bar went to 100 and away", q(`[data-testid=upload-progress]`)+`.value === 100 && document.getElementById("upload").hidden`)
-	until(t, bob, "bob gets the attachment message", msgWith("sunset.png"))
+	// The server filled in the name, size and type; bob, a member, may
+	// read the file: he sees the preview too.
+	until(t, bob, "bob gets the attachment with its name", `[...document.querySelectorAll('[data-testid=att-name]')].some(e => e.textContent.startsWith("📎 sunset.png ("))`)
+	until(t, bob, "bob sees the preview", q(`[data-testid=preview]`)+`?.complete && `+q(`[data-testid=preview]`)+`.naturalWidth > 0 && `+q(`[data-testid=preview]`)+`.src.startsWith("blob:")`)
 	shot(t, alice, "chat.png")
 
 	// A reload keeps the session and the conversation.

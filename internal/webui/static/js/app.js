@@ -397,7 +397,7 @@ function dot(uid) {
 
 function summary(ev) {
   if (!ev) return "";
-  if (ev.t === "msg") return `${ev.from === me.uid ? "You" : ev.from}: ${ev.att && ev.att.length ? "📎 " : ""}${ev.b || ""}`;
+  if (ev.t === "msg") return `${ev.from === me.uid ? "You" : ev.from}: ${ev.att && ev.att.length ? `📎 ${ev.att.map((a) => a.n || "file").join(", ")} ` : ""}${ev.b || ""}`;
   if (ev.t === "edit") return `${ev.from}: ${ev.b || ""}`;
   if (ev.t === "del") return "message deleted";
   if (ev.t === "react") return `${ev.from} reacted ${ev.k}`;
@@ -458,19 +458,23 @@ function attachments(ev) {
   if (!ev.att || !ev.att.length) return null;
   const box = el("div", { cls: "atts" });
   for (const a of ev.att) {
+    box.append(el("span", { cls: "att-name", "data-testid": "att-name", text: `📎 ${a.n || "file"}${a.z ? ` (${size(a.z)})` : ""}` }));
     if ((a.ct || "").startsWith("image/")) {
-      const img = el("img", { "data-testid": "preview", "data-fid": a.fid, alt: ev.b || "image" });
+      // w/hh (filled in by the server) reserve the picture's shape.
+      const img = el("img", { "data-testid": "preview", "data-fid": a.fid, alt: a.n || "image", width: a.w || undefined, height: a.hh || undefined });
       img.addEventListener("load", keepBottom);
       const url = thumbs.get(a.fid);
       if (url) img.src = url;
-      else if (url === "") { box.append(el("span", { text: "📎 image not available" })); continue; }
+      else if (url === "") { box.append(el("span", { text: " (preview not available)" })); continue; }
       else loadThumb(a.fid);
       box.append(img);
-    } else {
-      box.append(el("span", { text: `📎 ${a.ct || "file"}, ${a.z || 0} bytes` }));
     }
   }
   return box;
+}
+
+function size(z) {
+  return z < 1024 ? `${z} B` : z < 1 << 20 ? `${(z / 1024).toFixed(0)} KB` : `${(z / (1 << 20)).toFixed(1)} MB`;
 }
 
 // keepBottom follows an image that grew the list, when the reader was at
@@ -632,7 +636,8 @@ async function attach() {
     const fid = await upload(file, me.token, (f) => { $("upload-progress").value = Math.round(f * 100); });
     const id = cmid();
     outbox.set(id, { cv, b: file.name });
-    conn.send({ to: cv, cmid: id, b: file.name, att: [{ fid, z: file.size, ct: file.type || "application/octet-stream" }] });
+    // The server fills in name, size, type, hash and image size.
+    conn.send({ to: cv, cmid: id, att: [{ fid }] });
     render();
   } catch (e) {
     showError("chat-error", e.message);
