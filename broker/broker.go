@@ -201,9 +201,11 @@ func (b *Broker) build() error {
 
 	relations := relations.New(b.store, b.log)
 	// A deleted user's groups, contacts and blocks changed under the
-	// messaging hook: drop what it cached about them.
+	// messaging hook: drop what it cached about them, and the DM peer
+	// answers that say the account exists.
 	b.accounts.OnDelete = func(uid string, p accounts.Purged) {
 		relations.Invalidate(append(p.Users, uid), p.Groups...)
+		relations.UserDeleted(uid)
 	}
 	policy := &topics.Policy{Rules: cfg.Rules(), Relations: relations}
 	anon := map[string]bool{
