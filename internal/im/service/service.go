@@ -113,13 +113,15 @@ func New(o Options) (*Service, error) {
 			return nil, fmt.Errorf("service: op %s is in the table already", name)
 		}
 	}
-	return &Service{
+	s := &Service{
 		o:      o,
 		rate:   im.NewLimiter(o.RateBurst, o.RatePerSec, o.Now),
 		rpc:    newRPCLimits(o.Limits, o.Now),
 		typing: im.NewTypingGate(2*time.Second, o.Now),
 		peers:  relations.NewPeers(o.Now),
-	}, nil
+	}
+	o.Relations.OnUserDeleted(s.peers.ForgetUser)
+	return s, nil
 }
 
 // Device is the caller of an operation: who it is, what it negotiated,
