@@ -466,7 +466,7 @@ func TestBrowserChat(t *testing.T) {
 	run(t, bob, "keyboard: Enter", chromedp.KeyEvent("\r"))
 	until(t, bob, "keyboard: the DM opens", shown("chat")+` && `+msgWith("missed 3"))
 	shot(t, bob, "phone.png")
-	run(t, bob, "bob's desktop", chromedp.ResetViewport())
+	run(t, bob, "bob's desktop", chromedp.EmulateViewport(1100, 720))
 
 	// Kiosk: one conversation, large type, no composer.
 	run(t, bob, "bob opens the kiosk view", chromedp.Navigate(b.HTTPURL()+"/?kiosk="+cv))
