@@ -12,6 +12,7 @@ import (
 
 	"github.com/blevesearch/bleve/v2"
 	"github.com/blevesearch/bleve/v2/analysis"
+	"github.com/blevesearch/bleve/v2/analysis/analyzer/custom"
 	"github.com/blevesearch/bleve/v2/analysis/analyzer/keyword"
 	"github.com/blevesearch/bleve/v2/analysis/char/asciifolding"
 	"github.com/blevesearch/bleve/v2/analysis/token/lowercase"
@@ -87,7 +88,7 @@ func (f foldFilter) Filter(in analysis.TokenStream) analysis.TokenStream {
 func newMapping() (mapping.IndexMapping, error) {
 	m := bleve.NewIndexMapping()
 	if err := m.AddCustomAnalyzer(analyzerName, map[string]any{
-		"type":          "custom",
+		"type":          custom.Name,
 		"tokenizer":     unicode.Name,
 		"token_filters": []string{lowercase.Name, foldName},
 	}); err != nil {
