@@ -43,6 +43,7 @@ type Config struct {
 	Compat Compat   `yaml:"compat"`
 
 	Presence Presence `yaml:"presence"`
+	Search   Search   `yaml:"search"`
 }
 
 // Listener is one MQTT listener. An empty Addr disables it.
@@ -229,6 +230,19 @@ type Presence struct {
 	Coalesce time.Duration `yaml:"coalesce"`
 }
 
+// Search configures the full-text index of messages (PROTOCOL §15,
+// docs/search.md).
+type Search struct {
+	// Enabled keeps the index in {data}/search and answers the search
+	// RPC; false keeps no index and answers search with 501.
+	Enabled bool `yaml:"enabled"`
+	// Batch is how many committed events are indexed together.
+	Batch int `yaml:"batch"`
+	// Poll is how often the index looks for events when no commit woke
+	// it (each commit does); 0 means only commits wake it.
+	Poll time.Duration `yaml:"poll"`
+}
+
 // Compat switches on behaviours that strict test suites expect of a
 // generic broker; Tern's own devices do not need them.
 type Compat struct {
@@ -298,6 +312,7 @@ func DefaultConfig() *Config {
 			CommitBacklog:    4096,
 		},
 		Presence: Presence{Grace: 10 * time.Second, Coalesce: 2 * time.Second},
+		Search:   Search{Enabled: true, Batch: 1000, Poll: time.Second},
 	}
 }
 
@@ -510,6 +525,12 @@ func (c *Config) Validate() error {
 		bad("presence.grace", "must not be negative")
 	} else if p.Coalesce < 0 || p.Coalesce > p.Grace {
 		bad("presence.coalesce", "%s is outside 0..presence.grace (%s)", p.Coalesce, p.Grace)
+	}
+	if c.Search.Batch < 1 || c.Search.Batch > 100000 {
+		bad("search.batch", "must be 1 to 100000")
+	}
+	if c.Search.Poll < 0 {
+		bad("search.poll", "must not be negative")
 	}
 	return errors.Join(errs...)
 }

@@ -41,8 +41,8 @@ type Policy struct {
 	Limits Limits
 }
 
-// Options configures a Service. Every field but Now and Announce is
-// required.
+// Options configures a Service. Every field but Now, Announce and
+// Search is required.
 type Options struct {
 	Policy
 	// Store is the IM core's storage, every port of it.
@@ -56,6 +56,8 @@ type Options struct {
 	// Announce, if set, is told each group whose record changed (the
 	// MQTT adapter retains its im/g/{gid}/meta).
 	Announce func(im.Group)
+	// Search answers the search RPC (§15); nil answers it 501.
+	Search im.Searcher
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
