@@ -241,3 +241,48 @@ func TestIndexPrune(t *testing.T) {
 		t.Fatalf("after prune: %v, %v (old %s, ttl %s)", ids(hits), err, old.ID, ttl.ID)
 	}
 }
+
+// FuzzSearch: any parsed query runs against an index without an error
+// or a panic, and hits only the conversation asked for.
+func FuzzSearch(f *testing.F) {
+	for _, s := range []string{"cafe", `"blue door"`, "from:bob x", "!!", "e-mail", "ß", "\u0301", `"a`, "日本語 テキスト"} {
+		f.Add(s)
+	}
+	dir := f.TempDir()
+	st, err := store.Open(dir, store.Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer st.Close()
+	for _, b := range []string{"Café au lait", "the blue door", "e-mail me", "straße", "日本語のテキスト"} {
+		for _, cv := range []string{"d:alice:bob", "d:alice:carol"} {
+			if err := st.Append(&im.Append{CV: cv, Event: im.Event{T: im.TMsg, From: "bob", B: b}}); err != nil {
+				f.Fatal(err)
+			}
+		}
+	}
+	x, err := search.Open(filepath.Join(dir, "search"), search.Options{Source: st, Batch: 100, PruneEvery: time.Hour})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer x.Close()
+	if _, err := x.CatchUp(context.Background()); err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, q string) {
+		terms, err := im.ParseSearch(q)
+		if err != nil {
+			return
+		}
+		hits, _, err := x.Search(im.SearchQuery{Terms: terms, Convs: []im.ConvWindow{open1("d:alice:bob")}, Max: 20})
+		if err != nil {
+			t.Fatalf("Search(%q): %v", q, err)
+		}
+		for _, h := range hits {
+			ev, err := st.EventByID(h.ID)
+			if err != nil || ev.CV != "d:alice:bob" {
+				t.Fatalf("Search(%q): hit %s in %q, %v", q, h.ID, ev.CV, err)
+			}
+		}
+	})
+}
