@@ -10,9 +10,9 @@ import (
 // Reindex rebuilds the index of dir from o.Source: it indexes everything
 // into dir+".new" (its cursor persisted with each batch, so a run that
 // was interrupted resumes where it stopped), then replaces dir with it.
-// The broker must not be running (the store is opened exclusively).
-// progress, if set, is called after each pass with the events read so far.
-func Reindex(ctx context.Context, dir string, o Options, progress func(n int)) (int, error) {
+// The broker must not be running (the store is opened exclusively). It
+// returns how many events it read in this run.
+func Reindex(ctx context.Context, dir string, o Options) (int, error) {
 	tmp := dir + ".new"
 	x, err := Open(tmp, o)
 	if err != nil {
@@ -24,9 +24,6 @@ func Reindex(ctx context.Context, dir string, o Options, progress func(n int)) (
 		total += n
 		if err != nil {
 			return total, errors.Join(err, x.Close())
-		}
-		if progress != nil {
-			progress(total)
 		}
 		if n == 0 {
 			break
