@@ -44,8 +44,8 @@ const (
 	fCV   = "cv"   // keyword
 	fFrom = "from" // keyword
 	fSeq  = "seq"  // number: the membership window
-	fTS   = "ts"   // number, ms: retention
-	fExp  = "exp"  // number, ms: when a disappearing message expires
+	fHour = "h"    // keyword: the hour of ts (retention)
+	fExp  = "x"    // keyword: the hour after which a disappearing message is gone
 	fUser = "mu"   // keyword, on membership documents
 )
 
@@ -84,7 +84,7 @@ func (f foldFilter) Filter(in analysis.TokenStream) analysis.TokenStream {
 }
 
 // newMapping is the index mapping: message documents (b, cv, from, seq,
-// ts, exp) and membership documents (mu), nothing dynamic.
+// h, x) and membership documents (mu), nothing dynamic.
 func newMapping() (mapping.IndexMapping, error) {
 	m := bleve.NewIndexMapping()
 	if err := m.AddCustomAnalyzer(analyzerName, map[string]any{
@@ -112,8 +112,8 @@ func newMapping() (mapping.IndexMapping, error) {
 	doc.AddFieldMappingsAt(fFrom, kw)
 	doc.AddFieldMappingsAt(fUser, kw)
 	doc.AddFieldMappingsAt(fSeq, num)
-	doc.AddFieldMappingsAt(fTS, num)
-	doc.AddFieldMappingsAt(fExp, num)
+	doc.AddFieldMappingsAt(fHour, kw)
+	doc.AddFieldMappingsAt(fExp, kw)
 	m.DefaultMapping = doc
 	return m, m.Validate()
 }
@@ -370,10 +370,16 @@ func (x *Index) setLag(d time.Duration) {
 	x.mu.Unlock()
 }
 
+// Times are kept per hour, as one keyword term each (a number costs
+// bleve 16 terms per document): pruning removes a message within an hour
+// of its end, and searches never show one earlier, since every hit is read
+// back from the store.
+func hour(ms int64) string { return fmt.Sprintf("%09d", ms/int64(time.Hour/time.Millisecond)) }
+
 func docOf(ev *im.Event, body string) map[string]any {
-	d := map[string]any{fBody: body, fCV: ev.CV, fFrom: ev.From, fSeq: float64(ev.Seq), fTS: float64(ev.TS)}
+	d := map[string]any{fBody: body, fCV: ev.CV, fFrom: ev.From, fSeq: float64(ev.Seq), fHour: hour(ev.TS)}
 	if ev.TTL > 0 {
-		d[fExp] = float64(ev.TS + ev.TTL*1000)
+		d[fExp] = hour(ev.TS + ev.TTL*1000)
 	}
 	return d
 }

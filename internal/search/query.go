@@ -160,20 +160,21 @@ func (x *Index) Joined(uid string) ([]string, error) {
 }
 
 // Prune removes the messages the store no longer keeps: older than the
-// retention, and disappearing messages past their expiry. It returns how
-// many it removed.
+// retention, and disappearing messages past their expiry, both to the
+// hour (the hour that holds the cutoff stays until it is over). It
+// returns how many it removed.
 func (x *Index) Prune() (int, error) {
-	now := x.o.Now()
-	nowMS := float64(now.UnixMilli())
-	var gone []query.Query
-	exp := bleve.NewNumericRangeQuery(nil, &nowMS)
-	exp.SetField(fExp)
-	gone = append(gone, exp)
+	now := x.o.Now().UnixMilli()
+	incl := false
+	before := func(field string, ms int64) query.Query {
+		h := hour(ms)
+		q := bleve.NewTermRangeInclusiveQuery("", h, nil, &incl)
+		q.SetField(field)
+		return q
+	}
+	gone := []query.Query{before(fExp, now)}
 	if x.o.Retention > 0 {
-		cutoff := float64(now.Add(-x.o.Retention).UnixMilli())
-		old := bleve.NewNumericRangeQuery(nil, &cutoff)
-		old.SetField(fTS)
-		gone = append(gone, old)
+		gone = append(gone, before(fHour, now-x.o.Retention.Milliseconds()))
 	}
 	total := 0
 	for {
