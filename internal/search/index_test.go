@@ -105,6 +105,7 @@ func TestIndexMatching(t *testing.T) {
 	cafe := e.msg(cv, "alice", "Rendez-vous au Café de Flore à midi")
 	lunch := e.msg(cv, "bob", "lunch at the cafe? the blue door")
 	door := e.msg(cv, "alice", "the door is blue")
+	street := e.msg(cv, "bob", "Große Straße, Æsir")
 	e2e := e.send(cv, im.Event{T: im.TMsg, From: "bob", CT: im.CTE2EE, B: "cafe secret"})
 	e.catchUp()
 	if e.x.Cursor() != e2e.ID {
