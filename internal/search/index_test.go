@@ -120,7 +120,8 @@ func TestIndexMatching(t *testing.T) {
 		{`"blue door"`, []ulid.ULID{lunch.ID}},              // phrase in order
 		{`"door blue"`, nil},                                // not in that order
 		{"door from:alice", []ulid.ULID{door.ID}},           // sender
-		{"from:bob", []ulid.ULID{lunch.ID}},                 // sender alone; E2EE never
+		{"from:bob", []ulid.ULID{street.ID, lunch.ID}},      // sender alone; E2EE never
+		{"strasse aesir", []ulid.ULID{street.ID}},           // ß → ss, Æ → ae
 		{"secret", nil},                                     // E2EE never indexed
 		{"rendez-vous", []ulid.ULID{cafe.ID}},               // a word of two tokens is a phrase
 		{"!!", nil},                                         // no letters: nothing
