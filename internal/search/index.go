@@ -153,6 +153,8 @@ type Index struct {
 	kick chan struct{}
 	stop chan struct{}
 	wg   sync.WaitGroup
+	// catching serialises CatchUp (the goroutine and any caller).
+	catching sync.Mutex
 
 	mu      sync.Mutex
 	cursor  ulid.ULID     // last event id indexed
@@ -320,7 +322,10 @@ func (x *Index) DocCount() (uint64, error) { return x.idx.DocCount() }
 
 // CatchUp indexes every committed event after the cursor, in batches,
 // until none is left or ctx is done, and returns how many events it read.
+// Calls are serialised (with the goroutine Start runs, too).
 func (x *Index) CatchUp(ctx context.Context) (int, error) {
+	x.catching.Lock()
+	defer x.catching.Unlock()
 	total := 0
 	for {
 		if err := ctx.Err(); err != nil {
