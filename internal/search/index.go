@@ -44,9 +44,10 @@ const (
 	fCV   = "cv"   // keyword
 	fFrom = "from" // keyword
 	fSeq  = "seq"  // number: the membership window
-	fHour = "h"    // keyword: the hour of ts (retention)
-	fExp  = "x"    // keyword: the hour after which a disappearing message is gone
+	fDay  = "d"    // keyword: the day of ts (look-back windows, retention)
+	fExp  = "x"    // keyword: the day after which a disappearing message is gone
 	fUser = "mu"   // keyword, on membership documents
+	fID   = "id"   // keyword with doc values: the sort key
 )
 
 // cursorKey is the internal key of the last event id indexed.
@@ -84,7 +85,7 @@ func (f foldFilter) Filter(in analysis.TokenStream) analysis.TokenStream {
 }
 
 // newMapping is the index mapping: message documents (b, cv, from, seq,
-// h, x) and membership documents (mu), nothing dynamic.
+// d, x, id) and membership documents (mu), nothing dynamic.
 func newMapping() (mapping.IndexMapping, error) {
 	m := bleve.NewIndexMapping()
 	if err := m.AddCustomAnalyzer(analyzerName, map[string]any{
@@ -111,8 +112,15 @@ func newMapping() (mapping.IndexMapping, error) {
 	doc.AddFieldMappingsAt(fCV, kw)
 	doc.AddFieldMappingsAt(fFrom, kw)
 	doc.AddFieldMappingsAt(fUser, kw)
+	// Sorting by _id loads each match's stored fields to read its id;
+	// doc values are read column-wise, without the text.
+	sortKey := bleve.NewKeywordFieldMapping()
+	sortKey.Analyzer = keyword.Name
+	sortKey.Store, sortKey.IncludeTermVectors, sortKey.IncludeInAll = false, false, false
+	sortKey.DocValues = true
+	doc.AddFieldMappingsAt(fID, sortKey)
 	doc.AddFieldMappingsAt(fSeq, num)
-	doc.AddFieldMappingsAt(fHour, kw)
+	doc.AddFieldMappingsAt(fDay, kw)
 	doc.AddFieldMappingsAt(fExp, kw)
 	m.DefaultMapping = doc
 	return m, m.Validate()
@@ -161,6 +169,8 @@ type Index struct {
 	lag     time.Duration // see Lag
 	changed chan struct{} // closed and replaced when cursor moves
 	closed  bool
+
+	rare uint64 // rareTerm (tests lower it)
 }
 
 // Errors.
@@ -191,7 +201,7 @@ func Open(dir string, o Options) (*Index, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open search index %q: %w", dir, err)
 	}
-	x := &Index{o: o, dir: dir, idx: idx, kick: make(chan struct{}, 1), stop: make(chan struct{}), changed: make(chan struct{})}
+	x := &Index{o: o, dir: dir, idx: idx, kick: make(chan struct{}, 1), stop: make(chan struct{}), changed: make(chan struct{}), rare: rareTerm}
 	raw, err := idx.GetInternal(cursorKey)
 	switch {
 	case err != nil:
@@ -375,16 +385,17 @@ func (x *Index) setLag(d time.Duration) {
 	x.mu.Unlock()
 }
 
-// Times are kept per hour, as one keyword term each (a number costs
-// bleve 16 terms per document): pruning removes a message within an hour
-// of its end, and searches never show one earlier, since every hit is read
-// back from the store.
-func hour(ms int64) string { return fmt.Sprintf("%09d", ms/int64(time.Hour/time.Millisecond)) }
+// Times are kept per day (UTC days since 1970), as one keyword term each
+// (a number costs bleve 16 terms per document, and a range over days
+// enumerates few terms): pruning removes a message within a day of its
+// end, and searches never show one earlier, since every hit is read back
+// from the store.
+func day(ms int64) string { return fmt.Sprintf("%07d", ms/int64(24*time.Hour/time.Millisecond)) }
 
 func docOf(ev *im.Event, body string) map[string]any {
-	d := map[string]any{fBody: body, fCV: ev.CV, fFrom: ev.From, fSeq: float64(ev.Seq), fHour: hour(ev.TS)}
+	d := map[string]any{fBody: body, fCV: ev.CV, fFrom: ev.From, fSeq: float64(ev.Seq), fDay: day(ev.TS), fID: ev.ID.String()}
 	if ev.TTL > 0 {
-		d[fExp] = hour(ev.TS + ev.TTL*1000)
+		d[fExp] = day(ev.TS + ev.TTL*1000)
 	}
 	return d
 }

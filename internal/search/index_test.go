@@ -2,9 +2,12 @@ package search_test
 
 import (
 	"context"
+	"fmt"
+	"math"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -221,10 +224,10 @@ func TestIndexPrune(t *testing.T) {
 	e := open(t, store.Options{Now: clock})
 	const cv = "d:alice:bob"
 	old := e.msg(cv, "alice", "ancient words")
-	now = now.Add(4 * time.Hour)
+	now = now.Add(3 * 24 * time.Hour)
 	fresh := e.msg(cv, "alice", "fresh words")
 	ttl := e.send(cv, im.Event{T: im.TMsg, From: "alice", B: "vanishing words", TTL: 60})
-	x, err := search.Open(filepath.Join(e.dir, "search2"), search.Options{Source: e.st, Batch: 10, PruneEvery: time.Hour, Retention: 3 * time.Hour, Now: func() time.Time { return now }})
+	x, err := search.Open(filepath.Join(e.dir, "search2"), search.Options{Source: e.st, Batch: 10, PruneEvery: time.Hour, Retention: 2 * 24 * time.Hour, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,12 +236,12 @@ func TestIndexPrune(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The old message is past the retention; the disappearing one goes
-	// once the hour of its expiry is over.
+	// once the day of its expiry is over.
 	n, err := x.Prune()
 	if err != nil || n != 1 {
 		t.Fatalf("Prune = %d, %v; want the old message", n, err)
 	}
-	now = now.Add(2 * time.Hour)
+	now = now.Add(2 * 24 * time.Hour)
 	n, err = x.Prune()
 	if err != nil || n != 1 {
 		t.Fatalf("Prune = %d, %v; want the expired message", n, err)
@@ -293,4 +296,63 @@ func FuzzSearch(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestLookBack: a search over messages spread across months gives the
+// same pages, newest first, whether it looks back in windows (a common
+// word) or in one open search (a rare one), from any before.
+func TestLookBack(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	clock := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}
+	e := open(t, store.Options{Now: clock})
+	var want []ulid.ULID
+	for i := range 45 {
+		mu.Lock()
+		now = now.Add(5 * 24 * time.Hour) // 225 days in all
+		mu.Unlock()
+		if i%9 == 4 {
+			mu.Lock()
+			now = now.Add(-3 * time.Hour) // some days hold two
+			mu.Unlock()
+			e.msg("g:ops", "alice", "noise")
+		}
+		want = append(want, e.msg("g:ops", "alice", fmt.Sprintf("tick %d", i)).ID)
+	}
+	slices.Reverse(want)
+	x, err := search.Open(filepath.Join(e.dir, "search-lb"), search.Options{Source: e.st, Batch: 16, PruneEvery: time.Hour, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	if _, err := x.CatchUp(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	terms, _ := im.ParseSearch("tick")
+	for _, rare := range []uint64{0, math.MaxUint64} {
+		x.SetRare(rare)
+		for _, max := range []int{1, 7, 100} {
+			var got []ulid.ULID
+			var before ulid.ULID
+			for range 50 {
+				hits, more, err := x.Search(im.SearchQuery{Terms: terms, Convs: []im.ConvWindow{open1("g:ops")}, Max: max, Before: before})
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, ids(hits)...)
+				if !more {
+					break
+				}
+				before = hits[len(hits)-1].ID
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("rare %d, max %d: %d hits in this order, want the %d newest first", rare, max, len(got), len(want))
+			}
+		}
+	}
 }

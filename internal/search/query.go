@@ -3,10 +3,13 @@ package search
 import (
 	"fmt"
 	"html"
+	"math"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/blevesearch/bleve/v2"
+	"github.com/blevesearch/bleve/v2/search"
 	"github.com/blevesearch/bleve/v2/search/query"
 	"github.com/oklog/ulid/v2"
 
@@ -25,7 +28,7 @@ func (x *Index) Search(q im.SearchQuery) ([]im.Hit, bool, error) {
 	if len(q.Convs) == 0 || q.Max <= 0 {
 		return nil, false, nil
 	}
-	text := x.textQueries(q.Terms)
+	text, rarest := x.textQueries(q.Terms)
 	if len(text) == 0 && len(q.Terms.From) == 0 {
 		return nil, false, nil // only words without letters or digits
 	}
@@ -43,21 +46,38 @@ func (x *Index) Search(q im.SearchQuery) ([]im.Hit, bool, error) {
 	}
 	must = append(must, bleve.NewDisjunctionQuery(convs...))
 
-	req := bleve.NewSearchRequestOptions(bleve.NewConjunctionQuery(must...), q.Max+1, 0, false)
-	req.SortBy([]string{"-_id"})
-	req.Score = "none" // the order is by id; scores would be wasted work
+	// Newest first means sorting every match by id, which costs in
+	// proportion to the matches: a common word in a large store has tens
+	// of thousands. So the search looks back in growing time windows
+	// (whole days, disjoint, newest first) and stops once the page is
+	// full; a rare word ends in the last, open window, cheaply, since it
+	// has few matches anyway.
+	upper := x.o.Now()
 	if q.Before != (ulid.ULID{}) {
-		req.SearchAfter = []string{q.Before.String()}
+		upper = ulid.Time(q.Before.Time())
 	}
-	req.Fields = []string{fBody}
-	if len(text) > 0 {
-		req.Highlight = bleve.NewHighlightWithStyle(highlighterName)
-		req.Highlight.Fields = []string{fBody}
+	windows := lookBack
+	if rarest <= x.rare {
+		windows = lookBack[len(lookBack)-1:] // few matches: one open search
 	}
-	res, err := x.idx.Search(req)
-	if err != nil {
-		return nil, false, fmt.Errorf("search: %w", err)
+	var found []*search.DocumentMatch
+	newer := "" // the exclusive upper day of the next window; "" none
+	for i, back := range windows {
+		older := ""
+		if i < len(windows)-1 {
+			older = day(upper.Add(-back).UnixMilli())
+		}
+		res, err := x.idx.Search(x.request(must, older, newer, q.Before, q.Max+1-len(found), len(text) > 0))
+		if err != nil {
+			return nil, false, fmt.Errorf("search: %w", err)
+		}
+		found = append(found, res.Hits...)
+		if len(found) > q.Max {
+			break
+		}
+		newer = older
 	}
+	res := struct{ Hits []*search.DocumentMatch }{found}
 	more := len(res.Hits) > q.Max
 	if more {
 		res.Hits = res.Hits[:q.Max]
@@ -79,27 +99,81 @@ func (x *Index) Search(q im.SearchQuery) ([]im.Hit, bool, error) {
 	return hits, more, nil
 }
 
+// lookBack are the time windows a search looks back over, each from the
+// same upper bound (now, or the time of before), in days; the last is
+// open.
+var lookBack = []time.Duration{24 * time.Hour, 8 * 24 * time.Hour, 40 * 24 * time.Hour, 0}
+
+// rareTerm: when some word of the query is in at most this many messages
+// of the whole index, the matches are few enough to sort at once, and one
+// open search is cheaper than several windows.
+const rareTerm = 20000
+
+// request is a search for the conjunction of must within the days
+// [older, newer) ("": unbounded), below before, of up to n hits.
+func (x *Index) request(must []query.Query, older, newer string, before ulid.ULID, n int, highlight bool) *bleve.SearchRequest {
+	if older != "" || newer != "" {
+		yes, no := true, false
+		r := bleve.NewTermRangeInclusiveQuery(older, newer, &yes, &no)
+		r.SetField(fDay)
+		must = append(must[:len(must):len(must)], r)
+	}
+	req := bleve.NewSearchRequestOptions(bleve.NewConjunctionQuery(must...), n, 0, false)
+	req.SortBy([]string{"-" + fID})
+	req.Score = "none" // the order is by id; scores would be wasted work
+	if before != (ulid.ULID{}) {
+		req.SearchAfter = []string{before.String()}
+	}
+	req.Fields = []string{fBody}
+	if highlight {
+		req.Highlight = bleve.NewHighlightWithStyle(highlighterName)
+		req.Highlight.Fields = []string{fBody}
+	}
+	return req
+}
+
 // textQueries turns the words and phrases into queries on the text, as
 // analysed by the index: a word that splits into several tokens
 // ("e-mail") is a phrase; one with no token at all ("!!") is dropped.
-func (x *Index) textQueries(t im.SearchTerms) []query.Query {
+// rarest is the fewest messages any of their tokens is in (MaxUint64
+// without text).
+func (x *Index) textQueries(t im.SearchTerms) (out []query.Query, rarest uint64) {
 	an := x.idx.Mapping().AnalyzerNamed(analyzerName)
-	var out []query.Query
+	rarest = math.MaxUint64
 	for _, s := range append(append([]string(nil), t.Words...), t.Phrases...) {
 		toks := an.Analyze([]byte(s))
-		switch len(toks) {
+		terms := make([]string, len(toks))
+		for i, tk := range toks {
+			terms[i] = string(tk.Term)
+			rarest = min(rarest, x.docFreq(fBody, terms[i]))
+		}
+		switch len(terms) {
 		case 0:
 		case 1:
-			out = append(out, term(fBody, string(toks[0].Term)))
+			out = append(out, term(fBody, terms[0]))
 		default:
-			terms := make([]string, len(toks))
-			for i, tk := range toks {
-				terms[i] = string(tk.Term)
-			}
 			out = append(out, bleve.NewPhraseQuery(terms, fBody))
 		}
 	}
-	return out
+	return out, rarest
+}
+
+// docFreq is how many documents have term in field (MaxUint64 when the
+// index cannot say).
+func (x *Index) docFreq(field, t string) uint64 {
+	d, err := x.idx.FieldDictRange(field, []byte(t), []byte(t))
+	if err != nil {
+		return math.MaxUint64
+	}
+	defer d.Close() // a read-only iterator
+	e, err := d.Next()
+	switch {
+	case err != nil:
+		return math.MaxUint64
+	case e == nil || e.Term != t:
+		return 0
+	}
+	return e.Count
 }
 
 func term(field, v string) query.Query {
@@ -161,20 +235,19 @@ func (x *Index) Joined(uid string) ([]string, error) {
 
 // Prune removes the messages the store no longer keeps: older than the
 // retention, and disappearing messages past their expiry, both to the
-// hour (the hour that holds the cutoff stays until it is over). It
+// day (the day that holds the cutoff stays until it is over). It
 // returns how many it removed.
 func (x *Index) Prune() (int, error) {
 	now := x.o.Now().UnixMilli()
 	incl := false
 	before := func(field string, ms int64) query.Query {
-		h := hour(ms)
-		q := bleve.NewTermRangeInclusiveQuery("", h, nil, &incl)
+		q := bleve.NewTermRangeInclusiveQuery("", day(ms), nil, &incl)
 		q.SetField(field)
 		return q
 	}
 	gone := []query.Query{before(fExp, now)}
 	if x.o.Retention > 0 {
-		gone = append(gone, before(fHour, now-x.o.Retention.Milliseconds()))
+		gone = append(gone, before(fDay, now-x.o.Retention.Milliseconds()))
 	}
 	total := 0
 	for {
