@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -161,6 +162,22 @@ func BenchmarkSearch(b *testing.B) {
 		var lat []time.Duration
 		kinds := make([][]time.Duration, len(queries))
 		hitsSeen := 0
+		if path := os.Getenv("TERN_BENCH_SEARCH_PROFILE"); path != "" {
+			// A CPU profile of the queries alone, without the set-up.
+			f, err := os.Create(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				b.Fatal(err)
+			}
+			defer func() {
+				pprof.StopCPUProfile()
+				if err := f.Close(); err != nil {
+					b.Error(err)
+				}
+			}()
+		}
 		b.ReportAllocs()
 		i := 0
 		for b.Loop() {

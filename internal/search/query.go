@@ -67,7 +67,7 @@ func (x *Index) Search(q im.SearchQuery) ([]im.Hit, bool, error) {
 		if i < len(windows)-1 {
 			older = day(upper.Add(-back).UnixMilli())
 		}
-		res, err := x.idx.Search(x.request(must, older, newer, q.Before, q.Max+1-len(found), len(text) > 0))
+		res, err := x.idx.Search(x.request(must, older, newer, q.Before, q.Max+1-len(found)))
 		if err != nil {
 			return nil, false, fmt.Errorf("search: %w", err)
 		}
@@ -77,24 +77,24 @@ func (x *Index) Search(q im.SearchQuery) ([]im.Hit, bool, error) {
 		}
 		newer = older
 	}
-	res := struct{ Hits []*search.DocumentMatch }{found}
-	more := len(res.Hits) > q.Max
+	more := len(found) > q.Max
 	if more {
-		res.Hits = res.Hits[:q.Max]
+		found = found[:q.Max]
 	}
-	hits := make([]im.Hit, 0, len(res.Hits))
-	for _, h := range res.Hits {
+	if len(found) == 0 {
+		return nil, false, nil
+	}
+	snippets, err := x.snippets(found, text)
+	if err != nil {
+		return nil, false, err
+	}
+	hits := make([]im.Hit, 0, len(found))
+	for _, h := range found {
 		id, err := ulid.ParseStrict(h.ID)
 		if err != nil {
 			continue // not a message document (cannot match a message query)
 		}
-		hl := ""
-		if fr := h.Fragments[fBody]; len(fr) > 0 {
-			hl = fr[0]
-		} else if b, ok := h.Fields[fBody].(string); ok {
-			hl = html.EscapeString(cut(b, snippet))
-		}
-		hits = append(hits, im.Hit{ID: id, HL: hl})
+		hits = append(hits, im.Hit{ID: id, HL: snippets[h.ID]})
 	}
 	return hits, more, nil
 }
@@ -110,8 +110,10 @@ var lookBack = []time.Duration{24 * time.Hour, 8 * 24 * time.Hour, 40 * 24 * tim
 const rareTerm = 20000
 
 // request is a search for the conjunction of must within the days
-// [older, newer) ("": unbounded), below before, of up to n hits.
-func (x *Index) request(must []query.Query, older, newer string, before ulid.ULID, n int, highlight bool) *bleve.SearchRequest {
+// [older, newer) ("": unbounded), below before, of up to n hits. It asks
+// for ids only: without term vectors (which highlighting needs) bleve
+// turns the keyword disjunctions and conjunctions into bitmap operations.
+func (x *Index) request(must []query.Query, older, newer string, before ulid.ULID, n int) *bleve.SearchRequest {
 	if older != "" || newer != "" {
 		yes, no := true, false
 		r := bleve.NewTermRangeInclusiveQuery(older, newer, &yes, &no)
@@ -124,12 +126,41 @@ func (x *Index) request(must []query.Query, older, newer string, before ulid.ULI
 	if before != (ulid.ULID{}) {
 		req.SearchAfter = []string{before.String()}
 	}
+	return req
+}
+
+// snippets cuts the hl of each hit: the text around the matches of text
+// (highlighted by a second search over those documents only), or the
+// start of the text when the query has no words.
+func (x *Index) snippets(hits []*search.DocumentMatch, text []query.Query) (map[string]string, error) {
+	ids := make([]string, len(hits))
+	for i, h := range hits {
+		ids[i] = h.ID
+	}
+	var q query.Query = bleve.NewDocIDQuery(ids)
+	if len(text) > 0 {
+		q = bleve.NewConjunctionQuery(append([]query.Query{q}, text...)...)
+	}
+	req := bleve.NewSearchRequestOptions(q, len(ids), 0, false)
+	req.Score = "none"
 	req.Fields = []string{fBody}
-	if highlight {
+	if len(text) > 0 {
 		req.Highlight = bleve.NewHighlightWithStyle(highlighterName)
 		req.Highlight.Fields = []string{fBody}
 	}
-	return req
+	res, err := x.idx.Search(req)
+	if err != nil {
+		return nil, fmt.Errorf("search: snippets: %w", err)
+	}
+	out := make(map[string]string, len(res.Hits))
+	for _, h := range res.Hits {
+		if fr := h.Fragments[fBody]; len(fr) > 0 {
+			out[h.ID] = fr[0]
+		} else if b, ok := h.Fields[fBody].(string); ok {
+			out[h.ID] = html.EscapeString(cut(b, snippet))
+		}
+	}
+	return out, nil
 }
 
 // textQueries turns the words and phrases into queries on the text, as
