@@ -651,7 +651,7 @@ func SearchDir(data string) string { return filepath.Join(data, "search") }
 // for tern search reindex).
 func SearchOptions(cfg *config.Config, st *store.Store, log *slog.Logger) search.Options {
 	return search.Options{
-		Source: st, Batch: cfg.Search.Batch, Poll: cfg.Search.Poll,
+		Source: st, Batch: cfg.Search.Batch, Poll: cfg.Search.Poll, Settle: cfg.Search.Settle,
 		// The store trims by the same retention, every minute.
 		Retention: cfg.IM.Retention, PruneEvery: store.DefaultTrimEvery,
 		Log: log,

@@ -241,6 +241,11 @@ type Search struct {
 	// Poll is how often the index looks for events when no commit woke
 	// it (each commit does); 0 means only commits wake it.
 	Poll time.Duration `yaml:"poll"`
+	// Settle is the least time between two indexing passes: what is
+	// committed meanwhile is indexed together, which costs the broker far
+	// less CPU than a pass per commit. It is also about how far search
+	// lags behind sends. 0 means a pass per commit.
+	Settle time.Duration `yaml:"settle"`
 }
 
 // Compat switches on behaviours that strict test suites expect of a
@@ -312,7 +317,7 @@ func DefaultConfig() *Config {
 			CommitBacklog:    4096,
 		},
 		Presence: Presence{Grace: 10 * time.Second, Coalesce: 2 * time.Second},
-		Search:   Search{Enabled: true, Batch: 1000, Poll: time.Second},
+		Search:   Search{Enabled: true, Batch: 1000, Poll: time.Second, Settle: 250 * time.Millisecond},
 	}
 }
 
@@ -531,6 +536,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Search.Poll < 0 {
 		bad("search.poll", "must not be negative")
+	}
+	if c.Search.Settle < 0 || c.Search.Settle > time.Minute {
+		bad("search.settle", "must be 0 to 1m")
 	}
 	return errors.Join(errs...)
 }

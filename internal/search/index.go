@@ -142,6 +142,11 @@ type Options struct {
 	Poll time.Duration
 	// Batch is how many events are indexed per bleve batch (> 0).
 	Batch int
+	// Settle is the least time between two indexing passes: events
+	// committed meanwhile are indexed together. Each pass writes at least
+	// one bleve segment, so many small passes cost far more CPU per event
+	// than fewer larger ones. 0 indexes at every commit.
+	Settle time.Duration
 	// Retention drops messages older than this from the index, as the
 	// store trims them (0: keep forever). Every PruneEvery (> 0) the
 	// index removes those and the disappearing messages that expired.
@@ -233,7 +238,18 @@ func (x *Index) run() {
 	}
 	prune := time.NewTicker(x.o.PruneEvery)
 	defer prune.Stop()
+	var last time.Time
 	for {
+		if wait := x.o.Settle - time.Since(last); x.o.Settle > 0 && wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-x.stop:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		last = time.Now()
 		if _, err := x.CatchUp(context.Background()); err != nil && !errors.Is(err, ErrClosed) {
 			x.o.Log.Error("search: indexing", "error", err)
 		}
