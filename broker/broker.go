@@ -104,7 +104,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	b := &Broker{cfg: cfg, log: log, started: time.Now(), diskStop: make(chan struct{}), commits: im.NewCommitStream(cfg.IM.CommitBacklog)}
+	b := &Broker{cfg: cfg, log: log, started: time.Now(), diskStop: make(chan struct{}), commits: im.NewCommitStream(cfg.IM.CommitBacklog, messaging.DeliveryWorkers)}
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
@@ -201,9 +201,11 @@ func (b *Broker) build() error {
 
 	relations := relations.New(b.store, b.log)
 	// A deleted user's groups, contacts and blocks changed under the
-	// messaging hook: drop what it cached about them.
+	// messaging hook: drop what it cached about them, and the DM peer
+	// answers that say the account exists.
 	b.accounts.OnDelete = func(uid string, p accounts.Purged) {
 		relations.Invalidate(append(p.Users, uid), p.Groups...)
+		relations.UserDeleted(uid)
 	}
 	policy := &topics.Policy{Rules: cfg.Rules(), Relations: relations}
 	anon := map[string]bool{
