@@ -26,7 +26,7 @@ import (
 	"github.com/tern-im/tern/topics"
 )
 
-// Options configures the hook; every field but Now and Metrics is
+// Options configures the hook; every field but Now, Metrics and Search is
 // required. Policy configures the hook's service.Service (internal/config
 // owns its defaults).
 type Options struct {
@@ -48,6 +48,8 @@ type Options struct {
 	Ops map[string]service.Op
 	// Files checks and fills in attachments and keeps file references.
 	Files service.Files
+	// Search answers the search RPC; nil answers it 501.
+	Search im.Searcher
 }
 
 // Hook is the messaging hook.
@@ -84,7 +86,7 @@ func (h *Hook) Init(config any) error {
 	}
 	svc, err := service.New(service.Options{
 		Policy: pol, Store: o.Store, Commits: o.Commits, Stop: h.dl.quit, Relations: o.Relations,
-		Announce: h.publishMeta, Now: o.Now, Ops: o.Ops, Files: o.Files,
+		Announce: h.publishMeta, Now: o.Now, Ops: o.Ops, Files: o.Files, Search: o.Search,
 	})
 	if err != nil {
 		h.dl.stop()
