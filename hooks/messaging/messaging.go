@@ -216,11 +216,13 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	return pk, packets.CodeSuccessIgnore
 }
 
-// reject maps err to what the client is told and logs it: a client's
-// fault at debug, a server fault at error.
+// reject maps err to what the client is told and logs it: a server fault
+// (500) at error; a client's fault, and the refusals that are states the
+// broker reports elsewhere (501 not built, 503 overloaded, 507 below the
+// disk reserve: /readyz and metrics), at debug.
 func (h *Hook) reject(d *device, kind string, err error) *im.Error {
 	e := im.Fault(err)
-	if e.Code >= 500 && !errors.Is(err, im.ErrClosed) {
+	if e.Code == 500 && !errors.Is(err, im.ErrClosed) {
 		h.Log.Error("upstream failed", "user", d.uid, "device", d.did, "kind", kind, "error", err)
 	} else { // a client fault: debug, never a body
 		h.Log.Debug("upstream refused", "user", d.uid, "device", d.did, "kind", kind, "code", e.Code, "reason", e.Msg)
