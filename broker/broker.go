@@ -70,6 +70,8 @@ const (
 
 // Broker is one Tern node.
 type Broker struct {
+	// im is the IM service of the messaging hook (search over HTTP).
+	im    *service.Service
 	cfg   *config.Config
 	log   *slog.Logger
 	store *store.Store
@@ -303,6 +305,7 @@ func (b *Broker) build() error {
 	// Members of conversations holding a message that attaches a file may
 	// read it: the IM service decides (PROTOCOL §11).
 	b.files.SetAccess(msgHook.Service())
+	b.im = msgHook.Service()
 	return b.addListeners()
 }
 
@@ -491,7 +494,7 @@ func (b *Broker) httpHandler() (http.Handler, error) {
 	mux.Handle("/admin/", admin)
 	// Login, tus uploads and downloads for people, browsers and phones (§15).
 	v1, err := web.New(web.Options{
-		Accounts: b.accounts, Files: b.files, Log: b.log,
+		Accounts: b.accounts, Files: b.files, Log: b.log, Search: b.im,
 		MaxFailures: b.cfg.Auth.MaxFailures, Lockout: b.cfg.Auth.Lockout, MaxLockout: b.cfg.Auth.MaxLockout,
 	})
 	if err != nil {

@@ -1,7 +1,10 @@
 package messaging_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -255,5 +258,67 @@ func TestSearchCatchUp(t *testing.T) {
 	}
 	if got, _ := a.search(map[string]any{"q": "restart"}); !slices.Equal(got, []string{"before the restart"}) {
 		t.Fatalf("old hit: %q", got)
+	}
+}
+
+// TestSearchHTTP: GET /v1/search with a device token from /v1/login
+// answers as the search RPC does (§15), with the same visibility: carol,
+// who is in no conversation with alice, finds nothing.
+func TestSearchHTTP(t *testing.T) {
+	t.Parallel()
+	b := brokertest.Start(t)
+	users(b, "alice", "bob", "carol")
+	a := connect(t, b, "alice", "p1")
+	ev := a.mine("bob", "h1", "meet at the harbour")
+	indexed(t, b, ev.ID)
+
+	get := func(uid, query string) (int, codec.SearchResult) {
+		t.Helper()
+		body, _ := json.Marshal(map[string]string{"uid": uid, "password": pw})
+		resp, err := http.Post(b.HTTPURL()+"/v1/login", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tok struct{ Token string }
+		err = json.NewDecoder(resp.Body).Decode(&tok)
+		resp.Body.Close()
+		if err != nil || tok.Token == "" {
+			t.Fatalf("login %s: %v", uid, err)
+		}
+		req, _ := http.NewRequest("GET", b.HTTPURL()+"/v1/search?"+query, nil)
+		req.Header.Set("Authorization", "Bearer "+tok.Token)
+		resp, err = http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var r codec.SearchResult
+		if resp.StatusCode == http.StatusOK {
+			if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return resp.StatusCode, r
+	}
+	if code, r := get("bob", "q=HARBOUR"); code != 200 || len(r.Items) != 1 || r.Items[0].ID != ev.ID || r.Items[0].HL == "" {
+		t.Fatalf("bob: %d %+v", code, r)
+	}
+	if code, r := get("carol", "q=harbour"); code != 200 || len(r.Items) != 0 {
+		t.Fatalf("carol: %d %+v", code, r)
+	}
+	if code, _ := get("bob", "q=harbour&max=x"); code != 400 {
+		t.Fatalf("bad max: %d", code)
+	}
+	if code, _ := get("bob", "q=harbour&cv=g:nope"); code != 403 && code != 404 {
+		t.Fatalf("foreign cv: %d", code)
+	}
+	req, _ := http.NewRequest("GET", b.HTTPURL()+"/v1/search?q=harbour", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Fatalf("no token: %d", resp.StatusCode)
 	}
 }

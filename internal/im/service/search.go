@@ -15,6 +15,12 @@ import (
 // the index as filters; each hit is read back from the store, so an
 // event that expired, was trimmed or deleted since it was indexed, or
 // lies outside the window, never reaches the caller.
+// Search runs the search RPC for uid outside MQTT (GET /v1/search): the
+// same visibility rules, results encoded as JSON.
+func (s *Service) Search(uid string, a codec.SearchArgs) (any, error) {
+	return s.search(&Device{UID: uid}, &a)
+}
+
 func (s *Service) search(d *Device, a *codec.SearchArgs) (any, error) {
 	if s.o.Search == nil {
 		return nil, im.ErrNotImplemented
