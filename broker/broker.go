@@ -49,6 +49,7 @@ import (
 	"github.com/tern-im/tern/internal/logging"
 	"github.com/tern-im/tern/internal/metrics"
 	"github.com/tern-im/tern/internal/relations"
+	"github.com/tern-im/tern/internal/search"
 	"github.com/tern-im/tern/internal/session"
 	"github.com/tern-im/tern/internal/store"
 	"github.com/tern-im/tern/internal/web"
@@ -73,9 +74,13 @@ const (
 
 // Broker is one Tern node.
 type Broker struct {
+	// im is the IM service of the messaging hook (search over HTTP).
+	im    *service.Service
 	cfg   *config.Config
 	log   *slog.Logger
 	store *store.Store
+	// search is the full-text index (nil when search.enabled is false).
+	search *search.Index
 	// commits carries committed appends from the store to delivery.
 	commits  *im.CommitStream
 	accounts *accounts.Service
@@ -128,16 +133,36 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 		Retention:      cfg.IM.Retention,
 		Logger:         log,
 		Commits:        b.commits,
-		// b.metrics is set before any client can cause an append.
-		OnCommit: func(n int) { b.metrics.Committed(n) },
-		Disk:     b.disk,
+		// b.metrics and b.search are set before any client can cause an
+		// append; a commit wakes the search index without waiting for it.
+		OnCommit: func(n int) {
+			b.metrics.Committed(n)
+			if b.search != nil {
+				b.search.Kick()
+			}
+		},
+		Disk: b.disk,
 	})
 	if err != nil {
 		return nil, err
 	}
 	b.store = st
+	if cfg.Search.Enabled {
+		// The index follows the store by position on its own goroutine,
+		// off the commit path; it catches up from its stored cursor.
+		b.search, err = search.Open(SearchDir(cfg.Data), SearchOptions(cfg, st, log))
+		if err != nil {
+			_ = st.Close() // the index error is the one to report
+			return nil, err
+		}
+		b.search.Start()
+	}
 	if err := b.build(); err != nil {
-		_ = st.Close() // the build error is the one to report
+		// The build error is the one to report.
+		if b.search != nil {
+			_ = b.search.Close()
+		}
+		_ = st.Close()
 		return nil, err
 	}
 	b.diskWG.Add(1)
@@ -180,6 +205,11 @@ func (b *Broker) build() error {
 	b.metrics.StoreUnreadable(b.store.Unreadable)
 	b.metrics.StoreSize(b.store.Size)
 	b.metrics.AddDisk(b.disk.Low, b.disk.Free)
+	var searcher im.Searcher
+	if b.search != nil {
+		b.metrics.AddSearch(b.search.Bytes, b.search.Lag)
+		searcher = b.search
+	}
 
 	b.files, err = files.New(files.Options{
 		Dir: filepath.Join(cfg.Data, "files"), Meta: b.store.FileMeta(),
@@ -241,7 +271,7 @@ func (b *Broker) build() error {
 		}},
 		{msgHook, &messaging.Options{
 			Server: b.mqtt, Store: b.store, Commits: b.commits, Sessions: b.sessions, Relations: relations,
-			Metrics: b.metrics, Ops: fileHook.Ops(), Files: filehook.Attachments{Files: b.files},
+			Metrics: b.metrics, Ops: fileHook.Ops(), Files: filehook.Attachments{Files: b.files}, Search: searcher,
 			Policy: service.Policy{
 				Epoch: b.epoch, DMPolicy: cfg.IM.DMPolicy, MaxPacket: int(cfg.Limits.MaxPacketSize),
 				MaxBody: int(cfg.IM.MaxBody), RateBurst: cfg.IM.RateBurst, RatePerSec: float64(cfg.IM.RatePerSec),
@@ -281,6 +311,7 @@ func (b *Broker) build() error {
 	// Members of conversations holding a message that attaches a file may
 	// read it: the IM service decides (PROTOCOL §11).
 	b.files.SetAccess(msgHook.Service())
+	b.im = msgHook.Service()
 	return b.addListeners()
 }
 
@@ -477,7 +508,7 @@ func (b *Broker) httpHandler() (http.Handler, error) {
 	mux.Handle("/admin/", admin)
 	// Login, tus uploads and downloads for people, browsers and phones (§15).
 	v1, err := web.New(web.Options{
-		Accounts: b.accounts, Files: b.files, Log: b.log,
+		Accounts: b.accounts, Files: b.files, Log: b.log, Search: b.im,
 		MaxFailures: b.cfg.Auth.MaxFailures, Lockout: b.cfg.Auth.Lockout, MaxLockout: b.cfg.Auth.MaxLockout,
 	})
 	if err != nil {
@@ -600,6 +631,9 @@ func (b *Broker) Close() error {
 		}
 		close(b.diskStop)
 		b.diskWG.Wait()
+		if b.search != nil {
+			errs = append(errs, b.search.Close())
+		}
 		errs = append(errs, b.store.Close())
 		b.closeErr = errors.Join(errs...)
 	})
@@ -678,6 +712,24 @@ func (b *Broker) Sessions() *session.Registry { return b.sessions }
 
 // Store returns the broker's store (for tests and in-process tools).
 func (b *Broker) Store() *store.Store { return b.store }
+
+// Search returns the search index, nil when search is off (for tests
+// and in-process tools).
+func (b *Broker) Search() *search.Index { return b.search }
+
+// SearchDir is where the search index of data dir lives.
+func SearchDir(data string) string { return filepath.Join(data, "search") }
+
+// SearchOptions are the index options the broker uses over st (also
+// for tern search reindex).
+func SearchOptions(cfg *config.Config, st *store.Store, log *slog.Logger) search.Options {
+	return search.Options{
+		Source: st, Batch: cfg.Search.Batch, Poll: cfg.Search.Poll, Settle: cfg.Search.Settle,
+		// The store trims by the same retention, every minute.
+		Retention: cfg.IM.Retention, PruneEvery: store.DefaultTrimEvery,
+		Log: log,
+	}
+}
 
 // SetLogLevel hands the broker the root logger's level so the admin API can
 // change it at runtime. Call before Start.

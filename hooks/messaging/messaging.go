@@ -26,7 +26,7 @@ import (
 	"github.com/tern-im/tern/topics"
 )
 
-// Options configures the hook; every field but Now and Metrics is
+// Options configures the hook; every field but Now, Metrics and Search is
 // required. Policy configures the hook's service.Service (internal/config
 // owns its defaults).
 type Options struct {
@@ -48,6 +48,8 @@ type Options struct {
 	Ops map[string]service.Op
 	// Files checks and fills in attachments and keeps file references.
 	Files service.Files
+	// Search answers the search RPC; nil answers it 501.
+	Search im.Searcher
 }
 
 // Hook is the messaging hook.
@@ -84,7 +86,7 @@ func (h *Hook) Init(config any) error {
 	}
 	svc, err := service.New(service.Options{
 		Policy: pol, Store: o.Store, Commits: o.Commits, Stop: h.dl.quit, Relations: o.Relations,
-		Announce: h.publishMeta, Now: o.Now, Ops: o.Ops, Files: o.Files,
+		Announce: h.publishMeta, Now: o.Now, Ops: o.Ops, Files: o.Files, Search: o.Search,
 	})
 	if err != nil {
 		h.dl.stop()
@@ -214,11 +216,13 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	return pk, packets.CodeSuccessIgnore
 }
 
-// reject maps err to what the client is told and logs it: a client's
-// fault at debug, a server fault at error.
+// reject maps err to what the client is told and logs it: a server fault
+// (500) at error; a client's fault, and the refusals that are states the
+// broker reports elsewhere (501 not built, 503 overloaded, 507 below the
+// disk reserve: /readyz and metrics), at debug.
 func (h *Hook) reject(d *device, kind string, err error) *im.Error {
 	e := im.Fault(err)
-	if e.Code >= 500 && !errors.Is(err, im.ErrClosed) {
+	if e.Code == 500 && !errors.Is(err, im.ErrClosed) {
 		h.Log.Error("upstream failed", "user", d.uid, "device", d.did, "kind", kind, "error", err)
 	} else { // a client fault: debug, never a body
 		h.Log.Debug("upstream refused", "user", d.uid, "device", d.did, "kind", kind, "code", e.Code, "reason", e.Msg)

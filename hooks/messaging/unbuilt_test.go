@@ -25,7 +25,7 @@ func TestNotImplemented(t *testing.T) {
 	if e := a.nextErr(); e.Code != 501 {
 		t.Fatalf("call publish: code %d, want 501", e.Code)
 	}
-	for _, op := range []string{"search", "conv.set",
+	for _, op := range []string{"conv.set",
 		"key.upload", "key.query", "key.claim", "token.create", "token.list", "token.revoke", "admin.kick", "admin.stats"} {
 		r := a.call(op, map[string]any{})
 		if r.OK || r.Err == nil || r.Err.Code != 501 || r.Err.Msg != "not implemented" {

@@ -44,6 +44,7 @@ type Config struct {
 
 	Presence Presence `yaml:"presence"`
 	Files    Files    `yaml:"files"`
+	Search   Search   `yaml:"search"`
 }
 
 // Listener is one MQTT listener. An empty Addr disables it.
@@ -255,6 +256,24 @@ type Files struct {
 	UploadBurst ByteSize `yaml:"upload_burst"`
 }
 
+// Search configures the full-text index of messages (PROTOCOL §15,
+// docs/search.md).
+type Search struct {
+	// Enabled keeps the index in {data}/search and answers the search
+	// RPC; false keeps no index and answers search with 501.
+	Enabled bool `yaml:"enabled"`
+	// Batch is how many committed events are indexed together.
+	Batch int `yaml:"batch"`
+	// Poll is how often the index looks for events when no commit woke
+	// it (each commit does); 0 means only commits wake it.
+	Poll time.Duration `yaml:"poll"`
+	// Settle is the least time between two indexing passes: what is
+	// committed meanwhile is indexed together, which costs the broker far
+	// less CPU than a pass per commit. It is also about how far search
+	// lags behind sends. 0 means a pass per commit.
+	Settle time.Duration `yaml:"settle"`
+}
+
 // Compat switches on behaviours that strict test suites expect of a
 // generic broker; Tern's own devices do not need them.
 type Compat struct {
@@ -333,6 +352,7 @@ func DefaultConfig() *Config {
 			UploadRate:   1 << 20,
 			UploadBurst:  4 << 20,
 		},
+		Search: Search{Enabled: true, Batch: 1000, Poll: time.Second, Settle: 250 * time.Millisecond},
 	}
 }
 
@@ -567,6 +587,15 @@ func (c *Config) Validate() error {
 	}
 	if f.UploadRate > 0 && f.UploadBurst < c.Limits.MaxPacketSize {
 		bad("files.upload_burst", "%s is less than limits.max_packet_size (%s): a whole chunk must fit", f.UploadBurst, c.Limits.MaxPacketSize)
+	}
+	if c.Search.Batch < 1 || c.Search.Batch > 100000 {
+		bad("search.batch", "must be 1 to 100000")
+	}
+	if c.Search.Poll < 0 {
+		bad("search.poll", "must not be negative")
+	}
+	if c.Search.Settle < 0 || c.Search.Settle > time.Minute {
+		bad("search.settle", "must be 0 to 1m")
 	}
 	return errors.Join(errs...)
 }

@@ -239,6 +239,20 @@ func (m *Metrics) AddFiles(chunks, commits, thumbs, collected func() int64) {
 	}
 }
 
+// AddSearch registers tern_search_index_bytes (the search index on disk)
+// and tern_search_lag_seconds (how far behind the committed events the
+// index was at its last pass; 0 when it caught up), read at scrape.
+func (m *Metrics) AddSearch(size func() int64, lag func() time.Duration) {
+	m.Registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tern_search_index_bytes", Help: "Bytes the search index uses on disk.",
+		}, func() float64 { return float64(size()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tern_search_lag_seconds", Help: "Age of the newest event the search index took while more were waiting; 0 when it is caught up.",
+		}, func() float64 { return lag().Seconds() }),
+	)
+}
+
 // AddDisk exports the disk reserve state: tern_disk_reserve_low (1 while
 // writes are refused for lack of space) and tern_disk_free_bytes.
 func (m *Metrics) AddDisk(low func() bool, free func() uint64) {

@@ -11,11 +11,14 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"github.com/tern-im/tern/internal/codec"
+	"github.com/tern-im/tern/internal/im"
 	"io"
 	"log/slog"
 	"mime"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,8 +44,16 @@ type Options struct {
 	// auth settings). MaxFailures 0 means no lockout.
 	MaxFailures         int
 	Lockout, MaxLockout time.Duration
+	// Search answers GET /v1/search with the search RPC's rules (§15);
+	// nil answers it 501.
+	Search Searcher
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+}
+
+// Searcher runs a search for a user: the IM service.
+type Searcher interface {
+	Search(uid string, a codec.SearchArgs) (any, error)
 }
 
 // Handler serves /v1/.
@@ -104,6 +115,7 @@ func New(o Options) (*Handler, error) {
 	h.mux.Handle("OPTIONS "+FilesPath, h.tus.Middleware(http.NotFoundHandler()))
 	h.mux.Handle("OPTIONS "+FilesPath+"{fid}", h.tus.Middleware(http.NotFoundHandler()))
 	h.mux.Handle("GET "+FilesPath+"{fid}", h.auth(http.HandlerFunc(h.download)))
+	h.mux.Handle("GET /v1/search", h.auth(http.HandlerFunc(h.search)))
 	return h, nil
 }
 
@@ -291,4 +303,34 @@ func (h *Handler) download(w http.ResponseWriter, r *http.Request) {
 	}
 	hd.Set("Content-Disposition", disp)
 	http.ServeContent(w, r, "", f.Committed, rd)
+}
+
+// search answers GET /v1/search?q=…&cv=…&before=…&max=… as the search RPC
+// answers the same arguments (PROTOCOL §15).
+func (h *Handler) search(w http.ResponseWriter, r *http.Request) {
+	if h.o.Search == nil {
+		writeErr(w, http.StatusNotImplemented, "not implemented")
+		return
+	}
+	id, _ := identity(r.Context())
+	q := r.URL.Query()
+	a := codec.SearchArgs{Q: q.Get("q"), CV: q.Get("cv"), Before: q.Get("before")}
+	if v := q.Get("max"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			writeErr(w, http.StatusBadRequest, "max: not a number")
+			return
+		}
+		a.Max = n
+	}
+	res, err := h.o.Search.Search(id.UID, a)
+	if err != nil {
+		e := im.Fault(err)
+		if e.Code == http.StatusInternalServerError {
+			h.o.Log.Error("web: search", "user", id.UID, "error", err)
+		}
+		writeErr(w, e.Code, e.Msg)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
 }

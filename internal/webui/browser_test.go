@@ -448,10 +448,12 @@ func TestBrowserChat(t *testing.T) {
 	clickItem(t, bob, "bob opens the DM again", `[data-testid=conv-item][data-cv="`+cv+`"]`)
 	until(t, alice, "read", lastReceipt+`.dataset.state === "read"`)
 
-	// Search: results, or a clear "not available" while the server has
-	// no search (501).
+	// Search: the message found, its match marked; a result opens its
+	// conversation.
 	run(t, alice, "alice searches", chromedp.SendKeys(css(`[data-testid=search]`), "hello\r"))
-	until(t, alice, "search answered", q(`[data-testid=search-result]`)+` !== null || `+q(`[data-testid=search-unavailable]`)+` !== null`)
+	until(t, alice, "search answered", q(`[data-testid=search-result][data-cv="`+cv+`"] mark`)+`?.textContent === "hello"`)
+	clickItem(t, alice, "open the result", `[data-testid=search-result][data-cv="`+cv+`"]`)
+	until(t, alice, "the result's conversation", `document.getElementById("chat-title").textContent === "bob"`)
 
 	// A phone-sized screen shows the list or the conversation, with a way
 	// back; the keyboard opens a conversation (Enter on a focused item).

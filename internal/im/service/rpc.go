@@ -88,6 +88,7 @@ var rpcOps = map[string]rpcHandler{
 	}}),
 	"presence.get": withArgs((*Service).presenceGet),
 	"group.create": withArgs((*Service).groupCreate),
+	"search":       withArgs((*Service).search),
 }
 
 func init() {

@@ -41,8 +41,8 @@ type Policy struct {
 	Limits Limits
 }
 
-// Options configures a Service. Every field but Now and Announce is
-// required.
+// Options configures a Service. Every field but Now, Announce and
+// Search is required.
 type Options struct {
 	Policy
 	// Store is the IM core's storage, every port of it.
@@ -63,6 +63,8 @@ type Options struct {
 	// keeps the files' references (PROTOCOL §11); without it a send with
 	// attachments is refused (501).
 	Files Files
+	// Search answers the search RPC (§15); nil answers it 501.
+	Search im.Searcher
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
