@@ -1,0 +1,445 @@
+package jetstore
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
+	"github.com/oklog/ulid/v2"
+
+	"github.com/tern-im/tern/internal/codec"
+	"github.com/tern-im/tern/internal/im"
+)
+
+// maxAttempts bounds the compare-and-set retries of one append.
+const maxAttempts = 200
+
+// head is a cached counter record: its stream sequence (what the next
+// compare-and-set expects) and value; conversation heads also keep the
+// last id, so ids increase with seq across nodes whose clocks differ.
+type head struct {
+	seq uint64
+	n   uint64
+	id  ulid.ULID
+}
+
+// headCache remembers heads this node wrote or read. A stale entry costs
+// one failed compare-and-set and a re-read, never a wrong position.
+type headCache struct {
+	mu sync.Mutex
+	m  map[string]head
+}
+
+func (c *headCache) get(k string) (head, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h, ok := c.m[k]
+	return h, ok
+}
+
+func (c *headCache) put(k string, h head) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) > 100_000 {
+		clear(c.m)
+	}
+	c.m[k] = h
+}
+
+func (c *headCache) drop(ks []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, k := range ks {
+		delete(c.m, k)
+	}
+}
+
+// readHead returns a counter record, from the cache or the leader.
+func (s *Store) readHead(subject string) (head, error) {
+	if h, ok := s.heads.get(subject); ok {
+		return h, nil
+	}
+	r, err := s.get(subject)
+	if errors.Is(err, ErrNotFound) {
+		return head{seq: r.seq}, nil
+	}
+	if err != nil {
+		return head{}, err
+	}
+	h := head{seq: r.seq}
+	f := strings.Fields(string(r.data))
+	if len(f) == 0 {
+		return head{}, fmt.Errorf("jetstore: empty head %s", subject)
+	}
+	if h.n, err = strconv.ParseUint(f[0], 10, 64); err != nil {
+		return head{}, fmt.Errorf("jetstore: head %s: %w", subject, err)
+	}
+	if len(f) > 1 {
+		if h.id, err = ulid.ParseStrict(f[1]); err != nil {
+			return head{}, fmt.Errorf("jetstore: head %s: %w", subject, err)
+		}
+	}
+	return h, nil
+}
+
+// msg is one message of a batch; expect, when set, is the stream
+// sequence the subject's current record must have (0: none).
+type msg struct {
+	subj   string
+	data   []byte
+	hdr    nats.Header
+	expect *uint64
+	// head, when set, is the cache entry this message becomes.
+	head *head
+}
+
+func exp(n uint64) *uint64 { return &n }
+
+// Append sequences and commits each append as one atomic batch; see
+// im.Log and the package doc.
+func (s *Store) Append(as ...*im.Append) error {
+	var errs []error
+	for _, a := range as {
+		if err := s.append1(a); err != nil {
+			a.US = nil
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// stripesOf are the node-local locks an append takes, in order: one per
+// conversation, recipient and dedupe key, so this node's own writers
+// never race each other's compare-and-set.
+func (s *Store) stripesOf(a *im.Append) []int {
+	idx := func(k string) int {
+		h := fnv.New32a()
+		h.Write([]byte(k))
+		return int(h.Sum32() % uint32(len(s.stripes)))
+	}
+	out := []int{idx("c" + a.CV)}
+	for _, uid := range a.To {
+		out = append(out, idx("u"+uid))
+	}
+	if a.CMID != "" {
+		out = append(out, idx("u"+a.UID))
+	}
+	for _, m := range a.Markers {
+		out = append(out, idx("c"+m.CV))
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func (s *Store) append1(a *im.Append) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	locks := s.stripesOf(a)
+	for _, i := range locks {
+		s.stripes[i].Lock()
+	}
+	defer func() {
+		for _, i := range locks {
+			s.stripes[i].Unlock()
+		}
+	}()
+	for attempt := range maxAttempts {
+		done, touched, err := s.try(a)
+		if err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
+		// Lost a compare-and-set to another node: re-read and retry.
+		s.heads.drop(touched)
+		pause := time.Duration(min(1<<min(attempt, 6), 50)) * time.Millisecond
+		select {
+		case <-time.After(pause/2 + rand.N(pause)):
+		case <-s.stop:
+			return ErrClosed
+		}
+	}
+	return ErrContention
+}
+
+// try makes one attempt: done is true when a was committed or found to
+// be a repeat; false with no error means a compare-and-set failed and
+// touched lists the heads to re-read.
+func (s *Store) try(a *im.Append) (done bool, touched []string, err error) {
+	a.Dup, a.US = nil, nil
+	var b []msg
+	ddSeq := uint64(0)
+	if a.CMID != "" {
+		ev, seq, err := s.deduped(a.UID, a.DID, a.CMID)
+		switch {
+		case err == nil:
+			a.Dup = &ev
+			return true, nil, nil
+		case errors.Is(err, im.ErrGone):
+			return true, nil, nil
+		case !errors.Is(err, ErrNotFound):
+			return false, nil, err
+		}
+		ddSeq = seq
+	}
+	ttl := ""
+	if a.TTL > 0 {
+		ttl = strconv.FormatInt(int64(max(time.Second, a.TTL.Round(time.Second))/time.Second), 10)
+	}
+	now := s.now()
+	ms := uint64(max(now.UnixMilli(), 0))
+	ev := &a.Event
+	ev.CV = a.CV
+	var p string // the event's subject: what pointers hold
+	var seq uint64
+	if a.Aux {
+		hs := auxHeadSubj(a.CV)
+		touched = append(touched, hs)
+		h, err := s.readHead(hs)
+		if err != nil {
+			return false, nil, err
+		}
+		n := h.n + 1
+		ev.TS = int64(ms)
+		p = auxSubj(a.CV, n)
+		v, err := codec.MarshalStored(ev)
+		if err != nil {
+			return false, nil, err
+		}
+		b = append(b, msg{subj: hs, data: []byte(strconv.FormatUint(n, 10)), expect: exp(h.seq), head: &head{n: n}},
+			msg{subj: p, data: v, hdr: tsHeader(ev.TS, ttl)})
+	} else {
+		hs := convHeadSubj(a.CV)
+		touched = append(touched, hs)
+		h, err := s.readHead(hs)
+		if err != nil {
+			return false, nil, err
+		}
+		seq = h.n + 1
+		var id ulid.ULID
+		if prev := h.id.Time(); h.n > 0 && ms <= prev {
+			// This node's clock is behind the last writer's: keep ts and
+			// ids increasing along the conversation.
+			ms = prev
+			id = h.id
+			if err := id.SetEntropy(incEntropy(h.id.Entropy())); err != nil {
+				return false, nil, err
+			}
+		} else {
+			s.entropy.Lock()
+			id, err = ulid.New(ms, s.entropy.r)
+			s.entropy.Unlock()
+			if err != nil {
+				return false, nil, err
+			}
+		}
+		ev.ID, ev.Seq, ev.TS = id, seq, int64(ms)
+		p = eventSubj(a.CV, seq)
+		v, err := codec.MarshalStored(ev)
+		if err != nil {
+			return false, nil, err
+		}
+		b = append(b,
+			msg{subj: hs, data: fmt.Appendf(nil, "%d %s", seq, id), expect: exp(h.seq), head: &head{n: seq, id: id}},
+			msg{subj: p, data: v, hdr: tsHeader(ev.TS, ttl)},
+			msg{subj: idSubj(id), data: []byte(p), hdr: tsHeader(ev.TS, ttl)})
+	}
+	a.US = make([]uint64, len(a.To))
+	next := map[string]head{}
+	var order []string
+	for i, uid := range a.To {
+		h, ok := next[uid]
+		if !ok {
+			hs := userHeadSubj(uid)
+			touched = append(touched, hs)
+			if h, err = s.readHead(hs); err != nil {
+				return false, nil, err
+			}
+			order = append(order, uid)
+		}
+		h.n++
+		next[uid] = h
+		a.US[i] = h.n
+		b = append(b, msg{subj: pointerSubj(uid, h.n), data: []byte(p), hdr: tsHeader(ev.TS, ttl)})
+	}
+	for _, uid := range order {
+		h := next[uid]
+		b = append(b, msg{subj: userHeadSubj(uid), data: []byte(strconv.FormatUint(h.n, 10)), expect: exp(h.seq), head: &head{n: h.n}})
+	}
+	if a.CMID != "" {
+		dttl := DedupeTTL
+		if a.TTL > 0 && a.TTL < dttl {
+			dttl = a.TTL
+		}
+		b = append(b, msg{subj: dedupeSubj(a.UID, a.DID, a.CMID),
+			data:   fmt.Appendf(nil, "%d %s", a.SenderUS(), p),
+			hdr:    nats.Header{hdrTTL: []string{strconv.FormatInt(int64(max(time.Second, dttl)/time.Second), 10)}},
+			expect: exp(ddSeq)})
+	}
+	for _, m := range a.Members {
+		r := m.Rec
+		if m.SetFrom {
+			r.From = seq
+		}
+		if m.SetTo {
+			r.To = seq
+		}
+		v, err := json.Marshal(r)
+		if err != nil {
+			return false, nil, err
+		}
+		b = append(b, msg{subj: memberSubj(m.GID, m.UID), data: v})
+	}
+	if a.Group != nil {
+		v, err := json.Marshal(a.Group)
+		if err != nil {
+			return false, nil, err
+		}
+		b = append(b, msg{subj: groupSubj(a.Group.GID), data: v})
+	}
+	marked := map[string]bool{}
+	for _, m := range a.Markers {
+		// Markers only move forward: keep the larger, by compare-and-set.
+		ms := markerSubj(m.CV, m.UID, m.K)
+		if marked[ms] {
+			continue
+		}
+		cur, cseq, err := s.getU64(ms)
+		if err != nil {
+			return false, nil, err
+		}
+		if m.Upto > cur {
+			marked[ms] = true
+			b = append(b, msg{subj: ms, data: []byte(strconv.FormatUint(m.Upto, 10)), expect: exp(cseq)})
+		}
+	}
+	for _, r := range a.Reacts {
+		m := msg{subj: reactSubj(r.ID, r.UID, r.K), data: []byte("1"), hdr: tsHeader(ev.TS, ttl)}
+		if !r.On {
+			m = msg{subj: m.subj, hdr: nats.Header{hdrDel: []string{"1"}}}
+		}
+		b = append(b, m)
+	}
+	for _, c := range a.UserConvs {
+		m := msg{subj: userConvSubj(c.UID, c.CV), data: []byte("1")}
+		if c.Remove {
+			m = msg{subj: m.subj, hdr: nats.Header{hdrDel: []string{"1"}}}
+		}
+		b = append(b, m)
+	}
+	last, err := s.publish(b)
+	if errors.Is(err, errConflict) {
+		return false, touched, nil
+	}
+	if err != nil {
+		return false, nil, err
+	}
+	// The batch is stored contiguously, ending at last: cache the heads
+	// it wrote with their new stream sequences.
+	first := last - uint64(len(b)) + 1
+	for i, m := range b {
+		if m.head != nil {
+			h := *m.head
+			h.seq = first + uint64(i)
+			s.heads.put(m.subj, h)
+		}
+	}
+	if s.opts.Commits != nil {
+		s.opts.Commits.Publish(a) // never blocks: the appender reserved a slot
+	}
+	if s.opts.OnCommit != nil {
+		s.opts.OnCommit(1)
+	}
+	if s.opts.Relay != nil {
+		s.opts.Relay(a)
+	}
+	return true, nil, nil
+}
+
+func tsHeader(ts int64, ttl string) nats.Header {
+	h := nats.Header{hdrTS: []string{strconv.FormatInt(ts, 10)}}
+	if ttl != "" {
+		h[hdrTTL] = []string{ttl}
+	}
+	return h
+}
+
+// incEntropy adds one to a ULID's 80-bit entropy.
+func incEntropy(e []byte) []byte {
+	out := slices.Clone(e)
+	for i := len(out) - 1; i >= 0; i-- {
+		out[i]++
+		if out[i] != 0 {
+			break
+		}
+	}
+	return out
+}
+
+var errConflict = errors.New("jetstore: compare-and-set conflict")
+
+// pubAck is JetStream's answer to a batch commit.
+type pubAck struct {
+	Seq   uint64 `json:"seq"`
+	Error *struct {
+		Code    int    `json:"code"`
+		ErrCode int    `json:"err_code"`
+		Desc    string `json:"description"`
+	} `json:"error"`
+}
+
+// publish sends b as one atomic batch and returns the stream sequence
+// of its last message. errConflict: a compare-and-set failed (or the
+// batch was dropped on the way), nothing was stored.
+func (s *Store) publish(b []msg) (uint64, error) {
+	id := nuid.Next()
+	for i, m := range b {
+		nm := nats.NewMsg(m.subj)
+		nm.Data = m.data
+		for k, v := range m.hdr {
+			nm.Header[k] = v
+		}
+		nm.Header.Set(hdrBID, id)
+		nm.Header.Set(hdrBSeq, strconv.Itoa(i+1))
+		if m.expect != nil {
+			nm.Header.Set(hdrExp, strconv.FormatUint(*m.expect, 10))
+		}
+		if i < len(b)-1 {
+			if err := s.nc.PublishMsg(nm); err != nil {
+				return 0, fmt.Errorf("jetstore: publish: %w", err)
+			}
+			continue
+		}
+		nm.Header.Set(hdrBCom, "1")
+		reply, err := s.nc.RequestMsg(nm, s.opts.Timeout)
+		if err != nil {
+			return 0, fmt.Errorf("jetstore: commit: %w", err)
+		}
+		var ack pubAck
+		if err := json.Unmarshal(reply.Data, &ack); err != nil {
+			return 0, fmt.Errorf("jetstore: commit answer: %w", err)
+		}
+		if e := ack.Error; e != nil {
+			switch e.ErrCode {
+			case 10071, 10164, 10176, 10210: // wrong last sequence; incomplete; too many in flight
+				return 0, errConflict
+			case 10199:
+				return 0, im.ErrTooBig
+			}
+			return 0, fmt.Errorf("jetstore: commit: %s (%d)", e.Desc, e.ErrCode)
+		}
+		return ack.Seq, nil
+	}
+	return 0, errors.New("jetstore: empty batch")
+}

@@ -1,0 +1,292 @@
+package jetstore
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/oklog/ulid/v2"
+
+	"github.com/tern-im/tern/internal/im"
+)
+
+// Errors.
+var (
+	// ErrNotFound and ErrClosed are the domain's.
+	ErrNotFound = im.ErrNotFound
+	ErrClosed   = im.ErrClosed
+	// ErrContention: an append lost its compare-and-set too many times.
+	ErrContention = errors.New("jetstore: append kept conflicting")
+)
+
+// Stream and bucket names.
+const (
+	LogStream      = "TERN"
+	bucketUsers    = "tern-users"
+	bucketTokens   = "tern-tokens"
+	bucketContacts = "tern-contacts"
+	bucketPresence = "tern-presence"
+	bucketMeta     = "tern-meta"
+)
+
+// Partitions is the number of hash partitions in subject names. It is
+// part of the stored layout: changing it needs a migration.
+const Partitions = 16
+
+// DedupeTTL is how long a (uid, did, cmid) is remembered, as in Badger.
+const DedupeTTL = 7 * 24 * time.Hour
+
+// Headers.
+const (
+	hdrTS   = "Tern-Ts"  // event ms on events and pointers (retention)
+	hdrDel  = "Tern-Del" // a tombstone: the record is cleared
+	hdrTTL  = "Nats-TTL"
+	hdrBID  = "Nats-Batch-Id"
+	hdrBSeq = "Nats-Batch-Sequence"
+	hdrBCom = "Nats-Batch-Commit"
+	hdrExp  = "Nats-Expected-Last-Subject-Sequence"
+)
+
+// Options configure a Store.
+type Options struct {
+	// Replicas of every stream and bucket: 3 in a cluster, 1 alone.
+	Replicas int
+	// Now stamps events (tests inject a clock); time.Now when nil.
+	Now func() time.Time
+	// Commits gets every append this node commits, in per-user order.
+	Commits *im.CommitStream
+	// OnCommit, when set, is told how many appends each commit wrote.
+	OnCommit func(n int)
+	// Relay, when set, gets every append this node commits, after
+	// Commits (the cluster's live delivery publishes it to other nodes).
+	Relay func(a *im.Append)
+	// Timeout bounds each request to JetStream (5 s when zero).
+	Timeout time.Duration
+	Logger  *slog.Logger
+}
+
+// Store implements im.Store and accounts.Store on JetStream.
+type Store struct {
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	log  jetstream.Stream
+	kv   map[string]jetstream.KeyValue
+	opts Options
+	now  func() time.Time
+	lg   *slog.Logger
+
+	stripes [256]sync.Mutex
+	heads   headCache
+	entropy struct {
+		sync.Mutex
+		r *ulid.MonotonicEntropy
+	}
+	closed atomic.Bool
+	stop   chan struct{}
+}
+
+// Open creates the assets when they are missing (idempotently: every
+// node does it at start) and returns the store. nc stays the caller's.
+func Open(ctx context.Context, nc *nats.Conn, o Options) (*Store, error) {
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 5 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstore: %w", err)
+	}
+	s := &Store{nc: nc, js: js, opts: o, now: o.Now, lg: o.Logger, kv: map[string]jetstream.KeyValue{}, stop: make(chan struct{})}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.heads.m = map[string]head{}
+	s.entropy.r = ulid.Monotonic(cryptoReader{}, 0)
+	// A cluster that is still forming has no meta leader yet: retry
+	// until ctx ends.
+	err = retry(ctx, func() (err error) {
+		s.log, err = js.CreateOrUpdateStream(ctx, LogConfig(o.Replicas))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jetstore: stream %s: %w", LogStream, err)
+	}
+	for _, b := range []string{bucketUsers, bucketTokens, bucketContacts, bucketPresence, bucketMeta} {
+		var kv jetstream.KeyValue
+		err := retry(ctx, func() (err error) {
+			kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+				Bucket: b, Replicas: o.Replicas, Storage: jetstream.FileStorage, History: 1,
+			})
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("jetstore: bucket %s: %w", b, err)
+		}
+		s.kv[b] = kv
+	}
+	return s, nil
+}
+
+// retry calls fn until it succeeds or ctx ends (then fn's last error).
+func retry(ctx context.Context, fn func() error) error {
+	pause := 50 * time.Millisecond
+	for {
+		err := fn()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, time.Second)
+	}
+}
+
+// LogConfig is the configuration of the log stream.
+func LogConfig(replicas int) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:     LogStream,
+		Subjects: []string{"tern.>"},
+		Storage:  jetstream.FileStorage,
+		Replicas: replicas,
+		// One value per subject: the stream is a map (see the package doc).
+		MaxMsgsPerSubject: 1,
+		// Reads go to the leader: a read sees every acknowledged append.
+		AllowDirect:        false,
+		AllowMsgTTL:        true,
+		AllowAtomicPublish: true,
+		// Tombstones and per-message TTLs need deletes and purges.
+		DenyDelete: false,
+	}
+}
+
+// Close stops the store; later calls get ErrClosed. The connection is
+// the caller's to close.
+func (s *Store) Close() error {
+	if s.closed.CompareAndSwap(false, true) {
+		close(s.stop)
+	}
+	return nil
+}
+
+// Ready reports whether the store can serve.
+func (s *Store) Ready() bool { return !s.closed.Load() && s.nc.IsConnected() }
+
+// Unreadable counts stored events that could not be decoded.
+func (s *Store) Unreadable() int64 { return bad.Load() }
+
+var bad atomic.Int64
+
+// Size is the log stream's bytes as its leader reports them (-1 when
+// unknown).
+func (s *Store) Size() int64 {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	info, err := s.log.Info(ctx)
+	if err != nil {
+		return -1
+	}
+	return int64(info.State.Bytes)
+}
+
+func (s *Store) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), s.opts.Timeout)
+}
+
+// tok makes a subject token (and KV key part) of a name.
+func tok(s string) string {
+	if s == "" {
+		return "="
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return "=" + base64.RawURLEncoding.EncodeToString([]byte(s))
+		}
+	}
+	return s
+}
+
+// untok reverses tok.
+func untok(t string) (string, error) {
+	if b, ok := strings.CutPrefix(t, "="); ok {
+		p, err := base64.RawURLEncoding.DecodeString(b)
+		if err != nil {
+			return "", fmt.Errorf("jetstore: bad token %q: %w", t, err)
+		}
+		return string(p), nil
+	}
+	return t, nil
+}
+
+// part is the partition of a name.
+func part(name string) string {
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	return strconv.Itoa(int(h.Sum32() % Partitions))
+}
+
+func subj(kind string, names ...string) string {
+	var b strings.Builder
+	b.WriteString("tern.")
+	b.WriteString(kind)
+	for _, n := range names {
+		b.WriteByte('.')
+		b.WriteString(n)
+	}
+	return b.String()
+}
+
+// Subjects of the layout (package doc).
+func convHeadSubj(cv string) string      { return subj("hc", part(cv), tok(cv)) }
+func auxHeadSubj(cv string) string       { return subj("ha", part(cv), tok(cv)) }
+func userHeadSubj(uid string) string     { return subj("hu", part(uid), tok(uid)) }
+func floorSubj(uid string) string        { return subj("fl", part(uid), tok(uid)) }
+func groupSubj(gid string) string        { return subj("gr", tok(gid)) }
+func memberSubj(gid, uid string) string  { return subj("mb", tok(gid), tok(uid)) }
+func userConvSubj(uid, cv string) string { return subj("uc", tok(uid), tok(cv)) }
+func dmFloorSubj(cv, uid string) string  { return subj("df", tok(cv), tok(uid)) }
+func idSubj(id ulid.ULID) string {
+	s := id.String()
+	return subj("id", part(s), s)
+}
+func eventSubj(cv string, seq uint64) string {
+	return subj("ev", part(cv), tok(cv), strconv.FormatUint(seq, 10))
+}
+func auxSubj(cv string, n uint64) string {
+	return subj("ax", part(cv), tok(cv), strconv.FormatUint(n, 10))
+}
+func pointerSubj(uid string, us uint64) string {
+	return subj("us", part(uid), tok(uid), strconv.FormatUint(us, 10))
+}
+func markerSubj(cv, uid, k string) string { return subj("mk", part(cv), tok(cv), tok(uid), tok(k)) }
+func reactSubj(id ulid.ULID, uid, k string) string {
+	s := id.String()
+	return subj("rx", part(s), s, tok(uid), tok(k))
+}
+func dedupeSubj(uid, did, cmid string) string {
+	return subj("dd", part(uid), tok(uid), tok(did), tok(cmid))
+}
+
+// lastToken is the last dot-separated token of a subject, decoded.
+func lastToken(subject string) (string, error) {
+	i := strings.LastIndexByte(subject, '.')
+	return untok(subject[i+1:])
+}
