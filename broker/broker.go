@@ -65,9 +65,13 @@ const (
 
 // Broker is one Tern node.
 type Broker struct {
-	cfg   *config.Config
-	log   *slog.Logger
+	cfg *config.Config
+	log *slog.Logger
+	// st is the store every part uses: Badger (store, single-node mode)
+	// or JetStream (cluster mode, with node, nc and link).
+	st    backend
 	store *store.Store
+	cl    clusterParts
 	// commits carries committed appends from the store to delivery.
 	commits  *im.CommitStream
 	accounts *accounts.Service
@@ -110,24 +114,30 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 		Log: log,
 	})
 	b.disk.Check() // before Badger writes anything
-	st, err := store.Open(cfg.Data, store.Options{
-		SyncWrites:     cfg.Store.SyncWrites,
-		MemTableSize:   int64(cfg.Store.MemTableSize),
-		BlockCacheSize: int64(cfg.Store.BlockCache),
-		GCInterval:     cfg.Store.GCInterval,
-		Retention:      cfg.IM.Retention,
-		Logger:         log,
-		Commits:        b.commits,
-		// b.metrics is set before any client can cause an append.
-		OnCommit: func(n int) { b.metrics.Committed(n) },
-		Disk:     b.disk,
-	})
-	if err != nil {
-		return nil, err
+	if cfg.Cluster.Enabled() {
+		if err := b.openCluster(); err != nil {
+			return nil, err
+		}
+	} else {
+		st, err := store.Open(cfg.Data, store.Options{
+			SyncWrites:     cfg.Store.SyncWrites,
+			MemTableSize:   int64(cfg.Store.MemTableSize),
+			BlockCacheSize: int64(cfg.Store.BlockCache),
+			GCInterval:     cfg.Store.GCInterval,
+			Retention:      cfg.IM.Retention,
+			Logger:         log,
+			Commits:        b.commits,
+			// b.metrics is set before any client can cause an append.
+			OnCommit: func(n int) { b.metrics.Committed(n) },
+			Disk:     b.disk,
+		})
+		if err != nil {
+			return nil, err
+		}
+		b.store, b.st = st, st
 	}
-	b.store = st
 	if err := b.build(); err != nil {
-		_ = st.Close() // the build error is the one to report
+		_ = b.closeStore() // the build error is the one to report
 		return nil, err
 	}
 	b.diskWG.Add(1)
@@ -141,13 +151,13 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 func (b *Broker) build() error {
 	cfg := b.cfg
 	var err error
-	if b.epoch, err = b.store.Incr("epoch"); err != nil {
+	if b.epoch, err = b.st.Incr("epoch"); err != nil {
 		return fmt.Errorf("epoch: %w", err)
 	}
 	if b.adminToken, err = b.loadAdminToken(); err != nil {
 		return err
 	}
-	b.accounts = accounts.New(b.store, accounts.Params{
+	b.accounts = accounts.New(b.st, accounts.Params{
 		Time:    cfg.Auth.Argon2Time,
 		Memory:  uint32(cfg.Auth.Argon2Memory >> 10),
 		Threads: cfg.Auth.Argon2Threads,
@@ -167,15 +177,21 @@ func (b *Broker) build() error {
 		Logger: slog.New(logging.Levels(logging.Redact(b.log.Handler()))),
 	})
 	b.metrics = metrics.New(b.mqtt.Info)
-	b.metrics.StoreUnreadable(b.store.Unreadable)
-	b.metrics.StoreSize(b.store.Size)
+	b.metrics.StoreUnreadable(b.st.Unreadable)
+	b.metrics.StoreSize(b.st.Size)
 	b.metrics.AddDisk(b.disk.Low, b.disk.Free)
 
-	relations := relations.New(b.store, b.log)
+	relations := relations.New(b.st, b.log)
 	// A deleted user's groups, contacts and blocks changed under the
 	// messaging hook: drop what it cached about them.
 	b.accounts.OnDelete = func(uid string, p accounts.Purged) {
 		relations.Invalidate(append(p.Users, uid), p.Groups...)
+	}
+	msgHook := new(messaging.Hook)
+	var typing func(ev *im.Event, to []string)
+	if cfg.Cluster.Enabled() {
+		// The link starts below, before any client connects.
+		typing = func(ev *im.Event, to []string) { b.cl.link.Typed(ev, to) }
 	}
 	policy := &topics.Policy{Rules: cfg.Rules(), Relations: relations}
 	anon := map[string]bool{
@@ -203,9 +219,9 @@ func (b *Broker) build() error {
 			MaxSubscriptions: cfg.Limits.MaxSubscriptions, MaxInflightBytes: int64(cfg.Limits.MaxInflightBytes),
 			Metrics: b.metrics, Info: b.mqtt.Info, Server: b.mqtt,
 		}},
-		{new(messaging.Hook), &messaging.Options{
-			Server: b.mqtt, Store: b.store, Commits: b.commits, Sessions: b.sessions, Relations: relations,
-			Metrics: b.metrics,
+		{msgHook, &messaging.Options{
+			Server: b.mqtt, Store: b.st, Commits: b.commits, Sessions: b.sessions, Relations: relations,
+			Metrics: b.metrics, Typing: typing,
 			Policy: service.Policy{
 				Epoch: b.epoch, DMPolicy: cfg.IM.DMPolicy, MaxPacket: int(cfg.Limits.MaxPacketSize),
 				MaxBody: int(cfg.IM.MaxBody), RateBurst: cfg.IM.RateBurst, RatePerSec: float64(cfg.IM.RatePerSec),
@@ -219,7 +235,7 @@ func (b *Broker) build() error {
 			},
 		}},
 		{new(presence.Hook), &presence.Options{
-			Server: b.mqtt, Sessions: b.sessions, Store: b.store,
+			Server: b.mqtt, Sessions: b.sessions, Store: b.st,
 			Grace: cfg.Presence.Grace, Coalesce: cfg.Presence.Coalesce, Watchers: relations,
 			Metrics: b.metrics,
 		}},
@@ -233,6 +249,11 @@ func (b *Broker) build() error {
 	for _, h := range hooks {
 		if err := b.mqtt.AddHook(h.h, h.opts); err != nil {
 			return fmt.Errorf("hook %s: %w", h.h.ID(), err)
+		}
+	}
+	if cfg.Cluster.Enabled() {
+		if err := b.startLink(relations, msgHook); err != nil {
+			return err
 		}
 	}
 	return b.addListeners()
@@ -438,7 +459,7 @@ func (b *Broker) Problems() []string {
 	if !b.ready.Load() {
 		p = append(p, "not started")
 	}
-	if !b.store.Ready() {
+	if !b.st.Ready() {
 		p = append(p, "store closed")
 	}
 	for _, id := range []string{ListenerMQTT, ListenerWS, ListenerTLS, ListenerWSS} {
@@ -530,7 +551,7 @@ func (b *Broker) Close() error {
 		}
 		close(b.diskStop)
 		b.diskWG.Wait()
-		errs = append(errs, b.store.Close())
+		errs = append(errs, b.closeStore())
 		b.closeErr = errors.Join(errs...)
 	})
 	return b.closeErr
@@ -606,8 +627,12 @@ func (b *Broker) OpenConnections() int { return b.gate.Open() }
 // in-process tools).
 func (b *Broker) Sessions() *session.Registry { return b.sessions }
 
-// Store returns the broker's store (for tests and in-process tools).
+// Store returns the broker's Badger store (for tests and in-process
+// tools); nil in cluster mode (see IM).
 func (b *Broker) Store() *store.Store { return b.store }
+
+// IM returns the store of the IM core, Badger or JetStream.
+func (b *Broker) IM() im.Store { return b.st }
 
 // SetLogLevel hands the broker the root logger's level so the admin API can
 // change it at runtime. Call before Start.

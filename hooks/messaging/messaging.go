@@ -43,6 +43,10 @@ type Options struct {
 	Now func() time.Time
 	// Metrics counts RPCs and deliveries; nil counts nothing.
 	Metrics *metrics.Metrics
+	// Typing, when set, is also handed every typing event the service
+	// lets through, with its recipients (a cluster node relays it to the
+	// other nodes, whose RelayTyping reaches their devices).
+	Typing func(ev *im.Event, to []string)
 }
 
 // Hook is the messaging hook.

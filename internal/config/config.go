@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -43,6 +44,7 @@ type Config struct {
 	Compat Compat   `yaml:"compat"`
 
 	Presence Presence `yaml:"presence"`
+	Cluster  Cluster  `yaml:"cluster"`
 }
 
 // Listener is one MQTT listener. An empty Addr disables it.
@@ -159,6 +161,34 @@ type Store struct {
 	// DiskCheck is how often free space is measured.
 	DiskCheck time.Duration `yaml:"disk_check"`
 }
+
+// Cluster runs the node as one of several serving one namespace, with
+// the shared state in NATS JetStream (PROTOCOL §17, docs/cluster.md).
+// An empty Name is single-node mode on Badger, the default.
+type Cluster struct {
+	// Name is the cluster's name; every node of a cluster gives the same.
+	Name string `yaml:"name"`
+	// Node is this node's name, unique in the cluster ([A-Za-z0-9_-]).
+	Node string `yaml:"node"`
+	// NATSListen is the route listener (host:port) of the NATS JetStream
+	// server embedded in this node; its files live in {data}/nats.
+	NATSListen string `yaml:"nats_listen"`
+	// NATSRoutes are the other nodes' route URLs (nats://host:port).
+	NATSRoutes []string `yaml:"nats_routes"`
+	// NATSURL uses an existing NATS cluster instead of an embedded
+	// server (exclusive with nats_listen).
+	NATSURL string `yaml:"nats_url"`
+	// NATSClient, when set, also opens the embedded server's client port
+	// (host:port) for tools such as the nats CLI. Tern itself connects
+	// in-process.
+	NATSClient string `yaml:"nats_client"`
+	// Replicas of the log stream and every KV bucket: 3 keeps every
+	// acknowledged event through the loss of one node.
+	Replicas int `yaml:"replicas"`
+}
+
+// Enabled reports whether the node runs in cluster mode.
+func (c Cluster) Enabled() bool { return c.Name != "" }
 
 // ACL holds the plain-namespace rules (outside im/).
 type ACL struct {
@@ -298,6 +328,7 @@ func DefaultConfig() *Config {
 			CommitBacklog:    4096,
 		},
 		Presence: Presence{Grace: 10 * time.Second, Coalesce: 2 * time.Second},
+		Cluster:  Cluster{NATSRoutes: []string{}, Replicas: 3},
 	}
 }
 
@@ -342,11 +373,30 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) {
 		"TERN_WS_ADDR":     &c.WS.Addr,
 		"TERN_HTTP_ADDR":   &c.HTTP.Addr,
 		"TERN_ADMIN_TOKEN": &c.AdminToken,
+		"TERN_CLUSTER":     &c.Cluster.Name,
+		"TERN_NODE":        &c.Cluster.Node,
+		"TERN_NATS_LISTEN": &c.Cluster.NATSListen,
+		"TERN_NATS_URL":    &c.Cluster.NATSURL,
 	} {
 		if v, ok := lookup(name); ok {
 			*p = v
 		}
 	}
+	if v, ok := lookup("TERN_NATS_ROUTES"); ok {
+		c.Cluster.NATSRoutes = SplitList(v)
+	}
+}
+
+// SplitList splits a comma-separated list (TERN_NATS_ROUTES,
+// --nats-routes), dropping empty items.
+func SplitList(v string) []string {
+	out := []string{}
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // Validate reports every invalid field, each error naming it.
@@ -511,7 +561,54 @@ func (c *Config) Validate() error {
 	} else if p.Coalesce < 0 || p.Coalesce > p.Grace {
 		bad("presence.coalesce", "%s is outside 0..presence.grace (%s)", p.Coalesce, p.Grace)
 	}
+	c.Cluster.validate(bad)
 	return errors.Join(errs...)
+}
+
+func (c Cluster) validate(bad func(field, format string, args ...any)) {
+	if !c.Enabled() {
+		if c.Node != "" || c.NATSListen != "" || c.NATSURL != "" || len(c.NATSRoutes) > 0 || c.NATSClient != "" {
+			bad("cluster.name", "must be set when any other cluster key is")
+		}
+		return
+	}
+	if !isName(c.Name) {
+		bad("cluster.name", "%q must be 1-64 of [A-Za-z0-9_-]", c.Name)
+	}
+	if !isName(c.Node) {
+		bad("cluster.node", "%q must be 1-64 of [A-Za-z0-9_-]", c.Node)
+	}
+	switch {
+	case c.NATSListen == "" && c.NATSURL == "":
+		bad("cluster.nats_listen", "one of nats_listen (embedded) and nats_url (external) is required")
+	case c.NATSListen != "" && c.NATSURL != "":
+		bad("cluster.nats_url", "excludes nats_listen")
+	}
+	if c.NATSURL != "" && (len(c.NATSRoutes) > 0 || c.NATSClient != "") {
+		bad("cluster.nats_routes", "routes and nats_client belong to the embedded server (nats_listen)")
+	}
+	for i, r := range c.NATSRoutes {
+		if u, err := url.Parse(r); err != nil || u.Scheme != "nats" || u.Host == "" {
+			bad(fmt.Sprintf("cluster.nats_routes[%d]", i), "%q is not nats://host:port", r)
+		}
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		bad("cluster.replicas", "%d is outside 1..5", c.Replicas)
+	} else if c.NATSListen != "" && c.Replicas > len(c.NATSRoutes)+1 {
+		bad("cluster.replicas", "%d needs at least %d nats_routes", c.Replicas, c.Replicas-1)
+	}
+}
+
+func isName(s string) bool {
+	if len(s) < 1 || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // Compile turns a YAML rule into a topics.Rule.

@@ -355,14 +355,15 @@ func (s *Store) try(a *im.Append) (done bool, touched []string, err error) {
 			s.heads.put(m.subj, h)
 		}
 	}
+	// Relay first: once on the commit stream, a is delivery's to read.
+	if s.opts.Relay != nil {
+		s.opts.Relay(a)
+	}
 	if s.opts.Commits != nil {
 		s.opts.Commits.Publish(a) // never blocks: the appender reserved a slot
 	}
 	if s.opts.OnCommit != nil {
 		s.opts.OnCommit(1)
-	}
-	if s.opts.Relay != nil {
-		s.opts.Relay(a)
 	}
 	return true, nil, nil
 }

@@ -1,0 +1,132 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/tern-im/tern/hooks/messaging"
+	"github.com/tern-im/tern/internal/accounts"
+	"github.com/tern-im/tern/internal/cluster"
+	"github.com/tern-im/tern/internal/im"
+	"github.com/tern-im/tern/internal/jetstore"
+	"github.com/tern-im/tern/internal/relations"
+)
+
+// backend is what the broker needs of its store: every im port, the
+// accounts, and the node's own bookkeeping. internal/store (Badger,
+// single node) and internal/jetstore (JetStream, cluster) provide it.
+type backend interface {
+	im.Store
+	accounts.Store
+	Incr(name string) (uint64, error)
+	Unreadable() int64
+	Size() int64
+	Ready() bool
+	Close() error
+}
+
+// clusterParts are the pieces of cluster mode (PROTOCOL §17).
+type clusterParts struct {
+	node *jetstore.Node // the embedded NATS server; nil with nats_url
+	nc   *nats.Conn
+	js   *jetstore.Store
+	link *cluster.Link
+}
+
+// openCluster starts the embedded NATS JetStream server (or connects to
+// the external one) and opens the JetStream store, creating its assets
+// if they are missing.
+func (b *Broker) openCluster() error {
+	cc := b.cfg.Cluster
+	var err error
+	if cc.NATSURL != "" {
+		b.cl.nc, err = nats.Connect(cc.NATSURL, nats.Name("tern-"+cc.Node), nats.MaxReconnects(-1))
+		if err != nil {
+			return fmt.Errorf("cluster: connect %s: %w", cc.NATSURL, err)
+		}
+	} else {
+		b.cl.node, err = jetstore.StartNode(jetstore.NodeOptions{
+			Name: cc.Node, Cluster: cc.Name, Listen: cc.NATSListen, Routes: cc.NATSRoutes,
+			Client: cc.NATSClient, Dir: filepath.Join(b.cfg.Data, "nats"),
+			// R3 with every write fsynced: no acknowledged loss even if
+			// two machines lose power at once.
+			SyncAlways: cc.Replicas > 1, Logger: b.log,
+		})
+		if err != nil {
+			return fmt.Errorf("cluster: %w", err)
+		}
+		if b.cl.nc, err = b.cl.node.Connect("tern-" + cc.Node); err != nil {
+			b.cl.node.Shutdown()
+			return fmt.Errorf("cluster: connect: %w", err)
+		}
+	}
+	// A forming cluster elects its JetStream leader first.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	js, err := jetstore.Open(ctx, b.cl.nc, jetstore.Options{
+		Replicas: cc.Replicas, Commits: b.commits, Logger: b.log,
+		// b.metrics is set before any client can cause an append.
+		OnCommit: func(n int) { b.metrics.Committed(n) },
+		// The link is started before any client can cause an append.
+		Relay: func(a *im.Append) { b.cl.link.Committed(a) },
+	})
+	if err != nil {
+		b.closeCluster()
+		return err
+	}
+	b.cl.js, b.st = js, js
+	return nil
+}
+
+// startLink connects this node to the other nodes' live traffic.
+func (b *Broker) startLink(rel *relations.Relations, h *messaging.Hook) error {
+	link, err := cluster.Start(cluster.Options{
+		Conn: b.cl.nc, Node: b.cfg.Cluster.Node, Commits: b.commits,
+		Drop:     func(uids, gids []string) { rel.Drop(uids, gids...) },
+		Announce: h.Announce, Typing: h.RelayTyping, Log: b.log,
+	})
+	if err != nil {
+		return err
+	}
+	b.cl.link = link
+	rel.OnInvalidate = link.Invalidated
+	return nil
+}
+
+// closeStore closes the store and, in cluster mode, the link, the
+// connection and the embedded server.
+func (b *Broker) closeStore() error {
+	if b.cfg.Cluster.Enabled() {
+		return b.closeCluster()
+	}
+	if b.store != nil {
+		return b.store.Close()
+	}
+	return nil
+}
+
+func (b *Broker) closeCluster() error {
+	var errs []error
+	if b.cl.link != nil {
+		b.cl.link.Stop()
+	}
+	if b.cl.js != nil {
+		errs = append(errs, b.cl.js.Close())
+	}
+	if b.cl.nc != nil {
+		// Send what the link still holds before the connection goes.
+		if err := b.cl.nc.FlushTimeout(time.Second); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			b.log.Debug("cluster: flush", "error", err)
+		}
+		b.cl.nc.Close()
+	}
+	if b.cl.node != nil {
+		b.cl.node.Shutdown()
+	}
+	return errors.Join(errs...)
+}
