@@ -27,8 +27,9 @@ type NodeOptions struct {
 	Listen string
 	// Routes are the other nodes' route URLs (nats://host:port).
 	Routes []string
-	// Client, when set, is a client listener (host:port) for tools such
-	// as the nats CLI; Tern itself connects in-process.
+	// Client, when set, is the client listener (host:port) for tools
+	// such as the nats CLI; else a random loopback port. Tern itself
+	// connects in-process.
 	Client string
 	// Dir is where JetStream keeps its files.
 	Dir string
@@ -50,7 +51,10 @@ func StartNode(o NodeOptions) (*Node, error) {
 		StoreDir:   filepath.Join(o.Dir),
 		NoSigs:     true,
 		NoLog:      true,
-		DontListen: o.Client == "",
+		// Routing waits for the client listener, so there is always one:
+		// a random loopback port unless Client names one.
+		Host: "127.0.0.1",
+		Port: server.RANDOM_PORT,
 		JetStreamLimits: server.JSLimitOpts{
 			MaxBatchSize: MaxBatch,
 		},
@@ -135,6 +139,9 @@ type logAdapter struct{ l *slog.Logger }
 func (a logAdapter) Noticef(f string, v ...any) { a.l.Debug("nats: " + fmt.Sprintf(f, v...)) }
 func (a logAdapter) Warnf(f string, v ...any)   { a.l.Warn("nats: " + fmt.Sprintf(f, v...)) }
 func (a logAdapter) Fatalf(f string, v ...any)  { a.l.Error("nats: " + fmt.Sprintf(f, v...)) }
-func (a logAdapter) Errorf(f string, v ...any)  { a.l.Error("nats: " + fmt.Sprintf(f, v...)) }
-func (a logAdapter) Debugf(f string, v ...any)  { a.l.Debug("nats: " + fmt.Sprintf(f, v...)) }
-func (a logAdapter) Tracef(f string, v ...any)  {}
+
+// Errorf: mostly a peer that is not up yet or just went away, which the
+// server retries by itself.
+func (a logAdapter) Errorf(f string, v ...any) { a.l.Warn("nats: " + fmt.Sprintf(f, v...)) }
+func (a logAdapter) Debugf(f string, v ...any) { a.l.Debug("nats: " + fmt.Sprintf(f, v...)) }
+func (a logAdapter) Tracef(f string, v ...any) {}

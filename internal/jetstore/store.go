@@ -119,7 +119,7 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Store, error) {
 	s.entropy.r = ulid.Monotonic(cryptoReader{}, 0)
 	// A cluster that is still forming has no meta leader yet: retry
 	// until ctx ends.
-	err = retry(ctx, func() (err error) {
+	err = retry(ctx, func(ctx context.Context) (err error) {
 		s.log, err = js.CreateOrUpdateStream(ctx, LogConfig(o.Replicas))
 		return err
 	})
@@ -128,7 +128,7 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Store, error) {
 	}
 	for _, b := range []string{bucketUsers, bucketTokens, bucketContacts, bucketPresence, bucketMeta} {
 		var kv jetstream.KeyValue
-		err := retry(ctx, func() (err error) {
+		err := retry(ctx, func(ctx context.Context) (err error) {
 			kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 				Bucket: b, Replicas: o.Replicas, Storage: jetstream.FileStorage, History: 1,
 			})
@@ -142,11 +142,15 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Store, error) {
 	return s, nil
 }
 
-// retry calls fn until it succeeds or ctx ends (then fn's last error).
-func retry(ctx context.Context, fn func() error) error {
+// retry calls fn, each time with a 5 s deadline (an API request with no
+// leader to answer waits out its context), until it succeeds or ctx
+// ends (then fn's last error).
+func retry(ctx context.Context, fn func(context.Context) error) error {
 	pause := 50 * time.Millisecond
 	for {
-		err := fn()
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := fn(actx)
+		cancel()
 		if err == nil {
 			return nil
 		}
