@@ -20,12 +20,11 @@ var _ accounts.Store = (*Store)(nil)
 
 // kvGet reads a key; ErrNotFound when absent or deleted.
 func (s *Store) kvGet(bucket, key string) (jetstream.KeyValueEntry, error) {
-	if s.closed.Load() {
-		return nil, ErrClosed
-	}
-	ctx, cancel := s.ctx()
-	defer cancel()
-	e, err := s.kv[bucket].Get(ctx, key)
+	var e jetstream.KeyValueEntry
+	err := s.do(func(ctx context.Context) (err error) {
+		e, err = s.kv[bucket].Get(ctx, key)
+		return err
+	})
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, ErrNotFound
 	}
@@ -36,24 +35,19 @@ func (s *Store) kvGet(bucket, key string) (jetstream.KeyValueEntry, error) {
 }
 
 func (s *Store) kvPut(bucket, key string, v []byte) error {
-	if s.closed.Load() {
-		return ErrClosed
-	}
-	ctx, cancel := s.ctx()
-	defer cancel()
-	if _, err := s.kv[bucket].Put(ctx, key, v); err != nil {
+	err := s.do(func(ctx context.Context) error {
+		_, err := s.kv[bucket].Put(ctx, key, v)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("jetstore: %s %s: %w", bucket, key, err)
 	}
 	return nil
 }
 
 func (s *Store) kvDelete(bucket, key string) error {
-	if s.closed.Load() {
-		return ErrClosed
-	}
-	ctx, cancel := s.ctx()
-	defer cancel()
-	if err := s.kv[bucket].Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+	err := s.do(func(ctx context.Context) error { return s.kv[bucket].Delete(ctx, key) })
+	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("jetstore: %s %s: %w", bucket, key, err)
 	}
 	return nil
@@ -62,22 +56,21 @@ func (s *Store) kvDelete(bucket, key string) error {
 // kvKeys lists the keys of bucket matching filter (a NATS subject
 // filter over keys), sorted.
 func (s *Store) kvKeys(bucket, filter string) ([]string, error) {
-	if s.closed.Load() {
-		return nil, ErrClosed
-	}
-	ctx, cancel := s.ctx()
-	defer cancel()
-	l, err := s.kv[bucket].ListKeysFiltered(ctx, filter)
+	var out []string
+	err := s.do(func(ctx context.Context) error {
+		out = out[:0]
+		l, err := s.kv[bucket].ListKeysFiltered(ctx, filter)
+		if err != nil {
+			return err
+		}
+		// The channel closes once every key is listed (or ctx ends first).
+		for k := range l.Keys() {
+			out = append(out, k)
+		}
+		return ctx.Err()
+	})
 	if err != nil {
 		return nil, fmt.Errorf("jetstore: keys of %s: %w", bucket, err)
-	}
-	var out []string
-	// The channel closes once every key is listed (or ctx ends first).
-	for k := range l.Keys() {
-		out = append(out, k)
-	}
-	if ctx.Err() != nil {
-		return nil, fmt.Errorf("jetstore: keys of %s: %w", bucket, ctx.Err())
 	}
 	slices.Sort(out)
 	return out, nil
@@ -280,7 +273,7 @@ func (s *Store) Incr(name string) (uint64, error) {
 		if err == nil {
 			return n, nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) && !isWrongSeq(err) {
+		if !isWrongSeq(err) {
 			return 0, fmt.Errorf("jetstore: counter %s: %w", name, err)
 		}
 	}
@@ -289,7 +282,9 @@ func (s *Store) Incr(name string) (uint64, error) {
 
 func isWrongSeq(err error) bool {
 	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+	// 10164: another write of the key is in flight (a constant variant).
+	return errors.Is(err, jetstream.ErrKeyExists) ||
+		(errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == 10164))
 }
 
 // Accounts: tern-users holds {uid} → User (JSON); tern-tokens holds
@@ -536,12 +531,11 @@ func (s *Store) DeleteUser(uid string) (accounts.Purged, error) {
 
 // putRecord writes one record of the log stream outside an append.
 func (s *Store) putRecord(subject string, v []byte) error {
-	if s.closed.Load() {
-		return ErrClosed
-	}
-	ctx, cancel := s.ctx()
-	defer cancel()
-	if _, err := s.js.Publish(ctx, subject, v); err != nil {
+	err := s.do(func(ctx context.Context) error {
+		_, err := s.js.Publish(ctx, subject, v)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("jetstore: put %s: %w", subject, err)
 	}
 	return nil
@@ -636,13 +630,12 @@ func (s *Store) leaveDM(cv, uid string) error {
 }
 
 func (s *Store) putTombstone(subject string) error {
-	if s.closed.Load() {
-		return ErrClosed
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
-	defer cancel()
 	m := &jetstreamMsg{subject: subject}
-	if _, err := s.js.PublishMsg(ctx, m.nats()); err != nil {
+	err := s.do(func(ctx context.Context) error {
+		_, err := s.js.PublishMsg(ctx, m.nats())
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("jetstore: clear %s: %w", subject, err)
 	}
 	return nil

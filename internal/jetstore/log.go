@@ -153,7 +153,8 @@ func (s *Store) append1(a *im.Append) error {
 			s.stripes[i].Unlock()
 		}
 	}()
-	for attempt := range maxAttempts {
+	start := time.Now()
+	for attempt := 0; ; attempt++ {
 		done, touched, err := s.try(a)
 		if err != nil {
 			return err
@@ -161,7 +162,12 @@ func (s *Store) append1(a *im.Append) error {
 		if done {
 			return nil
 		}
-		// Lost a compare-and-set to another node: re-read and retry.
+		// Lost a compare-and-set to another node, or the batch met a
+		// leader election: re-read and retry, at least maxAttempts times
+		// and for at least the failover time.
+		if attempt >= maxAttempts && time.Since(start) > s.opts.Failover {
+			return ErrContention
+		}
 		s.heads.drop(touched)
 		pause := time.Duration(min(1<<min(attempt, 6), 50)) * time.Millisecond
 		select {
@@ -170,7 +176,6 @@ func (s *Store) append1(a *im.Append) error {
 			return ErrClosed
 		}
 	}
-	return ErrContention
 }
 
 // try makes one attempt: done is true when a was committed or found to
@@ -338,7 +343,20 @@ func (s *Store) try(a *im.Append) (done bool, touched []string, err error) {
 		}
 		b = append(b, m)
 	}
-	last, err := s.publish(b)
+	id := nuid.Next()
+	b[0].hdr = nats.Header{hdrBatch: []string{id}} // b[0] is a head: no other header
+	last, err := s.publish(id, b)
+	if errors.Is(err, errLost) {
+		// The answer was lost: the head b[0] tells whether it committed.
+		r, gerr := s.get(b[0].subj)
+		if gerr != nil && !errors.Is(gerr, ErrNotFound) {
+			return false, nil, gerr
+		}
+		if r.batch != id {
+			return false, touched, nil // not committed: retry
+		}
+		last, err = r.seq+uint64(len(b))-1, nil
+	}
 	if errors.Is(err, errConflict) {
 		return false, touched, nil
 	}
@@ -388,7 +406,10 @@ func incEntropy(e []byte) []byte {
 	return out
 }
 
-var errConflict = errors.New("jetstore: compare-and-set conflict")
+var (
+	errConflict = errors.New("jetstore: compare-and-set conflict")
+	errLost     = errors.New("jetstore: commit answer lost")
+)
 
 // pubAck is JetStream's answer to a batch commit.
 type pubAck struct {
@@ -401,10 +422,10 @@ type pubAck struct {
 }
 
 // publish sends b as one atomic batch and returns the stream sequence
-// of its last message. errConflict: a compare-and-set failed (or the
-// batch was dropped on the way), nothing was stored.
-func (s *Store) publish(b []msg) (uint64, error) {
-	id := nuid.Next()
+// of its last message. errConflict: a compare-and-set failed, the batch
+// was dropped on the way or no leader took it; nothing was stored.
+// errLost: no answer came; the batch may or may not be stored.
+func (s *Store) publish(id string, b []msg) (uint64, error) {
 	for i, m := range b {
 		nm := nats.NewMsg(m.subj)
 		nm.Data = m.data
@@ -418,14 +439,19 @@ func (s *Store) publish(b []msg) (uint64, error) {
 		}
 		if i < len(b)-1 {
 			if err := s.nc.PublishMsg(nm); err != nil {
-				return 0, fmt.Errorf("jetstore: publish: %w", err)
+				return 0, errConflict // the connection is down: retry
 			}
 			continue
 		}
 		nm.Header.Set(hdrBCom, "1")
 		reply, err := s.nc.RequestMsg(nm, s.opts.Timeout)
-		if err != nil {
-			return 0, fmt.Errorf("jetstore: commit: %w", err)
+		switch {
+		case errors.Is(err, nats.ErrNoResponders):
+			return 0, errConflict // no stream leader: nothing stored
+		case errors.Is(err, nats.ErrTimeout):
+			return 0, errLost
+		case err != nil:
+			return 0, errConflict
 		}
 		var ack pubAck
 		if err := json.Unmarshal(reply.Data, &ack); err != nil {
@@ -434,6 +460,8 @@ func (s *Store) publish(b []msg) (uint64, error) {
 		if e := ack.Error; e != nil {
 			switch e.ErrCode {
 			case 10071, 10164, 10176, 10210: // wrong last sequence; incomplete; too many in flight
+				return 0, errConflict
+			case 10008, 10077: // JetStream temporarily unavailable; not current
 				return 0, errConflict
 			case 10199:
 				return 0, im.ErrTooBig

@@ -1,6 +1,7 @@
 package jetstore
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -23,18 +24,19 @@ type rec struct {
 	seq  uint64
 	data []byte
 	ts   int64
+	// batch is the append that wrote a head record (Tern-Batch).
+	batch string
 }
 
 // get reads the value of subject from the stream leader. A missing or
 // cleared record is ErrNotFound with seq set to the tombstone's (0 when
 // there is none), which is what a compare-and-set must expect.
 func (s *Store) get(subject string) (rec, error) {
-	if s.closed.Load() {
-		return rec{}, ErrClosed
-	}
-	ctx, cancel := s.ctx()
-	defer cancel()
-	m, err := s.log.GetLastMsgForSubject(ctx, subject)
+	var m *jetstream.RawStreamMsg
+	err := s.do(func(ctx context.Context) (err error) {
+		m, err = s.log.GetLastMsgForSubject(ctx, subject)
+		return err
+	})
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return rec{subj: subject}, ErrNotFound
 	}
@@ -43,6 +45,7 @@ func (s *Store) get(subject string) (rec, error) {
 	}
 	r := rec{subj: m.Subject, seq: m.Sequence, data: m.Data}
 	if m.Header != nil {
+		r.batch = m.Header.Get(hdrBatch)
 		if m.Header.Get(hdrDel) != "" {
 			return r, ErrNotFound
 		}
@@ -72,12 +75,11 @@ func (s *Store) getU64(subject string) (uint64, uint64, error) {
 func (s *Store) scan(filter string, fn func(r rec) error) error {
 	var next uint64 = 1
 	for {
-		if s.closed.Load() {
-			return ErrClosed
-		}
-		ctx, cancel := s.ctx()
-		m, err := s.log.GetMsg(ctx, next, jetstream.WithGetMsgSubject(filter))
-		cancel()
+		var m *jetstream.RawStreamMsg
+		err := s.do(func(ctx context.Context) (err error) {
+			m, err = s.log.GetMsg(ctx, next, jetstream.WithGetMsgSubject(filter))
+			return err
+		})
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return nil
 		}

@@ -55,6 +55,9 @@ const (
 	hdrBSeq = "Nats-Batch-Sequence"
 	hdrBCom = "Nats-Batch-Commit"
 	hdrExp  = "Nats-Expected-Last-Subject-Sequence"
+	// hdrBatch names the append that wrote a head record, so a commit
+	// whose answer was lost can be recognised.
+	hdrBatch = "Tern-Batch"
 )
 
 // Options configure a Store.
@@ -72,6 +75,9 @@ type Options struct {
 	Relay func(a *im.Append)
 	// Timeout bounds each request to JetStream (5 s when zero).
 	Timeout time.Duration
+	// Failover is how long requests are retried while JetStream elects a
+	// new leader (20 s when zero).
+	Failover time.Duration
 	Logger  *slog.Logger
 }
 
@@ -104,6 +110,9 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Store, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = 5 * time.Second
 	}
+	if o.Failover <= 0 {
+		o.Failover = 20 * time.Second
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -128,18 +137,51 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Store, error) {
 	}
 	for _, b := range []string{bucketUsers, bucketTokens, bucketContacts, bucketPresence, bucketMeta} {
 		var kv jetstream.KeyValue
-		err := retry(ctx, func(ctx context.Context) (err error) {
-			kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-				Bucket: b, Replicas: o.Replicas, Storage: jetstream.FileStorage, History: 1,
-			})
-			return err
-		})
+		err := retry(ctx, func(ctx context.Context) error { return s.leaderKV(ctx, b, &kv) })
 		if err != nil {
 			return nil, fmt.Errorf("jetstore: bucket %s: %w", b, err)
 		}
 		s.kv[b] = kv
 	}
 	return s, nil
+}
+
+// leaderKV creates (or updates) bucket b with its reads served by the
+// stream leader: KV's direct gets may be answered by a replica that has
+// not applied the latest write yet (a token made on one node, then an
+// authentication on another, must see it).
+//
+// The bucket is only created when missing (never updated: nodes starting
+// together would turn direct gets back on under each other).
+func (s *Store) leaderKV(ctx context.Context, b string, out *jetstream.KeyValue) error {
+	_, err := s.js.KeyValue(ctx, b)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		_, err = s.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: b, Replicas: s.opts.Replicas, Storage: jetstream.FileStorage, History: 1,
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			err = nil // another node was first
+		}
+	}
+	if err != nil {
+		return err
+	}
+	st, err := s.js.Stream(ctx, "KV_"+b)
+	if err != nil {
+		return err
+	}
+	if cfg := st.CachedInfo().Config; cfg.AllowDirect {
+		cfg.AllowDirect = false
+		if _, err := s.js.UpdateStream(ctx, cfg); err != nil {
+			return err
+		}
+	}
+	kv, err := s.js.KeyValue(ctx, b)
+	if err != nil {
+		return err
+	}
+	*out = kv
+	return nil
 }
 
 // retry calls fn, each time with a 5 s deadline (an API request with no
@@ -201,9 +243,11 @@ var bad atomic.Int64
 // Size is the log stream's bytes as its leader reports them (-1 when
 // unknown).
 func (s *Store) Size() int64 {
-	ctx, cancel := s.ctx()
-	defer cancel()
-	info, err := s.log.Info(ctx)
+	var info *jetstream.StreamInfo
+	err := s.do(func(ctx context.Context) (err error) {
+		info, err = s.log.Info(ctx)
+		return err
+	})
 	if err != nil {
 		return -1
 	}
@@ -212,6 +256,41 @@ func (s *Store) Size() int64 {
 
 func (s *Store) ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), s.opts.Timeout)
+}
+
+// do runs one request to JetStream, retrying it while it fails the way a
+// leader election makes requests fail (no responders, timeouts, "system
+// temporarily unavailable") for up to Options.Failover: Raft elects a new
+// leader 4–9 s after the old one died.
+func (s *Store) do(fn func(ctx context.Context) error) error {
+	deadline := time.Now().Add(s.opts.Failover)
+	pause := 100 * time.Millisecond
+	for {
+		if s.closed.Load() {
+			return ErrClosed
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), min(s.opts.Timeout, 2*time.Second))
+		err := fn(ctx)
+		cancel()
+		if err == nil || !transient(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-time.After(pause):
+		case <-s.stop:
+			return ErrClosed
+		}
+		pause = min(2*pause, time.Second)
+	}
+}
+
+// transient reports errors that a leader election causes and that end
+// once it is over.
+func transient(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		(errors.As(err, &apiErr) && apiErr.Code == 503)
 }
 
 // tok makes a subject token (and KV key part) of a name.
