@@ -15,6 +15,7 @@ import (
 	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/internal/jetstore"
 	"github.com/tern-im/tern/internal/relations"
+	"github.com/tern-im/tern/internal/session"
 )
 
 // backend is what the broker needs of its store: every im port, the
@@ -88,13 +89,19 @@ func (b *Broker) startLink(rel *relations.Relations, h *messaging.Hook) error {
 	link, err := cluster.Start(cluster.Options{
 		Conn: b.cl.nc, Node: b.cfg.Cluster.Node, Commits: b.commits,
 		Drop:     func(uids, gids []string) { rel.Drop(uids, gids...) },
-		Announce: h.Announce, Typing: h.RelayTyping, Log: b.log,
+		Announce: h.Announce, Typing: h.RelayTyping, Kick: b.Kick, Log: b.log,
 	})
 	if err != nil {
 		return err
 	}
 	b.cl.link = link
 	rel.OnInvalidate = link.Invalidated
+	// A device connecting here ends its connection on another node.
+	b.sessions.OnAdd(func(s *session.Session) {
+		if !s.Anonymous {
+			link.Connected(s.UID, s.DID)
+		}
+	})
 	return nil
 }
 

@@ -94,16 +94,24 @@ func StartNodes(t testing.TB, cfgs []*config.Config) []*Broker {
 		}()
 	}
 	wg.Wait()
-	for _, b := range out {
-		if b == nil {
-			continue
-		}
-		t.Cleanup(func() {
-			if err := b.Close(); err != nil {
-				t.Errorf("broker.Close: %v", err)
+	// Closed together: a node closed last, alone, would find no quorum
+	// for its last writes (presence) and retry them until it gives up.
+	t.Cleanup(func() {
+		var wg sync.WaitGroup
+		for _, b := range out {
+			if b == nil {
+				continue
 			}
-		})
-	}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := b.Close(); err != nil {
+					t.Errorf("broker.Close: %v", err)
+				}
+			}()
+		}
+		wg.Wait()
+	})
 	for _, err := range errs {
 		if err != nil {
 			t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 
@@ -43,6 +44,10 @@ func openBackend(common *commonFlags, server string, create bool) (backend, erro
 			return nil, err
 		}
 		return remote{c}, nil
+	}
+	// A cluster node's state is in JetStream, not in its data dir.
+	if _, err := os.Stat(filepath.Join(cfg.Data, "nats")); err == nil || cfg.Cluster.Enabled() {
+		return nil, fmt.Errorf("%s belongs to a cluster node: use --server URL (the admin API of any running node)", cfg.Data)
 	}
 	if create {
 		if err := os.MkdirAll(cfg.Data, 0o700); err != nil {

@@ -8,7 +8,10 @@
 //     group's retained meta there;
 //   - cache invalidations (….inval): the users and groups whose relations
 //     another node changed;
-//   - typing (….typ): not stored, relayed to the receiving node's devices.
+//   - typing (….typ): not stored, relayed to the receiving node's devices;
+//   - connections (….conn): a device connected; the receiving node ends
+//     its own, older connection of the same device (takeover across
+//     nodes: one connection per ClientID cluster-wide).
 //
 // Core NATS delivers at most once: a node that misses a live event (it
 // was restarting, or fell behind) leaves its devices to sync, as a
@@ -35,6 +38,7 @@ const (
 	kindLive = "live"
 	kindInv  = "inval"
 	kindTyp  = "typ"
+	kindConn = "conn"
 )
 
 // Options configure a Link.
@@ -50,7 +54,9 @@ type Options struct {
 	Announce func(g im.Group)
 	// Typing relays another node's typing event to this node's devices.
 	Typing func(ev *im.Event, to []string) error
-	Log    *slog.Logger
+	// Kick ends this node's connections of device (uid, did).
+	Kick func(uid, did string) int
+	Log  *slog.Logger
 }
 
 // Link is one node's end of the cluster's live traffic.
@@ -104,6 +110,11 @@ type inval struct {
 	Groups []string `json:"g,omitempty"`
 }
 
+type conn struct {
+	UID string `json:"u"`
+	DID string `json:"d"`
+}
+
 type typing struct {
 	Ev *im.Event `json:"ev"`
 	To []string  `json:"to"`
@@ -116,6 +127,9 @@ func (l *Link) Committed(a *im.Append) { l.send(kindLive, live{A: a}) }
 func (l *Link) Invalidated(uids []string, gids []string) {
 	l.send(kindInv, inval{Users: uids, Groups: gids})
 }
+
+// Connected tells the other nodes that device (uid, did) connected here.
+func (l *Link) Connected(uid, did string) { l.send(kindConn, conn{UID: uid, DID: did}) }
 
 // Typed relays a typing event to the other nodes.
 func (l *Link) Typed(ev *im.Event, to []string) { l.send(kindTyp, typing{Ev: ev, To: to}) }
@@ -161,6 +175,17 @@ func (l *Link) receive(m *nats.Msg) {
 		}
 		if l.o.Drop != nil {
 			l.o.Drop(v.Users, v.Groups)
+		}
+	case kindConn:
+		var v conn
+		if err := json.Unmarshal(m.Data, &v); err != nil || v.UID == "" {
+			l.o.Log.Warn("cluster: bad connection notice", "node", node, "error", err)
+			return
+		}
+		if l.o.Kick != nil {
+			if n := l.o.Kick(v.UID, v.DID); n > 0 {
+				l.o.Log.Debug("cluster: taken over on another node", "user", v.UID, "device", v.DID, "node", node)
+			}
 		}
 	case kindTyp:
 		var v typing

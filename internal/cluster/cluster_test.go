@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/tern-im/tern/broker/brokertest"
 	"github.com/tern-im/tern/internal/codec"
@@ -120,5 +123,34 @@ func TestTypingAcrossNodes(t *testing.T) {
 	var ev codec.Event
 	if err := codec.Decode(b.wait(b.eph, "typing"), &ev); err != nil || ev.T != "typ" || ev.From != "alice" || ev.S != "c" {
 		t.Fatalf("typing on node 3: %+v, %v", ev, err)
+	}
+}
+
+// TestTakeoverAcrossNodes: a device connecting on node 2 ends its older
+// connection on node 1, and its events reach the new connection.
+func TestTakeoverAcrossNodes(t *testing.T) {
+	t.Parallel()
+	nodes := brokertest.StartCluster(t, 3)
+	nodes[0].AddUser("alice", pw)
+	nodes[0].AddUser("bob", pw)
+	lost := make(chan error, 1)
+	o := paho.NewClientOptions().AddBroker(nodes[0].URL()).SetClientID("alice.p1").
+		SetUsername("alice").SetPassword(pw).SetAutoReconnect(false).SetConnectTimeout(brokertest.Timeout).
+		SetConnectionLostHandler(func(_ paho.Client, err error) { lost <- err })
+	old := paho.NewClient(o)
+	brokertest.Wait(t, old.Connect(), "connect alice.p1 on node 1")
+	t.Cleanup(func() { brokertest.Disconnect(t, old) })
+
+	a := on(t, nodes[1], "alice", "p1")
+	select {
+	case err := <-lost:
+		t.Logf("node 1 connection ended: %v", err)
+	case <-time.After(brokertest.Timeout):
+		t.Fatal("the older connection on node 1 was not ended")
+	}
+	b := on(t, nodes[2], "bob", "p1")
+	b.text("alice", "c1", "to the new connection")
+	if ev := a.next(); ev.B != "to the new connection" {
+		t.Fatalf("%+v", ev)
 	}
 }

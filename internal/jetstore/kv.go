@@ -247,29 +247,30 @@ func (s *Store) RangePresence(fn func(uid string, p im.Presence) error) error {
 func (s *Store) Incr(name string) (uint64, error) {
 	kv := s.kv[bucketMeta]
 	for range maxAttempts {
-		ctx, cancel := s.ctx()
-		e, err := kv.Get(ctx, tok(name))
-		var n, rev uint64
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-		case err != nil:
-			cancel()
-			return 0, fmt.Errorf("jetstore: counter %s: %w", name, err)
-		default:
-			rev = e.Revision()
-			if n, err = strconv.ParseUint(string(e.Value()), 10, 64); err != nil {
-				cancel()
-				return 0, fmt.Errorf("jetstore: counter %s: %w", name, err)
+		var n uint64
+		err := s.do(func(ctx context.Context) error {
+			e, err := kv.Get(ctx, tok(name))
+			var rev uint64
+			n = 0
+			switch {
+			case errors.Is(err, jetstream.ErrKeyNotFound):
+			case err != nil:
+				return err
+			default:
+				rev = e.Revision()
+				if n, err = strconv.ParseUint(string(e.Value()), 10, 64); err != nil {
+					return err
+				}
 			}
-		}
-		n++
-		v := []byte(strconv.FormatUint(n, 10))
-		if rev == 0 {
-			_, err = kv.Create(ctx, tok(name), v)
-		} else {
-			_, err = kv.Update(ctx, tok(name), v, rev)
-		}
-		cancel()
+			n++
+			v := []byte(strconv.FormatUint(n, 10))
+			if rev == 0 {
+				_, err = kv.Create(ctx, tok(name), v)
+			} else {
+				_, err = kv.Update(ctx, tok(name), v, rev)
+			}
+			return err
+		})
 		if err == nil {
 			return n, nil
 		}
@@ -296,9 +297,11 @@ func (s *Store) PutUser(u accounts.User) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := s.ctx()
-	defer cancel()
-	if _, err := s.kv[bucketUsers].Create(ctx, tok(u.UID), v); err != nil {
+	err = s.do(func(ctx context.Context) error {
+		_, err := s.kv[bucketUsers].Create(ctx, tok(u.UID), v)
+		return err
+	})
+	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			return im.ErrExists
 		}
@@ -325,9 +328,10 @@ func (s *Store) UpdateUser(uid string, fn func(*accounts.User) error) error {
 		if err != nil {
 			return err
 		}
-		ctx, cancel := s.ctx()
-		_, err = s.kv[bucketUsers].Update(ctx, tok(uid), v, e.Revision())
-		cancel()
+		err = s.do(func(ctx context.Context) error {
+			_, err := s.kv[bucketUsers].Update(ctx, tok(uid), v, e.Revision())
+			return err
+		})
 		if err == nil {
 			return nil
 		}

@@ -78,7 +78,7 @@ type Options struct {
 	// Failover is how long requests are retried while JetStream elects a
 	// new leader (20 s when zero).
 	Failover time.Duration
-	Logger  *slog.Logger
+	Logger   *slog.Logger
 }
 
 // Store implements im.Store and accounts.Store on JetStream.
@@ -146,35 +146,21 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Store, error) {
 	return s, nil
 }
 
-// leaderKV creates (or updates) bucket b with its reads served by the
-// stream leader: KV's direct gets may be answered by a replica that has
-// not applied the latest write yet (a token made on one node, then an
-// authentication on another, must see it).
-//
-// The bucket is only created when missing (never updated: nodes starting
-// together would turn direct gets back on under each other).
+// leaderKV opens bucket b, creating its stream when missing with the
+// configuration nats.go gives a KV bucket (history 1), except that reads
+// are served by the stream leader: KV's direct gets may be answered by a
+// replica that has not applied the latest write yet (a token made on one
+// node, then an authentication on another, must see it).
 func (s *Store) leaderKV(ctx context.Context, b string, out *jetstream.KeyValue) error {
-	_, err := s.js.KeyValue(ctx, b)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		_, err = s.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: b, Replicas: s.opts.Replicas, Storage: jetstream.FileStorage, History: 1,
-		})
-		if errors.Is(err, jetstream.ErrBucketExists) {
-			err = nil // another node was first
-		}
-	}
-	if err != nil {
+	_, err := s.js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: "KV_" + b, Subjects: []string{"$KV." + b + ".>"},
+		MaxMsgsPerSubject: 1, MaxBytes: -1, MaxMsgSize: -1, MaxMsgs: -1, MaxConsumers: -1,
+		Storage: jetstream.FileStorage, Replicas: s.opts.Replicas,
+		AllowRollup: true, DenyDelete: true, Duplicates: 2 * time.Minute, Discard: jetstream.DiscardNew,
+		AllowDirect: false,
+	})
+	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		return err
-	}
-	st, err := s.js.Stream(ctx, "KV_"+b)
-	if err != nil {
-		return err
-	}
-	if cfg := st.CachedInfo().Config; cfg.AllowDirect {
-		cfg.AllowDirect = false
-		if _, err := s.js.UpdateStream(ctx, cfg); err != nil {
-			return err
-		}
 	}
 	kv, err := s.js.KeyValue(ctx, b)
 	if err != nil {
@@ -184,13 +170,13 @@ func (s *Store) leaderKV(ctx context.Context, b string, out *jetstream.KeyValue)
 	return nil
 }
 
-// retry calls fn, each time with a 5 s deadline (an API request with no
+// retry calls fn, each time with a 2 s deadline (an API request with no
 // leader to answer waits out its context), until it succeeds or ctx
 // ends (then fn's last error).
 func retry(ctx context.Context, fn func(context.Context) error) error {
 	pause := 50 * time.Millisecond
 	for {
-		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err := fn(actx)
 		cancel()
 		if err == nil {
@@ -252,10 +238,6 @@ func (s *Store) Size() int64 {
 		return -1
 	}
 	return int64(info.State.Bytes)
-}
-
-func (s *Store) ctx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), s.opts.Timeout)
 }
 
 // do runs one request to JetStream, retrying it while it fails the way a
