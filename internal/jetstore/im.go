@@ -158,10 +158,9 @@ func (s *Store) deduped(uid, did, cmid string) (im.Event, uint64, error) {
 	if err != nil {
 		return im.Event{}, r.seq, err
 	}
-	usText, p, ok := strings.Cut(string(r.data), " ")
-	us, perr := strconv.ParseUint(usText, 10, 64)
-	if !ok || perr != nil {
-		return im.Event{}, 0, fmt.Errorf("jetstore: dedupe record %q", r.data)
+	us, p, err := parseDedupe(r.data)
+	if err != nil {
+		return im.Event{}, 0, err
 	}
 	ev, found, err := s.loadEvent(p)
 	if err != nil {
@@ -172,6 +171,17 @@ func (s *Store) deduped(uid, did, cmid string) (im.Event, uint64, error) {
 	}
 	ev.US = us
 	return ev, r.seq, nil
+}
+
+// parseDedupe reads a dedupe record: "us subject", the sender's us (0
+// when not a recipient) and the event's subject.
+func parseDedupe(v []byte) (us uint64, subject string, err error) {
+	usText, subject, ok := strings.Cut(string(v), " ")
+	us, perr := strconv.ParseUint(usText, 10, 64)
+	if !ok || perr != nil || !strings.HasPrefix(subject, "tern.") {
+		return 0, "", fmt.Errorf("jetstore: bad dedupe record %q", v)
+	}
+	return us, subject, nil
 }
 
 // UserConvs lists the conversations on uid's list.

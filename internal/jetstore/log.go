@@ -75,17 +75,28 @@ func (s *Store) readHead(subject string) (head, error) {
 	if err != nil {
 		return head{}, err
 	}
-	h := head{seq: r.seq}
-	f := strings.Fields(string(r.data))
-	if len(f) == 0 {
-		return head{}, fmt.Errorf("jetstore: empty head %s", subject)
-	}
-	if h.n, err = strconv.ParseUint(f[0], 10, 64); err != nil {
+	h, err := parseHead(r.data)
+	if err != nil {
 		return head{}, fmt.Errorf("jetstore: head %s: %w", subject, err)
+	}
+	h.seq = r.seq
+	return h, nil
+}
+
+// parseHead reads a head record: "n" or "n id".
+func parseHead(p []byte) (head, error) {
+	var h head
+	f := strings.Fields(string(p))
+	if len(f) == 0 || len(f) > 2 {
+		return h, fmt.Errorf("bad head record %q", p)
+	}
+	var err error
+	if h.n, err = strconv.ParseUint(f[0], 10, 64); err != nil {
+		return h, err
 	}
 	if len(f) > 1 {
 		if h.id, err = ulid.ParseStrict(f[1]); err != nil {
-			return head{}, fmt.Errorf("jetstore: head %s: %w", subject, err)
+			return h, err
 		}
 	}
 	return h, nil
