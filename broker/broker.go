@@ -105,7 +105,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	b := &Broker{cfg: cfg, log: log, started: time.Now(), diskStop: make(chan struct{}), commits: im.NewCommitStream(cfg.IM.CommitBacklog)}
+	b := &Broker{cfg: cfg, log: log, started: time.Now(), diskStop: make(chan struct{}), commits: im.NewCommitStream(cfg.IM.CommitBacklog, messaging.DeliveryWorkers)}
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}

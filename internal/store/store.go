@@ -139,8 +139,8 @@ func Open(dir string, o Options) (*Store, error) {
 	// into unallocated space once the disk reserve (internal/disk) stops
 	// new writes; value-log GC also works in smaller steps.
 	bo = bo.WithValueLogFileSize(64 << 20)
-	db, err := badger.Open(bo)
-	if err != nil && strings.Contains(err.Error(), "Cannot acquire directory lock") {
+	db, err := openLocked(bo)
+	if errors.Is(err, errLocked) {
 		return nil, &InUseError{Dir: dir}
 	}
 	if err != nil {
@@ -314,4 +314,28 @@ func (s *Store) Incr(name string) (uint64, error) {
 		return txn.Set(k, binary.BigEndian.AppendUint64(nil, n))
 	})
 	return n, err
+}
+
+// errLocked is openLocked's error when the data dir's lock stays taken.
+var errLocked = errors.New("store: data dir locked")
+
+// openLocked opens Badger, retrying for up to a second while the data
+// dir's lock is taken. A lock can outlive its owner by a moment: a child
+// process forked by this one (os/exec) holds a copy of the lock file's
+// descriptor until it calls exec, so a data dir closed just before a fork
+// elsewhere in the process is briefly still locked.
+func openLocked(bo badger.Options) (*badger.DB, error) {
+	wait := 10 * time.Millisecond
+	deadline := time.Now().Add(time.Second)
+	for {
+		db, err := badger.Open(bo)
+		if err == nil || !strings.Contains(err.Error(), "Cannot acquire directory lock") {
+			return db, err
+		}
+		if time.Now().After(deadline) {
+			return nil, errLocked
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 200*time.Millisecond)
+	}
 }
