@@ -42,7 +42,7 @@ func openOn(t testing.TB, n *Node, replicas int, clk func() time.Time, commits *
 func openBackend(t testing.TB) imtest.Backend {
 	t.Helper()
 	clk := imtest.NewClock()
-	commits := im.NewCommitStream(64)
+	commits := im.NewCommitStream(64, 4)
 	s := openOn(t, startNode(t), 1, clk.Now, commits)
 	return imtest.Backend{Store: s, Commits: commits, Clock: clk, Trim: func(cutoff time.Time) error {
 		_, err := s.Trim(cutoff)
