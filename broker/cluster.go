@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/tern-im/tern/hooks/messaging"
 	"github.com/tern-im/tern/internal/accounts"
+	"github.com/tern-im/tern/internal/adminapi"
 	"github.com/tern-im/tern/internal/cluster"
 	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/internal/jetstore"
@@ -103,6 +105,42 @@ func (b *Broker) startLink(rel *relations.Relations, h *messaging.Hook) error {
 		}
 	})
 	return nil
+}
+
+// ClusterStatus reports the cluster's JetStream assets (admin API).
+func (b *Broker) ClusterStatus() (adminapi.ClusterStatus, error) {
+	if b.cl.js == nil {
+		return adminapi.ClusterStatus{}, adminapi.ErrNotCluster
+	}
+	streams, err := b.cl.js.Status()
+	if err != nil {
+		return adminapi.ClusterStatus{}, err
+	}
+	out := adminapi.ClusterStatus{Cluster: b.cfg.Cluster.Name, Node: b.cfg.Cluster.Node}
+	seen := map[string]bool{}
+	for _, st := range streams {
+		as := adminapi.StreamStatus{Name: st.Name, Leader: st.Leader, Msgs: st.Msgs, Bytes: st.Bytes}
+		for _, r := range st.Replicas {
+			as.Replicas = append(as.Replicas, adminapi.Replica(r))
+		}
+		out.Streams = append(out.Streams, as)
+		for _, n := range append([]string{st.Leader}, replicaNames(st)...) {
+			if n != "" && !seen[n] {
+				seen[n] = true
+				out.Nodes = append(out.Nodes, n)
+			}
+		}
+	}
+	slices.Sort(out.Nodes)
+	return out, nil
+}
+
+func replicaNames(st jetstore.StreamStatus) []string {
+	var out []string
+	for _, r := range st.Replicas {
+		out = append(out, r.Name)
+	}
+	return out
 }
 
 // closeStore closes the store and, in cluster mode, the link, the

@@ -28,6 +28,7 @@ const usage = `Tern: an MQTT broker that is an IM server.
 Usage:
   tern serve [-c FILE] [--data DIR] [--mqtt-addr ADDR] [--ws-addr ADDR] [--http-addr ADDR]
              [--log-level LEVEL] [--log-format text|json]
+             [--cluster NAME --node ID (--nats-listen HOST:PORT --nats-routes URL[,URL…] | --nats-url URL)]
   tern user add UID [--password PW | --password-stdin] [--admin]
   tern user passwd UID [--password PW | --password-stdin]
   tern user disable|enable|del UID
@@ -39,6 +40,7 @@ Usage:
   tern admin clients|stats [--server URL]
   tern admin kick UID.DID [--server URL]
   tern admin notice TEXT [--server URL]
+  tern cluster status [--server URL]
   tern chat [--mqtt HOST:PORT] --user UID [--device DID]   (secret: TERN_TOKEN or a prompt)
   tern version            (or tern --version)
 
@@ -109,6 +111,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		cmd = &storeCommand{stdout: stdout, stderr: stderr}
 	case "admin":
 		cmd = &adminCommand{stdout: stdout, stderr: stderr}
+	case "cluster":
+		cmd = &clusterCommand{stdout: stdout, stderr: stderr}
 	case "chat":
 		cmd = &chatCommand{stdin: stdin, stdout: stdout, stderr: stderr, lookupEnv: os.LookupEnv}
 	default:

@@ -77,6 +77,7 @@ func NewHandler(acc *accounts.Service, k Kicker, token string, log *slog.Logger)
 	h.handle("DELETE /admin/v1/clients/{id}", h.kickClient)
 	h.handle("GET /admin/v1/stats", h.stats)
 	h.handle("POST /admin/v1/notice", h.notice)
+	h.handle("GET /admin/v1/cluster", h.cluster)
 	return h
 }
 

@@ -136,6 +136,14 @@ func (c *Client) Stats(ctx context.Context) (Stats, error) {
 	return out, err
 }
 
+// Cluster reports the cluster's nodes and JetStream assets (404 from a
+// single node).
+func (c *Client) Cluster(ctx context.Context) (ClusterStatus, error) {
+	var out ClusterStatus
+	err := c.do(ctx, http.MethodGet, "/admin/v1/cluster", nil, &out)
+	return out, err
+}
+
 // Notice retains an operator notice on im/sys/notice.
 func (c *Client) Notice(ctx context.Context, text string) (Notice, error) {
 	var out Notice

@@ -154,3 +154,25 @@ func TestTakeoverAcrossNodes(t *testing.T) {
 		t.Fatalf("%+v", ev)
 	}
 }
+
+// TestClusterStatus: the admin API of any node reports the three nodes
+// and the log stream replicated on all of them.
+func TestClusterStatus(t *testing.T) {
+	t.Parallel()
+	nodes := brokertest.StartCluster(t, 3)
+	st, err := nodes[2].ClusterStatus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Cluster != brokertest.ClusterName || st.Node != "n3" || !slices.Equal(st.Nodes, []string{"n1", "n2", "n3"}) {
+		t.Fatalf("status: %+v", st)
+	}
+	if len(st.Streams) != 6 || st.Streams[0].Name != "TERN" {
+		t.Fatalf("streams: %+v", st.Streams)
+	}
+	for _, s := range st.Streams {
+		if s.Leader == "" || len(s.Replicas) != 2 {
+			t.Errorf("%s: leader %q, %d replicas", s.Name, s.Leader, len(s.Replicas))
+		}
+	}
+}
