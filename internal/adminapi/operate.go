@@ -64,9 +64,9 @@ type Operator interface {
 // status): the node asked, and the cluster's JetStream assets with their
 // leaders, replicas and lag.
 type ClusterStatus struct {
-	Cluster string                  `json:"cluster"`
-	Node    string                  `json:"node"`
-	Nodes   []string                `json:"nodes"` // every node that leads or replicates an asset
+	Cluster string         `json:"cluster"`
+	Node    string         `json:"node"`
+	Nodes   []string       `json:"nodes"` // every node that leads or replicates an asset
 	Streams []StreamStatus `json:"streams"`
 }
 
