@@ -529,6 +529,9 @@ func (b *Broker) Run(ctx context.Context) error {
 func (b *Broker) Close() error {
 	b.closeOnce.Do(func() {
 		b.ready.Store(false)
+		if b.cl.js != nil {
+			b.cl.js.Closing() // last writes do not wait out an election
+		}
 		var errs []error
 		if b.httpSrv != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 
 	"github.com/tern-im/tern/broker/brokertest"
 	"github.com/tern-im/tern/internal/codec"
+	"github.com/tern-im/tern/internal/config"
 )
 
 // TestDMAcrossNodes: three nodes, alice on node 1, bob's devices on nodes
@@ -174,5 +176,61 @@ func TestClusterStatus(t *testing.T) {
 		if s.Leader == "" || len(s.Replicas) != 2 {
 			t.Errorf("%s: leader %q, %d replicas", s.Name, s.Leader, len(s.Replicas))
 		}
+	}
+}
+
+// TestWholeClusterRestart: every node stops, then all start again on the
+// same data dirs: the streams, accounts and groups are all there, and
+// positions continue where they were.
+func TestWholeClusterRestart(t *testing.T) {
+	t.Parallel()
+	routes := brokertest.RoutePorts(t, 3)
+	cfgs := make([]*config.Config, 3)
+	for i := range cfgs {
+		cfgs[i] = brokertest.Config(t)
+		brokertest.NodeConfig(cfgs[i], i, routes)
+	}
+	nodes := brokertest.StartNodes(t, cfgs)
+	nodes[0].AddUser("alice", pw)
+	nodes[0].AddUser("bob", pw)
+	a := on(t, nodes[0], "alice", "p1")
+	a.ok("group.create", map[string]any{"gid": "ops", "members": []string{"bob"}}, nil)
+	for i := range 10 {
+		a.text("bob", fmt.Sprint("c", i), fmt.Sprint("m", i))
+	}
+	brokertest.Disconnect(t, a.c)
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := n.Close(); err != nil {
+				t.Errorf("close: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+
+	nodes = brokertest.StartNodes(t, cfgs)
+	b := on(t, nodes[2], "bob", "p1") // the account survived
+	evs := b.syncAll(0)
+	if len(evs) != 11 || evs[0].T != "member" {
+		t.Fatalf("bob's stream after the restart: %d events", len(evs))
+	}
+	for i, ev := range evs[1:] {
+		if ev.B != fmt.Sprint("m", i) || ev.US != uint64(i+2) || ev.Seq != uint64(i+1) {
+			t.Fatalf("event %d after the restart: %+v", i, ev)
+		}
+	}
+	a = on(t, nodes[1], "alice", "p1")
+	a.text("bob", "c0", "m0") // still deduplicated
+	a.text("bob", "after", "after the restart")
+	if ev := b.next(); ev.B != "after the restart" || ev.US != 12 || ev.Seq != 11 {
+		t.Fatalf("after the restart: %+v", ev)
+	}
+	var members codec.MembersResult
+	a.ok("group.members", map[string]any{"gid": "ops"}, &members)
+	if len(members.Members) != 2 {
+		t.Fatalf("group members after the restart: %+v", members)
 	}
 }

@@ -97,8 +97,9 @@ type Store struct {
 		sync.Mutex
 		r *ulid.MonotonicEntropy
 	}
-	closed atomic.Bool
-	stop   chan struct{}
+	closed  atomic.Bool
+	closing atomic.Bool
+	stop    chan struct{}
 }
 
 // Open creates the assets when they are missing (idempotently: every
@@ -209,6 +210,11 @@ func LogConfig(replicas int) jetstream.StreamConfig {
 	}
 }
 
+// Closing tells the store that the node is shutting down: requests are
+// no longer retried through a leader election (the other nodes may be
+// stopping too, and a last write would wait for a quorum that is gone).
+func (s *Store) Closing() { s.closing.Store(true) }
+
 // Close stops the store; later calls get ErrClosed. The connection is
 // the caller's to close.
 func (s *Store) Close() error {
@@ -254,7 +260,7 @@ func (s *Store) do(fn func(ctx context.Context) error) error {
 		ctx, cancel := context.WithTimeout(context.Background(), min(s.opts.Timeout, 2*time.Second))
 		err := fn(ctx)
 		cancel()
-		if err == nil || !transient(err) || time.Now().After(deadline) {
+		if err == nil || !transient(err) || time.Now().After(deadline) || s.closing.Load() {
 			return err
 		}
 		select {
