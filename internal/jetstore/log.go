@@ -166,7 +166,7 @@ func (s *Store) append1(a *im.Append) error {
 	}()
 	start := time.Now()
 	for attempt := 0; ; attempt++ {
-		done, touched, err := s.try(a)
+		done, touched, err := s.try(a, attempt > 0)
 		if err != nil {
 			return err
 		}
@@ -191,12 +191,15 @@ func (s *Store) append1(a *im.Append) error {
 
 // try makes one attempt: done is true when a was committed or found to
 // be a repeat; false with no error means a compare-and-set failed and
-// touched lists the heads to re-read.
-func (s *Store) try(a *im.Append) (done bool, touched []string, err error) {
+// touched lists the heads to re-read. The first attempt does not look
+// the dedupe record up: it expects none (a repeat then fails the
+// compare-and-set), which saves a round trip to the leader per send;
+// retries (lookup) check it first.
+func (s *Store) try(a *im.Append, lookup bool) (done bool, touched []string, err error) {
 	a.Dup, a.US = nil, nil
 	var b []msg
 	ddSeq := uint64(0)
-	if a.CMID != "" {
+	if a.CMID != "" && lookup {
 		ev, seq, err := s.deduped(a.UID, a.DID, a.CMID)
 		switch {
 		case err == nil:
