@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestValidateCluster: every cluster rule names its field; the modes
@@ -31,6 +32,15 @@ func TestValidateCluster(t *testing.T) {
 		{"too many replicas for the routes", func(c *Cluster) { c.NATSRoutes = c.NATSRoutes[:1] }, "cluster.replicas"},
 		{"no replicas", func(c *Cluster) { c.Replicas = 0 }, "cluster.replicas"},
 	}
+	t.Run("retention", func(t *testing.T) {
+		t.Parallel()
+		cfg := DefaultConfig()
+		cfg.Cluster = embedded
+		cfg.IM.Retention = time.Hour
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "im.retention:") {
+			t.Fatalf("retention in cluster mode: %v", err)
+		}
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()

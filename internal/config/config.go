@@ -561,11 +561,11 @@ func (c *Config) Validate() error {
 	} else if p.Coalesce < 0 || p.Coalesce > p.Grace {
 		bad("presence.coalesce", "%s is outside 0..presence.grace (%s)", p.Coalesce, p.Grace)
 	}
-	c.Cluster.validate(bad)
+	c.Cluster.validate(bad, c.IM.Retention)
 	return errors.Join(errs...)
 }
 
-func (c Cluster) validate(bad func(field, format string, args ...any)) {
+func (c Cluster) validate(bad func(field, format string, args ...any), retention time.Duration) {
 	if !c.Enabled() {
 		if c.Node != "" || c.NATSListen != "" || c.NATSURL != "" || len(c.NATSRoutes) > 0 || c.NATSClient != "" {
 			bad("cluster.name", "must be set when any other cluster key is")
@@ -583,6 +583,9 @@ func (c Cluster) validate(bad func(field, format string, args ...any)) {
 		bad("cluster.nats_listen", "one of nats_listen (embedded) and nats_url (external) is required")
 	case c.NATSListen != "" && c.NATSURL != "":
 		bad("cluster.nats_url", "excludes nats_listen")
+	}
+	if retention > 0 {
+		bad("im.retention", "is not built in cluster mode yet (docs/cluster.md): keep it 0")
 	}
 	if c.NATSURL != "" && (len(c.NATSRoutes) > 0 || c.NATSClient != "") {
 		bad("cluster.nats_routes", "routes and nats_client belong to the embedded server (nats_listen)")

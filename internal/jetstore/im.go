@@ -29,7 +29,7 @@ func (s *Store) loadEvent(subject string) (ev im.Event, found bool, err error) {
 		return ev, false, err
 	}
 	if err := codec.UnmarshalStored(r.data, &ev); err != nil {
-		bad.Add(1)
+		s.bad.Add(1)
 		s.lg.Error("jetstore: unreadable event", "subject", subject, "err", err)
 		return ev, false, nil
 	}

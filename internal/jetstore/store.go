@@ -97,6 +97,7 @@ type Store struct {
 		sync.Mutex
 		r *ulid.MonotonicEntropy
 	}
+	bad     atomic.Int64 // events that could not be decoded
 	closed  atomic.Bool
 	closing atomic.Bool
 	stop    chan struct{}
@@ -228,9 +229,7 @@ func (s *Store) Close() error {
 func (s *Store) Ready() bool { return !s.closed.Load() && s.nc.IsConnected() }
 
 // Unreadable counts stored events that could not be decoded.
-func (s *Store) Unreadable() int64 { return bad.Load() }
-
-var bad atomic.Int64
+func (s *Store) Unreadable() int64 { return s.bad.Load() }
 
 // Size is the log stream's bytes as its leader reports them (-1 when
 // unknown).
