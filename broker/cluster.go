@@ -54,7 +54,7 @@ func (b *Broker) openCluster() error {
 		}
 	} else {
 		b.cl.node, err = jetstore.StartNode(jetstore.NodeOptions{
-			Name: cc.Node, Cluster: cc.Name, Listen: cc.NATSListen, Routes: cc.NATSRoutes,
+			Name: cc.Node, Cluster: cc.Name, Listen: cc.NATSListen, Routes: cc.NATSRoutes, Advertise: cc.NATSAdvertise,
 			Client: cc.NATSClient, Dir: filepath.Join(b.cfg.Data, "nats"),
 			// R3 with every write fsynced: no acknowledged loss even if
 			// two machines lose power at once.

@@ -175,6 +175,10 @@ type Cluster struct {
 	NATSListen string `yaml:"nats_listen"`
 	// NATSRoutes are the other nodes' route URLs (nats://host:port).
 	NATSRoutes []string `yaml:"nats_routes"`
+	// NATSAdvertise is the route address (host:port) other nodes are told
+	// to reach this node at, when it differs from nats_listen (NAT, a
+	// proxy). Empty: the listen address.
+	NATSAdvertise string `yaml:"nats_advertise"`
 	// NATSURL uses an existing NATS cluster instead of an embedded
 	// server (exclusive with nats_listen).
 	NATSURL string `yaml:"nats_url"`
@@ -567,7 +571,7 @@ func (c *Config) Validate() error {
 
 func (c Cluster) validate(bad func(field, format string, args ...any), retention time.Duration) {
 	if !c.Enabled() {
-		if c.Node != "" || c.NATSListen != "" || c.NATSURL != "" || len(c.NATSRoutes) > 0 || c.NATSClient != "" {
+		if c.Node != "" || c.NATSListen != "" || c.NATSURL != "" || len(c.NATSRoutes) > 0 || c.NATSClient != "" || c.NATSAdvertise != "" {
 			bad("cluster.name", "must be set when any other cluster key is")
 		}
 		return
@@ -587,8 +591,8 @@ func (c Cluster) validate(bad func(field, format string, args ...any), retention
 	if retention > 0 {
 		bad("im.retention", "is not built in cluster mode yet (docs/cluster.md): keep it 0")
 	}
-	if c.NATSURL != "" && (len(c.NATSRoutes) > 0 || c.NATSClient != "") {
-		bad("cluster.nats_routes", "routes and nats_client belong to the embedded server (nats_listen)")
+	if c.NATSURL != "" && (len(c.NATSRoutes) > 0 || c.NATSClient != "" || c.NATSAdvertise != "") {
+		bad("cluster.nats_routes", "routes, nats_client and nats_advertise belong to the embedded server (nats_listen)")
 	}
 	for i, r := range c.NATSRoutes {
 		if u, err := url.Parse(r); err != nil || u.Scheme != "nats" || u.Host == "" {

@@ -246,7 +246,11 @@ func (s *Store) RangePresence(fn func(uid string, p im.Presence) error) error {
 // Incr adds one to the cluster-wide counter name and returns it.
 func (s *Store) Incr(name string) (uint64, error) {
 	kv := s.kv[bucketMeta]
-	for range maxAttempts {
+	var last error
+	for attempt := range maxAttempts {
+		if attempt > 0 {
+			s.backoff(attempt)
+		}
 		var n uint64
 		err := s.do(func(ctx context.Context) error {
 			e, err := kv.Get(ctx, tok(name))
@@ -277,8 +281,9 @@ func (s *Store) Incr(name string) (uint64, error) {
 		if !isWrongSeq(err) {
 			return 0, fmt.Errorf("jetstore: counter %s: %w", name, err)
 		}
+		last = err
 	}
-	return 0, ErrContention
+	return 0, fmt.Errorf("%w: counter %s: %v", ErrContention, name, last)
 }
 
 func isWrongSeq(err error) bool {
@@ -312,7 +317,10 @@ func (s *Store) PutUser(u accounts.User) error {
 
 // UpdateUser applies fn to an existing user record atomically.
 func (s *Store) UpdateUser(uid string, fn func(*accounts.User) error) error {
-	for range maxAttempts {
+	for attempt := range maxAttempts {
+		if attempt > 0 {
+			s.backoff(attempt)
+		}
 		e, err := s.kvGet(bucketUsers, tok(uid))
 		if err != nil {
 			return err

@@ -180,12 +180,21 @@ func (s *Store) append1(a *im.Append) error {
 			return ErrContention
 		}
 		s.heads.drop(touched)
-		pause := time.Duration(min(1<<min(attempt, 6), 50)) * time.Millisecond
-		select {
-		case <-time.After(pause/2 + rand.N(pause)):
-		case <-s.stop:
+		if !s.backoff(attempt) {
 			return ErrClosed
 		}
+	}
+}
+
+// backoff waits before retry attempt+1 of a lost compare-and-set: 1 ms
+// doubling to 50 ms, jittered; false once the store is closed.
+func (s *Store) backoff(attempt int) bool {
+	pause := time.Duration(min(1<<min(attempt, 6), 50)) * time.Millisecond
+	select {
+	case <-time.After(pause/2 + rand.N(pause)):
+		return true
+	case <-s.stop:
+		return false
 	}
 }
 

@@ -27,6 +27,9 @@ type NodeOptions struct {
 	Listen string
 	// Routes are the other nodes' route URLs (nats://host:port).
 	Routes []string
+	// Advertise is the route address the other nodes are told (gossip);
+	// empty means Listen.
+	Advertise string
 	// Client, when set, is the client listener (host:port) for tools
 	// such as the nats CLI; else a random loopback port. Tern itself
 	// connects in-process.
@@ -75,7 +78,7 @@ func StartNode(o NodeOptions) (*Node, error) {
 		if err != nil {
 			return nil, fmt.Errorf("nats listen %q: %w", o.Listen, err)
 		}
-		opts.Cluster = server.ClusterOpts{Name: o.Cluster, Host: host, Port: port}
+		opts.Cluster = server.ClusterOpts{Name: o.Cluster, Host: host, Port: port, Advertise: o.Advertise}
 		for _, r := range o.Routes {
 			u, err := url.Parse(r)
 			if err != nil || u.Host == "" {
