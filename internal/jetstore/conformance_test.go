@@ -2,6 +2,10 @@ package jetstore
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,4 +59,83 @@ func openBackend(t testing.TB) imtest.Backend {
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	imtest.Run(t, openBackend)
+}
+
+// startCluster starts three embedded JetStream servers routed together
+// on loopback, each with its own directory and ports.
+func startCluster(t testing.TB) []*Node {
+	t.Helper()
+	var addrs []string
+	for range 3 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, ln.Addr().String())
+		if err := ln.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nodes := make([]*Node, 3)
+	errs := make([]error, 3)
+	var wg sync.WaitGroup
+	for i := range 3 {
+		var routes []string
+		for j, a := range addrs {
+			if j != i {
+				routes = append(routes, "nats://"+a)
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nodes[i], errs[i] = StartNode(NodeOptions{Name: fmt.Sprint("n", i+1), Cluster: "conf", Listen: addrs[i],
+				Routes: routes, Dir: t.TempDir(), SyncAlways: true})
+		}()
+	}
+	wg.Wait()
+	for i, n := range nodes {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		t.Cleanup(n.Shutdown)
+	}
+	return nodes
+}
+
+// spread appends through the three nodes' stores in turn and reads
+// through another: positions must stay gap-free when every node writes.
+type spread struct {
+	im.Store
+	all []*Store
+	n   atomic.Int64
+}
+
+func (s *spread) Append(as ...*im.Append) error {
+	return s.all[int(s.n.Add(1))%len(s.all)].Append(as...)
+}
+
+// TestConformanceCluster runs the conformance suite against a three-node
+// embedded cluster (R3, every write fsynced), appending through all
+// three nodes at once. Each node commits to its own commit stream, so
+// the commit-stream checks (single-node order) are left to
+// TestConformance.
+func TestConformanceCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three servers per check")
+	}
+	t.Parallel()
+	imtest.Run(t, func(t testing.TB) imtest.Backend {
+		clk := imtest.NewClock()
+		nodes := startCluster(t)
+		var stores []*Store
+		for _, n := range nodes {
+			stores = append(stores, openOn(t, n, 3, clk.Now, nil))
+		}
+		st := stores[0]
+		return imtest.Backend{Store: &spread{Store: stores[1], all: stores}, Clock: clk, Trim: func(cutoff time.Time) error {
+			_, err := st.Trim(cutoff)
+			return err
+		}}
+	})
 }
