@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -140,7 +141,18 @@ func splitHostPort(hp string) (string, int, error) {
 type logAdapter struct{ l *slog.Logger }
 
 func (a logAdapter) Noticef(f string, v ...any) { a.l.Debug("nats: " + fmt.Sprintf(f, v...)) }
-func (a logAdapter) Warnf(f string, v ...any)   { a.l.Warn("nats: " + fmt.Sprintf(f, v...)) }
+// Warnf: the server's routine start and stop lines come at warn; they
+// are logged at info, every other warning at warn.
+func (a logAdapter) Warnf(f string, v ...any) {
+	msg := fmt.Sprintf(f, v...)
+	for _, routine := range []string{"Waiting for routing", "JetStream has not established contact", "Metalayer blocking snapshot"} {
+		if strings.HasPrefix(msg, routine) {
+			a.l.Info("nats: " + msg)
+			return
+		}
+	}
+	a.l.Warn("nats: " + msg)
+}
 func (a logAdapter) Fatalf(f string, v ...any)  { a.l.Error("nats: " + fmt.Sprintf(f, v...)) }
 
 // Errorf: mostly a peer that is not up yet or just went away, which the
