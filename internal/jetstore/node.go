@@ -141,6 +141,7 @@ func splitHostPort(hp string) (string, int, error) {
 type logAdapter struct{ l *slog.Logger }
 
 func (a logAdapter) Noticef(f string, v ...any) { a.l.Debug("nats: " + fmt.Sprintf(f, v...)) }
+
 // Warnf: the server's routine start and stop lines come at warn; they
 // are logged at info, every other warning at warn.
 func (a logAdapter) Warnf(f string, v ...any) {
@@ -153,7 +154,7 @@ func (a logAdapter) Warnf(f string, v ...any) {
 	}
 	a.l.Warn("nats: " + msg)
 }
-func (a logAdapter) Fatalf(f string, v ...any)  { a.l.Error("nats: " + fmt.Sprintf(f, v...)) }
+func (a logAdapter) Fatalf(f string, v ...any) { a.l.Error("nats: " + fmt.Sprintf(f, v...)) }
 
 // Errorf: mostly a peer that is not up yet or just went away, which the
 // server retries by itself.
