@@ -27,10 +27,12 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/oklog/ulid/v2"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tern-im/tern/hooks/acl"
 	"github.com/tern-im/tern/hooks/auth"
+	filehook "github.com/tern-im/tern/hooks/files"
 	"github.com/tern-im/tern/hooks/limits"
 	"github.com/tern-im/tern/hooks/messaging"
 	ternmetrics "github.com/tern-im/tern/hooks/metrics"
@@ -40,14 +42,18 @@ import (
 	"github.com/tern-im/tern/internal/buildinfo"
 	"github.com/tern-im/tern/internal/config"
 	"github.com/tern-im/tern/internal/disk"
+	"github.com/tern-im/tern/internal/files"
 	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/internal/im/service"
 	"github.com/tern-im/tern/internal/listener"
 	"github.com/tern-im/tern/internal/logging"
 	"github.com/tern-im/tern/internal/metrics"
 	"github.com/tern-im/tern/internal/relations"
+	"github.com/tern-im/tern/internal/search"
 	"github.com/tern-im/tern/internal/session"
 	"github.com/tern-im/tern/internal/store"
+	"github.com/tern-im/tern/internal/web"
+	"github.com/tern-im/tern/internal/webui"
 	"github.com/tern-im/tern/topics"
 )
 
@@ -61,29 +67,40 @@ const (
 	ListenerTLS  = "tls"
 	ListenerWSS  = "wss"
 	ListenerHTTP = "http"
+	// ListenerHTTPWS is MQTT over WebSocket at /mqtt on the HTTP port
+	// (the web client's origin); it has no address of its own.
+	ListenerHTTPWS = "http-ws"
 )
 
 // Broker is one Tern node.
 type Broker struct {
+	// im is the IM service of the messaging hook (search over HTTP).
+	im  *service.Service
 	cfg *config.Config
 	log *slog.Logger
-	// st is the store every part uses: Badger (store, single-node mode)
-	// or JetStream (cluster mode, with node, nc and link).
-	st    backend
+	// st is the store of the IM core and the accounts: Badger (store,
+	// single-node mode) or JetStream (cluster mode, with cl).
+	st backend
+	// store is Badger: every store of a single node; in cluster mode a
+	// node-local one that holds only file metadata.
 	store *store.Store
 	cl    clusterParts
+	// search is the full-text index (nil when search.enabled is false).
+	search *search.Index
 	// commits carries committed appends from the store to delivery.
 	commits  *im.CommitStream
 	accounts *accounts.Service
 	sessions *session.Registry
 	metrics  *metrics.Metrics
 	mqtt     *mqtt.Server
+	files    *files.Service
 	epoch    uint64
 
 	adminToken string
 	level      *slog.LevelVar
 	httpSrv    *http.Server
 	httpLn     net.Listener
+	httpWS     *listener.Handler
 	ready      atomic.Bool
 	started    time.Time // set in New, for stats
 	// disk refuses writes below the free-space reserve; gate applies the
@@ -118,26 +135,55 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 		if err := b.openCluster(); err != nil {
 			return nil, err
 		}
-	} else {
-		st, err := store.Open(cfg.Data, store.Options{
-			SyncWrites:     cfg.Store.SyncWrites,
-			MemTableSize:   int64(cfg.Store.MemTableSize),
-			BlockCacheSize: int64(cfg.Store.BlockCache),
-			GCInterval:     cfg.Store.GCInterval,
-			Retention:      cfg.IM.Retention,
-			Logger:         log,
-			Commits:        b.commits,
-			// b.metrics is set before any client can cause an append.
-			OnCommit: func(n int) { b.metrics.Committed(n) },
-			Disk:     b.disk,
-		})
+	}
+	st, err := store.Open(b.badgerDir(), store.Options{
+		SyncWrites:     cfg.Store.SyncWrites,
+		MemTableSize:   int64(cfg.Store.MemTableSize),
+		BlockCacheSize: int64(cfg.Store.BlockCache),
+		GCInterval:     cfg.Store.GCInterval,
+		Retention:      cfg.IM.Retention,
+		Logger:         log,
+		Commits:        b.commits,
+		// b.metrics and b.search are set before any client can cause an
+		// append; a commit wakes the search index without waiting for it.
+		OnCommit: func(n int) {
+			b.metrics.Committed(n)
+			if b.search != nil {
+				b.search.Kick()
+			}
+		},
+		Disk: b.disk,
+	})
+	if err != nil {
+		_ = b.closeCluster() // the store error is the one to report
+		return nil, err
+	}
+	b.store = st
+	if b.st == nil {
+		b.st = st
+	}
+	switch {
+	case cfg.Search.Enabled && cfg.Cluster.Enabled():
+		// The index follows a Badger store by position; the search RPC
+		// answers 501 in cluster mode (docs/cluster.md).
+		log.Warn("search is not built in cluster mode yet: search.enabled ignored")
+	case cfg.Search.Enabled:
+		// The index follows the store by position on its own goroutine,
+		// off the commit path; it catches up from its stored cursor.
+		b.search, err = search.Open(SearchDir(cfg.Data), SearchOptions(cfg, st, log))
 		if err != nil {
+			_ = st.Close() // the index error is the one to report
 			return nil, err
 		}
-		b.store, b.st = st, st
+		b.search.Start()
 	}
 	if err := b.build(); err != nil {
-		_ = b.closeStore() // the build error is the one to report
+		// The build error is the one to report.
+		if b.search != nil {
+			_ = b.search.Close()
+		}
+		_ = st.Close()
+		_ = b.closeCluster()
 		return nil, err
 	}
 	b.diskWG.Add(1)
@@ -180,23 +226,53 @@ func (b *Broker) build() error {
 	b.metrics.StoreUnreadable(b.st.Unreadable)
 	b.metrics.StoreSize(b.st.Size)
 	b.metrics.AddDisk(b.disk.Low, b.disk.Free)
-
-	relations := relations.New(b.st, b.log)
-	// A deleted user's groups, contacts and blocks changed under the
-	// messaging hook: drop what it cached about them.
-	b.accounts.OnDelete = func(uid string, p accounts.Purged) {
-		relations.Invalidate(append(p.Users, uid), p.Groups...)
+	var searcher im.Searcher
+	if b.search != nil {
+		b.metrics.AddSearch(b.search.Bytes, b.search.Lag)
+		searcher = b.search
 	}
+
+	b.files, err = files.New(files.Options{
+		Dir: filepath.Join(cfg.Data, "files"), Meta: b.store.FileMeta(),
+		MaxSize: int64(cfg.Files.MaxSize), Quota: int64(cfg.Files.Quota),
+		Expiry: cfg.Files.UploadExpiry, SweepEvery: cfg.Files.Sweep, MaxPixels: cfg.Files.MaxPixels,
+		DiskLow: b.disk.Low, Log: b.log,
+	})
+	if err != nil {
+		return err
+	}
+	b.metrics.AddFiles(
+		func() int64 { return b.files.Stats().Chunks }, func() int64 { return b.files.Stats().Commits },
+		func() int64 { return b.files.Stats().ThumbsMade }, func() int64 { return b.files.Stats().Collected })
+	// A message trimmed by age no longer keeps the files it attached.
+	b.store.SetTrimmedAttachments(func(fid string, id ulid.ULID) {
+		if err := b.files.RemoveRef(fid, service.MsgRef(id)); err != nil {
+			b.log.Warn("files: drop the reference of a trimmed message", "fid", fid, "msg_id", id, "error", err)
+		}
+	})
+	// The file.* RPC ops are the file hook's, registered in the IM
+	// service's op table through the messaging hook.
+	fileHook := new(filehook.Hook)
 	msgHook := new(messaging.Hook)
 	var typing func(ev *im.Event, to []string)
 	if cfg.Cluster.Enabled() {
 		// The link starts below, before any client connects.
 		typing = func(ev *im.Event, to []string) { b.cl.link.Typed(ev, to) }
 	}
+
+	relations := relations.New(b.st, b.log)
+	// A deleted user's groups, contacts and blocks changed under the
+	// messaging hook: drop what it cached about them, and the DM peer
+	// answers that say the account exists.
+	b.accounts.OnDelete = func(uid string, p accounts.Purged) {
+		relations.Invalidate(append(p.Users, uid), p.Groups...)
+		relations.UserDeleted(uid)
+	}
 	policy := &topics.Policy{Rules: cfg.Rules(), Relations: relations}
 	anon := map[string]bool{
 		ListenerMQTT: cfg.MQTT.Anonymous, ListenerWS: cfg.WS.Anonymous,
 		ListenerTLS: cfg.TLS.Anonymous, ListenerWSS: cfg.WSS.Anonymous,
+		ListenerHTTPWS: cfg.WS.Anonymous, // the same MQTT over WebSocket, on the HTTP port
 	}
 
 	// Hook order matters where mochi stops at the first answer:
@@ -221,7 +297,8 @@ func (b *Broker) build() error {
 		}},
 		{msgHook, &messaging.Options{
 			Server: b.mqtt, Store: b.st, Commits: b.commits, Sessions: b.sessions, Relations: relations,
-			Metrics: b.metrics, Typing: typing,
+			Metrics: b.metrics, Ops: fileHook.Ops(), Files: filehook.Attachments{Files: b.files}, Search: searcher,
+			Typing: typing,
 			Policy: service.Policy{
 				Epoch: b.epoch, DMPolicy: cfg.IM.DMPolicy, MaxPacket: int(cfg.Limits.MaxPacketSize),
 				MaxBody: int(cfg.IM.MaxBody), RateBurst: cfg.IM.RateBurst, RatePerSec: float64(cfg.IM.RatePerSec),
@@ -233,6 +310,13 @@ func (b *Broker) build() error {
 					AddsBurst:      cfg.IM.GroupAddsBurst, AddsPerHour: float64(cfg.IM.GroupAddsPerHour),
 				},
 			},
+		}},
+		{fileHook, &filehook.Options{
+			Server: b.mqtt, Files: b.files, Sessions: b.sessions, MaxPacket: int(cfg.Limits.MaxPacketSize),
+			UploadRate: int64(cfg.Files.UploadRate), UploadBurst: int64(cfg.Files.UploadBurst),
+			// Half of what mochi holds in flight per client: a window of
+			// download chunks is never cut by limits.max_inflight_bytes.
+			GetBytes: int(cfg.Limits.MaxInflightBytes / 2),
 		}},
 		{new(presence.Hook), &presence.Options{
 			Server: b.mqtt, Sessions: b.sessions, Store: b.st,
@@ -251,6 +335,10 @@ func (b *Broker) build() error {
 			return fmt.Errorf("hook %s: %w", h.h.ID(), err)
 		}
 	}
+	// Members of conversations holding a message that attaches a file may
+	// read it: the IM service decides (PROTOCOL §11).
+	b.files.SetAccess(msgHook.Service())
+	b.im = msgHook.Service()
 	if cfg.Cluster.Enabled() {
 		if err := b.startLink(relations, msgHook); err != nil {
 			return err
@@ -368,6 +456,14 @@ func (b *Broker) addListeners() error {
 		}
 		b.httpLn = ln
 		b.httpSrv = &http.Server{ReadHeaderTimeout: 10 * time.Second} // handler set in Start
+		// MQTT over WebSocket at /mqtt on this port too, so the web client
+		// reaches page and broker on one origin (PROTOCOL §15, §18).
+		b.httpWS = listener.NewHandler(ListenerHTTPWS)
+		b.httpWS.ConnectTimeout = cfg.Limits.ConnectTimeout
+		b.httpWS.Gate = b.gate
+		if err := add(b.httpWS); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -425,7 +521,7 @@ func (b *Broker) loadAdminToken() (string, error) {
 // AdminTokenFile returns where a generated admin token lives in dir.
 func AdminTokenFile(dir string) string { return filepath.Join(dir, "admin.token") }
 
-func (b *Broker) httpHandler() http.Handler {
+func (b *Broker) httpHandler() (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("ok\n"))
@@ -442,6 +538,18 @@ func (b *Broker) httpHandler() http.Handler {
 	admin.Level = b.level
 	admin.Ops = b
 	mux.Handle("/admin/", admin)
+	// Login, tus uploads and downloads for people, browsers and phones (§15).
+	v1, err := web.New(web.Options{
+		Accounts: b.accounts, Files: b.files, Log: b.log, Search: b.im,
+		MaxFailures: b.cfg.Auth.MaxFailures, Lockout: b.cfg.Auth.Lockout, MaxLockout: b.cfg.Auth.MaxLockout,
+	})
+	if err != nil {
+		return nil, err
+	}
+	mux.Handle("/v1/", v1)
+	mux.Handle("/mqtt", b.httpWS)
+	// The web client (§18): every path no route above claims.
+	mux.Handle("/", webui.Handler())
 	// Profiles for operators, behind the admin token like the admin API.
 	prof := http.NewServeMux()
 	prof.HandleFunc("/debug/pprof/", pprof.Index)
@@ -449,7 +557,7 @@ func (b *Broker) httpHandler() http.Handler {
 	prof.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	prof.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.Handle("/debug/pprof/", adminapi.RequireToken(b.adminToken, prof))
-	return mux
+	return mux, nil
 }
 
 // Problems lists why the broker is not ready (what /readyz reports): not started or closing,
@@ -459,10 +567,10 @@ func (b *Broker) Problems() []string {
 	if !b.ready.Load() {
 		p = append(p, "not started")
 	}
-	if !b.st.Ready() {
+	if !b.st.Ready() || !b.store.Ready() {
 		p = append(p, "store closed")
 	}
-	for _, id := range []string{ListenerMQTT, ListenerWS, ListenerTLS, ListenerWSS} {
+	for _, id := range []string{ListenerMQTT, ListenerWS, ListenerTLS, ListenerWSS, ListenerHTTPWS} {
 		if l, ok := b.mqtt.Listeners.Get(id); ok {
 			if ml, ok := l.(mqttListener); ok {
 				if why := ml.Problem(); why != "" {
@@ -483,7 +591,11 @@ func (b *Broker) Start() error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	if b.httpSrv != nil {
-		b.httpSrv.Handler = b.httpHandler()
+		hd, err := b.httpHandler()
+		if err != nil {
+			return err
+		}
+		b.httpSrv.Handler = hd
 		go func() {
 			if err := b.httpSrv.Serve(b.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				b.log.Error("http", "error", err)
@@ -554,7 +666,10 @@ func (b *Broker) Close() error {
 		}
 		close(b.diskStop)
 		b.diskWG.Wait()
-		errs = append(errs, b.closeStore())
+		if b.search != nil {
+			errs = append(errs, b.search.Close())
+		}
+		errs = append(errs, b.store.Close(), b.closeCluster())
 		b.closeErr = errors.Join(errs...)
 	})
 	return b.closeErr
@@ -631,15 +746,37 @@ func (b *Broker) OpenConnections() int { return b.gate.Open() }
 func (b *Broker) Sessions() *session.Registry { return b.sessions }
 
 // Store returns the broker's Badger store (for tests and in-process
-// tools); nil in cluster mode (see IM).
+// tools); in cluster mode it holds only this node's file metadata (see
+// IM).
 func (b *Broker) Store() *store.Store { return b.store }
 
 // IM returns the store of the IM core, Badger or JetStream.
 func (b *Broker) IM() im.Store { return b.st }
 
+// Search returns the search index, nil when search is off (for tests
+// and in-process tools).
+func (b *Broker) Search() *search.Index { return b.search }
+
+// SearchDir is where the search index of data dir lives.
+func SearchDir(data string) string { return filepath.Join(data, "search") }
+
+// SearchOptions are the index options the broker uses over st (also
+// for tern search reindex).
+func SearchOptions(cfg *config.Config, st *store.Store, log *slog.Logger) search.Options {
+	return search.Options{
+		Source: st, Batch: cfg.Search.Batch, Poll: cfg.Search.Poll, Settle: cfg.Search.Settle,
+		// The store trims by the same retention, every minute.
+		Retention: cfg.IM.Retention, PruneEvery: store.DefaultTrimEvery,
+		Log: log,
+	}
+}
+
 // SetLogLevel hands the broker the root logger's level so the admin API can
 // change it at runtime. Call before Start.
 func (b *Broker) SetLogLevel(lv *slog.LevelVar) { b.level = lv }
+
+// Files returns the file service (for tests and in-process tools).
+func (b *Broker) Files() *files.Service { return b.files }
 
 // Accounts returns the account service (for tests and in-process tools).
 func (b *Broker) Accounts() *accounts.Service { return b.accounts }

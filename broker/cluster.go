@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -39,6 +40,9 @@ type clusterParts struct {
 	nc   *nats.Conn
 	js   *jetstore.Store
 	link *cluster.Link
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // openCluster starts the embedded NATS JetStream server (or connects to
@@ -79,7 +83,7 @@ func (b *Broker) openCluster() error {
 		Relay: func(a *im.Append) { b.cl.link.Committed(a) },
 	})
 	if err != nil {
-		b.closeCluster()
+		_ = b.closeCluster() // the open error is the one to report
 		return err
 	}
 	b.cl.js, b.st = js, js
@@ -143,19 +147,23 @@ func replicaNames(st jetstore.StreamStatus) []string {
 	return out
 }
 
-// closeStore closes the store and, in cluster mode, the link, the
-// connection and the embedded server.
-func (b *Broker) closeStore() error {
+// badgerDir is where Badger lives: the data dir; in cluster mode
+// {data}/local, holding only this node's file metadata.
+func (b *Broker) badgerDir() string {
 	if b.cfg.Cluster.Enabled() {
-		return b.closeCluster()
+		return filepath.Join(b.cfg.Data, "local")
 	}
-	if b.store != nil {
-		return b.store.Close()
-	}
-	return nil
+	return b.cfg.Data
 }
 
+// closeCluster closes the link, the JetStream store, the connection and
+// the embedded server, if there are any; it may be called again.
 func (b *Broker) closeCluster() error {
+	b.cl.closeOnce.Do(func() { b.cl.closeErr = b.shutCluster() })
+	return b.cl.closeErr
+}
+
+func (b *Broker) shutCluster() error {
 	var errs []error
 	if b.cl.link != nil {
 		b.cl.link.Stop()

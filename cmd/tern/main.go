@@ -4,6 +4,7 @@
 //	tern user add|passwd|disable|enable|del|list …
 //	tern token create|list|revoke …
 //	tern store check [--repair]
+//	tern search reindex
 //	tern admin clients|kick|stats|notice …
 //	tern chat --mqtt HOST:PORT --user UID [--device DID]
 //	tern version
@@ -37,6 +38,7 @@ Usage:
   tern token list UID
   tern token revoke UID [DID] [--id ID]
   tern store check [--repair] [--data DIR]
+  tern search reindex [--data DIR]
   tern admin clients|stats [--server URL]
   tern admin kick UID.DID [--server URL]
   tern admin notice TEXT [--server URL]
@@ -56,6 +58,8 @@ Flags every command takes:
 store check scans a stopped broker's stored events and reports unreadable
 ones; --repair moves them to a quarantine key prefix. It exits non-zero when
 it finds any without --repair.
+search reindex rebuilds a stopped broker's search index from its store; run
+it again after an interruption to resume.
 user and token commands work on a stopped broker's data dir (--data DIR, or
 -c FILE) or on a running broker through its admin API (--server URL, with the
 admin token from -c FILE, TERN_ADMIN_TOKEN or DIR/admin.token). Without
@@ -109,6 +113,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		cmd = &tokenCommand{stdout: stdout, stderr: stderr}
 	case "store":
 		cmd = &storeCommand{stdout: stdout, stderr: stderr}
+	case "search":
+		cmd = &searchCommand{stdout: stdout, stderr: stderr}
 	case "admin":
 		cmd = &adminCommand{stdout: stdout, stderr: stderr}
 	case "cluster":

@@ -206,6 +206,17 @@ func (s *Store) backoff(attempt int) bool {
 // retries (lookup) check it first.
 func (s *Store) try(a *im.Append, lookup bool) (done bool, touched []string, err error) {
 	a.Dup, a.US = nil, nil
+	// Ids in commit order: from the id's making until the commit is sent
+	// (not answered), this node's conversation appends go one at a time,
+	// and JetStream commits what one connection sends in order. The head
+	// reads in between are cache hits but for a head's first use.
+	unlock := func() {}
+	if !a.Aux {
+		s.order.Lock()
+		var once sync.Once
+		unlock = func() { once.Do(s.order.Unlock) }
+		defer unlock()
+	}
 	var b []msg
 	ddSeq := uint64(0)
 	if a.CMID != "" && lookup {
@@ -255,23 +266,27 @@ func (s *Store) try(a *im.Append, lookup bool) (done bool, touched []string, err
 			return false, nil, err
 		}
 		seq = h.n + 1
-		var id ulid.ULID
-		if prev := h.id.Time(); h.n > 0 && ms <= prev {
-			// This node's clock is behind the last writer's: keep ts and
-			// ids increasing along the conversation.
-			ms = prev
-			id = h.id
-			if err := id.SetEntropy(incEntropy(h.id.Entropy())); err != nil {
-				return false, nil, err
-			}
-		} else {
-			s.entropy.Lock()
-			id, err = ulid.New(ms, s.entropy.r)
-			s.entropy.Unlock()
-			if err != nil {
+		// The id is above this node's last one and the conversation's
+		// last one (another node's clock may be ahead), so ids increase
+		// with seq and, on this node, with commit order.
+		floor := s.lastID
+		if h.n > 0 && h.id.Compare(floor) > 0 {
+			floor = h.id
+		}
+		ms = max(ms, floor.Time())
+		s.entropy.Lock()
+		id, err := ulid.New(ms, s.entropy.r)
+		s.entropy.Unlock()
+		if err != nil {
+			return false, nil, err
+		}
+		if id.Compare(floor) <= 0 {
+			id = floor
+			if err := id.SetEntropy(incEntropy(floor.Entropy())); err != nil {
 				return false, nil, err
 			}
 		}
+		s.lastID = id
 		ev.ID, ev.Seq, ev.TS = id, seq, int64(ms)
 		p = eventSubj(a.CV, seq)
 		v, err := codec.MarshalStored(ev)
@@ -368,7 +383,7 @@ func (s *Store) try(a *im.Append, lookup bool) (done bool, touched []string, err
 	}
 	id := nuid.Next()
 	b[0].hdr = nats.Header{hdrBatch: []string{id}} // b[0] is a head: no other header
-	last, err := s.publish(id, b)
+	last, err := s.publish(id, b, unlock)
 	if errors.Is(err, errLost) {
 		// The answer was lost: the head b[0] tells whether it committed.
 		r, gerr := s.get(b[0].subj)
@@ -429,6 +444,66 @@ func incEntropy(e []byte) []byte {
 	return out
 }
 
+// replies receives the answers to commits on one wildcard subscription,
+// so a commit can be sent (in order, under the node's id lock) and its
+// answer awaited after the lock is released.
+type replies struct {
+	prefix string
+	mu     sync.Mutex
+	wait   map[string]chan *nats.Msg
+	sub    *nats.Subscription
+}
+
+func (r *replies) start(nc *nats.Conn) error {
+	r.prefix = nats.NewInbox() + "."
+	r.wait = map[string]chan *nats.Msg{}
+	sub, err := nc.Subscribe(r.prefix+"*", func(m *nats.Msg) {
+		r.mu.Lock()
+		ch := r.wait[m.Subject[len(r.prefix):]]
+		delete(r.wait, m.Subject[len(r.prefix):])
+		r.mu.Unlock()
+		if ch != nil {
+			ch <- m // buffered
+		}
+	})
+	if err != nil {
+		return err
+	}
+	r.sub = sub
+	return nc.Flush()
+}
+
+// request sends m, calls sent, and waits up to timeout for the answer:
+// nats.ErrNoResponders when JetStream had no leader to take it,
+// nats.ErrTimeout when none came.
+func (r *replies) request(nc *nats.Conn, m *nats.Msg, sent func(), timeout time.Duration) (*nats.Msg, error) {
+	token := nuid.Next()
+	ch := make(chan *nats.Msg, 1)
+	r.mu.Lock()
+	r.wait[token] = ch
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.wait, token)
+		r.mu.Unlock()
+	}()
+	m.Reply = r.prefix + token
+	err := nc.PublishMsg(m)
+	sent()
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case reply := <-ch:
+		if len(reply.Data) == 0 && reply.Header.Get("Status") == "503" {
+			return nil, nats.ErrNoResponders
+		}
+		return reply, nil
+	case <-time.After(timeout):
+		return nil, nats.ErrTimeout
+	}
+}
+
 var (
 	errConflict = errors.New("jetstore: compare-and-set conflict")
 	errLost     = errors.New("jetstore: commit answer lost")
@@ -448,7 +523,9 @@ type pubAck struct {
 // of its last message. errConflict: a compare-and-set failed, the batch
 // was dropped on the way or no leader took it; nothing was stored.
 // errLost: no answer came; the batch may or may not be stored.
-func (s *Store) publish(id string, b []msg) (uint64, error) {
+// unlock is called once the commit is sent, before its answer comes.
+func (s *Store) publish(id string, b []msg, unlock func()) (uint64, error) {
+	defer unlock()
 	for i, m := range b {
 		nm := nats.NewMsg(m.subj)
 		nm.Data = m.data
@@ -467,7 +544,7 @@ func (s *Store) publish(id string, b []msg) (uint64, error) {
 			continue
 		}
 		nm.Header.Set(hdrBCom, "1")
-		reply, err := s.nc.RequestMsg(nm, s.opts.Timeout)
+		reply, err := s.replies.request(s.nc, nm, unlock, s.opts.Timeout)
 		switch {
 		case errors.Is(err, nats.ErrNoResponders):
 			return 0, errConflict // no stream leader: nothing stored

@@ -73,7 +73,16 @@ func (s *Store) getU64(subject string) (uint64, uint64, error) {
 // scan calls fn for every live record whose subject matches filter, in
 // stream order, from the stream leader.
 func (s *Store) scan(filter string, fn func(r rec) error) error {
-	var next uint64 = 1
+	return s.scanFrom(filter, 1, fn)
+}
+
+// errStop ends a scan early without an error.
+var errStop = errors.New("jetstore: stop scanning")
+
+// scanFrom is scan from stream sequence start; fn returning errStop ends
+// it without an error.
+func (s *Store) scanFrom(filter string, start uint64, fn func(r rec) error) error {
+	next := max(start, 1)
 	for {
 		var m *jetstream.RawStreamMsg
 		err := s.do(func(ctx context.Context) (err error) {
@@ -95,6 +104,9 @@ func (s *Store) scan(filter string, fn func(r rec) error) error {
 			r.ts, _ = strconv.ParseInt(m.Header.Get(hdrTS), 10, 64)
 		}
 		if err := fn(r); err != nil {
+			if errors.Is(err, errStop) {
+				return nil
+			}
 			return err
 		}
 	}

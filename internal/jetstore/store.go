@@ -93,6 +93,11 @@ type Store struct {
 
 	stripes [256]sync.Mutex
 	heads   headCache
+	// order makes this node's ids in commit order (try); lastID is the
+	// last id it made, under order.
+	order   sync.Mutex
+	lastID  ulid.ULID
+	replies replies
 	entropy struct {
 		sync.Mutex
 		r *ulid.MonotonicEntropy
@@ -127,6 +132,9 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Store, error) {
 		s.now = time.Now
 	}
 	s.heads.m = map[string]head{}
+	if err := s.replies.start(nc); err != nil {
+		return nil, fmt.Errorf("jetstore: reply subscription: %w", err)
+	}
 	s.entropy.r = ulid.Monotonic(cryptoReader{}, 0)
 	// A cluster that is still forming has no meta leader yet: retry
 	// until ctx ends.

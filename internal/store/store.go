@@ -13,9 +13,11 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/oklog/ulid/v2"
 
 	"github.com/tern-im/tern/internal/disk"
 	"github.com/tern-im/tern/internal/im"
@@ -102,6 +104,9 @@ type Store struct {
 	onCommit func(int)
 	// dir is the data directory; empty in memory.
 	dir string
+	// trimmedAtt is told the attachments of messages trimmed by age
+	// (SetTrimmedAttachments).
+	trimmedAtt atomic.Pointer[func(fid string, id ulid.ULID)]
 }
 
 // Open opens (creating if needed) the store in dir.

@@ -3,8 +3,8 @@
 // today, from internal/store's tests; a distributed engine next). It pins
 // what the domain relies on and what no type signature says: seq and us
 // gap-free and never reused under concurrency, dedupe, membership
-// windows, markers that never go back, retention's floor and reset, and
-// heads that never go backwards.
+// windows, markers that never go back, retention's floor and reset,
+// heads that never go backwards, and a feed of committed events in order.
 //
 // A backend's test calls Run with a function that opens a fresh, empty
 // backend. Failures runs one check against a backend and returns what it
@@ -32,6 +32,9 @@ type Backend struct {
 	Clock *Clock
 	// Trim removes what is older than cutoff, as retention does.
 	Trim func(cutoff time.Time) error
+	// Feed reads Store's committed events by position (the search index
+	// follows it).
+	Feed im.Feed
 }
 
 // Clock is a settable clock, safe for concurrent use.
@@ -72,6 +75,7 @@ var Checks = []Check{
 	{"RetentionFloorAndReset", retention},
 	{"HeadsNeverGoBack", heads},
 	{"ContactsAndBlocks", contacts},
+	{"FeedInCommitOrder", feed},
 }
 
 // Run runs every check against a fresh backend from open.

@@ -244,6 +244,10 @@ func (s *Service) send(d *Device, up *codec.Up) error {
 	if ct == "" {
 		ct = "text/plain"
 	}
+	attached, err := s.attachments(d, up)
+	if err != nil {
+		return err
+	}
 	a := &im.Append{
 		CV: c.cv, To: c.members, UID: d.UID, DID: d.DID, CMID: up.CMID,
 		TTL: time.Duration(up.TTL) * time.Second,
@@ -255,7 +259,11 @@ func (s *Service) send(d *Device, up *codec.Up) error {
 	if c.gid == "" {
 		a.UserConvs = []im.UserConv{{UID: c.members[0], CV: c.cv}, {UID: c.members[1], CV: c.cv}}
 	}
-	return s.append(d, a)
+	err = s.append(d, a)
+	if ferr := attached(a, err); err == nil {
+		err = ferr
+	}
+	return err
 }
 
 // append reserves room in the commit stream (waiting while delivery is
@@ -366,7 +374,12 @@ func (s *Service) del(d *Device, up *codec.Up) error {
 	if x.target.From != d.UID && x.c.role != im.RoleOwner && x.c.role != im.RoleAdmin {
 		return im.ErrNotAuthor
 	}
-	return s.append(d, x.append(d, up, im.Event{T: im.TDel}))
+	a := x.append(d, up, im.Event{T: im.TDel})
+	if err := s.append(d, a); err != nil || a.Dup != nil {
+		return err
+	}
+	// The message is deleted: its files lose its reference.
+	return s.detach(&x.target)
 }
 
 func (s *Service) react(d *Device, up *codec.Up) error {

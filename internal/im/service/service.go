@@ -41,8 +41,8 @@ type Policy struct {
 	Limits Limits
 }
 
-// Options configures a Service. Every field but Now and Announce is
-// required.
+// Options configures a Service. Every field but Now, Announce and
+// Search is required.
 type Options struct {
 	Policy
 	// Store is the IM core's storage, every port of it.
@@ -56,6 +56,15 @@ type Options struct {
 	// Announce, if set, is told each group whose record changed (the
 	// MQTT adapter retains its im/g/{gid}/meta).
 	Announce func(im.Group)
+	// Ops are RPC ops of other features (file.* of the file hook), added
+	// to the op table; a name the table has already is an error.
+	Ops map[string]Op
+	// Files, if set, checks and fills in the attachments of sends and
+	// keeps the files' references (PROTOCOL §11); without it a send with
+	// attachments is refused (501).
+	Files Files
+	// Search answers the search RPC (§15); nil answers it 501.
+	Search im.Searcher
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -101,13 +110,20 @@ func New(o Options) (*Service, error) {
 	if o.Announce == nil {
 		o.Announce = func(im.Group) {}
 	}
-	return &Service{
+	for name := range o.Ops {
+		if _, ok := rpcOps[name]; ok {
+			return nil, fmt.Errorf("service: op %s is in the table already", name)
+		}
+	}
+	s := &Service{
 		o:      o,
 		rate:   im.NewLimiter(o.RateBurst, o.RatePerSec, o.Now),
 		rpc:    newRPCLimits(o.Limits, o.Now),
 		typing: im.NewTypingGate(2*time.Second, o.Now),
 		peers:  relations.NewPeers(o.Now),
-	}, nil
+	}
+	o.Relations.OnUserDeleted(s.peers.ForgetUser)
+	return s, nil
 }
 
 // Device is the caller of an operation: who it is, what it negotiated,
