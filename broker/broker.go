@@ -37,6 +37,7 @@ import (
 	"github.com/tern-im/tern/hooks/presence"
 	"github.com/tern-im/tern/internal/accounts"
 	"github.com/tern-im/tern/internal/adminapi"
+	"github.com/tern-im/tern/internal/audit"
 	"github.com/tern-im/tern/internal/buildinfo"
 	"github.com/tern-im/tern/internal/config"
 	"github.com/tern-im/tern/internal/disk"
@@ -74,7 +75,11 @@ type Broker struct {
 	sessions *session.Registry
 	metrics  *metrics.Metrics
 	mqtt     *mqtt.Server
-	epoch    uint64
+	// audit is the audit log (nil when audit.enabled is false); auditor
+	// is what the hooks and the admin API log to.
+	audit   *audit.Log
+	auditor audit.Logger
+	epoch   uint64
 
 	adminToken string
 	level      *slog.LevelVar
@@ -110,6 +115,14 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 		Log: log,
 	})
 	b.disk.Check() // before Badger writes anything
+	b.auditor = audit.Discard
+	if cfg.Audit.Enabled {
+		al, err := audit.Open(AuditOptions(cfg, log))
+		if err != nil {
+			return nil, err
+		}
+		b.audit, b.auditor = al, al
+	}
 	st, err := store.Open(cfg.Data, store.Options{
 		SyncWrites:     cfg.Store.SyncWrites,
 		MemTableSize:   int64(cfg.Store.MemTableSize),
@@ -123,11 +136,13 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 		Disk:     b.disk,
 	})
 	if err != nil {
+		b.closeAudit()
 		return nil, err
 	}
 	b.store = st
 	if err := b.build(); err != nil {
 		_ = st.Close() // the build error is the one to report
+		b.closeAudit()
 		return nil, err
 	}
 	b.diskWG.Add(1)
@@ -223,11 +238,12 @@ func (b *Broker) build() error {
 			Grace: cfg.Presence.Grace, Coalesce: cfg.Presence.Coalesce, Watchers: relations,
 			Metrics: b.metrics,
 		}},
-		{new(acl.Hook), &acl.Options{Policy: policy, Sessions: b.sessions, Metrics: b.metrics}},
+		{new(acl.Hook), &acl.Options{Policy: policy, Sessions: b.sessions, Metrics: b.metrics, Audit: b.auditor}},
 		{new(auth.Hook), &auth.Options{
 			Server: b.mqtt, Accounts: b.accounts, Sessions: b.sessions, Metrics: b.metrics,
 			Anonymous: anon, MaxFailures: cfg.Auth.MaxFailures,
 			Lockout: cfg.Auth.Lockout, MaxLockout: cfg.Auth.MaxLockout, SweepEvery: cfg.Auth.SessionSweep,
+			Audit: b.auditor,
 		}},
 	}
 	for _, h := range hooks {
@@ -236,6 +252,27 @@ func (b *Broker) build() error {
 		}
 	}
 	return b.addListeners()
+}
+
+// AuditOptions are the audit log's options for cfg: {data}/audit unless
+// audit.dir is set.
+func AuditOptions(cfg *config.Config, log *slog.Logger) audit.Options {
+	o := audit.Options{Dir: cfg.Audit.Dir, MaxFileSize: int64(cfg.Audit.MaxFileSize), Log: log}
+	if o.Dir == "" {
+		o.Dir = filepath.Join(cfg.Data, "audit")
+	}
+	if cfg.Audit.Stdout {
+		o.Stdout = os.Stdout
+	}
+	return o
+}
+
+func (b *Broker) closeAudit() {
+	if b.audit != nil {
+		if err := b.audit.Close(); err != nil {
+			b.log.Error("audit: close", "error", err)
+		}
+	}
 }
 
 // capabilities sets mochi's limits on purpose; see configs/tern.yaml.
@@ -420,6 +457,7 @@ func (b *Broker) httpHandler() http.Handler {
 	admin := adminapi.NewHandler(b.accounts, b, b.adminToken, b.log)
 	admin.Level = b.level
 	admin.Ops = b
+	admin.Audit = b.auditor
 	mux.Handle("/admin/", admin)
 	// Profiles for operators, behind the admin token like the admin API.
 	prof := http.NewServeMux()
@@ -531,6 +569,9 @@ func (b *Broker) Close() error {
 		close(b.diskStop)
 		b.diskWG.Wait()
 		errs = append(errs, b.store.Close())
+		if b.audit != nil {
+			errs = append(errs, b.audit.Close())
+		}
 		b.closeErr = errors.Join(errs...)
 	})
 	return b.closeErr
@@ -618,6 +659,14 @@ func (b *Broker) Accounts() *accounts.Service { return b.accounts }
 
 // AdminToken returns the admin API token in effect.
 func (b *Broker) AdminToken() string { return b.adminToken }
+
+// AuditDir returns the audit log's directory ("" when it is off).
+func (b *Broker) AuditDir() string {
+	if b.audit == nil {
+		return ""
+	}
+	return AuditOptions(b.cfg, b.log).Dir
+}
 
 // Epoch returns this run's epoch.
 func (b *Broker) Epoch() uint64 { return b.epoch }

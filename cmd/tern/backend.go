@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/user"
 	"runtime"
 	"strings"
 
 	"github.com/tern-im/tern/broker"
 	"github.com/tern-im/tern/internal/accounts"
 	"github.com/tern-im/tern/internal/adminapi"
+	"github.com/tern-im/tern/internal/audit"
 	"github.com/tern-im/tern/internal/config"
 	"github.com/tern-im/tern/internal/store"
 )
@@ -64,7 +66,27 @@ func openBackend(common *commonFlags, server string, create bool) (backend, erro
 	acc := accounts.New(st, accounts.Params{
 		Time: cfg.Auth.Argon2Time, Memory: uint32(cfg.Auth.Argon2Memory >> 10), Threads: cfg.Auth.Argon2Threads,
 	}, runtime.NumCPU())
-	return &local{st: st, acc: acc}, nil
+	l := &local{st: st, acc: acc, aud: audit.Discard, by: cliActor()}
+	if cfg.Audit.Enabled {
+		// The store's directory lock keeps a running broker (the other
+		// writer of the audit files) out while this one is open.
+		al, err := audit.Open(broker.AuditOptions(cfg, slog.New(slog.NewTextHandler(os.Stderr, nil))))
+		if err != nil {
+			_ = st.Close() // the audit error is the one to report
+			return nil, err
+		}
+		l.al, l.aud = al, al
+	}
+	return l, nil
+}
+
+// cliActor is the `by` of audit lines written by the CLI: "cli:" and the
+// operating system user.
+func cliActor() string {
+	if u, err := user.Current(); err == nil {
+		return "cli:" + u.Username
+	}
+	return "cli"
 }
 
 // adminClient is an admin API client for server with the admin token
@@ -89,18 +111,39 @@ func (remote) Close() error { return nil }
 type local struct {
 	st  *store.Store
 	acc *accounts.Service
+	// al is the data dir's audit log (nil when audit is off); aud is
+	// what the commands log to, as by.
+	al  *audit.Log
+	aud audit.Logger
+	by  string
+}
+
+// audit records a change made by the CLI and returns err.
+func (l *local) audit(e audit.Entry, err error) error {
+	e.By, e.OK = l.by, err == nil
+	if err != nil {
+		e.Reason = err.Error()
+	}
+	l.aud.Log(e)
+	return err
 }
 
 func (l *local) AddUser(_ context.Context, uid, pw string, admin bool) error {
-	return l.acc.AddUser(uid, pw, admin)
+	return l.audit(audit.Entry{Type: audit.UserCreate, UID: uid}, l.acc.AddUser(uid, pw, admin))
 }
 func (l *local) SetPassword(_ context.Context, uid, pw string) error {
-	return l.acc.SetPassword(uid, pw)
+	return l.audit(audit.Entry{Type: audit.UserPasswd, UID: uid}, l.acc.SetPassword(uid, pw))
 }
 func (l *local) SetDisabled(_ context.Context, uid string, d bool) error {
-	return l.acc.SetDisabled(uid, d)
+	typ := audit.UserEnable
+	if d {
+		typ = audit.UserDisable
+	}
+	return l.audit(audit.Entry{Type: typ, UID: uid}, l.acc.SetDisabled(uid, d))
 }
-func (l *local) DeleteUser(_ context.Context, uid string) error { return l.acc.DeleteUser(uid) }
+func (l *local) DeleteUser(_ context.Context, uid string) error {
+	return l.audit(audit.Entry{Type: audit.UserDelete, UID: uid}, l.acc.DeleteUser(uid))
+}
 func (l *local) Users(context.Context) ([]adminapi.User, error) {
 	us, err := l.acc.Users()
 	out := make([]adminapi.User, 0, len(us))
@@ -111,6 +154,7 @@ func (l *local) Users(context.Context) ([]adminapi.User, error) {
 }
 func (l *local) CreateToken(_ context.Context, uid, did string) (adminapi.Token, error) {
 	secret, t, err := l.acc.CreateToken(uid, did)
+	err = l.audit(audit.Entry{Type: audit.TokenCreate, UID: uid, DID: did, Target: t.ID}, err)
 	return adminapi.Token{ID: t.ID, UID: t.UID, DID: t.DID, Created: t.Created, Secret: secret}, err
 }
 func (l *local) Tokens(_ context.Context, uid string) ([]adminapi.Token, error) {
@@ -122,6 +166,13 @@ func (l *local) Tokens(_ context.Context, uid string) ([]adminapi.Token, error) 
 	return out, err
 }
 func (l *local) RevokeTokens(_ context.Context, uid, did, id string) (int, error) {
-	return l.acc.RevokeTokens(uid, did, id)
+	n, err := l.acc.RevokeTokens(uid, did, id)
+	return n, l.audit(audit.Entry{Type: audit.TokenRevoke, UID: uid, DID: did, Target: id}, err)
 }
-func (l *local) Close() error { return l.st.Close() }
+func (l *local) Close() error {
+	err := l.st.Close()
+	if l.al != nil {
+		err = errors.Join(err, l.al.Close())
+	}
+	return err
+}

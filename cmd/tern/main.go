@@ -5,6 +5,7 @@
 //	tern token create|list|revoke …
 //	tern store check [--repair]
 //	tern admin clients|kick|stats|notice …
+//	tern audit verify [FILE…]
 //	tern chat --mqtt HOST:PORT --user UID [--device DID]
 //	tern version
 package main
@@ -39,6 +40,7 @@ Usage:
   tern admin clients|stats [--server URL]
   tern admin kick UID.DID [--server URL]
   tern admin notice TEXT [--server URL]
+  tern audit verify [FILE…] [--data DIR]
   tern chat [--mqtt HOST:PORT] --user UID [--device DID]   (secret: TERN_TOKEN or a prompt)
   tern version            (or tern --version)
 
@@ -109,6 +111,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		cmd = &storeCommand{stdout: stdout, stderr: stderr}
 	case "admin":
 		cmd = &adminCommand{stdout: stdout, stderr: stderr}
+	case "audit":
+		cmd = &auditCommand{stdout: stdout, stderr: stderr}
 	case "chat":
 		cmd = &chatCommand{stdin: stdin, stdout: stdout, stderr: stderr, lookupEnv: os.LookupEnv}
 	default:

@@ -43,6 +43,9 @@ type Config struct {
 	Compat Compat   `yaml:"compat"`
 
 	Presence Presence `yaml:"presence"`
+
+	Audit Audit `yaml:"audit"`
+	DLP   DLP   `yaml:"dlp"`
 }
 
 // Listener is one MQTT listener. An empty Addr disables it.
@@ -298,6 +301,8 @@ func DefaultConfig() *Config {
 			CommitBacklog:    4096,
 		},
 		Presence: Presence{Grace: 10 * time.Second, Coalesce: 2 * time.Second},
+		Audit:    defaultAudit(),
+		DLP:      defaultDLP(),
 	}
 }
 
@@ -511,6 +516,7 @@ func (c *Config) Validate() error {
 	} else if p.Coalesce < 0 || p.Coalesce > p.Grace {
 		bad("presence.coalesce", "%s is outside 0..presence.grace (%s)", p.Coalesce, p.Grace)
 	}
+	c.validateCompliance(bad)
 	return errors.Join(errs...)
 }
 
