@@ -41,6 +41,7 @@ import (
 	"github.com/tern-im/tern/internal/buildinfo"
 	"github.com/tern-im/tern/internal/config"
 	"github.com/tern-im/tern/internal/disk"
+	"github.com/tern-im/tern/internal/dlp"
 	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/internal/im/service"
 	"github.com/tern-im/tern/internal/listener"
@@ -193,6 +194,10 @@ func (b *Broker) build() error {
 		relations.Invalidate(append(p.Users, uid), p.Groups...)
 	}
 	policy := &topics.Policy{Rules: cfg.Rules(), Relations: relations}
+	content, err := b.contentPolicy()
+	if err != nil {
+		return err
+	}
 	anon := map[string]bool{
 		ListenerMQTT: cfg.MQTT.Anonymous, ListenerWS: cfg.WS.Anonymous,
 		ListenerTLS: cfg.TLS.Anonymous, ListenerWSS: cfg.WSS.Anonymous,
@@ -220,7 +225,7 @@ func (b *Broker) build() error {
 		}},
 		{new(messaging.Hook), &messaging.Options{
 			Server: b.mqtt, Store: b.store, Commits: b.commits, Sessions: b.sessions, Relations: relations,
-			Metrics: b.metrics,
+			Metrics: b.metrics, Content: content, Audit: b.auditor,
 			Policy: service.Policy{
 				Epoch: b.epoch, DMPolicy: cfg.IM.DMPolicy, MaxPacket: int(cfg.Limits.MaxPacketSize),
 				MaxBody: int(cfg.IM.MaxBody), RateBurst: cfg.IM.RateBurst, RatePerSec: float64(cfg.IM.RatePerSec),
@@ -252,6 +257,26 @@ func (b *Broker) build() error {
 		}
 	}
 	return b.addListeners()
+}
+
+// contentPolicy compiles the dlp section; nil when it has neither rules
+// nor a webhook.
+func (b *Broker) contentPolicy() (im.ContentPolicy, error) {
+	d := b.cfg.DLP
+	rules := make([]dlp.Rule, 0, len(d.Rules))
+	for _, r := range d.Rules {
+		rules = append(rules, dlp.Rule{Name: r.Name, Match: r.Match, Action: r.Action})
+	}
+	var hook *dlp.Webhook
+	if d.Webhook.URL != "" {
+		hook = &dlp.Webhook{URL: d.Webhook.URL, Timeout: d.Webhook.Timeout, FailClosed: d.Webhook.Fail == "closed"}
+	}
+	p, err := dlp.New(rules, hook)
+	if err != nil || p.Empty() {
+		return nil, err
+	}
+	p.OnWebhookError = func(err error) { b.log.Warn("dlp webhook", "error", err, "fail", d.Webhook.Fail) }
+	return p, nil
 }
 
 // AuditOptions are the audit log's options for cfg: {data}/audit unless

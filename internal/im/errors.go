@@ -118,7 +118,9 @@ var (
 	ErrPayloadTooBig  = newError(413, "payload too large")
 	ErrBodyTooBig     = newError(413, "body too large")
 	ErrRateLimited    = newError(429, "rate limited")
-	ErrInternal       = newError(500, "server fault")
+	// ErrContentPolicy: the content policy (DLP) refused the text.
+	ErrContentPolicy = newError(451, "refused by content policy")
+	ErrInternal      = newError(500, "server fault")
 	// ErrNotImplemented: a protocol feature this server does not build yet.
 	ErrNotImplemented = newError(501, "not implemented")
 )

@@ -221,6 +221,12 @@ func (s *Service) send(d *Device, up *codec.Up) error {
 	if err := checkSend(up); err != nil {
 		return err
 	}
+	// The content policy runs before the group stripe is taken: its
+	// webhook may take up to its timeout.
+	v, err := s.inspect(d, sendConv(d.UID, up.To), up)
+	if err != nil {
+		return err
+	}
 	if gid, ok := strings.CutPrefix(up.To, "g:"); ok {
 		defer s.groups.rlock(gid)()
 	}
@@ -248,14 +254,18 @@ func (s *Service) send(d *Device, up *codec.Up) error {
 		CV: c.cv, To: c.members, UID: d.UID, DID: d.DID, CMID: up.CMID,
 		TTL: time.Duration(up.TTL) * time.Second,
 		Event: im.Event{
-			T: im.TMsg, From: d.UID, FD: d.DID, CMID: up.CMID, CT: ct, B: up.B,
+			T: im.TMsg, From: d.UID, FD: d.DID, CMID: up.CMID, CT: ct, B: v.Body,
 			Re: up.Re, Th: up.Th, Att: up.Att, Mn: up.Mn, TTL: up.TTL, E2E: up.E2E, CTS: up.CTS,
 		},
 	}
 	if c.gid == "" {
 		a.UserConvs = []im.UserConv{{UID: c.members[0], CV: c.cv}, {UID: c.members[1], CV: c.cv}}
 	}
-	return s.append(d, a)
+	if err := s.append(d, a); err != nil {
+		return err
+	}
+	s.flagged(d, v, a)
+	return nil
 }
 
 // append reserves room in the commit stream (waiting while delivery is
@@ -354,7 +364,16 @@ func (s *Service) edit(d *Device, up *codec.Up) error {
 	case up.B == "":
 		return im.ErrMissingBody
 	}
-	return s.append(d, x.append(d, up, im.Event{T: im.TEdit, B: up.B}))
+	v, err := s.inspect(d, x.c.cv, up)
+	if err != nil {
+		return err
+	}
+	a := x.append(d, up, im.Event{T: im.TEdit, B: v.Body})
+	if err := s.append(d, a); err != nil {
+		return err
+	}
+	s.flagged(d, v, a)
+	return nil
 }
 
 func (s *Service) del(d *Device, up *codec.Up) error {

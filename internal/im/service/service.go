@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/tern-im/tern/internal/audit"
 	"github.com/tern-im/tern/internal/codec"
 	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/internal/relations"
@@ -41,7 +42,7 @@ type Policy struct {
 	Limits Limits
 }
 
-// Options configures a Service. Every field but Now and Announce is
+// Options configures a Service. Store, Commits, Stop and Relations are
 // required.
 type Options struct {
 	Policy
@@ -58,6 +59,16 @@ type Options struct {
 	Announce func(im.Group)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Content, if set, judges the text of every send and edit that is
+	// not end-to-end encrypted (PROTOCOL §16).
+	Content im.ContentPolicy
+	// Compliance is the store's holds, per-conversation retention and
+	// export (conv.set, deletes under a hold). Without it nothing is held
+	// and conv.set answers 501.
+	Compliance im.Compliance
+	// Audit records deletes, content-policy hits and retention changes;
+	// nil means audit.Discard.
+	Audit audit.Logger
 }
 
 func (o *Options) check() error {
@@ -100,6 +111,9 @@ func New(o Options) (*Service, error) {
 	}
 	if o.Announce == nil {
 		o.Announce = func(im.Group) {}
+	}
+	if o.Audit == nil {
+		o.Audit = audit.Discard
 	}
 	return &Service{
 		o:      o,
