@@ -29,7 +29,7 @@ func TestNotImplemented(t *testing.T) {
 	if e := a.nextErr(); e.Code != 501 {
 		t.Fatalf("file chunk: code %d, want 501", e.Code)
 	}
-	for _, op := range []string{"search", "conv.set", "file.put", "file.commit", "file.get", "file.stat",
+	for _, op := range []string{"search", "file.put", "file.commit", "file.get", "file.stat",
 		"key.upload", "key.query", "key.claim", "token.create", "token.list", "token.revoke", "admin.kick", "admin.stats"} {
 		r := a.call(op, map[string]any{})
 		if r.OK || r.Err == nil || r.Err.Code != 501 || r.Err.Msg != "not implemented" {

@@ -102,14 +102,18 @@ type Forgetter interface {
 	Forget(evs []Forgotten)
 }
 
-// Forgotten is one event that left the store or lost its body.
+// Forgotten is one event that left the store or that users can no
+// longer read.
 type Forgotten struct {
 	CV  string
 	ID  ulid.ULID
 	Att []Att
-	// Purged: only the body went (a tombstone stays); else the event is
-	// gone.
-	Purged bool
+	// Deleted: a del event made it a tombstone; otherwise retention
+	// removed it from the store.
+	Deleted bool
+	// Held: a legal hold keeps its body and files for export, so file
+	// storage must keep its attachments; indexes for users forget it.
+	Held bool
 }
 
 // Compliance is what the compliance features need of a store.

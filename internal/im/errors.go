@@ -97,6 +97,8 @@ var (
 	ErrOwnRole        = newError(400, "cannot change your own role")
 	ErrUseLeave       = newError(400, "use group.leave")
 	ErrTooManyUIDs    = newError(400, "too many uids")
+	ErrBadRetention   = newError(400, "retention must be 0 or 60 to 3153600000 seconds")
+	ErrGroupOnly      = newError(400, "only a group conversation has its own retention")
 	ErrNotMember      = newError(403, "not a member")
 	ErrNotAdmin       = newError(403, "not an admin")
 	ErrNotAuthor      = newError(403, "not the author")

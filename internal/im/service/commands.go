@@ -7,6 +7,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 
+	"github.com/tern-im/tern/internal/audit"
 	"github.com/tern-im/tern/internal/codec"
 	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/topics"
@@ -359,6 +360,8 @@ func (s *Service) edit(d *Device, up *codec.Up) error {
 	}
 	defer x.unlock()
 	switch {
+	case x.target.Deleted:
+		return im.ErrUnknownMessage
 	case x.target.From != d.UID:
 		return im.ErrNotAuthor
 	case up.B == "":
@@ -385,7 +388,26 @@ func (s *Service) del(d *Device, up *codec.Up) error {
 	if x.target.From != d.UID && x.c.role != im.RoleOwner && x.c.role != im.RoleAdmin {
 		return im.ErrNotAuthor
 	}
-	return s.append(d, x.append(d, up, im.Event{T: im.TDel}))
+	// A delete purges the message's body and its edits' from the store,
+	// unless a legal hold keeps them for export (users see a tombstone
+	// either way).
+	keep, err := s.held(&x.target)
+	if err != nil {
+		return err
+	}
+	a := x.append(d, up, im.Event{T: im.TDel})
+	a.Purge = &im.Purge{ID: x.target.ID, Keep: keep}
+	if err := s.append(d, a); err != nil {
+		return err
+	}
+	if a.Committed() {
+		reason := "purged"
+		if keep {
+			reason = "held"
+		}
+		s.o.Audit.Log(audit.Entry{Type: audit.MsgDelete, UID: d.UID, DID: d.DID, By: d.UID, OK: true, Reason: reason, Target: x.target.ID.String()})
+	}
+	return nil
 }
 
 func (s *Service) react(d *Device, up *codec.Up) error {

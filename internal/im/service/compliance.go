@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"strings"
+	"time"
 
 	"github.com/tern-im/tern/internal/audit"
 	"github.com/tern-im/tern/internal/codec"
@@ -47,4 +48,50 @@ func (s *Service) flagged(d *Device, v im.Verdict, a *im.Append) {
 	if v.Action == im.DLPFlag && a.Committed() {
 		s.o.Audit.Log(audit.Entry{Type: audit.DLPFlag, UID: d.UID, DID: d.DID, OK: true, Reason: v.Rule, Target: a.Event.ID.String()})
 	}
+}
+
+// convSet sets a group conversation's own retention (PROTOCOL §16):
+// owners and admins of the group only; 0 returns it to the server
+// default. Audited as retention.set.
+func (s *Service) convSet(d *Device, a *codec.ConvSetArgs) (any, error) {
+	if s.o.Compliance == nil {
+		return nil, im.ErrNotImplemented
+	}
+	if a.Retention == nil {
+		return nil, im.ErrBadRetention
+	}
+	r := *a.Retention
+	if r != 0 && (r < codec.MinRetention || r > codec.MaxRetention) {
+		return nil, im.ErrBadRetention
+	}
+	_, _, gid, ok := im.ParseConv(a.CV)
+	if !ok {
+		return nil, im.ErrBadConv
+	}
+	if gid == "" {
+		return nil, im.ErrGroupOnly
+	}
+	c, err := s.memberOf(d.UID, a.CV)
+	if err != nil {
+		return nil, err
+	}
+	if c.role != im.RoleOwner && c.role != im.RoleAdmin {
+		return nil, im.ErrNotAdmin
+	}
+	err = s.o.Compliance.SetRetention(c.cv, time.Duration(r)*time.Second)
+	e := audit.Entry{Type: audit.RetentionSet, UID: d.UID, DID: d.DID, By: d.UID, OK: err == nil, Target: c.cv,
+		Reason: (time.Duration(r) * time.Second).String()}
+	s.o.Audit.Log(e)
+	if err != nil {
+		return nil, err
+	}
+	return codec.ConvSetResult{CV: c.cv, Retention: r}, nil
+}
+
+// held reports whether a legal hold covers ev (never without Compliance).
+func (s *Service) held(ev *im.Event) (bool, error) {
+	if s.o.Compliance == nil {
+		return false, nil
+	}
+	return s.o.Compliance.Held(ev)
 }

@@ -82,6 +82,7 @@ var rpcOps = map[string]rpcHandler{
 	}}),
 	"presence.get": withArgs((*Service).presenceGet),
 	"group.create": withArgs((*Service).groupCreate),
+	"conv.set":     withArgs((*Service).convSet),
 }
 
 func init() {

@@ -6,7 +6,6 @@ package service
 // typo (400 "unknown op"). A feature that lands removes its entries.
 var notBuilt = map[string]bool{
 	"search":             true, // §15 full-text search
-	"conv.set":           true, // §16 per-conversation retention
 	"file.put":           true, // §11 files
 	"file.commit":        true,
 	"file.get":           true,
