@@ -119,8 +119,8 @@ func TestConvSet(t *testing.T) {
 		args any
 		code int
 	}{
-		{bo, map[string]any{"cv": "g:ops", "retention": 3600}, 403},  // a plain member
-		{ca, map[string]any{"cv": "g:ops", "retention": 3600}, 403},  // not a member
+		{bo, map[string]any{"cv": "g:ops", "retention": 3600}, 403}, // a plain member
+		{ca, map[string]any{"cv": "g:ops", "retention": 3600}, 403}, // not a member
 		{a, map[string]any{"cv": "d:alice:bob", "retention": 3600}, 400},
 		{a, map[string]any{"cv": "g:ops", "retention": 59}, 400},
 		{a, map[string]any{"cv": "g:ops", "retention": -1}, 400},
@@ -142,4 +142,3 @@ func TestConvSet(t *testing.T) {
 		}
 	}
 }
-
