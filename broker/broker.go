@@ -39,6 +39,7 @@ import (
 	"github.com/tern-im/tern/internal/adminapi"
 	"github.com/tern-im/tern/internal/audit"
 	"github.com/tern-im/tern/internal/buildinfo"
+	"github.com/tern-im/tern/internal/compliance"
 	"github.com/tern-im/tern/internal/config"
 	"github.com/tern-im/tern/internal/disk"
 	"github.com/tern-im/tern/internal/dlp"
@@ -483,6 +484,7 @@ func (b *Broker) httpHandler() http.Handler {
 	admin.Level = b.level
 	admin.Ops = b
 	admin.Audit = b.auditor
+	admin.UseCompliance(compliance.New(b.store, b.auditor))
 	mux.Handle("/admin/", admin)
 	// Profiles for operators, behind the admin token like the admin API.
 	prof := http.NewServeMux()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/url"
 	"log/slog"
 	"os"
 	"os/user"
@@ -14,6 +16,8 @@ import (
 	"github.com/tern-im/tern/internal/accounts"
 	"github.com/tern-im/tern/internal/adminapi"
 	"github.com/tern-im/tern/internal/audit"
+	"github.com/tern-im/tern/internal/compliance"
+	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/internal/config"
 	"github.com/tern-im/tern/internal/store"
 )
@@ -29,6 +33,16 @@ type backend interface {
 	CreateToken(ctx context.Context, uid, did string) (adminapi.Token, error)
 	Tokens(ctx context.Context, uid string) ([]adminapi.Token, error)
 	RevokeTokens(ctx context.Context, uid, did, id string) (int, error)
+
+	// Compliance (PROTOCOL §16).
+	SetRetention(ctx context.Context, cv, retention string) (adminapi.RetentionBody, error)
+	Retention(ctx context.Context, cv string) (adminapi.RetentionBody, error)
+	AddHold(ctx context.Context, req adminapi.HoldRequest) (im.Hold, error)
+	Holds(ctx context.Context) ([]im.Hold, error)
+	RemoveHold(ctx context.Context, id string) (im.Hold, error)
+	// Export streams an export (query keys user, cv, since, until) to w.
+	Export(ctx context.Context, q url.Values, w io.Writer) error
+
 	Close() error
 }
 
@@ -77,6 +91,7 @@ func openBackend(common *commonFlags, server string, create bool) (backend, erro
 		}
 		l.al, l.aud = al, al
 	}
+	l.comp = compliance.New(st, l.aud)
 	return l, nil
 }
 
@@ -113,9 +128,10 @@ type local struct {
 	acc *accounts.Service
 	// al is the data dir's audit log (nil when audit is off); aud is
 	// what the commands log to, as by.
-	al  *audit.Log
-	aud audit.Logger
-	by  string
+	al   *audit.Log
+	aud  audit.Logger
+	by   string
+	comp *compliance.Service
 }
 
 // audit records a change made by the CLI and returns err.
@@ -174,5 +190,38 @@ func (l *local) Close() error {
 	if l.al != nil {
 		err = errors.Join(err, l.al.Close())
 	}
+	return err
+}
+
+func (l *local) actor() compliance.Actor { return compliance.Actor{By: l.by} }
+
+func (l *local) SetRetention(_ context.Context, cv, retention string) (adminapi.RetentionBody, error) {
+	d, err := compliance.ParseRetention(retention)
+	if err == nil {
+		err = l.comp.SetRetention(l.actor(), cv, d)
+	}
+	return adminapi.RetentionBody{CV: cv, Retention: d.String(), Seconds: int64(d.Seconds())}, err
+}
+func (l *local) Retention(_ context.Context, cv string) (adminapi.RetentionBody, error) {
+	d, err := l.comp.Retention(cv)
+	return adminapi.RetentionBody{CV: cv, Retention: d.String(), Seconds: int64(d.Seconds())}, err
+}
+func (l *local) AddHold(_ context.Context, req adminapi.HoldRequest) (im.Hold, error) {
+	return l.comp.AddHold(l.actor(), im.Hold{UID: req.UID, CV: req.CV, Reason: req.Reason})
+}
+func (l *local) Holds(context.Context) ([]im.Hold, error) { return l.comp.Holds() }
+func (l *local) RemoveHold(_ context.Context, id string) (im.Hold, error) {
+	return l.comp.RemoveHold(l.actor(), id)
+}
+func (l *local) Export(_ context.Context, v url.Values, w io.Writer) error {
+	q := im.ExportQuery{UID: v.Get("user"), CV: v.Get("cv")}
+	var err error
+	if q.Since, err = compliance.ParseTime(v.Get("since")); err != nil {
+		return err
+	}
+	if q.Until, err = compliance.ParseTime(v.Get("until")); err != nil {
+		return err
+	}
+	_, err = l.comp.Export(l.actor(), w, q)
 	return err
 }

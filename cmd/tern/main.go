@@ -6,6 +6,7 @@
 //	tern store check [--repair]
 //	tern admin clients|kick|stats|notice …
 //	tern audit verify [FILE…]
+//	tern retention set|get …, tern hold add|list|remove …, tern export …
 //	tern chat --mqtt HOST:PORT --user UID [--device DID]
 //	tern version
 package main
@@ -41,6 +42,9 @@ Usage:
   tern admin kick UID.DID [--server URL]
   tern admin notice TEXT [--server URL]
   tern audit verify [FILE…] [--data DIR]
+  tern retention set CV DURATION | get CV        (DURATION: 720h, 30d; 0 = im.retention)
+  tern hold add (--user UID | --cv CV) [--reason TEXT] | list | remove ID
+  tern export [--user UID] [--cv CV] [--since T] [--until T] [--out FILE]
   tern chat [--mqtt HOST:PORT] --user UID [--device DID]   (secret: TERN_TOKEN or a prompt)
   tern version            (or tern --version)
 
@@ -56,7 +60,7 @@ Flags every command takes:
 store check scans a stopped broker's stored events and reports unreadable
 ones; --repair moves them to a quarantine key prefix. It exits non-zero when
 it finds any without --repair.
-user and token commands work on a stopped broker's data dir (--data DIR, or
+user, token, retention, hold and export commands work on a stopped broker's data dir (--data DIR, or
 -c FILE) or on a running broker through its admin API (--server URL, with the
 admin token from -c FILE, TERN_ADMIN_TOKEN or DIR/admin.token). Without
 --password or --password-stdin, user add and passwd prompt at a terminal
@@ -113,6 +117,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		cmd = &adminCommand{stdout: stdout, stderr: stderr}
 	case "audit":
 		cmd = &auditCommand{stdout: stdout, stderr: stderr}
+	case "retention":
+		cmd = &retentionCommand{stdout: stdout, stderr: stderr}
+	case "hold":
+		cmd = &holdCommand{stdout: stdout, stderr: stderr}
+	case "export":
+		cmd = &exportCommand{stdout: stdout, stderr: stderr}
 	case "chat":
 		cmd = &chatCommand{stdin: stdin, stdout: stdout, stderr: stderr, lookupEnv: os.LookupEnv}
 	default:

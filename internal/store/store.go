@@ -148,7 +148,15 @@ func Open(dir string, o Options) (*Store, error) {
 	// new writes; value-log GC also works in smaller steps.
 	bo = bo.WithValueLogFileSize(64 << 20)
 	db, err := badger.Open(bo)
-	if err != nil && strings.Contains(err.Error(), "Cannot acquire directory lock") {
+	// Badger releases its directory lock by closing the descriptor; a
+	// child process forked meanwhile holds a copy until it execs, so a
+	// reopen right after a close can find the lock still taken for a
+	// moment. Retry briefly before saying another process has it.
+	for pause := 5 * time.Millisecond; err != nil && isLocked(err) && pause <= 160*time.Millisecond; pause *= 2 {
+		time.Sleep(pause)
+		db, err = badger.Open(bo)
+	}
+	if err != nil && isLocked(err) {
 		return nil, &InUseError{Dir: dir}
 	}
 	if err != nil {
@@ -254,6 +262,8 @@ func (s *Store) Size() int64 {
 	}
 	return n
 }
+
+func isLocked(err error) bool { return strings.Contains(err.Error(), "Cannot acquire directory lock") }
 
 // InUseError is Open's error when another process (or another Open in
 // this one) holds the data dir.
