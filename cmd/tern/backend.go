@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/user"
 	"runtime"
@@ -17,8 +17,8 @@ import (
 	"github.com/tern-im/tern/internal/adminapi"
 	"github.com/tern-im/tern/internal/audit"
 	"github.com/tern-im/tern/internal/compliance"
-	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/internal/config"
+	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/internal/store"
 )
 
