@@ -33,6 +33,8 @@ type backend interface {
 	CreateToken(ctx context.Context, uid, did string) (adminapi.Token, error)
 	Tokens(ctx context.Context, uid string) ([]adminapi.Token, error)
 	RevokeTokens(ctx context.Context, uid, did, id string) (int, error)
+	EnableTOTP(ctx context.Context, uid string) (accounts.TOTPSetup, error)
+	DisableTOTP(ctx context.Context, uid string) error
 
 	// Compliance (PROTOCOL §16).
 	SetRetention(ctx context.Context, cv, retention string) (adminapi.RetentionBody, error)
@@ -191,6 +193,14 @@ func (l *local) Close() error {
 		err = errors.Join(err, l.al.Close())
 	}
 	return err
+}
+
+func (l *local) EnableTOTP(_ context.Context, uid string) (accounts.TOTPSetup, error) {
+	s, err := l.acc.EnableTOTP(uid)
+	return s, l.audit(audit.Entry{Type: audit.UserTOTP, UID: uid, Target: "enable"}, err)
+}
+func (l *local) DisableTOTP(_ context.Context, uid string) error {
+	return l.audit(audit.Entry{Type: audit.UserTOTP, UID: uid, Target: "disable"}, l.acc.DisableTOTP(uid))
 }
 
 func (l *local) actor() compliance.Actor { return compliance.Actor{By: l.by} }

@@ -1,14 +1,18 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/tern-im/tern/broker/brokertest"
+	"github.com/tern-im/tern/internal/accounts"
 	"github.com/tern-im/tern/internal/compliance"
+	"github.com/tern-im/tern/internal/store"
 	"github.com/tern-im/tern/topics"
 )
 
@@ -138,5 +142,54 @@ func TestComplianceCommands(t *testing.T) {
 		if !strings.Contains(string(raw), want) {
 			t.Errorf("audit lacks %s", want)
 		}
+	}
+}
+
+// TestUserTOTPCommand: tern user totp enable prints the otpauth:// URI, a
+// QR code in block characters and ten recovery codes; the password then
+// fails as a device password; disable restores it; both are audited.
+func TestUserTOTPCommand(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "data")
+	cheap := writeConfig(t, "auth: {argon2_time: 1, argon2_memory: 1MiB}\n")
+	if _, _, err := tern(t, "", "user", "add", "alice", "--password", "s3cret-pass", "--data", dir, "-c", cheap); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := tern(t, "", "user", "totp", "enable", "alice", "--data", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes := regexp.MustCompile(`(?m)^  [a-z2-7]{5}-[a-z2-7]{5}$`).FindAllString(out, -1)
+	if !strings.Contains(out, "otpauth://totp/Tern:alice?") || !strings.Contains(out, "▀") || len(codes) != 10 {
+		t.Fatalf("enable printed:\n%s", out)
+	}
+	if _, _, err := tern(t, "", "user", "totp", "enable", "alice", "--data", dir); err == nil || !strings.Contains(err.Error(), "already on") {
+		t.Fatalf("enable twice: %v", err)
+	}
+	st, err := store.Open(dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc := accounts.New(st, accounts.Params{Time: 1, Memory: 1 << 10, Threads: 1}, 1)
+	if _, err := acc.Authenticate("alice", "p1", "s3cret-pass"); !errors.Is(err, accounts.ErrOTPRequired) {
+		t.Errorf("password after enable: %v", err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := tern(t, "", "user", "totp", "disable", "alice", "--data", dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"user", "totp", "enable"}, {"user", "totp", "on", "alice"}, {"user", "totp", "disable", "alice", "bob"}} {
+		if _, _, err := tern(t, "", append(args, "--data", dir)...); err == nil {
+			t.Errorf("%v accepted", args)
+		}
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "audit", "audit-00000001.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(raw), `"type":"user.totp"`); n != 3 {
+		t.Errorf("%d user.totp lines, want 3 (enable, refused enable, disable)", n)
 	}
 }

@@ -34,6 +34,7 @@ Usage:
   tern user passwd UID [--password PW | --password-stdin]
   tern user disable|enable|del UID
   tern user list
+  tern user totp enable|disable UID     (two-factor login: prints an otpauth:// URI and QR code)
   tern token create UID DID
   tern token list UID
   tern token revoke UID [DID] [--id ID]

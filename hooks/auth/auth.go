@@ -217,6 +217,10 @@ var (
 	refThrottled = refusal{packets.ErrConnectionRateExceeded, "throttled"}
 	refAnonymous = refusal{packets.ErrNotAuthorized, "anonymous"}
 	refInternal  = refusal{packets.ErrServerUnavailable, "internal"}
+	// refOTP: the right password of a user with two-factor login; such
+	// users log devices in with tokens (POST /v1/login). Answered like a
+	// wrong password, and not counted as a failed guess.
+	refOTP = refusal{packets.ErrBadUsernameOrPassword, "otp_required"}
 )
 
 // OnConnect authenticates the CONNECT. On refusal it sends the CONNACK
@@ -384,6 +388,8 @@ func (h *Hook) authenticate(cl *mqtt.Client, pk packets.Packet) (topics.Identity
 		return topics.Identity{}, m, &refBadCreds
 	case errors.Is(err, accounts.ErrDisabled):
 		return topics.Identity{}, m, &refDisabled
+	case errors.Is(err, accounts.ErrOTPRequired):
+		return topics.Identity{}, m, &refOTP
 	default:
 		h.Log.Error("authenticate", "user", uid, "error", err)
 		return topics.Identity{}, m, &refInternal

@@ -79,6 +79,8 @@ func NewHandler(acc *accounts.Service, k Kicker, token string, log *slog.Logger)
 	h.handle("GET /admin/v1/users/{uid}/tokens", h.listTokens)
 	h.handle("POST /admin/v1/users/{uid}/tokens", h.createToken)
 	h.handle("DELETE /admin/v1/users/{uid}/tokens", h.revokeTokens)
+	h.handle("POST /admin/v1/users/{uid}/totp", h.enableTOTP)
+	h.handle("DELETE /admin/v1/users/{uid}/totp", h.disableTOTP)
 	h.handle("GET /admin/v1/loglevel", h.getLevel)
 	h.handle("PUT /admin/v1/loglevel", h.setLevel)
 	h.handle("GET /admin/v1/clients", h.listClients)
@@ -164,7 +166,7 @@ func (h *Handler) fail(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, accounts.ErrUnknownUser):
 		writeErr(w, http.StatusNotFound, err.Error())
-	case errors.Is(err, accounts.ErrUserExists):
+	case errors.Is(err, accounts.ErrUserExists), errors.Is(err, accounts.ErrTOTPOn), errors.Is(err, accounts.ErrTOTPOff):
 		writeErr(w, http.StatusConflict, err.Error())
 	case errors.Is(err, accounts.ErrWeakPassword),
 		errors.Is(err, topics.ErrEmptyID), errors.Is(err, topics.ErrIDChars),
@@ -341,6 +343,30 @@ func (h *Handler) revokeTokens(w http.ResponseWriter, r *http.Request) {
 	}
 	h.Log.Info("tokens revoked", "user", uid, "device", did, "count", n)
 	writeJSON(w, http.StatusOK, RevokeResult{Revoked: n})
+}
+
+func (h *Handler) enableTOTP(w http.ResponseWriter, r *http.Request) {
+	uid := r.PathValue("uid")
+	setup, err := h.Accounts.EnableTOTP(uid)
+	h.auditAs(r, audit.Entry{Type: audit.UserTOTP, UID: uid, Target: "enable"}, err)
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	h.Log.Info("two-factor login enabled", "user", uid)
+	writeJSON(w, http.StatusCreated, setup)
+}
+
+func (h *Handler) disableTOTP(w http.ResponseWriter, r *http.Request) {
+	uid := r.PathValue("uid")
+	err := h.Accounts.DisableTOTP(uid)
+	h.auditAs(r, audit.Entry{Type: audit.UserTOTP, UID: uid, Target: "disable"}, err)
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	h.Log.Info("two-factor login disabled", "user", uid)
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // LogLevel is the body and reply of /admin/v1/loglevel.

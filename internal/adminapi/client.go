@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tern-im/tern/internal/accounts"
 	"github.com/tern-im/tern/internal/im"
 )
 
@@ -205,4 +206,17 @@ func (c *Client) Export(ctx context.Context, q url.Values, w io.Writer) error {
 	}
 	_, err = io.Copy(w, resp.Body)
 	return err
+}
+
+// EnableTOTP turns on two-factor login for uid and returns the setup to
+// show once.
+func (c *Client) EnableTOTP(ctx context.Context, uid string) (accounts.TOTPSetup, error) {
+	var out accounts.TOTPSetup
+	err := c.do(ctx, http.MethodPost, "/admin/v1/users/"+url.PathEscape(uid)+"/totp", nil, &out)
+	return out, err
+}
+
+// DisableTOTP turns two-factor login off for uid.
+func (c *Client) DisableTOTP(ctx context.Context, uid string) error {
+	return c.do(ctx, http.MethodDelete, "/admin/v1/users/"+url.PathEscape(uid)+"/totp", nil, nil)
 }
