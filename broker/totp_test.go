@@ -70,7 +70,9 @@ func TestTOTPLogin(t *testing.T) {
 	for _, want := range []func(auditLine) bool{
 		func(l auditLine) bool { return l.Type == audit.UserTOTP && l.Target == "enable" && l.OK },
 		func(l auditLine) bool { return l.Type == audit.UserTOTP && l.Target == "enable" && !l.OK },
-		func(l auditLine) bool { return l.Type == audit.AuthLogin && l.DID == "p2" && !l.OK && l.Reason == "otp_required" },
+		func(l auditLine) bool {
+			return l.Type == audit.AuthLogin && l.DID == "p2" && !l.OK && l.Reason == "otp_required"
+		},
 		func(l auditLine) bool { return l.Type == audit.UserTOTP && l.Target == "disable" && l.OK },
 	} {
 		if _, ok := find(ls, want); !ok {
