@@ -3,8 +3,9 @@
 // today, from internal/store's tests; a distributed engine next). It pins
 // what the domain relies on and what no type signature says: seq and us
 // gap-free and never reused under concurrency, dedupe, membership
-// windows, markers that never go back, retention's floor and reset, and
-// heads that never go backwards.
+// windows, markers that never go back, retention's floor and reset,
+// heads that never go backwards, and the compliance ports (holds, purge,
+// per-conversation retention, export).
 //
 // A backend's test calls Run with a function that opens a fresh, empty
 // backend. Failures runs one check against a backend and returns what it
@@ -30,8 +31,12 @@ type Backend struct {
 	Commits *im.CommitStream
 	// Clock is the clock Store stamps events with (ts, ids, retention).
 	Clock *Clock
-	// Trim removes what is older than cutoff, as retention does.
+	// Trim removes what is older than cutoff (the server default; zero:
+	// none) or than a conversation's own retention, as retention does.
 	Trim func(cutoff time.Time) error
+	// Compliance is the backend's holds, per-conversation retention and
+	// export.
+	Compliance im.Compliance
 }
 
 // Clock is a settable clock, safe for concurrent use.
@@ -72,6 +77,8 @@ var Checks = []Check{
 	{"RetentionFloorAndReset", retention},
 	{"HeadsNeverGoBack", heads},
 	{"ContactsAndBlocks", contacts},
+	{"HoldsAndPurge", holdsAndPurge},
+	{"ConvRetention", convRetention},
 }
 
 // Run runs every check against a fresh backend from open.
