@@ -169,7 +169,14 @@ func (p *Policy) ask(ctx context.Context, uid, cv, body string) (hookAnswer, err
 	if resp.StatusCode != http.StatusOK {
 		return a, fmt.Errorf("dlp webhook: %s", resp.Status)
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&a); err != nil {
+	return parseAnswer(resp.Body)
+}
+
+// parseAnswer reads a webhook's answer (at most 64 KiB): an action the
+// policy knows, and with redact an optional text.
+func parseAnswer(r io.Reader) (hookAnswer, error) {
+	var a hookAnswer
+	if err := json.NewDecoder(io.LimitReader(r, 64<<10)).Decode(&a); err != nil {
 		return a, fmt.Errorf("%w: %v", ErrBadWebhook, err)
 	}
 	if _, ok := strength[a.Action]; !ok {
