@@ -244,7 +244,7 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		return nil
 	}
 	h.opts.Metrics.AuthFailures.WithLabelValues(ref.reason).Inc()
-	h.refusals.refused(h.Log, remoteIP(cl.Net.Remote), ref.reason, "client", cl.ID, "user", user,
+	h.refusals.refused(h.Log, remoteIP(cl.Net.Remote), ref.reason, "client", clip(cl.ID), "user", clip(user),
 		"remote", cl.Net.Remote, "listener", cl.Net.Listener, "reason", ref.reason)
 	code := ref.code
 	if cl.Properties.ProtocolVersion < 5 {

@@ -83,3 +83,13 @@ func sum(reasons map[string]int) (int, string) {
 	sort.Strings(parts)
 	return n, strings.Join(parts, ",")
 }
+
+// clip bounds a client-chosen string (ClientID, user name: up to 64 KiB
+// each on the wire) before it reaches a log line.
+func clip(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return s
+	}
+	return strings.ToValidUTF8(s[:max], "") + "…"
+}
