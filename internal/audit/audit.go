@@ -26,6 +26,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Event types (PROTOCOL §16).
@@ -407,11 +408,27 @@ func (l *Log) flush() {
 	}
 }
 
+// MaxField bounds each text field of a line: user names, ClientIDs and
+// topics come from clients and may be 64 KiB.
+const MaxField = 256
+
+// clip cuts s to MaxField bytes on a rune boundary, marking the cut.
+func clip(s string) string {
+	if len(s) <= MaxField {
+		return s
+	}
+	n := MaxField - len("…")
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
 // Marshal is the line of e linked to prev, without the newline.
 func Marshal(e Entry, prev string) ([]byte, error) {
 	return json.Marshal(line{
-		TS: e.TS.UTC().Format(TimeFormat), Type: e.Type, UID: e.UID, DID: e.DID, IP: e.IP,
-		By: e.By, OK: e.OK, Reason: e.Reason, Target: e.Target, N: e.N, Prev: prev,
+		TS: e.TS.UTC().Format(TimeFormat), Type: clip(e.Type), UID: clip(e.UID), DID: clip(e.DID), IP: clip(e.IP),
+		By: clip(e.By), OK: e.OK, Reason: clip(e.Reason), Target: clip(e.Target), N: e.N, Prev: prev,
 	})
 }
 

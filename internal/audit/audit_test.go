@@ -12,6 +12,7 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tern-im/tern/internal/audit"
 )
@@ -325,4 +326,22 @@ func FuzzVerify(f *testing.F) {
 			t.Fatalf("head %q", r.Head)
 		}
 	})
+}
+
+// TestClipsClientChosenFields: a 64 KiB user name or topic (client
+// input) is cut to MaxField bytes on a rune boundary.
+func TestClipsClientChosenFields(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("é", 32<<10)
+	b, err := audit.Marshal(audit.Entry{Type: audit.AuthLogin, UID: long, Target: long, Reason: "x"}, audit.Genesis)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) > 1024 {
+		t.Fatalf("line is %d bytes", len(b))
+	}
+	var l struct{ UID, Target string }
+	if err := json.Unmarshal(b, &l); err != nil || len(l.UID) > audit.MaxField || !strings.HasSuffix(l.UID, "…") || !utf8.ValidString(l.UID) {
+		t.Fatalf("uid %q %v", l.UID, err)
+	}
 }
