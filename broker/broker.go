@@ -81,7 +81,10 @@ type Broker struct {
 	// is what the hooks and the admin API log to.
 	audit   *audit.Log
 	auditor audit.Logger
-	epoch   uint64
+	// forget is told what retention removed and deletes purged; the
+	// search index and file storage Add themselves to it.
+	forget *im.Forgetters
+	epoch  uint64
 
 	adminToken string
 	level      *slog.LevelVar
@@ -108,7 +111,8 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	b := &Broker{cfg: cfg, log: log, started: time.Now(), diskStop: make(chan struct{}), commits: im.NewCommitStream(cfg.IM.CommitBacklog)}
+	b := &Broker{cfg: cfg, log: log, started: time.Now(), diskStop: make(chan struct{}), commits: im.NewCommitStream(cfg.IM.CommitBacklog),
+		forget: new(im.Forgetters)}
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
@@ -136,6 +140,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 		// b.metrics is set before any client can cause an append.
 		OnCommit: func(n int) { b.metrics.Committed(n) },
 		Disk:     b.disk,
+		Forget:   b.forget,
 	})
 	if err != nil {
 		b.closeAudit()
@@ -694,6 +699,11 @@ func (b *Broker) AuditDir() string {
 	}
 	return AuditOptions(b.cfg, b.log).Dir
 }
+
+// Forgetters is where derived data (a search index, file references)
+// registers to hear of events that retention removed or a delete purged
+// (for tests and the features wired in build).
+func (b *Broker) Forgetters() *im.Forgetters { return b.forget }
 
 // Epoch returns this run's epoch.
 func (b *Broker) Epoch() uint64 { return b.epoch }

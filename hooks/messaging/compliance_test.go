@@ -2,6 +2,8 @@ package messaging_test
 
 import (
 	"encoding/json"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -140,5 +142,55 @@ func TestConvSet(t *testing.T) {
 		if !hasLine(ls, want) {
 			t.Errorf("no audit line %v", want)
 		}
+	}
+}
+
+// forgetRec records what the broker's Forgetters hear.
+type forgetRec struct {
+	mu sync.Mutex
+	fs []im.Forgotten
+}
+
+func (f *forgetRec) Forget(fs []im.Forgotten) { f.mu.Lock(); f.fs = append(f.fs, fs...); f.mu.Unlock() }
+func (f *forgetRec) get() []im.Forgotten {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.fs)
+}
+
+// TestForgetters: what a search index or file storage registers on the
+// broker hears of a purged delete (with the attachments) when its commit
+// returns, and of events retention removed.
+func TestForgetters(t *testing.T) {
+	t.Parallel()
+	b := brokertest.Start(t)
+	rec := &forgetRec{}
+	b.Forgetters().Add(rec)
+	users(b, "alice", "bob")
+	a, bo := connect(t, b, "alice", "p1"), connect(t, b, "bob", "p1")
+	a.send(map[string]any{"to": "bob", "cmid": "1", "b": "with a file", "att": []map[string]any{{"fid": "01M8EB8TNAG20YCP61RCGW5ZCF", "z": 10}}})
+	m := bo.next()
+	a.next()
+	a.text("bob", "2", "kept until trimmed")
+	kept := bo.next()
+	a.next()
+	a.send(map[string]any{"op": "del", "id": m.ID.String(), "cmid": "3"})
+	bo.next() // the del event: its commit (and the Forget call) came first
+	fs := rec.get()
+	if len(fs) != 1 || fs[0].ID != m.ID || !fs[0].Deleted || fs[0].Held || len(fs[0].Att) != 1 || fs[0].CV != "d:alice:bob" {
+		t.Fatalf("after the delete: %+v", fs)
+	}
+	if _, err := b.Store().Trim(time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	var gone []string
+	for _, f := range rec.get()[1:] {
+		if f.Deleted {
+			t.Errorf("trimmed event reported deleted: %+v", f)
+		}
+		gone = append(gone, f.ID.String())
+	}
+	if !slices.Contains(gone, kept.ID.String()) || !slices.Contains(gone, m.ID.String()) || len(gone) != 3 {
+		t.Fatalf("trimmed %v, want the two messages and the del", gone)
 	}
 }

@@ -2,6 +2,7 @@ package im
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -121,4 +122,29 @@ type Compliance interface {
 	Holds
 	ConvRetention
 	Exporter
+}
+
+// Forgetters hands what the store forgot to every Forgetter added, in
+// order: the broker gives one to the store when it opens it, and the
+// features built later (search index, file storage) Add themselves. It is
+// safe for concurrent use.
+type Forgetters struct {
+	mu sync.RWMutex
+	fs []Forgetter
+}
+
+// Add registers f.
+func (h *Forgetters) Add(f Forgetter) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.fs = append(h.fs, f)
+}
+
+// Forget tells every registered Forgetter.
+func (h *Forgetters) Forget(evs []Forgotten) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, f := range h.fs {
+		f.Forget(evs)
+	}
 }

@@ -178,11 +178,20 @@ func (q *sequencer) commit(batch []*request) {
 			q.reset() // counters may be ahead of the store: reload
 		}
 		appended := 0
-		var forgotten []im.Forgotten
-		for _, r := range pending {
-			if err == nil && r.a.Purge != nil && q.s.opts.Forget != nil {
-				forgotten = append(forgotten, r.a.Purge.Forgotten...)
+		if err == nil && q.s.opts.Forget != nil {
+			// Before the appends are published or return: nothing derived
+			// (a search index) serves a purged body after its del is seen.
+			var forgotten []im.Forgotten
+			for _, r := range pending {
+				if r.a.Purge != nil {
+					forgotten = append(forgotten, r.a.Purge.Forgotten...)
+				}
 			}
+			if len(forgotten) > 0 {
+				q.s.opts.Forget.Forget(forgotten)
+			}
+		}
+		for _, r := range pending {
 			r.err = err
 			if err == nil && r.a.Dup == nil {
 				appended++
@@ -203,9 +212,6 @@ func (q *sequencer) commit(batch []*request) {
 		}
 		if err == nil && appended > 0 && q.s.onCommit != nil {
 			q.s.onCommit(appended)
-		}
-		if len(forgotten) > 0 {
-			q.s.opts.Forget.Forget(forgotten)
 		}
 		pending = pending[:0]
 	}
