@@ -198,7 +198,16 @@ func (c *exportCommand) Run(ctx context.Context) (err error) {
 	}
 	defer func() { err = errors.Join(err, be.Close()) }()
 	if c.out == "" {
-		return be.Export(ctx, c.q, c.stdout)
+		// Checked as it streams: an export cut short (the server failed
+		// midway) ends without its manifest, and the command says so.
+		v := compliance.NewVerifier()
+		if err := be.Export(ctx, c.q, io.MultiWriter(c.stdout, v)); err != nil {
+			return fmt.Errorf("export: %w", err)
+		}
+		if _, err := v.Result(); err != nil {
+			return fmt.Errorf("export: %w", err)
+		}
+		return nil
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(c.out), "."+filepath.Base(c.out)+".partial-*")
 	if err != nil {

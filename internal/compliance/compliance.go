@@ -7,11 +7,13 @@ package compliance
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"strconv"
 	"strings"
@@ -277,28 +279,72 @@ func (s *Service) Export(a Actor, w io.Writer, q im.ExportQuery) (Manifest, erro
 // VerifyExport checks an export read from r: every line before the last
 // is hashed and counted, and the last must be a manifest that matches.
 func VerifyExport(r io.Reader) (Manifest, error) {
-	var m Manifest
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	h := sha256.New()
-	var last []byte
-	n := 0
-	for sc.Scan() {
-		if last != nil {
-			h.Write(last)
-			h.Write([]byte{'\n'})
-			n++
-		}
-		last = append(last[:0], sc.Bytes()...)
+	v := NewVerifier()
+	if _, err := io.Copy(v, r); err != nil {
+		return Manifest{}, err
 	}
-	if err := sc.Err(); err != nil {
-		return m, err
+	return v.Result()
+}
+
+// Verifier checks an export as it is written through it (io.Writer):
+// Result reports whether it ended with a manifest that matches the lines
+// before it.
+type Verifier struct {
+	h    hash.Hash
+	n    int
+	cur  []byte // the line being written
+	last []byte // the last complete line, not hashed yet
+	full bool   // last holds a line
+}
+
+// NewVerifier returns an empty Verifier.
+func NewVerifier() *Verifier { return &Verifier{h: sha256.New()} }
+
+// maxExportLine bounds one line of an export (events are far smaller).
+const maxExportLine = 16 << 20
+
+// Write takes the next bytes of the export.
+func (v *Verifier) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			if len(v.cur)+len(p) > maxExportLine {
+				return 0, errors.New("compliance: export line too long")
+			}
+			v.cur = append(v.cur, p...)
+			break
+		}
+		v.cur = append(v.cur, p[:i]...)
+		p = p[i+1:]
+		if v.full {
+			v.h.Write(v.last)
+			v.h.Write([]byte{'\n'})
+			v.n++
+		}
+		v.last, v.cur, v.full = append(v.last[:0], v.cur...), v.cur[:0], true
+	}
+	return n, nil
+}
+
+// Result checks the export written so far.
+func (v *Verifier) Result() (Manifest, error) {
+	var m Manifest
+	last := v.last
+	if len(v.cur) > 0 { // a last line without its newline
+		if v.full {
+			v.h.Write(v.last)
+			v.h.Write([]byte{'\n'})
+			v.n++
+		}
+		last, v.last, v.cur, v.full = v.cur, v.cur, nil, true
 	}
 	if err := json.Unmarshal(last, &m); err != nil || m.T != "manifest" {
 		return m, errors.New("compliance: the export has no manifest line (incomplete)")
 	}
-	if m.Count != n || m.SHA256 != hex.EncodeToString(h.Sum(nil)) {
-		return m, fmt.Errorf("compliance: manifest says %d lines %s, the file has %d lines %s", m.Count, m.SHA256, n, hex.EncodeToString(h.Sum(nil)))
+	sum := hex.EncodeToString(v.h.Sum(nil))
+	if m.Count != v.n || m.SHA256 != sum {
+		return m, fmt.Errorf("compliance: manifest says %d lines %s, the export has %d lines %s", m.Count, m.SHA256, v.n, sum)
 	}
 	return m, nil
 }

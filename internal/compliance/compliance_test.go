@@ -67,6 +67,19 @@ func TestVerifyExport(t *testing.T) {
 	if m, err := VerifyExport(strings.NewReader(good)); err != nil || m.Count != 2 {
 		t.Fatalf("verify: %+v %v", m, err)
 	}
+	// Written a byte at a time (as a stream arrives), and without the
+	// final newline, it verifies the same.
+	for _, in := range []string{good, strings.TrimSuffix(good, "\n")} {
+		v := NewVerifier()
+		for i := range len(in) {
+			if _, err := v.Write([]byte{in[i]}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if m, err := v.Result(); err != nil || m.Count != 2 {
+			t.Fatalf("byte by byte: %+v %v", m, err)
+		}
+	}
 	for name, bad := range map[string]string{
 		"no manifest":   b.String(),
 		"line removed":  "{\"t\":\"msg\",\"b\":\"x\"}\n" + `{"t":"manifest","count":2,"sha256":"` + h + "\"}\n",
