@@ -11,7 +11,6 @@
 package audit
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -146,13 +145,15 @@ type Log struct {
 	closed bool
 
 	// Owned by the writer goroutine.
-	f      *os.File
-	w      *bufio.Writer
-	seq    int   // number of the current file
-	size   int64 // bytes in the current file
-	prev   string
-	counts map[countKey]*Entry
-	order  []countKey
+	f *os.File
+	// pending are the complete lines of the current batch: written with
+	// one write call, so a killed process never leaves half a line.
+	pending bytes.Buffer
+	seq     int   // number of the current file
+	size    int64 // bytes in the current file
+	prev    string
+	counts  map[countKey]*Entry
+	order   []countKey
 }
 
 type countKey struct{ typ, uid, did, ip, target, reason string }
@@ -249,7 +250,7 @@ func (l *Log) resume() error {
 
 func (l *Log) openFile() error {
 	path := filepath.Join(l.o.Dir, fileName(l.seq))
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
@@ -258,7 +259,17 @@ func (l *Log) openFile() error {
 		_ = f.Close() // the stat error is the one to report
 		return fmt.Errorf("audit: %w", err)
 	}
-	l.f, l.w, l.size = f, bufio.NewWriter(f), fi.Size()
+	l.f, l.size = f, fi.Size()
+	if fi.Size() > 0 {
+		// A last line cut short (power loss): end it, so the next line
+		// stands on its own; verify reports the cut line.
+		var last [1]byte
+		if _, err := f.ReadAt(last[:], fi.Size()-1); err == nil && last[0] != '\n' {
+			l.o.Log.Warn("audit: the last line of the file is incomplete (a crash while writing); tern audit verify will report it", "file", path)
+			l.pending.WriteByte('\n')
+			l.size++
+		}
+	}
 	return nil
 }
 
@@ -338,7 +349,7 @@ func (l *Log) Close() error {
 }
 
 func (l *Log) closeFile() error {
-	err := l.w.Flush()
+	err := l.writePending()
 	if e := l.f.Sync(); err == nil {
 		err = e
 	}
@@ -403,9 +414,26 @@ func (l *Log) flushCounts() {
 }
 
 func (l *Log) flush() {
-	if err := l.w.Flush(); err != nil {
+	if err := l.writePending(); err != nil {
 		l.o.Log.Error("audit: write", "error", err)
 	}
+}
+
+// writePending writes the batch's lines to the file in one call, then
+// copies them to Stdout.
+func (l *Log) writePending() error {
+	if l.pending.Len() == 0 {
+		return nil
+	}
+	b := l.pending.Bytes()
+	_, err := l.f.Write(b)
+	if l.o.Stdout != nil {
+		if _, err := l.o.Stdout.Write(bytes.TrimPrefix(b, []byte{'\n'})); err != nil {
+			l.o.Log.Debug("audit: stdout copy", "error", err)
+		}
+	}
+	l.pending.Reset()
+	return err
 }
 
 // MaxField bounds each text field of a line: user names, ClientIDs and
@@ -443,19 +471,10 @@ func (l *Log) write(e Entry) {
 			l.o.Log.Error("audit: rotate", "error", err)
 		}
 	}
-	b = append(b, '\n')
-	n, err := l.w.Write(b)
-	l.size += int64(n)
-	if err != nil {
-		l.o.Log.Error("audit: write", "error", err)
-		return
-	}
-	l.prev = Hash(b[:len(b)-1])
-	if l.o.Stdout != nil {
-		if _, err := l.o.Stdout.Write(b); err != nil {
-			l.o.Log.Debug("audit: stdout copy", "error", err)
-		}
-	}
+	l.pending.Write(b)
+	l.pending.WriteByte('\n')
+	l.size += int64(len(b)) + 1
+	l.prev = Hash(b)
 }
 
 // rotate fsyncs and closes the current file and opens the next one.

@@ -345,3 +345,42 @@ func TestClipsClientChosenFields(t *testing.T) {
 		t.Fatalf("uid %q %v", l.UID, err)
 	}
 }
+
+// TestTornLastLine: a last line cut short (a crash mid-write) is ended at
+// the next start, so new lines stand on their own, and verify names the
+// cut line; the lines after it still link to it.
+func TestTornLastLine(t *testing.T) {
+	dir := t.TempDir()
+	l := open(t, dir, func(o *audit.Options) { o.MaxFileSize = 1 << 20 })
+	logN(l, 0, 3)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := audit.Files(dir)
+	f, err := os.OpenFile(files[0], os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(`{"ts":"2026-11-27T11:`); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	l = open(t, dir, func(o *audit.Options) { o.MaxFileSize = 1 << 20 })
+	logN(l, 3, 2)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ls := lines(t, files)
+	if len(ls) != 6 {
+		t.Fatalf("%d lines, want 3 + the cut one + 2", len(ls))
+	}
+	_, err = audit.Verify(files, true)
+	var b *audit.Break
+	if !errors.As(err, &b) || b.Line != 4 || !strings.Contains(b.Reason, "not an audit line") {
+		t.Fatalf("verify = %v, want the cut line 4", err)
+	}
+	var fifth struct{ Prev string }
+	if err := json.Unmarshal(ls[4], &fifth); err != nil || fifth.Prev != audit.Hash(ls[3]) {
+		t.Fatalf("line 5 does not link to the cut line: %v", err)
+	}
+}
