@@ -57,6 +57,10 @@ for _ in $(seq 100); do
 	curl -fsS "$HTTP/readyz" >/dev/null 2>&1 && break
 	sleep 0.1
 done
+if ! kill -0 "$TERN_PID" 2>/dev/null; then
+	echo "tern did not start (is another broker on $MQTT?); see $OUT/tern.log" >&2
+	exit 1
+fi
 
 # Legitimate users and tokens, attackers with passwords, victims' extra
 # "check" device tokens.
