@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -78,9 +79,13 @@ func webhook(t *testing.T, fn func(req map[string]string) (int, string)) *httpte
 
 func TestWebhook(t *testing.T) {
 	t.Parallel()
+	var mu sync.Mutex
 	var got map[string]string
+	last := func() map[string]string { mu.Lock(); defer mu.Unlock(); return got }
 	srv := webhook(t, func(req map[string]string) (int, string) {
+		mu.Lock()
 		got = req
+		mu.Unlock()
 		switch {
 		case strings.Contains(req["b"], "stall"):
 			return 0, ""
@@ -128,14 +133,14 @@ func TestWebhook(t *testing.T) {
 		if hookErrs != 3 {
 			t.Errorf("closed=%v: %d webhook errors reported, want 3", closed, hookErrs)
 		}
-		if got["uid"] != "alice" || got["cv"] != "g:ops" {
-			t.Errorf("webhook got %v", got)
+		if g := last(); g["uid"] != "alice" || g["cv"] != "g:ops" {
+			t.Errorf("webhook got %v", g)
 		}
 	}
 	// The webhook sees the text as it would be stored: redacted already.
 	p, _ := dlp.New(rules[:1], &dlp.Webhook{URL: srv.URL, Timeout: time.Second})
-	if _, err := p.Check(context.Background(), "alice", "g:ops", "card 4111111111111111"); err != nil || got["b"] != "card [redacted]" {
-		t.Errorf("webhook got %q, %v", got["b"], err)
+	if _, err := p.Check(context.Background(), "alice", "g:ops", "card 4111111111111111"); err != nil || last()["b"] != "card [redacted]" {
+		t.Errorf("webhook got %q, %v", last()["b"], err)
 	}
 }
 
