@@ -489,7 +489,7 @@ func (b *Broker) httpHandler() http.Handler {
 	admin.Level = b.level
 	admin.Ops = b
 	admin.Audit = b.auditor
-	admin.UseCompliance(compliance.New(b.store, b.auditor))
+	admin.Compliance = compliance.New(b.store, b.auditor)
 	mux.Handle("/admin/", admin)
 	// Profiles for operators, behind the admin token like the admin API.
 	prof := http.NewServeMux()

@@ -2,6 +2,7 @@ package adminapi
 
 import (
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"time"
@@ -18,19 +19,10 @@ type Compliance interface {
 	AddHold(a compliance.Actor, h im.Hold) (im.Hold, error)
 	RemoveHold(a compliance.Actor, id string) (im.Hold, error)
 	Holds() ([]im.Hold, error)
-	Export(a compliance.Actor, w http.ResponseWriter, q im.ExportQuery) (compliance.Manifest, error)
+	Export(a compliance.Actor, w io.Writer, q im.ExportQuery) (compliance.Manifest, error)
 }
 
-// complianceService adapts *compliance.Service (whose Export takes any
-// io.Writer) to Compliance.
-type complianceService struct{ *compliance.Service }
-
-func (c complianceService) Export(a compliance.Actor, w http.ResponseWriter, q im.ExportQuery) (compliance.Manifest, error) {
-	return c.Service.Export(a, w, q)
-}
-
-// UseCompliance serves the compliance routes with s.
-func (h *Handler) UseCompliance(s *compliance.Service) { h.Compliance = complianceService{s} }
+var _ Compliance = (*compliance.Service)(nil)
 
 // RetentionBody is the body and reply of /admin/v1/retention/{cv}:
 // Retention is a Go duration or days ("720h", "30d"); "0" is the server
