@@ -27,6 +27,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tern-im/tern/hooks/acl"
@@ -200,10 +201,15 @@ func (b *Broker) build() error {
 		relations.Invalidate(append(p.Users, uid), p.Groups...)
 	}
 	policy := &topics.Policy{Rules: cfg.Rules(), Relations: relations}
-	content, err := b.contentPolicy()
+	var content im.ContentPolicy // nil: no content policy
+	dlpPolicy, err := b.contentPolicy()
 	if err != nil {
 		return err
 	}
+	if dlpPolicy != nil {
+		content = dlpPolicy
+	}
+	b.complianceMetrics(dlpPolicy)
 	anon := map[string]bool{
 		ListenerMQTT: cfg.MQTT.Anonymous, ListenerWS: cfg.WS.Anonymous,
 		ListenerTLS: cfg.TLS.Anonymous, ListenerWSS: cfg.WSS.Anonymous,
@@ -267,7 +273,7 @@ func (b *Broker) build() error {
 
 // contentPolicy compiles the dlp section; nil when it has neither rules
 // nor a webhook.
-func (b *Broker) contentPolicy() (im.ContentPolicy, error) {
+func (b *Broker) contentPolicy() (*dlp.Policy, error) {
 	d := b.cfg.DLP
 	rules := make([]dlp.Rule, 0, len(d.Rules))
 	for _, r := range d.Rules {
@@ -283,6 +289,33 @@ func (b *Broker) contentPolicy() (im.ContentPolicy, error) {
 	}
 	p.OnWebhookError = func(err error) { b.log.Warn("dlp webhook", "error", err, "fail", d.Webhook.Fail) }
 	return p, nil
+}
+
+// complianceMetrics registers the audit log's and the content policy's
+// counters (either may be off).
+func (b *Broker) complianceMetrics(p *dlp.Policy) {
+	reg := b.metrics.Registry
+	if al := b.audit; al != nil {
+		reg.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tern_audit_lines_total",
+				Help: "Lines written to the audit log."}, func() float64 { return float64(al.Lines()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tern_audit_write_failures_total",
+				Help: "Audit lines that could not be written (see the error log)."}, func() float64 { return float64(al.Failures()) }),
+		)
+	}
+	if p == nil {
+		return
+	}
+	for i, action := range dlp.Actions {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tern_dlp_verdicts_total",
+			Help: "Messages judged by the content policy, by action.", ConstLabels: prometheus.Labels{"action": action}},
+			func() float64 { return float64(p.Verdicts()[i]) }))
+	}
+	if b.cfg.DLP.Webhook.URL != "" {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tern_dlp_webhook_failures_total",
+			Help: "DLP webhook calls that failed or timed out (then dlp.webhook.fail applies)."},
+			func() float64 { return float64(p.WebhookErrors()) }))
+	}
 }
 
 // AuditOptions are the audit log's options for cfg: {data}/audit unless

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -137,6 +138,23 @@ func TestContentPolicy(t *testing.T) {
 		t.Fatalf("PUBACK %+v %v, want 0x87", r, err)
 	}
 	bob.none(bob.in, "a blocked message")
+	resp, err := http.Get(b.HTTPURL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Sends and edits: 2 redacted, 3 blocked, 1 flagged (the E2EE one is
+	// not judged).
+	for _, want := range []string{`tern_dlp_verdicts_total{action="block"} 3`, `tern_dlp_verdicts_total{action="redact"} 2`,
+		`tern_dlp_verdicts_total{action="flag"} 1`, `tern_dlp_verdicts_total{action="allow"} 0`, "tern_audit_lines_total"} {
+		if !strings.Contains(string(m), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
 
 	ls := auditLines(t, b)
 	for _, want := range []map[string]any{

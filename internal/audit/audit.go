@@ -24,6 +24,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -154,7 +155,17 @@ type Log struct {
 	prev    string
 	counts  map[countKey]*Entry
 	order   []countKey
+
+	// lines and failures count what was written and what failed (for
+	// metrics).
+	lines, failures atomic.Uint64
 }
+
+// Lines returns how many lines were written since Open.
+func (l *Log) Lines() uint64 { return l.lines.Load() }
+
+// Failures returns how many lines could not be written since Open.
+func (l *Log) Failures() uint64 { return l.failures.Load() }
 
 type countKey struct{ typ, uid, did, ip, target, reason string }
 
@@ -419,6 +430,9 @@ func (l *Log) flush() {
 	}
 }
 
+// batch counts the lines of pending: written or failed as one.
+func (l *Log) batch() uint64 { return uint64(bytes.Count(l.pending.Bytes(), []byte{'\n'})) }
+
 // writePending writes the batch's lines to the file in one call, then
 // copies them to Stdout.
 func (l *Log) writePending() error {
@@ -427,6 +441,11 @@ func (l *Log) writePending() error {
 	}
 	b := l.pending.Bytes()
 	_, err := l.f.Write(b)
+	if err != nil {
+		l.failures.Add(l.batch())
+	} else {
+		l.lines.Add(l.batch())
+	}
 	if l.o.Stdout != nil {
 		if _, err := l.o.Stdout.Write(bytes.TrimPrefix(b, []byte{'\n'})); err != nil {
 			l.o.Log.Debug("audit: stdout copy", "error", err)

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/tern-im/tern/internal/im"
@@ -59,6 +60,30 @@ type Policy struct {
 	hook  *Webhook
 	// OnWebhookError, if set, is told each failed webhook call (logging).
 	OnWebhookError func(error)
+	// verdicts counts Check's answers by action (metrics); hookErrors the
+	// failed webhook calls.
+	verdicts   [4]atomic.Uint64
+	hookErrors atomic.Uint64
+}
+
+// Actions are the verdicts in the order of Verdicts.
+var Actions = [4]string{im.DLPAllow, im.DLPFlag, im.DLPRedact, im.DLPBlock}
+
+// Verdicts returns how many messages got each of Actions since New.
+func (p *Policy) Verdicts() [4]uint64 {
+	var out [4]uint64
+	for i := range out {
+		out[i] = p.verdicts[i].Load()
+	}
+	return out
+}
+
+// WebhookErrors returns how many webhook calls failed since New.
+func (p *Policy) WebhookErrors() uint64 { return p.hookErrors.Load() }
+
+func (p *Policy) count(v im.Verdict) im.Verdict {
+	p.verdicts[strength[v.Action]].Add(1)
+	return v
 }
 
 // strength orders actions: the strongest matching one wins.
@@ -90,6 +115,11 @@ func (p *Policy) Empty() bool { return p == nil || (len(p.rules) == 0 && p.hook 
 // matching rules (block stops there), every redact rule's matches
 // replaced, then the webhook's answer on the text as it would be stored.
 func (p *Policy) Check(ctx context.Context, uid, cv, body string) (im.Verdict, error) {
+	v := p.check(ctx, uid, cv, body)
+	return p.count(v), nil
+}
+
+func (p *Policy) check(ctx context.Context, uid, cv, body string) im.Verdict {
 	v := im.Verdict{Action: im.DLPAllow, Body: body}
 	var names []string
 	for _, r := range p.rules {
@@ -102,7 +132,7 @@ func (p *Policy) Check(ctx context.Context, uid, cv, body string) (im.Verdict, e
 		}
 		if r.action == im.DLPBlock {
 			v.Rule = strings.Join(names, ",")
-			return v, nil
+			return v
 		}
 		if r.action == im.DLPRedact {
 			v.Body = r.re.ReplaceAllLiteralString(v.Body, Redacted)
@@ -110,17 +140,18 @@ func (p *Policy) Check(ctx context.Context, uid, cv, body string) (im.Verdict, e
 	}
 	v.Rule = strings.Join(names, ",")
 	if p.hook == nil {
-		return v, nil
+		return v
 	}
 	w, err := p.ask(ctx, uid, cv, v.Body)
 	if err != nil {
+		p.hookErrors.Add(1)
 		if p.OnWebhookError != nil {
 			p.OnWebhookError(err)
 		}
 		if p.hook.FailClosed {
-			return im.Verdict{Action: im.DLPBlock, Rule: "webhook-unavailable"}, nil
+			return im.Verdict{Action: im.DLPBlock, Rule: "webhook-unavailable"}
 		}
-		return v, nil
+		return v
 	}
 	if strength[w.Action] > strength[v.Action] {
 		v.Action = w.Action
@@ -132,7 +163,7 @@ func (p *Policy) Check(ctx context.Context, uid, cv, body string) (im.Verdict, e
 			v.Body = Redacted
 		}
 	}
-	return v, nil
+	return v
 }
 
 // hookRequest is what the webhook gets; hookAnswer what it answers.
