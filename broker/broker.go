@@ -112,8 +112,8 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	b := &Broker{cfg: cfg, log: log, started: time.Now(), diskStop: make(chan struct{}), commits: im.NewCommitStream(cfg.IM.CommitBacklog),
-		forget: new(im.Forgetters)}
+	b := &Broker{cfg: cfg, log: log, started: time.Now(), diskStop: make(chan struct{}),
+		commits: im.NewCommitStream(cfg.IM.CommitBacklog, messaging.DeliveryWorkers), forget: new(im.Forgetters)}
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
@@ -196,9 +196,11 @@ func (b *Broker) build() error {
 
 	relations := relations.New(b.store, b.log)
 	// A deleted user's groups, contacts and blocks changed under the
-	// messaging hook: drop what it cached about them.
+	// messaging hook: drop what it cached about them, and the DM peer
+	// answers that say the account exists.
 	b.accounts.OnDelete = func(uid string, p accounts.Purged) {
 		relations.Invalidate(append(p.Users, uid), p.Groups...)
+		relations.UserDeleted(uid)
 	}
 	policy := &topics.Policy{Rules: cfg.Rules(), Relations: relations}
 	var content im.ContentPolicy // nil: no content policy

@@ -78,10 +78,12 @@ for v in sim00001 sim00002 sim00003; do
 	VICTIMS+=(--victim "$v:$t:check")
 done
 
-# rss: sample the broker's RSS (kB) every 5 s into $OUT/rss-PHASE.txt.
+# rss: sample the broker's memory (kB) every 5 s into $OUT/rss-PHASE.txt:
+# VmRSS, then RssAnon (heap, stacks: what the process holds) and RssFile
+# (Badger's memory-mapped files: page cache the kernel reclaims).
 rss() {
 	while kill -0 "$TERN_PID" 2>/dev/null; do
-		awk '/VmRSS/ {print $2}' "/proc/$TERN_PID/status" >>"$OUT/rss-$1.txt"
+		awk '/^VmRSS/ {r=$2} /^RssAnon/ {a=$2} /^RssFile/ {f=$2} END {print r, a, f}' "/proc/$TERN_PID/status" >>"$OUT/rss-$1.txt"
 		sleep 5
 	done
 }
@@ -112,7 +114,7 @@ kill "$RSS_PID"
 
 for p in base soak; do
 	jq -r --arg p "$p" '"\($p): \(.delivered_per_sec|floor) msg/s, p50 \(.latency_ms.p50) p99 \(.latency_ms.p99) ms, delivered \(.delivered)/\(.expected), lost \(.lost) dup \(.duplicated) ooo \(.out_of_order), rejected \(.rejected)"' "$OUT/$p.json"
-	awk -v p="$p" 'NR==1 {min=$1; max=$1} {if ($1<min) min=$1; if ($1>max) max=$1; last=$1} END {printf "%s RSS: min %d kB, max %d kB, last %d kB, samples %d\n", p, min, max, last, NR}' "$OUT/rss-$p.txt"
+	awk -v p="$p" 'NR==1 {m=$1; a=$2; f=$3} {if ($1>m) m=$1; if ($2>a) a=$2; if ($3>f) f=$3; l=$1; la=$2} END {printf "%s RSS: max %d kB (anon max %d kB, file max %d kB), last %d kB (anon %d kB), samples %d\n", p, m, a, f, l, la, NR}' "$OUT/rss-$p.txt"
 done
-echo "soak RSS over time (kB, every 5 s): $(tr '\n' ' ' <"$OUT/rss-soak.txt")"
+echo "soak anon RSS over time (kB, every 5 s): $(awk '{printf "%s ", $2}' "$OUT/rss-soak.txt")"
 jq -c '{victim_checks, victim_failed, victim_failures, attacks}' "$OUT/attack.json"

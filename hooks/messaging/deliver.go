@@ -1,7 +1,6 @@
 package messaging
 
 import (
-	"hash/maphash"
 	"sync"
 
 	"github.com/tern-im/tern/internal/im"
@@ -10,42 +9,28 @@ import (
 	"github.com/tern-im/tern/topics"
 )
 
-// shardQueue bounds the jobs waiting for one delivery worker. With the
-// commit stream in front of them it bounds delivery's memory: when the
-// workers fall behind, the dispatcher waits, the stream fills and
-// appenders wait before their PUBACK.
-const shardQueue = 1024
+// DeliveryWorkers is how many goroutines deliver, one per lane of the
+// commit stream (the broker creates the stream with as many lanes).
+const DeliveryWorkers = 4
 
-// job is the live delivery of one committed append to the recipients of
-// one shard (indexes into a.To).
-type job struct {
-	a   *im.Append
-	idx []int
-}
-
-// deliverer fans committed appends out to live devices. One dispatcher
-// takes them from the commit stream in commit order and shards them by
-// recipient, so each device's events keep their stream order; the PUBACK
-// never waits for delivery, only for room in the stream.
+// deliverer fans committed appends out to live devices: one worker per
+// lane of the commit stream, so each user's events are delivered by one
+// worker in stream order and a device never sees them reordered. The
+// PUBACK never waits for delivery, only for room in the stream.
 type deliverer struct {
-	h      *Hook
-	shards []chan job
-	seed   maphash.Seed
-	quit   chan struct{}
-	wg     sync.WaitGroup
-	once   sync.Once
+	h    *Hook
+	quit chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
 }
 
-func newDeliverer(h *Hook, n int) *deliverer {
-	d := &deliverer{h: h, seed: maphash.MakeSeed(), quit: make(chan struct{})}
-	for range n {
-		ch := make(chan job, shardQueue)
-		d.shards = append(d.shards, ch)
+func newDeliverer(h *Hook) *deliverer {
+	d := &deliverer{h: h, quit: make(chan struct{})}
+	s := h.opts.Commits
+	for i := range s.Lanes() {
 		d.wg.Add(1)
-		go d.run(ch)
+		go d.run(s, s.Lane(i))
 	}
-	d.wg.Add(1)
-	go d.dispatch(h.opts.Commits)
 	return d
 }
 
@@ -56,64 +41,35 @@ func (d *deliverer) stop() {
 	})
 }
 
-func (d *deliverer) run(ch chan job) {
+func (d *deliverer) run(s *im.CommitStream, lane <-chan im.Delivery) {
 	defer d.wg.Done()
 	for {
 		select {
-		case j := <-ch:
+		case j := <-lane:
 			d.deliver(j)
+			s.Done(j)
 		case <-d.quit:
 			return
 		}
 	}
 }
 
-// dispatch consumes the commit stream.
-func (d *deliverer) dispatch(s *im.CommitStream) {
-	defer d.wg.Done()
-	n := len(d.shards)
-	parts := make([][]int, n)
-	for {
-		var a *im.Append
-		select {
-		case a = <-s.C():
-		case <-d.quit:
-			return
-		}
-		for i, uid := range a.To {
-			k := int(maphash.String(d.seed, uid) % uint64(n))
-			parts[k] = append(parts[k], i)
-		}
-		for k, idx := range parts {
-			if len(idx) == 0 {
-				continue
-			}
-			parts[k] = nil
-			select {
-			case d.shards[k] <- job{a: a, idx: idx}:
-			case <-d.quit:
-				return
-			}
-		}
-		s.Done()
-	}
-}
-
-// deliver sends one job: the event is encoded once per recipient and
-// encoding (devices with a smaller maxPkt get a cut copy).
-func (d *deliverer) deliver(j job) {
+// deliver sends one lane's part of an append: the event is encoded once
+// per recipient and encoding (devices with a smaller maxPkt get a cut
+// copy).
+func (d *deliverer) deliver(j im.Delivery) {
 	h := d.h
-	ev := j.a.Event // one copy per job: us differs per recipient
-	for _, i := range j.idx {
-		uid := j.a.To[i]
+	ev := j.A.Event // one copy per delivery: us differs per recipient
+	for _, i := range j.Idx {
+		uid := j.A.To[i]
 		devs := h.opts.Sessions.Devices(uid)
 		if len(devs) == 0 {
 			continue
 		}
-		ev.US = j.a.US[i]
+		ev.US = j.A.US[i]
 		var enc encodings
 		for _, s := range devs {
-			if uid == j.a.QuietUID && s.DID == j.a.QuietDID {
+			if uid == j.A.QuietUID && s.DID == j.A.QuietDID {
 				continue
 			}
 			h.sendEncoded(uid, s.DID, s.Prefs(), &ev, &enc)

@@ -99,3 +99,23 @@ func TestDeletedUserDataStaysBehind(t *testing.T) {
 		t.Fatalf("new alice's sync from %d: %+v", head, evs)
 	}
 }
+
+// TestDMToDeletedUserRefused: the DM peer answer ("bob exists") that a
+// conversation in full swing reuses for 10 s is dropped when bob's
+// account is deleted, so the very next DM is refused with 404 instead of
+// landing in a stream that the next account with the uid would inherit.
+func TestDMToDeletedUserRefused(t *testing.T) {
+	t.Parallel()
+	b := brokertest.Start(t)
+	users(b, "alice", "bob")
+	a := connect(t, b, "alice", "p1")
+	a.text("bob", "dm-1", "hello") // caches "bob exists"
+	a.next()
+	if err := b.Accounts().DeleteUser("bob"); err != nil {
+		t.Fatal(err)
+	}
+	a.text("bob", "dm-2", "are you there")
+	if e := a.nextErr(); e.Code != 404 || e.CMID != "dm-2" {
+		t.Fatalf("DM to a deleted user: %+v, want err 404", e)
+	}
+}

@@ -1,11 +1,11 @@
 // Package messaging is the MQTT adapter of the IM core (internal/im): it
 // consumes the upstream msg, rcpt, typ and rpc commands of every device
-// (PROTOCOL §5–§7, §9), decodes them, applies the domain's rules over the
-// im ports (append with positions assigned before the PUBACK), and
-// delivers committed events from the im.CommitStream to each member
-// device, encoded once per recipient and encoding. Each command and each
-// RPC op is one small handler in a table. docs/architecture.md describes
-// the flow.
+// (PROTOCOL §5–§7, §9) from a table of handlers, decodes them, calls
+// internal/im/service (which appends with positions assigned before the
+// PUBACK), answers with replies, err events and MQTT 5 reason codes from
+// the named im errors, and delivers committed events from the
+// im.CommitStream to each member device, encoded once per recipient and
+// encoding. docs/architecture.md describes the flow.
 package messaging
 
 import (
@@ -78,7 +78,7 @@ func (h *Hook) Init(config any) error {
 	}
 	h.opts = o
 	h.inline = o.Server.NewClient(nil, mqtt.LocalListener, "tern-messaging", true)
-	h.dl = newDeliverer(h, 4)
+	h.dl = newDeliverer(h)
 	pol := o.Policy
 	if m := o.Metrics; m != nil && pol.Limits.Limited == nil {
 		pol.Limits.Limited = func(limit string) { m.Limited.WithLabelValues(limit).Inc() }
@@ -131,23 +131,30 @@ func reason(code int) packets.Code {
 	return packets.ErrUnspecifiedError
 }
 
-// device is the context of one upstream command.
+// device is the context of one upstream command; it is also the
+// connection the service reaches the device through (service.Conn).
 type device struct {
+	h    *Hook
 	s    *session.Session
 	cl   *mqtt.Client
 	pk   *packets.Packet
 	uid  string
 	did  string
 	pref session.Prefs
+	svc  service.Device
 }
 
 // caller is the device as the service sees it.
 func (h *Hook) caller(d *device) *service.Device {
-	return &service.Device{
-		UID: d.uid, DID: d.did, Prefs: d.pref, SetPrefs: d.s.SetPrefs,
-		Resend: func(ev *im.Event) { h.sendEvent(d, ev) },
-	}
+	d.svc = service.Device{UID: d.uid, DID: d.did, Prefs: d.pref, Conn: d}
+	return &d.svc
 }
+
+// SetPrefs records what hello negotiated on the session.
+func (d *device) SetPrefs(p im.Prefs) { d.s.SetPrefs(p) }
+
+// Resend sends the device an event again.
+func (d *device) Resend(ev *im.Event) { d.h.sendEvent(d, ev) }
 
 // command handles one kind of upstream command; cmid (msg only) goes
 // into the err event of a rejection.
@@ -189,7 +196,7 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if !ok || s.Anonymous || s.UID != u.UID || s.DID != u.DID {
 		return pk, packets.CodeSuccessIgnore
 	}
-	d := &device{s: s, cl: cl, pk: &pk, uid: s.UID, did: s.DID, pref: s.Prefs()}
+	d := &device{h: h, s: s, cl: cl, pk: &pk, uid: s.UID, did: s.DID, pref: s.Prefs()}
 	cmid, err := cmd.handle(h, d, pk.Payload)
 	if err == nil {
 		return pk, packets.CodeSuccessIgnore

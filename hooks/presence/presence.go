@@ -107,7 +107,9 @@ func (h *Hook) Init(config any) error {
 		o.Now = time.Now
 	}
 	h.opts = o
-	h.t = newTracker(o.Store, h.publish, o.Now, o.Grace, o.Coalesce, h.Log)
+	h.t = newTracker(trackerOptions{
+		store: o.Store, publish: h.publish, now: o.Now, grace: o.Grace, coalesce: o.Coalesce, log: h.Log,
+	})
 	if o.Watchers != nil {
 		h.watch = make(chan watched, watchQueue)
 		h.t.changed = h.changed

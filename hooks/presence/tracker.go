@@ -84,9 +84,18 @@ type user struct {
 	since   time.Time // when the state first differed from pub
 }
 
-func newTracker(st Store, publish func(string, []byte) error, now func() time.Time,
-	grace, coalesce time.Duration, log *slog.Logger) *tracker {
-	t := &tracker{store: st, publish: publish, now: now, grace: grace, coalesce: coalesce, log: log}
+// trackerOptions configure a tracker.
+type trackerOptions struct {
+	store Store
+	// publish sends one user's presence payload.
+	publish         func(uid string, payload []byte) error
+	now             func() time.Time
+	grace, coalesce time.Duration
+	log             *slog.Logger
+}
+
+func newTracker(o trackerOptions) *tracker {
+	t := &tracker{store: o.store, publish: o.publish, now: o.now, grace: o.grace, coalesce: o.coalesce, log: o.log}
 	for i := range t.shards {
 		t.shards[i].users = make(map[string]*user)
 	}

@@ -94,8 +94,10 @@ func newRig(t *testing.T, st *memStore) *rig {
 		st = &memStore{m: map[string]im.Presence{}}
 	}
 	r := &rig{t: t, st: st, start: time.Now()}
-	r.tr = newTracker(st, r.publish, time.Now, testGrace, testCoalesce,
-		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	r.tr = newTracker(trackerOptions{
+		store: st, publish: r.publish, now: time.Now, grace: testGrace, coalesce: testCoalesce,
+		log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
 	return r
 }
 

@@ -1,29 +1,53 @@
 package im
 
+import (
+	"hash/maphash"
+	"sync/atomic"
+)
+
 // CommitStream carries committed appends from the Log to delivery, in
-// commit order. It is bounded, and the bound is enforced where waiting
-// is harmless: an appender Reserves a slot before it calls Log.Append
-// (waiting while the stream is full, that is while delivery is behind),
-// so the Log's Publish after the commit always finds room and never
-// blocks the commit loop, and the stream never grows past its size. The
-// wait happens on the appending client's goroutine before its PUBACK:
-// when delivery falls behind, acknowledgements slow down.
+// commit order, split into lanes by recipient: all of one user's events
+// go through the same lane, in stream order, so the lanes can be consumed
+// in parallel (one delivery worker each) without reordering any device's
+// events.
 //
-// Call order: Reserve(a), then Log.Append(a), then Release(a) if the
-// append was not committed (failed or duplicate: a.Committed() is false).
-// The consumer reads C and calls Done once per append it took. Appends
-// that reserved nothing (the store's own, such as a deleted user's leave
-// events) are committed but not published: devices sync them.
+// It is bounded, and the bound is enforced where waiting is harmless: an
+// appender Reserves a slot before it calls Log.Append (waiting while the
+// stream is full, that is while delivery is behind), so the Log's Publish
+// after the commit always finds room and never blocks the commit loop,
+// and the stream never holds more than its size. The wait happens on the
+// appending client's goroutine before its PUBACK: when delivery falls
+// behind, acknowledgements slow down.
+//
+// Call order: Reserve(a), then Log.Append(a), then Release(a) (a no-op
+// once the Log published a). Consumers read Lane(i) and call Done once per
+// Delivery; an append's slot is free when every lane it went to is done.
+// Appends that reserved nothing (the store's own, such as a deleted
+// user's leave events) are committed but not published: devices sync
+// them.
 type CommitStream struct {
 	slots chan struct{}
-	q     chan *Append
+	lanes []chan Delivery
+	seed  maphash.Seed
+}
+
+// Delivery is the part of one committed append that one lane carries:
+// the recipients A.To[i] for i in Idx (A is shared and read-only).
+type Delivery struct {
+	A   *Append
+	Idx []int
 }
 
 // NewCommitStream returns a stream of at most n (≥ 1) appends reserved
-// or waiting for delivery.
-func NewCommitStream(n int) *CommitStream {
-	n = max(n, 1)
-	return &CommitStream{slots: make(chan struct{}, n), q: make(chan *Append, n)}
+// or waiting for delivery, split into lanes (≥ 1) lanes.
+func NewCommitStream(n, lanes int) *CommitStream {
+	n, lanes = max(n, 1), max(lanes, 1)
+	s := &CommitStream{slots: make(chan struct{}, n), seed: maphash.MakeSeed()}
+	for range lanes {
+		// n Deliveries at most per lane: one per outstanding append.
+		s.lanes = append(s.lanes, make(chan Delivery, n))
+	}
+	return s
 }
 
 // Reserve takes a slot for a, waiting while the stream is full. It
@@ -53,20 +77,64 @@ func (s *CommitStream) Release(a *Append) {
 // Publish queues a committed append (Log implementations call it, in
 // commit order) if it reserved a slot, so it never blocks.
 func (s *CommitStream) Publish(a *Append) {
-	if a.reserved {
-		a.reserved = false
-		s.q <- a
+	if !a.reserved {
+		return
+	}
+	a.reserved = false
+	n := len(s.lanes)
+	if n == 1 {
+		idx := make([]int, len(a.To))
+		for i := range idx {
+			idx[i] = i
+		}
+		s.queue(a, [][]int{idx})
+		return
+	}
+	parts := make([][]int, n)
+	for i, uid := range a.To {
+		k := int(maphash.String(s.seed, uid) % uint64(n))
+		parts[k] = append(parts[k], i)
+	}
+	s.queue(a, parts)
+}
+
+func (s *CommitStream) queue(a *Append, parts [][]int) {
+	k := int32(0)
+	for _, idx := range parts {
+		if len(idx) > 0 {
+			k++
+		}
+	}
+	if k == 0 { // no recipients: nothing to deliver
+		<-s.slots
+		return
+	}
+	a.lanes.Store(k)
+	for i, idx := range parts {
+		if len(idx) > 0 {
+			s.lanes[i] <- Delivery{A: a, Idx: idx}
+		}
 	}
 }
 
-// C is the stream of committed appends.
-func (s *CommitStream) C() <-chan *Append { return s.q }
+// Lanes is the number of lanes.
+func (s *CommitStream) Lanes() int { return len(s.lanes) }
 
-// Done frees the slot of an append taken from C.
-func (s *CommitStream) Done() { <-s.slots }
+// Lane is lane i's deliveries, in commit order.
+func (s *CommitStream) Lane(i int) <-chan Delivery { return s.lanes[i] }
+
+// Done marks d delivered; the append's slot is freed with its last lane.
+func (s *CommitStream) Done(d Delivery) {
+	if d.A.lanes.Add(-1) == 0 {
+		<-s.slots
+	}
+}
 
 // Len is how many slots are taken (reserved or queued).
 func (s *CommitStream) Len() int { return len(s.slots) }
 
 // Cap is the stream's size.
 func (s *CommitStream) Cap() int { return cap(s.slots) }
+
+// laneCount is the per-append count of lanes still delivering it.
+type laneCount = atomic.Int32

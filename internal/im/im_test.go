@@ -133,17 +133,17 @@ func FuzzParseConv(f *testing.F) {
 func TestCommitStreamBackpressure(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		s := im.NewCommitStream(2)
-		a, b := &im.Append{CV: "a"}, &im.Append{CV: "b"}
+		s := im.NewCommitStream(2, 1)
+		a, b := &im.Append{CV: "a", To: []string{"x"}}, &im.Append{CV: "b", To: []string{"x"}}
 		for _, x := range []*im.Append{a, b} {
 			if err := s.Reserve(nil, x); err != nil {
 				t.Fatal(err)
 			}
 		}
 		s.Publish(a)
-		s.Publish(b)                   // the Log's side: returns at once
-		s.Publish(&im.Append{CV: "c"}) // reserved nothing: not published
-		s.Release(a)                   // already published: a no-op
+		s.Publish(b)                                      // the Log's side: returns at once
+		s.Publish(&im.Append{CV: "c", To: []string{"x"}}) // reserved nothing: not published
+		s.Release(a)                                      // already published: a no-op
 		reserved := make(chan error, 1)
 		go func() { reserved <- s.Reserve(nil, &im.Append{}) }()
 		synctest.Wait()
@@ -152,10 +152,11 @@ func TestCommitStreamBackpressure(t *testing.T) {
 			t.Fatalf("Reserve on a full stream returned %v", err)
 		default:
 		}
-		if a := <-s.C(); a.CV != "a" {
-			t.Fatalf("first commit %q", a.CV)
+		d := <-s.Lane(0)
+		if d.A.CV != "a" {
+			t.Fatalf("first commit %q", d.A.CV)
 		}
-		s.Done()
+		s.Done(d)
 		synctest.Wait()
 		select {
 		case err := <-reserved:
@@ -175,12 +176,50 @@ func TestCommitStreamBackpressure(t *testing.T) {
 		if err := <-reserved; !errors.Is(err, im.ErrClosed) {
 			t.Fatalf("stopped Reserve: %v", err)
 		}
-		if a := <-s.C(); a.CV != "b" || len(s.C()) != 0 {
-			t.Fatalf("second commit %q, then %d more", a.CV, len(s.C()))
+		d = <-s.Lane(0)
+		if d.A.CV != "b" || len(s.Lane(0)) != 0 {
+			t.Fatalf("second commit %q, then %d more", d.A.CV, len(s.Lane(0)))
 		}
-		s.Done()
+		s.Done(d)
 		if s.Len() != 1 {
 			t.Fatalf("len %d after the second delivery", s.Len())
 		}
 	})
+}
+
+// TestCommitStreamLanes: a user's events always take the same lane, in
+// commit order; an append's slot is freed when its last lane is done.
+func TestCommitStreamLanes(t *testing.T) {
+	t.Parallel()
+	s := im.NewCommitStream(8, 4)
+	users := []string{"u0", "u1", "u2", "u3", "u4", "u5", "u6", "u7"}
+	var as []*im.Append
+	for i := range 3 {
+		a := &im.Append{CV: fmt.Sprint("c", i), To: users, US: []uint64{1, 2, 3, 4, 5, 6, 7, 8}}
+		if err := s.Reserve(nil, a); err != nil {
+			t.Fatal(err)
+		}
+		s.Publish(a)
+		as = append(as, a)
+	}
+	laneOf := map[string]int{}
+	for i := range s.Lanes() {
+		for k := 0; len(s.Lane(i)) > 0; k++ {
+			d := <-s.Lane(i)
+			if d.A != as[k] {
+				t.Fatalf("lane %d: delivery %d is %s, want %s (commit order)", i, k, d.A.CV, as[k].CV)
+			}
+			for _, j := range d.Idx {
+				u := d.A.To[j]
+				if l, ok := laneOf[u]; ok && l != i {
+					t.Fatalf("%s in lanes %d and %d", u, l, i)
+				}
+				laneOf[u] = i
+			}
+			s.Done(d)
+		}
+	}
+	if len(laneOf) != len(users) || s.Len() != 0 {
+		t.Fatalf("%d users delivered, %d slots still taken", len(laneOf), s.Len())
+	}
 }

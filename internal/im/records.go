@@ -130,8 +130,10 @@ type Append struct {
 	// (the origin of a marker). Delivery reads it; the Log ignores it.
 	QuietUID, QuietDID string
 
-	// reserved: a holds a slot of the CommitStream (Reserve).
+	// reserved: a holds a slot of the CommitStream (Reserve); lanes:
+	// how many of its lanes have not delivered it yet.
 	reserved bool
+	lanes    laneCount
 
 	// Results, set by the Log once Append returns without error.
 	US []uint64 // the us assigned in each To stream

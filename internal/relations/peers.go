@@ -6,8 +6,8 @@ import (
 )
 
 // peerTTL bounds how long a DM peer check is reused. Blocks invalidate
-// at once (contacts.block/unblock go through this hook); only an account
-// deleted through the admin API can be seen late, for at most this long.
+// at once (contacts.block/unblock go through this hook) and so do account
+// deletions (ForgetUser, through Relations.UserDeleted).
 const peerTTL = 10 * time.Second
 
 // Peers remembers DMPeer answers, so a conversation in full swing
@@ -59,4 +59,16 @@ func (c *Peers) Forget(a, b string) {
 	defer c.mu.Unlock()
 	delete(c.m, [2]string{a, b})
 	delete(c.m, [2]string{b, a})
+}
+
+// ForgetUser drops every cached answer that names uid, either way: the
+// account is gone, and a DM to it must not land on the cached "exists".
+func (c *Peers) ForgetUser(uid string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range c.m {
+		if k[0] == uid || k[1] == uid {
+			delete(c.m, k)
+		}
+	}
 }

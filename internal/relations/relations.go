@@ -35,10 +35,11 @@ type Relations struct {
 	st  Source
 	log *slog.Logger
 
-	mu     sync.Mutex
-	gen    uint64                     // bumped by every Invalidate
-	users  map[string]map[string]bool // uid → C(uid), blocks applied
-	groups map[string]*groupCache
+	mu      sync.Mutex
+	deleted []func(uid string)         // UserDeleted's listeners
+	gen     uint64                     // bumped by every Invalidate
+	users   map[string]map[string]bool // uid → C(uid), blocks applied
+	groups  map[string]*groupCache
 }
 
 type groupCache struct {
@@ -105,6 +106,25 @@ func (r *Relations) Invalidate(uids []string, gids ...string) {
 	}
 	for _, g := range gids {
 		delete(r.groups, g)
+	}
+}
+
+// OnUserDeleted registers fn to be called by UserDeleted: caches kept
+// elsewhere (the service's DM peers) forget a deleted account with it.
+func (r *Relations) OnUserDeleted(fn func(uid string)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.deleted = append(r.deleted, fn)
+}
+
+// UserDeleted tells every OnUserDeleted listener that the account uid is
+// gone. Call it after Invalidate of what the deletion changed.
+func (r *Relations) UserDeleted(uid string) {
+	r.mu.Lock()
+	fns := r.deleted
+	r.mu.Unlock()
+	for _, fn := range fns {
+		fn(uid)
 	}
 }
 

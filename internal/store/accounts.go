@@ -17,10 +17,12 @@ func (s *Store) PutUser(u accounts.User) error {
 	}
 	return s.db.Update(func(txn *badger.Txn) error {
 		k := key(tabUser, u.UID)
-		if _, err := txn.Get(k); err == nil {
-			return ErrExists
-		} else if !errors.Is(err, badger.ErrKeyNotFound) {
-			return err
+		for _, k := range [][]byte{k, key(tabDeleting, u.UID)} {
+			if _, err := txn.Get(k); err == nil {
+				return ErrExists // an account, or one whose deletion is unfinished
+			} else if !errors.Is(err, badger.ErrKeyNotFound) {
+				return err
+			}
 		}
 		return putJSON(txn, k, u)
 	})

@@ -13,7 +13,7 @@ import (
 func openBackend(t testing.TB) imtest.Backend {
 	t.Helper()
 	clk := imtest.NewClock()
-	commits := im.NewCommitStream(64)
+	commits := im.NewCommitStream(64, 4)
 	s, err := Open(t.TempDir(), Options{Now: clk.Now, Commits: commits})
 	if err != nil {
 		t.Fatal(err)

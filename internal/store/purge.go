@@ -17,6 +17,13 @@ import (
 // (docs/storage.md, "Deleting a user").
 const tabDMFloor byte = 0x21
 
+// tabDeleting is {uid} → empty while the account uid is being deleted:
+// DeleteUser removes the user record and sets it in one transaction, and
+// clears it once everything else is purged, so a deletion cut short (a
+// crash, a full disk) is finished by running it again, and no new account
+// can take the uid before that (PutUser refuses it).
+const tabDeleting byte = 0x05
+
 // purgeChunk bounds the deletes of one purge transaction.
 const purgeChunk = 1000
 
@@ -40,12 +47,23 @@ func (s *Store) DeleteUser(uid string) (accounts.Purged, error) {
 	err := s.db.Update(func(txn *badger.Txn) error {
 		k := key(tabUser, uid)
 		if _, err := txn.Get(k); err != nil {
-			if errors.Is(err, badger.ErrKeyNotFound) {
-				return ErrNotFound
+			if !errors.Is(err, badger.ErrKeyNotFound) {
+				return err
 			}
-			return err
+			// No account: resume a deletion that stopped half way, or
+			// there is nothing to delete.
+			if _, err := txn.Get(key(tabDeleting, uid)); err != nil {
+				if errors.Is(err, badger.ErrKeyNotFound) {
+					return ErrNotFound
+				}
+				return err
+			}
+			return nil
 		}
 		if _, err := deleteTokens(txn, uid, "", ""); err != nil {
+			return err
+		}
+		if err := txn.Set(key(tabDeleting, uid), nil); err != nil {
 			return err
 		}
 		return txn.Delete(k)
@@ -53,6 +71,17 @@ func (s *Store) DeleteUser(uid string) (accounts.Purged, error) {
 	if err != nil {
 		return p, err
 	}
+	p, err = s.purgeUser(uid)
+	if err != nil {
+		return p, fmt.Errorf("%w (run the deletion again to finish it)", err)
+	}
+	return p, s.db.Update(func(txn *badger.Txn) error { return txn.Delete(key(tabDeleting, uid)) })
+}
+
+// purgeUser is steps 2 to 5 of DeleteUser. Every step can run again: a
+// deletion that stopped half way is finished by the next DeleteUser.
+func (s *Store) purgeUser(uid string) (accounts.Purged, error) {
+	var p accounts.Purged
 	cvs, err := s.UserConvs(uid)
 	if err != nil {
 		return p, err

@@ -1,6 +1,8 @@
 package store
 
 import (
+	"github.com/dgraph-io/badger/v4"
+
 	"errors"
 	"testing"
 
@@ -72,5 +74,46 @@ func TestDeleteUserGroups(t *testing.T) {
 	}
 	if _, err := s.DeleteUser("alice"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("second delete: %v", err)
+	}
+}
+
+// TestDeleteUserResumes: a deletion cut short after its first step (the
+// account gone, the rest not yet purged) blocks a new account with the
+// uid and is finished by running DeleteUser again. Before the deletion
+// marker, the re-run answered "not found" and the uid could be taken
+// over with the old memberships still in place.
+func TestDeleteUserResumes(t *testing.T) {
+	t.Parallel()
+	s, _ := openTest(t)
+	for _, u := range []string{"alice", "bob"} {
+		if err := s.PutUser(accounts.User{UID: u}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	createGroup(t, s, "ops", map[string]string{"alice": "member", "bob": "owner"}, "bob")
+	// Step 1 alone, as DeleteUser does it before a crash.
+	err := s.db.Update(func(txn *badger.Txn) error {
+		if err := txn.Set(key(tabDeleting, "alice"), nil); err != nil {
+			return err
+		}
+		return txn.Delete(key(tabUser, "alice"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutUser(accounts.User{UID: "alice"}); !errors.Is(err, ErrExists) {
+		t.Fatalf("new account during an unfinished deletion: %v", err)
+	}
+	if _, err := s.DeleteUser("alice"); err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	if _, err := s.Member("ops", "alice"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("alice still a member after the resumed deletion: %v", err)
+	}
+	if _, err := s.DeleteUser("alice"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("third delete: %v", err)
+	}
+	if err := s.PutUser(accounts.User{UID: "alice"}); err != nil {
+		t.Fatalf("new account after the deletion finished: %v", err)
 	}
 }

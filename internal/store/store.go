@@ -147,16 +147,8 @@ func Open(dir string, o Options) (*Store, error) {
 	// into unallocated space once the disk reserve (internal/disk) stops
 	// new writes; value-log GC also works in smaller steps.
 	bo = bo.WithValueLogFileSize(64 << 20)
-	db, err := badger.Open(bo)
-	// Badger releases its directory lock by closing the descriptor; a
-	// child process forked meanwhile holds a copy until it execs, so a
-	// reopen right after a close can find the lock still taken for a
-	// moment. Retry briefly before saying another process has it.
-	for pause := 5 * time.Millisecond; err != nil && isLocked(err) && pause <= 160*time.Millisecond; pause *= 2 {
-		time.Sleep(pause)
-		db, err = badger.Open(bo)
-	}
-	if err != nil && isLocked(err) {
+	db, err := openLocked(bo)
+	if errors.Is(err, errLocked) {
 		return nil, &InUseError{Dir: dir}
 	}
 	if err != nil {
@@ -263,8 +255,6 @@ func (s *Store) Size() int64 {
 	return n
 }
 
-func isLocked(err error) bool { return strings.Contains(err.Error(), "Cannot acquire directory lock") }
-
 // InUseError is Open's error when another process (or another Open in
 // this one) holds the data dir.
 type InUseError struct{ Dir string }
@@ -335,4 +325,28 @@ func (s *Store) Incr(name string) (uint64, error) {
 		return txn.Set(k, binary.BigEndian.AppendUint64(nil, n))
 	})
 	return n, err
+}
+
+// errLocked is openLocked's error when the data dir's lock stays taken.
+var errLocked = errors.New("store: data dir locked")
+
+// openLocked opens Badger, retrying for up to a second while the data
+// dir's lock is taken. A lock can outlive its owner by a moment: a child
+// process forked by this one (os/exec) holds a copy of the lock file's
+// descriptor until it calls exec, so a data dir closed just before a fork
+// elsewhere in the process is briefly still locked.
+func openLocked(bo badger.Options) (*badger.DB, error) {
+	wait := 10 * time.Millisecond
+	deadline := time.Now().Add(time.Second)
+	for {
+		db, err := badger.Open(bo)
+		if err == nil || !strings.Contains(err.Error(), "Cannot acquire directory lock") {
+			return db, err
+		}
+		if time.Now().After(deadline) {
+			return nil, errLocked
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 200*time.Millisecond)
+	}
 }

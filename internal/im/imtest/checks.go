@@ -89,16 +89,27 @@ func gapFree(t testing.TB, b Backend) {
 		}
 	}
 	if b.Commits != nil {
-		if len(commits) != writers*per {
-			t.Errorf("commit stream carried %d appends, want %d", len(commits), writers*per)
-		}
+		// Every recipient of every append once; each user's us in order
+		// (a user's events share a lane, and got keeps each lane's order).
+		seen := map[*im.Append]int{}
 		last := map[string]uint64{}
-		for _, a := range commits {
-			for j, u := range a.To {
-				if a.US[j] <= last[u] {
-					t.Errorf("commit stream: %s got us %d after %d", u, a.US[j], last[u])
+		for _, d := range commits {
+			for _, j := range d.Idx {
+				u := d.A.To[j]
+				seen[d.A]++
+				if d.A.US[j] <= last[u] {
+					t.Errorf("commit stream: %s got us %d after %d", u, d.A.US[j], last[u])
 				}
-				last[u] = a.US[j]
+				last[u] = d.A.US[j]
+			}
+		}
+		if len(seen) != writers*per {
+			t.Errorf("commit stream carried %d appends, want %d", len(seen), writers*per)
+		}
+		for a, n := range seen {
+			if n != len(a.To) {
+				t.Errorf("commit stream delivered %d of the %d recipients of an append", n, len(a.To))
+				break
 			}
 		}
 	}

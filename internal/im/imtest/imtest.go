@@ -154,37 +154,46 @@ func mustAppend(t testing.TB, b Backend, a *im.Append) *im.Append {
 	return a
 }
 
-// consume drains the commit stream until the returned stop is called and
-// returns what it saw.
-func consume(b Backend) (stop func() []*im.Append) {
+// consume drains every lane of the commit stream until the returned
+// stop is called and returns what it saw.
+func consume(b Backend) (stop func() []im.Delivery) {
 	if b.Commits == nil {
-		return func() []*im.Append { return nil }
+		return func() []im.Delivery { return nil }
 	}
-	var got []*im.Append
-	quit, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case a := <-b.Commits.C():
-				got = append(got, a)
-				b.Commits.Done()
-			case <-quit:
-				for {
-					select {
-					case a := <-b.Commits.C():
-						got = append(got, a)
-						b.Commits.Done()
-					default:
-						return
+	var mu sync.Mutex
+	var got []im.Delivery
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range b.Commits.Lanes() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			take := func(d im.Delivery) {
+				mu.Lock()
+				got = append(got, d)
+				mu.Unlock()
+				b.Commits.Done(d)
+			}
+			for {
+				select {
+				case d := <-b.Commits.Lane(i):
+					take(d)
+				case <-quit:
+					for {
+						select {
+						case d := <-b.Commits.Lane(i):
+							take(d)
+						default:
+							return
+						}
 					}
 				}
 			}
-		}
-	}()
-	return func() []*im.Append {
+		}()
+	}
+	return func() []im.Delivery {
 		close(quit)
-		<-done
+		wg.Wait()
 		return got
 	}
 }

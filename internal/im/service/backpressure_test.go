@@ -50,7 +50,7 @@ func (l *logOnly) appended() uint64 {
 func TestSendWaitsForDelivery(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		commits := im.NewCommitStream(1)
+		commits := im.NewCommitStream(1, 1)
 		st := &logOnly{commits: commits}
 		stop := make(chan struct{})
 		svc, err := New(Options{
@@ -79,10 +79,11 @@ func TestSendWaitsForDelivery(t *testing.T) {
 		if n := st.appended(); n != 1 {
 			t.Fatalf("%d appends while delivery was behind, want 1", n)
 		}
-		if a := <-commits.C(); a.Event.Seq != 1 {
-			t.Fatalf("delivered seq %d", a.Event.Seq)
+		d := <-commits.Lane(0)
+		if d.A.Event.Seq != 1 {
+			t.Fatalf("delivered seq %d", d.A.Event.Seq)
 		}
-		commits.Done()
+		commits.Done(d)
 		synctest.Wait()
 		select {
 		case err := <-sent:

@@ -162,7 +162,7 @@ var msgOps = map[string]func(s *Service, d *Device, up *codec.Up) error{
 // Msg runs an upstream msg command (PROTOCOL §5): send, edit, del or
 // react, after the per-device rate limit and the upstream schema. A
 // repeat of a command already done re-sends the original event to the
-// device (Device.Resend) and succeeds.
+// device (Conn.Resend) and succeeds.
 func (s *Service) Msg(d *Device, up *codec.Up) error {
 	if !s.rate.Allow(d.UID + "." + d.DID) {
 		return im.ErrRateLimited

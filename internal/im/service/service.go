@@ -115,13 +115,15 @@ func New(o Options) (*Service, error) {
 	if o.Audit == nil {
 		o.Audit = audit.Discard
 	}
-	return &Service{
+	s := &Service{
 		o:      o,
 		rate:   im.NewLimiter(o.RateBurst, o.RatePerSec, o.Now),
 		rpc:    newRPCLimits(o.Limits, o.Now),
 		typing: im.NewTypingGate(2*time.Second, o.Now),
 		peers:  relations.NewPeers(o.Now),
-	}, nil
+	}
+	o.Relations.OnUserDeleted(s.peers.ForgetUser)
+	return s, nil
 }
 
 // Device is the caller of an operation: who it is, what it negotiated,
@@ -129,23 +131,29 @@ func New(o Options) (*Service, error) {
 type Device struct {
 	UID, DID string
 	Prefs    im.Prefs
+	// Conn, if set, is the device's connection.
+	Conn Conn
+}
+
+// Conn is what the service asks of the adapter about the calling device.
+type Conn interface {
 	// SetPrefs records what hello negotiated.
-	SetPrefs func(im.Prefs)
+	SetPrefs(im.Prefs)
 	// Resend sends the device an event again: the original of a command
 	// it repeated.
-	Resend func(*im.Event)
+	Resend(*im.Event)
 }
 
 func (d *Device) setPrefs(p im.Prefs) {
 	d.Prefs = p
-	if d.SetPrefs != nil {
-		d.SetPrefs(p)
+	if d.Conn != nil {
+		d.Conn.SetPrefs(p)
 	}
 }
 
 func (d *Device) resend(ev *im.Event) {
-	if d.Resend != nil {
-		d.Resend(ev)
+	if d.Conn != nil {
+		d.Conn.Resend(ev)
 	}
 }
 
