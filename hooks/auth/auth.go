@@ -377,7 +377,11 @@ func (h *Hook) authenticate(cl *mqtt.Client, pk packets.Packet) (topics.Identity
 		}
 		return id, m, nil
 	case errors.Is(err, accounts.ErrBadToken):
-		if h.throttle.tokenFailure(addr, now) {
+		locked, started := h.throttle.tokenFailureStarted(addr, now)
+		if started {
+			h.opts.Audit.Log(audit.Entry{Type: audit.AuthLockout, UID: uid, DID: did, IP: addr, OK: true, Target: "address-tokens"})
+		}
+		if locked {
 			return topics.Identity{}, m, &refThrottled
 		}
 		return topics.Identity{}, m, &refBadToken
@@ -518,12 +522,19 @@ func (t *throttle) failure(uid, addr string, now time.Time) []string {
 // tokenFailure counts a bad device token and reports whether addr is now
 // over its budget.
 func (t *throttle) tokenFailure(addr string, now time.Time) bool {
+	locked, _ := t.tokenFailureStarted(addr, now)
+	return locked
+}
+
+// tokenFailureStarted is tokenFailure that also reports whether this
+// failure started the address's lockout (for the audit log).
+func (t *throttle) tokenFailureStarted(addr string, now time.Time) (locked, started bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.room(now)
 	k := "t:" + addr
-	t.bump(k, t.max*addrFactor, now)
-	return t.isLocked(k, now)
+	started = t.bump(k, t.max*addrFactor, now)
+	return t.isLocked(k, now), started
 }
 
 // bump counts a failure of k and reports whether it starts a lockout
