@@ -27,11 +27,13 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/oklog/ulid/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tern-im/tern/hooks/acl"
 	"github.com/tern-im/tern/hooks/auth"
+	filehook "github.com/tern-im/tern/hooks/files"
 	"github.com/tern-im/tern/hooks/limits"
 	"github.com/tern-im/tern/hooks/messaging"
 	ternmetrics "github.com/tern-im/tern/hooks/metrics"
@@ -44,14 +46,18 @@ import (
 	"github.com/tern-im/tern/internal/config"
 	"github.com/tern-im/tern/internal/disk"
 	"github.com/tern-im/tern/internal/dlp"
+	"github.com/tern-im/tern/internal/files"
 	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/internal/im/service"
 	"github.com/tern-im/tern/internal/listener"
 	"github.com/tern-im/tern/internal/logging"
 	"github.com/tern-im/tern/internal/metrics"
 	"github.com/tern-im/tern/internal/relations"
+	"github.com/tern-im/tern/internal/search"
 	"github.com/tern-im/tern/internal/session"
 	"github.com/tern-im/tern/internal/store"
+	"github.com/tern-im/tern/internal/web"
+	"github.com/tern-im/tern/internal/webui"
 	"github.com/tern-im/tern/topics"
 )
 
@@ -65,13 +71,20 @@ const (
 	ListenerTLS  = "tls"
 	ListenerWSS  = "wss"
 	ListenerHTTP = "http"
+	// ListenerHTTPWS is MQTT over WebSocket at /mqtt on the HTTP port
+	// (the web client's origin); it has no address of its own.
+	ListenerHTTPWS = "http-ws"
 )
 
 // Broker is one Tern node.
 type Broker struct {
+	// im is the IM service of the messaging hook (search over HTTP).
+	im    *service.Service
 	cfg   *config.Config
 	log   *slog.Logger
 	store *store.Store
+	// search is the full-text index (nil when search.enabled is false).
+	search *search.Index
 	// commits carries committed appends from the store to delivery.
 	commits  *im.CommitStream
 	accounts *accounts.Service
@@ -85,12 +98,14 @@ type Broker struct {
 	// forget is told what retention removed and deletes purged; the
 	// search index and file storage Add themselves to it.
 	forget *im.Forgetters
+	files  *files.Service
 	epoch  uint64
 
 	adminToken string
 	level      *slog.LevelVar
 	httpSrv    *http.Server
 	httpLn     net.Listener
+	httpWS     *listener.Handler
 	ready      atomic.Bool
 	started    time.Time // set in New, for stats
 	// disk refuses writes below the free-space reserve; gate applies the
@@ -138,18 +153,41 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 		Retention:      cfg.IM.Retention,
 		Logger:         log,
 		Commits:        b.commits,
-		// b.metrics is set before any client can cause an append.
-		OnCommit: func(n int) { b.metrics.Committed(n) },
-		Disk:     b.disk,
-		Forget:   b.forget,
+		// b.metrics and b.search are set before any client can cause an
+		// append; a commit wakes the search index without waiting for it.
+		OnCommit: func(n int) {
+			b.metrics.Committed(n)
+			if b.search != nil {
+				b.search.Kick()
+			}
+		},
+		Disk:   b.disk,
+		Forget: b.forget,
 	})
 	if err != nil {
 		b.closeAudit()
 		return nil, err
 	}
 	b.store = st
+	if cfg.Search.Enabled {
+		// The index follows the store by position on its own goroutine,
+		// off the commit path; it catches up from its stored cursor.
+		b.search, err = search.Open(SearchDir(cfg.Data), SearchOptions(cfg, st, log))
+		if err != nil {
+			_ = st.Close() // the index error is the one to report
+			b.closeAudit()
+			return nil, err
+		}
+		b.search.Start()
+		// Messages a conversation's own retention trims leave the index.
+		b.forget.Add(b.search)
+	}
 	if err := b.build(); err != nil {
-		_ = st.Close() // the build error is the one to report
+		// The build error is the one to report.
+		if b.search != nil {
+			_ = b.search.Close()
+		}
+		_ = st.Close()
 		b.closeAudit()
 		return nil, err
 	}
@@ -193,6 +231,34 @@ func (b *Broker) build() error {
 	b.metrics.StoreUnreadable(b.store.Unreadable)
 	b.metrics.StoreSize(b.store.Size)
 	b.metrics.AddDisk(b.disk.Low, b.disk.Free)
+	var searcher im.Searcher
+	if b.search != nil {
+		b.metrics.AddSearch(b.search.Bytes, b.search.Lag)
+		searcher = b.search
+	}
+
+	b.files, err = files.New(files.Options{
+		Dir: filepath.Join(cfg.Data, "files"), Meta: b.store.FileMeta(),
+		MaxSize: int64(cfg.Files.MaxSize), Quota: int64(cfg.Files.Quota),
+		Expiry: cfg.Files.UploadExpiry, SweepEvery: cfg.Files.Sweep, MaxPixels: cfg.Files.MaxPixels,
+		DiskLow: b.disk.Low, Log: b.log,
+	})
+	if err != nil {
+		return err
+	}
+	b.metrics.AddFiles(
+		func() int64 { return b.files.Stats().Chunks }, func() int64 { return b.files.Stats().Commits },
+		func() int64 { return b.files.Stats().ThumbsMade }, func() int64 { return b.files.Stats().Collected })
+	// A message trimmed by age no longer keeps the files it attached.
+	b.store.SetTrimmedAttachments(func(fid string, id ulid.ULID) {
+		if err := b.files.RemoveRef(fid, service.MsgRef(id)); err != nil {
+			b.log.Warn("files: drop the reference of a trimmed message", "fid", fid, "msg_id", id, "error", err)
+		}
+	})
+	// The file.* RPC ops are the file hook's, registered in the IM
+	// service's op table through the messaging hook.
+	fileHook := new(filehook.Hook)
+	msgHook := new(messaging.Hook)
 
 	relations := relations.New(b.store, b.log)
 	// A deleted user's groups, contacts and blocks changed under the
@@ -215,6 +281,7 @@ func (b *Broker) build() error {
 	anon := map[string]bool{
 		ListenerMQTT: cfg.MQTT.Anonymous, ListenerWS: cfg.WS.Anonymous,
 		ListenerTLS: cfg.TLS.Anonymous, ListenerWSS: cfg.WSS.Anonymous,
+		ListenerHTTPWS: cfg.WS.Anonymous, // the same MQTT over WebSocket, on the HTTP port
 	}
 
 	// Hook order matters where mochi stops at the first answer:
@@ -237,9 +304,10 @@ func (b *Broker) build() error {
 			MaxSubscriptions: cfg.Limits.MaxSubscriptions, MaxInflightBytes: int64(cfg.Limits.MaxInflightBytes),
 			Metrics: b.metrics, Info: b.mqtt.Info, Server: b.mqtt,
 		}},
-		{new(messaging.Hook), &messaging.Options{
+		{msgHook, &messaging.Options{
 			Server: b.mqtt, Store: b.store, Commits: b.commits, Sessions: b.sessions, Relations: relations,
-			Metrics: b.metrics, Content: content, Audit: b.auditor, Compliance: b.store,
+			Metrics: b.metrics, Ops: fileHook.Ops(), Files: filehook.Attachments{Files: b.files}, Search: searcher,
+			Content: content, Audit: b.auditor, Compliance: b.store,
 			Policy: service.Policy{
 				Epoch: b.epoch, DMPolicy: cfg.IM.DMPolicy, MaxPacket: int(cfg.Limits.MaxPacketSize),
 				MaxBody: int(cfg.IM.MaxBody), RateBurst: cfg.IM.RateBurst, RatePerSec: float64(cfg.IM.RatePerSec),
@@ -251,6 +319,13 @@ func (b *Broker) build() error {
 					AddsBurst:      cfg.IM.GroupAddsBurst, AddsPerHour: float64(cfg.IM.GroupAddsPerHour),
 				},
 			},
+		}},
+		{fileHook, &filehook.Options{
+			Server: b.mqtt, Files: b.files, Sessions: b.sessions, MaxPacket: int(cfg.Limits.MaxPacketSize),
+			UploadRate: int64(cfg.Files.UploadRate), UploadBurst: int64(cfg.Files.UploadBurst),
+			// Half of what mochi holds in flight per client: a window of
+			// download chunks is never cut by limits.max_inflight_bytes.
+			GetBytes: int(cfg.Limits.MaxInflightBytes / 2),
 		}},
 		{new(presence.Hook), &presence.Options{
 			Server: b.mqtt, Sessions: b.sessions, Store: b.store,
@@ -270,6 +345,10 @@ func (b *Broker) build() error {
 			return fmt.Errorf("hook %s: %w", h.h.ID(), err)
 		}
 	}
+	// Members of conversations holding a message that attaches a file may
+	// read it: the IM service decides (PROTOCOL §11).
+	b.files.SetAccess(msgHook.Service())
+	b.im = msgHook.Service()
 	return b.addListeners()
 }
 
@@ -450,6 +529,14 @@ func (b *Broker) addListeners() error {
 		}
 		b.httpLn = ln
 		b.httpSrv = &http.Server{ReadHeaderTimeout: 10 * time.Second} // handler set in Start
+		// MQTT over WebSocket at /mqtt on this port too, so the web client
+		// reaches page and broker on one origin (PROTOCOL §15, §18).
+		b.httpWS = listener.NewHandler(ListenerHTTPWS)
+		b.httpWS.ConnectTimeout = cfg.Limits.ConnectTimeout
+		b.httpWS.Gate = b.gate
+		if err := add(b.httpWS); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -507,7 +594,7 @@ func (b *Broker) loadAdminToken() (string, error) {
 // AdminTokenFile returns where a generated admin token lives in dir.
 func AdminTokenFile(dir string) string { return filepath.Join(dir, "admin.token") }
 
-func (b *Broker) httpHandler() http.Handler {
+func (b *Broker) httpHandler() (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("ok\n"))
@@ -524,8 +611,23 @@ func (b *Broker) httpHandler() http.Handler {
 	admin.Level = b.level
 	admin.Ops = b
 	admin.Audit = b.auditor
-	admin.Compliance = compliance.New(b.store, b.auditor)
+	comp := compliance.New(b.store, b.auditor)
+	comp.Files = &compliance.Files{Meta: b.store.FileMeta(), BlobPath: b.files.BlobPath}
+	admin.Compliance = comp
 	mux.Handle("/admin/", admin)
+	// Login, tus uploads and downloads for people, browsers and phones (§15).
+	v1, err := web.New(web.Options{
+		Accounts: b.accounts, Files: b.files, Log: b.log, Search: b.im,
+		MaxFailures: b.cfg.Auth.MaxFailures, Lockout: b.cfg.Auth.Lockout, MaxLockout: b.cfg.Auth.MaxLockout,
+		Audit: b.auditor,
+	})
+	if err != nil {
+		return nil, err
+	}
+	mux.Handle("/v1/", v1)
+	mux.Handle("/mqtt", b.httpWS)
+	// The web client (§18): every path no route above claims.
+	mux.Handle("/", webui.Handler())
 	// Profiles for operators, behind the admin token like the admin API.
 	prof := http.NewServeMux()
 	prof.HandleFunc("/debug/pprof/", pprof.Index)
@@ -533,7 +635,7 @@ func (b *Broker) httpHandler() http.Handler {
 	prof.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	prof.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.Handle("/debug/pprof/", adminapi.RequireToken(b.adminToken, prof))
-	return mux
+	return mux, nil
 }
 
 // Problems lists why the broker is not ready (what /readyz reports): not started or closing,
@@ -546,7 +648,7 @@ func (b *Broker) Problems() []string {
 	if !b.store.Ready() {
 		p = append(p, "store closed")
 	}
-	for _, id := range []string{ListenerMQTT, ListenerWS, ListenerTLS, ListenerWSS} {
+	for _, id := range []string{ListenerMQTT, ListenerWS, ListenerTLS, ListenerWSS, ListenerHTTPWS} {
 		if l, ok := b.mqtt.Listeners.Get(id); ok {
 			if ml, ok := l.(mqttListener); ok {
 				if why := ml.Problem(); why != "" {
@@ -567,7 +669,11 @@ func (b *Broker) Start() error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	if b.httpSrv != nil {
-		b.httpSrv.Handler = b.httpHandler()
+		hd, err := b.httpHandler()
+		if err != nil {
+			return err
+		}
+		b.httpSrv.Handler = hd
 		go func() {
 			if err := b.httpSrv.Serve(b.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				b.log.Error("http", "error", err)
@@ -635,6 +741,9 @@ func (b *Broker) Close() error {
 		}
 		close(b.diskStop)
 		b.diskWG.Wait()
+		if b.search != nil {
+			errs = append(errs, b.search.Close())
+		}
 		errs = append(errs, b.store.Close())
 		if b.audit != nil {
 			errs = append(errs, b.audit.Close())
@@ -717,9 +826,30 @@ func (b *Broker) Sessions() *session.Registry { return b.sessions }
 // Store returns the broker's store (for tests and in-process tools).
 func (b *Broker) Store() *store.Store { return b.store }
 
+// Search returns the search index, nil when search is off (for tests
+// and in-process tools).
+func (b *Broker) Search() *search.Index { return b.search }
+
+// SearchDir is where the search index of data dir lives.
+func SearchDir(data string) string { return filepath.Join(data, "search") }
+
+// SearchOptions are the index options the broker uses over st (also
+// for tern search reindex).
+func SearchOptions(cfg *config.Config, st *store.Store, log *slog.Logger) search.Options {
+	return search.Options{
+		Source: st, Batch: cfg.Search.Batch, Poll: cfg.Search.Poll, Settle: cfg.Search.Settle,
+		// The store trims by the same retention, every minute.
+		Retention: cfg.IM.Retention, PruneEvery: store.DefaultTrimEvery,
+		Log: log,
+	}
+}
+
 // SetLogLevel hands the broker the root logger's level so the admin API can
 // change it at runtime. Call before Start.
 func (b *Broker) SetLogLevel(lv *slog.LevelVar) { b.level = lv }
+
+// Files returns the file service (for tests and in-process tools).
+func (b *Broker) Files() *files.Service { return b.files }
 
 // Accounts returns the account service (for tests and in-process tools).
 func (b *Broker) Accounts() *accounts.Service { return b.accounts }

@@ -43,7 +43,8 @@ func (s *syncBuffer) String() string {
 
 // TestClientFaultsAreNotServerErrors drives the client mistakes the
 // issue saw logged as level=ERROR or WARN (a DM to an unknown user, an
-// unknown RPC op, a publish into another user's tree) through a real
+// unknown RPC op, a publish into another user's tree; also a 501 for what
+// is not built yet) through a real
 // broker logging at debug, and checks that none logs above info and that
 // the ACL denial names the topic.
 func TestClientFaultsAreNotServerErrors(t *testing.T) {
@@ -74,6 +75,9 @@ func TestClientFaultsAreNotServerErrors(t *testing.T) {
 	c := paho.NewClient(o)
 	brokertest.Wait(t, c.Connect(), "connect")
 	brokertest.Wait(t, c.Publish(topics.Up("alice", "p1", "rpc"), 1, false, `{"rid":"r1","op":"zap"}`), "rpc")
+	// An op that is not built yet answers 501: not a server fault either.
+	brokertest.Wait(t, c.Publish(topics.Up("alice", "p1", "rpc"), 1, false, `{"rid":"r2","op":"key.upload"}`), "rpc 501")
+	brokertest.Wait(t, c.Publish(topics.Up("alice", "p1", "call"), 1, false, `{"call":"c1","op":"invite","to":"alice"}`), "call 501")
 	c.Publish(topics.Up("bob", "p1", "msg"), 1, false, `{"to":"alice","cmid":"x","b":"hi"}`)
 	select {
 	case <-lost:

@@ -1,7 +1,10 @@
 package broker_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"net/http"
 	"testing"
 	"time"
 
@@ -17,8 +20,10 @@ import (
 // password is refused as an MQTT password (3.1.1 and MQTT 5: bad user
 // name or password) and her password session is ended, her device token
 // still connects, and a login with a code computed from the secret
-// (accounts.LoginWithOTP, what POST /v1/login calls) issues a token that
-// connects. The refusal is audited as otp_required.
+// issues a token that
+// connects; POST /v1/login answers 401 "otp required" without a code,
+// a token with it, and refuses the same code twice. Everything is
+// audited.
 func TestTOTPLogin(t *testing.T) {
 	t.Parallel()
 	b := brokertest.Start(t)
@@ -53,11 +58,31 @@ func TestTOTPLogin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	secret, _, err := b.Accounts().LoginWithOTP("alice", pw, code, "web1", time.Now())
-	if err != nil {
-		t.Fatal(err)
+	login := func(otp string) (int, map[string]any) {
+		t.Helper()
+		body, _ := json.Marshal(map[string]string{"uid": "alice", "password": pw, "otp": otp, "did": "web1"})
+		resp, err := http.Post(b.HTTPURL()+"/v1/login", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, out
 	}
-	b.Dial("alice", "web1", secret)
+	if code, out := login(""); code != 401 || out["msg"] != "otp required" {
+		t.Fatalf("POST /v1/login without otp: %d %v", code, out)
+	}
+	code2, out := login(code)
+	if code2 != 200 {
+		t.Fatalf("POST /v1/login with a computed code: %d %v", code2, out)
+	}
+	b.Dial("alice", "web1", out["token"].(string))
+	if c, out := login(code); c != 401 || out["msg"] != "wrong or used otp" {
+		t.Fatalf("the same code again: %d %v", c, out)
+	}
 	if err := api.DisableTOTP(ctx, "alice"); err != nil {
 		t.Fatal(err)
 	}
@@ -74,6 +99,15 @@ func TestTOTPLogin(t *testing.T) {
 			return l.Type == audit.AuthLogin && l.DID == "p2" && !l.OK && l.Reason == "otp_required"
 		},
 		func(l auditLine) bool { return l.Type == audit.UserTOTP && l.Target == "disable" && l.OK },
+		func(l auditLine) bool {
+			return l.Type == audit.AuthLogin && l.DID == "web1" && !l.OK && l.Reason == "otp_required"
+		},
+		func(l auditLine) bool {
+			return l.Type == audit.AuthLogin && l.DID == "web1" && l.OK && l.Reason == "web"
+		},
+		func(l auditLine) bool {
+			return l.Type == audit.AuthLogin && l.DID == "web1" && !l.OK && l.Reason == "bad_otp"
+		},
 	} {
 		if _, ok := find(ls, want); !ok {
 			t.Errorf("audit line missing in %+v", ls)

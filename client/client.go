@@ -75,6 +75,9 @@ type Options struct {
 	// Window bounds unacknowledged QoS 1 publishes of the outbox; 0 means
 	// 32 (below the broker's receive maximum).
 	Window int
+	// UploadWindow is the bytes of file chunks in flight during an Upload
+	// (what a drop makes the device send again); 0 means 8 KiB.
+	UploadWindow int
 	// RPCTimeout bounds every RPC and subscribe; 0 means 5 s.
 	RPCTimeout time.Duration
 	// ResendAfter republishes an outbox message whose echo has not
@@ -140,6 +143,8 @@ type Client struct {
 	cur      *conn
 	lastUS   uint64
 	drained  chan struct{} // closed and replaced when the outbox empties
+	// downloads routes file chunks (…/f/{fid}/{i}) to Download, by fid.
+	downloads map[string]*download
 
 	evNotify   chan struct{}
 	sendNotify chan struct{}
@@ -540,6 +545,10 @@ func (c *Client) onMessage(m paho.Message) {
 		if strings.HasPrefix(topic, "im/p/") {
 			c.queue('p', m.Payload(), topic)
 		}
+		return
+	}
+	if strings.HasPrefix(rest, topics.ChanFile+"/") {
+		c.fileChunk(rest, m.Payload())
 		return
 	}
 	switch rest {

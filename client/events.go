@@ -48,7 +48,13 @@ type Message struct {
 	Mn    []string
 	TTL   int64
 	Trunc bool
+	// Att are the attached files (Download reads them by FID).
+	Att []Attachment
 }
+
+// Attachment is a file attached to a message (§11): FID, name N, size Z,
+// sniffed type CT, SHA-256 H, and W×HH pixels for an image.
+type Attachment = codec.Att
 
 // Edit replaces the body of message Target.
 type Edit struct {
@@ -157,7 +163,7 @@ func fromCodec(e *codec.Event) StreamEvent {
 	}
 	switch e.T {
 	case codec.TMsg:
-		m := &Message{Header: h, CT: e.CT, B: e.B, Mn: e.Mn, TTL: e.TTL, Trunc: e.Trunc}
+		m := &Message{Header: h, CT: e.CT, B: e.B, Mn: e.Mn, TTL: e.TTL, Trunc: e.Trunc, Att: e.Att}
 		if e.Re != nil {
 			m.Re = e.Re.String()
 		}

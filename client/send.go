@@ -23,6 +23,9 @@ type Outgoing struct {
 	Th   string // thread root id
 	TTL  int64  // disappearing after this many seconds
 	CMID string
+	// Att lists the fids of committed files to attach (Upload returns
+	// them); the server fills in each file's name, size, type and hash.
+	Att []string
 }
 
 // ErrBadID is an event id that is not a ULID.
@@ -40,6 +43,9 @@ func (c *Client) Send(to, body string) string {
 // SendMsg queues m (see Send) and returns its cmid.
 func (c *Client) SendMsg(m Outgoing) (string, error) {
 	up := codec.Up{To: m.To, B: m.B, CT: m.CT, TTL: m.TTL, CMID: m.CMID}
+	for _, fid := range m.Att {
+		up.Att = append(up.Att, codec.Att{FID: fid})
+	}
 	var err error
 	if up.Re, err = parseID(m.Re); err != nil {
 		return "", err

@@ -7,6 +7,11 @@
 // Every delivery is checked end to end by an Accounting (loss, duplicates,
 // order by seq and us) and timed in HDR histograms.
 //
+// The file scenario (RunFiles) has every device upload a file of a given
+// size over its own flaky link with client.Upload, attach it to a DM to
+// the next device's user, who downloads it with client.Download; it reports goodput, re-sent and resumed bytes, completion percentiles
+// and any corrupted or missing file.
+//
 // Besides the IM scenarios (dm, group, presence, mixed) the package has a
 // raw mode (plain MQTT pairs and fan-out, to compare brokers), an idle mode
 // (many mostly idle connections and the broker's RSS per connection), and

@@ -32,7 +32,7 @@ go build -o "$BIN/firmware-sim" ./cmd/firmware-sim
 go build -o "$BIN/tern-attack" ./cmd/tern-attack
 
 cat >"$OUT/tern.yaml" <<EOF
-log_level: warn
+log_level: info
 admin_token: $TOKEN
 mqtt: {addr: "$MQTT"}
 ws: {addr: ""}

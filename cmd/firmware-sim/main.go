@@ -2,7 +2,7 @@
 // devices against a Tern broker (or, in raw mode, any MQTT broker).
 //
 //	firmware-sim provision --server URL --users N [--groups G --group-size K]
-//	firmware-sim run --mqtt HOST:PORT --scenario dm|group|presence|mixed|idle …
+//	firmware-sim run --mqtt HOST:PORT --scenario dm|group|presence|mixed|idle|file …
 package main
 
 import (
@@ -26,7 +26,7 @@ const usage = `firmware-sim: simulated Tern devices, for sizing and regression r
 
 Usage:
   firmware-sim provision --server URL --users N [--groups G --group-size K] [--out FILE]
-  firmware-sim run --mqtt HOST:PORT --scenario dm|group|presence|mixed|idle [flags]
+  firmware-sim run --mqtt HOST:PORT --scenario dm|group|presence|mixed|idle|file [flags]
   firmware-sim help
 
 provision creates users, device tokens and groups through the admin API and
@@ -158,6 +158,8 @@ type runCommand struct {
 	jsonOut        bool
 	progress       bool
 	cpuProfile     string
+	fileSize       int
+	maxPkt         int
 }
 
 func (c *runCommand) Parse(args []string) error {
@@ -166,7 +168,9 @@ func (c *runCommand) Parse(args []string) error {
 	fs.StringVar(&c.server, "server", "", "broker HTTP base `URL` (for /metrics RSS in the idle scenario)")
 	fs.StringVar(&o.MQTT, "mqtt", "127.0.0.1:1883", "MQTT `host:port` of the broker")
 	fs.StringVar(&c.devicesFile, "devices-file", "devices.json", "devices `file` written by provision (IM mode)")
-	fs.StringVar(&o.Scenario, "scenario", "dm", "dm, group, presence, mixed or idle")
+	fs.StringVar(&o.Scenario, "scenario", "dm", "dm, group, presence, mixed, idle or file")
+	fs.IntVar(&c.fileSize, "file-size", 256<<10, "file scenario: `bytes` each device uploads")
+	fs.IntVar(&c.maxPkt, "max-pkt", 0, "file scenario: the devices' packet size in `bytes` (sets the chunk size; 0 = the broker's)")
 	fs.IntVar(&o.Devices, "devices", 100, "number of devices")
 	fs.Float64Var(&o.Rate, "rate", 100, "total messages per second over all devices; 0 = closed loop (each keeps --window in flight)")
 	fs.DurationVar(&o.Duration, "duration", 30*time.Second, "load phase length")
@@ -245,6 +249,9 @@ func (c *runCommand) Run(ctx context.Context) error {
 			}
 		}
 	}
+	if c.o.Scenario == firmwaresim.ScenarioFile {
+		return c.runFiles(ctx)
+	}
 	r, err := firmwaresim.NewRunner(c.o)
 	if err != nil {
 		return err
@@ -264,6 +271,22 @@ func (c *runCommand) Run(ctx context.Context) error {
 	if tty {
 		fmt.Fprintln(c.stderr)
 	}
+	if err != nil {
+		return err
+	}
+	if c.jsonOut {
+		return json.NewEncoder(c.stdout).Encode(rep)
+	}
+	fmt.Fprint(c.stdout, rep.Text())
+	return nil
+}
+
+// runFiles runs the file scenario: --duration bounds the whole run.
+func (c *runCommand) runFiles(ctx context.Context) error {
+	rep, err := firmwaresim.RunFiles(ctx, firmwaresim.FileOptions{
+		MQTT: c.o.MQTT, Fleet: c.o.Fleet, Devices: c.o.Devices, Size: c.fileSize, MaxPkt: c.maxPkt,
+		Link: c.o.Link, Deadline: c.o.Duration, RPCTimeout: c.o.RPCTimeout,
+	})
 	if err != nil {
 		return err
 	}

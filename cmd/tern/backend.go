@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"os/user"
+	"path/filepath"
 	"runtime"
 	"strings"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/tern-im/tern/internal/audit"
 	"github.com/tern-im/tern/internal/compliance"
 	"github.com/tern-im/tern/internal/config"
+	"github.com/tern-im/tern/internal/files"
 	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/internal/store"
 )
@@ -42,8 +44,10 @@ type backend interface {
 	AddHold(ctx context.Context, req adminapi.HoldRequest) (im.Hold, error)
 	Holds(ctx context.Context) ([]im.Hold, error)
 	RemoveHold(ctx context.Context, id string) (im.Hold, error)
-	// Export streams an export (query keys user, cv, since, until) to w.
+	// Export streams an export (query keys user, cv, since, until) to w;
+	// ExportFiles the tar of the files its events attach.
 	Export(ctx context.Context, q url.Values, w io.Writer) error
+	ExportFiles(ctx context.Context, q url.Values, w io.Writer) error
 
 	Close() error
 }
@@ -94,6 +98,12 @@ func openBackend(common *commonFlags, server string, create bool) (backend, erro
 		l.al, l.aud = al, al
 	}
 	l.comp = compliance.New(st, l.aud)
+	fs, err := files.New(files.Options{Dir: filepath.Join(cfg.Data, "files"), Meta: st.FileMeta()})
+	if err != nil {
+		_ = l.Close() // the files error is the one to report
+		return nil, err
+	}
+	l.comp.Files = &compliance.Files{Meta: st.FileMeta(), BlobPath: fs.BlobPath}
 	return l, nil
 }
 
@@ -223,6 +233,25 @@ func (l *local) Holds(context.Context) ([]im.Hold, error) { return l.comp.Holds(
 func (l *local) RemoveHold(_ context.Context, id string) (im.Hold, error) {
 	return l.comp.RemoveHold(l.actor(), id)
 }
+func (l *local) ExportFiles(_ context.Context, v url.Values, w io.Writer) error {
+	q, err := exportQuery(v)
+	if err != nil {
+		return err
+	}
+	_, err = l.comp.ExportFiles(l.actor(), w, q)
+	return err
+}
+
+func exportQuery(v url.Values) (im.ExportQuery, error) {
+	q := im.ExportQuery{UID: v.Get("user"), CV: v.Get("cv")}
+	var err error
+	if q.Since, err = compliance.ParseTime(v.Get("since")); err != nil {
+		return q, err
+	}
+	q.Until, err = compliance.ParseTime(v.Get("until"))
+	return q, err
+}
+
 func (l *local) Export(_ context.Context, v url.Values, w io.Writer) error {
 	q := im.ExportQuery{UID: v.Get("user"), CV: v.Get("cv")}
 	var err error

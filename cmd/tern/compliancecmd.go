@@ -171,16 +171,13 @@ func (c *exportCommand) Parse(args []string) error {
 	fs.StringVar(&since, "since", "", "events at or after `T` (RFC 3339, 2026-01-02 or Unix ms)")
 	fs.StringVar(&until, "until", "", "events before `T`")
 	fs.StringVar(&c.out, "out", "", "write to `FILE` instead of stdout")
-	fs.StringVar(&c.files, "files", "", "also write the files the exported messages reference into `DIR.tar`")
+	fs.StringVar(&c.files, "files", "", "also write the files the exported messages attach into this tar `FILE` (files/{fid} and files.jsonl)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
 		return errors.New("export: takes flags only: [--user UID] [--cv CV] [--since T] [--until T] [--out FILE]")
-	}
-	if c.files != "" {
-		return errors.New("export: --files: this server has no file storage yet (PROTOCOL §11 is not built), so there are no files to export")
 	}
 	c.q = url.Values{}
 	for k, v := range map[string]string{"user": user, "cv": cv, "since": since, "until": until} {
@@ -197,6 +194,20 @@ func (c *exportCommand) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, be.Close()) }()
+	if err := c.exportEvents(ctx, be); err != nil {
+		return err
+	}
+	if c.files == "" {
+		return nil
+	}
+	return writeAtomically(c.files, func(w io.Writer) error { return be.ExportFiles(ctx, c.q, w) }, func(f *os.File) error {
+		fmt.Fprintf(c.stderr, "files written to %s\n", c.files)
+		return nil
+	})
+}
+
+// exportEvents writes the events and the manifest to stdout or --out.
+func (c *exportCommand) exportEvents(ctx context.Context, be backend) error {
 	if c.out == "" {
 		// Checked as it streams: an export cut short (the server failed
 		// midway) ends without its manifest, and the command says so.
@@ -209,37 +220,44 @@ func (c *exportCommand) Run(ctx context.Context) (err error) {
 		}
 		return nil
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(c.out), "."+filepath.Base(c.out)+".partial-*")
+	return writeAtomically(c.out, func(w io.Writer) error { return be.Export(ctx, c.q, w) }, func(f *os.File) error {
+		m, err := compliance.VerifyExport(f)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stderr, "exported %d events to %s (sha256 %s)\n", m.Count, c.out, m.SHA256)
+		return nil
+	})
+}
+
+// writeAtomically writes path through a temporary file beside it: fill
+// writes, check reads it back from the start, and only then is it
+// renamed into place; on any error the temporary file is removed.
+func writeAtomically(path string, fill func(io.Writer) error, check func(*os.File) error) (err error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".partial-*")
 	if err != nil {
 		return err
 	}
 	defer func() {
 		if err != nil {
+			tmp.Close()
 			_ = os.Remove(tmp.Name()) // the export error is the one to report
 		}
 	}()
-	if err := be.Export(ctx, c.q, tmp); err != nil {
-		tmp.Close()
+	if err := fill(tmp); err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
 	if err := tmp.Sync(); err != nil {
-		tmp.Close()
 		return err
 	}
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-		tmp.Close()
 		return err
 	}
-	m, err := compliance.VerifyExport(tmp)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := check(tmp); err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
-	if err := os.Rename(tmp.Name(), c.out); err != nil {
+	if err := tmp.Close(); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stderr, "exported %d events to %s (sha256 %s)\n", m.Count, c.out, m.SHA256)
-	return nil
+	return os.Rename(tmp.Name(), path)
 }

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"archive/tar"
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -81,7 +85,6 @@ func TestComplianceCommands(t *testing.T) {
 		{"export", "--since", "yesterday"},
 		{"export", "--since", "2026-02-01", "--until", "2026-01-01"},
 		{"export", "--cv", "bob"},
-		{"export", "--files", filepath.Join(dir, "files.tar")},
 		{"export", "extra"},
 	} {
 		if _, _, err := srv(args...); err == nil {
@@ -191,5 +194,82 @@ func TestUserTOTPCommand(t *testing.T) {
 	}
 	if n := strings.Count(string(raw), `"type":"user.totp"`); n != 3 {
 		t.Errorf("%d user.totp lines, want 3 (enable, refused enable, disable)", n)
+	}
+}
+
+// TestExportFiles: tern export --files FILE.tar writes the files the
+// exported messages attach (files/{fid}, then files.jsonl), over the admin
+// API and on a stopped data dir, the same bytes both ways.
+func TestExportFiles(t *testing.T) {
+	t.Parallel()
+	b := brokertest.Start(t)
+	b.AddUser("alice", pw)
+	b.AddUser("bob", pw)
+	content := []byte("minutes of the meeting, version 3\n")
+	f, err := b.Files().CreateUpload("alice", int64(len(content)), "minutes.txt", "text/plain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Files().Append("alice", f.FID, 0, bytes.NewReader(content)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Files().FinishUpload("alice", f.FID); err != nil {
+		t.Fatal(err)
+	}
+	c := b.Dial("alice", "p1", pw)
+	brokertest.Wait(t, c.Publish(topics.Up("alice", "p1", topics.UpMsg), 1, false,
+		`{"to":"bob","cmid":"1","b":"see attached","att":[{"fid":"`+f.FID+`"}]}`), "send")
+	cfg := writeConfig(t, "admin_token: "+b.Config.AdminToken+"\n")
+	dir := t.TempDir()
+	remote := filepath.Join(dir, "remote.tar")
+	if _, stderr, err := tern(t, "", "export", "--cv", "d:alice:bob", "--out", filepath.Join(dir, "r.jsonl"), "--files", remote,
+		"--server", b.HTTPURL(), "-c", cfg); err != nil {
+		t.Fatalf("export --files: %v %s", err, stderr)
+	}
+	files := readTar(t, remote)
+	if string(files["files/"+f.FID]) != string(content) {
+		t.Errorf("the tar has %q for the file", files["files/"+f.FID])
+	}
+	var e compliance.FileEntry
+	if err := json.Unmarshal(bytes.TrimSpace(files["files.jsonl"]), &e); err != nil || e.FID != f.FID || e.Name != "minutes.txt" || e.Size != int64(len(content)) || e.Missing {
+		t.Errorf("files.jsonl: %s %v", files["files.jsonl"], err)
+	}
+	data := b.Config.Data
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	local := filepath.Join(dir, "local.tar")
+	if _, _, err := tern(t, "", "export", "--cv", "d:alice:bob", "--out", filepath.Join(dir, "l.jsonl"), "--files", local, "--data", data); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := os.ReadFile(remote)
+	l, _ := os.ReadFile(local)
+	if !bytes.Equal(a, l) {
+		t.Error("the offline tar differs from the online one")
+	}
+}
+
+func readTar(t *testing.T, path string) map[string][]byte {
+	t.Helper()
+	fh, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	out := map[string][]byte{}
+	tr := tar.NewReader(fh)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[h.Name] = b
 	}
 }

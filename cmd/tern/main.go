@@ -4,6 +4,7 @@
 //	tern user add|passwd|disable|enable|del|list …
 //	tern token create|list|revoke …
 //	tern store check [--repair]
+//	tern search reindex
 //	tern admin clients|kick|stats|notice …
 //	tern audit verify [FILE…]
 //	tern retention set|get …, tern hold add|list|remove …, tern export …
@@ -39,13 +40,14 @@ Usage:
   tern token list UID
   tern token revoke UID [DID] [--id ID]
   tern store check [--repair] [--data DIR]
+  tern search reindex [--data DIR]
   tern admin clients|stats [--server URL]
   tern admin kick UID.DID [--server URL]
   tern admin notice TEXT [--server URL]
   tern audit verify [FILE…] [--data DIR]
   tern retention set CV DURATION | get CV        (DURATION: 720h, 30d; 0 = im.retention)
   tern hold add (--user UID | --cv CV) [--reason TEXT] | list | remove ID
-  tern export [--user UID] [--cv CV] [--since T] [--until T] [--out FILE]
+  tern export [--user UID] [--cv CV] [--since T] [--until T] [--out FILE] [--files FILE.tar]
   tern chat [--mqtt HOST:PORT] --user UID [--device DID]   (secret: TERN_TOKEN or a prompt)
   tern version            (or tern --version)
 
@@ -61,6 +63,8 @@ Flags every command takes:
 store check scans a stopped broker's stored events and reports unreadable
 ones; --repair moves them to a quarantine key prefix. It exits non-zero when
 it finds any without --repair.
+search reindex rebuilds a stopped broker's search index from its store; run
+it again after an interruption to resume.
 user, token, retention, hold and export commands work on a stopped broker's data dir (--data DIR, or
 -c FILE) or on a running broker through its admin API (--server URL, with the
 admin token from -c FILE, TERN_ADMIN_TOKEN or DIR/admin.token). Without
@@ -114,6 +118,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		cmd = &tokenCommand{stdout: stdout, stderr: stderr}
 	case "store":
 		cmd = &storeCommand{stdout: stdout, stderr: stderr}
+	case "search":
+		cmd = &searchCommand{stdout: stdout, stderr: stderr}
 	case "admin":
 		cmd = &adminCommand{stdout: stdout, stderr: stderr}
 	case "audit":

@@ -1,6 +1,7 @@
 package messaging_test
 
 import (
+	"context"
 	"fmt"
 	"runtime"
 	"sync/atomic"
@@ -17,8 +18,21 @@ import (
 // BenchmarkLoopbackDM sends QoS 1 DMs between pairs of paho clients
 // through the real broker (TCP loopback, Badger on disk): each op is one
 // message published, PUBACKed (so durable) and counted at its receiver.
-func BenchmarkLoopbackDM(b *testing.B) {
-	br := brokertest.Start(b)
+// The search index follows (as by default); index-catchup-ms is how long
+// it took, after the last delivery, to index what was still pending.
+func BenchmarkLoopbackDM(b *testing.B) { loopbackDM(b) }
+
+// BenchmarkLoopbackDMNoSearch is BenchmarkLoopbackDM with search.enabled
+// false: the difference is what indexing costs the send path.
+func BenchmarkLoopbackDMNoSearch(b *testing.B) {
+	loopbackDM(b, func(c *config.Config) { c.Search.Enabled = false })
+}
+
+func loopbackDM(b *testing.B, opts ...func(*config.Config)) {
+	// The senders go beyond the default burst of 500 per device: b.N
+	// above 16 × 500 measured the rate limit.
+	unlimited := func(c *config.Config) { c.IM.RateBurst = 1 << 30 }
+	br := brokertest.Start(b, append([]func(*config.Config){unlimited}, opts...)...)
 	const par = 8
 	pairs := par * runtime.GOMAXPROCS(0)
 	var received atomic.Int64
@@ -54,6 +68,13 @@ func BenchmarkLoopbackDM(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	b.ReportMetric(float64(received.Load())/float64(b.N), "delivered/sent")
+	if x := br.Search(); x != nil {
+		t0 := time.Now()
+		if _, err := x.CatchUp(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(time.Since(t0).Microseconds())/1000, "index-catchup-ms")
+	}
 }
 
 // BenchmarkSync1000 measures a device catching up on 1,000 missed

@@ -2,6 +2,7 @@ package messaging
 
 import (
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -113,6 +114,10 @@ func (h *Hook) onRPC(d *device, payload []byte) error {
 		e := h.reject(d, "rpc "+req.Op, err)
 		rep.R = nil
 		rep.Err = &codec.ReplyErr{Code: e.Code, Msg: e.Msg}
+		var have interface{ Have() [][2]int } // file.commit: the chunks stored
+		if errors.As(err, &have) {
+			rep.Err.Have = have.Have()
+		}
 		err = e
 	}
 	// The hello reply is JSON; everything after it uses the new encoding
@@ -131,10 +136,13 @@ func (h *Hook) onRPC(d *device, payload []byte) error {
 		props = &packets.Properties{CorrelationData: cd}
 	}
 	h.publish(topics.Device(d.uid, d.did, topics.ChanRPC), b, 1, props)
+	if a, ok := r.(interface{ AfterReply() }); ok && rep.OK {
+		a.AfterReply()
+	}
 	return err
 }
 
-// notImplemented answers the upstream call and f publishes.
+// notImplemented answers the upstream call publishes.
 func notImplemented(*Hook, *device, []byte) (string, error) { return "", im.ErrNotImplemented }
 
 // publishMeta retains im/g/{gid}/meta (JSON: shared retained topics are

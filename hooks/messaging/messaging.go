@@ -27,7 +27,7 @@ import (
 	"github.com/tern-im/tern/topics"
 )
 
-// Options configures the hook; every field but Now and Metrics is
+// Options configures the hook; every field but Now, Metrics and Search is
 // required. Policy configures the hook's service.Service (internal/config
 // owns its defaults).
 type Options struct {
@@ -49,6 +49,13 @@ type Options struct {
 	Content    im.ContentPolicy
 	Compliance im.Compliance
 	Audit      audit.Logger
+	// Ops are RPC ops of other features (file.*), added to the service's
+	// op table.
+	Ops map[string]service.Op
+	// Files checks and fills in attachments and keeps file references.
+	Files service.Files
+	// Search answers the search RPC; nil answers it 501.
+	Search im.Searcher
 }
 
 // Hook is the messaging hook.
@@ -85,7 +92,8 @@ func (h *Hook) Init(config any) error {
 	}
 	svc, err := service.New(service.Options{
 		Policy: pol, Store: o.Store, Commits: o.Commits, Stop: h.dl.quit, Relations: o.Relations,
-		Announce: h.publishMeta, Now: o.Now, Content: o.Content, Compliance: o.Compliance, Audit: o.Audit,
+		Announce: h.publishMeta, Now: o.Now, Ops: o.Ops, Files: o.Files, Search: o.Search,
+		Content: o.Content, Compliance: o.Compliance, Audit: o.Audit,
 	})
 	if err != nil {
 		h.dl.stop()
@@ -94,6 +102,10 @@ func (h *Hook) Init(config any) error {
 	h.svc = svc
 	return nil
 }
+
+// Service returns the IM service the hook runs (after Init): the file
+// store asks it who may read a file.
+func (h *Hook) Service() *service.Service { return h.svc }
 
 // Stop stops delivery. Appends that commit later are still durable;
 // their live delivery is skipped (devices sync).
@@ -167,13 +179,12 @@ var commands = map[string]struct {
 	quiet  bool
 }{
 	topics.UpMsg: {handle: (*Hook).onMsg},
-	// Not built yet: refused, not acknowledged and dropped (call: §11
-	// calls; f: §11 file chunks).
+	// f (§11 file chunks) is the file hook's.
 	topics.UpRcpt: {handle: func(h *Hook, d *device, p []byte) (string, error) { return "", h.onRcpt(d, p) }},
 	topics.UpTyp:  {handle: func(h *Hook, d *device, p []byte) (string, error) { return "", h.onTyp(d, p) }},
 	topics.UpRPC:  {handle: func(h *Hook, d *device, p []byte) (string, error) { return "", h.onRPC(d, p) }, quiet: true},
+	// Not built yet: refused, not acknowledged and dropped (§11 calls).
 	topics.UpCall: {handle: notImplemented},
-	topics.UpFile: {handle: notImplemented},
 }
 
 // OnPublish consumes upstream msg, rcpt, typ and rpc publishes. It
@@ -212,11 +223,13 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	return pk, packets.CodeSuccessIgnore
 }
 
-// reject maps err to what the client is told and logs it: a client's
-// fault at debug, a server fault at error.
+// reject maps err to what the client is told and logs it: a server fault
+// (500) at error; a client's fault, and the refusals that are states the
+// broker reports elsewhere (501 not built, 503 overloaded, 507 below the
+// disk reserve: /readyz and metrics), at debug.
 func (h *Hook) reject(d *device, kind string, err error) *im.Error {
 	e := im.Fault(err)
-	if e.Code >= 500 && !errors.Is(err, im.ErrClosed) {
+	if e.Code == 500 && !errors.Is(err, im.ErrClosed) {
 		h.Log.Error("upstream failed", "user", d.uid, "device", d.did, "kind", kind, "error", err)
 	} else { // a client fault: debug, never a body
 		h.Log.Debug("upstream refused", "user", d.uid, "device", d.did, "kind", kind, "code", e.Code, "reason", e.Msg)

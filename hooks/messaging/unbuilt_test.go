@@ -12,9 +12,9 @@ import (
 )
 
 // TestNotImplemented: features of the protocol that are not built are
-// refused with err 501 "not implemented" (calls and file chunks were
-// acknowledged and dropped; the ops answered 400 "unknown op"), while a
-// truly unknown op stays 400.
+// refused with err 501 "not implemented" (calls were acknowledged and
+// dropped; the ops answered 400 "unknown op"), while a truly unknown op
+// stays 400. Files (§11) are built: hooks/files tests them.
 func TestNotImplemented(t *testing.T) {
 	t.Parallel()
 	b := brokertest.Start(t)
@@ -25,12 +25,7 @@ func TestNotImplemented(t *testing.T) {
 	if e := a.nextErr(); e.Code != 501 {
 		t.Fatalf("call publish: code %d, want 501", e.Code)
 	}
-	a.pub(topics.UpFile+"/01J9Z3K8Q4W6X2M7N5P0R8T1VB/0", []byte("chunk bytes"))
-	if e := a.nextErr(); e.Code != 501 {
-		t.Fatalf("file chunk: code %d, want 501", e.Code)
-	}
-	for _, op := range []string{"search", "file.put", "file.commit", "file.get", "file.stat",
-		"key.upload", "key.query", "key.claim", "token.create", "token.list", "token.revoke", "admin.kick", "admin.stats"} {
+	for _, op := range []string{"key.upload", "key.query", "key.claim", "token.create", "token.list", "token.revoke", "admin.kick", "admin.stats"} {
 		r := a.call(op, map[string]any{})
 		if r.OK || r.Err == nil || r.Err.Code != 501 || r.Err.Msg != "not implemented" {
 			t.Errorf("%s: want err 501 not implemented, got ok=%v err=%+v", op, r.OK, r.Err)
@@ -41,7 +36,7 @@ func TestNotImplemented(t *testing.T) {
 }
 
 // TestNotImplementedPUBACK: an MQTT 5 device gets PUBACK 0x83
-// (implementation specific error) for a call or a file chunk.
+// (implementation specific error) for a call.
 func TestNotImplementedPUBACK(t *testing.T) {
 	t.Parallel()
 	b := brokertest.Start(t)
@@ -55,7 +50,7 @@ func TestNotImplementedPUBACK(t *testing.T) {
 	if _, err := c.Subscribe(ctx, &paho5.Subscribe{Subscriptions: []paho5.SubscribeOptions{{Topic: topics.DeviceFilter("alice", "p5"), QoS: 1}}}); err != nil {
 		t.Fatal(err)
 	}
-	for _, kind := range []string{topics.UpCall, topics.UpFile + "/01J9Z3K8Q4W6X2M7N5P0R8T1VB/3"} {
+	for _, kind := range []string{topics.UpCall} {
 		r, err := c.Publish(ctx, &paho5.Publish{Topic: topics.Up("alice", "p5", kind), QoS: 1, Payload: []byte(`{}`)})
 		if r == nil {
 			t.Fatalf("%s: %v", kind, err)

@@ -182,10 +182,21 @@ func (c *Client) RemoveHold(ctx context.Context, id string) (im.Hold, error) {
 	return out, err
 }
 
+// ExportFiles streams the tar of the files an export's events attach
+// into w.
+func (c *Client) ExportFiles(ctx context.Context, q url.Values, w io.Writer) error {
+	return c.stream(ctx, "/admin/v1/export/files?"+q.Encode(), w)
+}
+
 // Export streams an export into w (query keys user, cv, since, until).
 // The reply has no time limit: exports are long.
 func (c *Client) Export(ctx context.Context, q url.Values, w io.Writer) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Base+"/admin/v1/export?"+q.Encode(), nil)
+	return c.stream(ctx, "/admin/v1/export?"+q.Encode(), w)
+}
+
+// stream copies a long GET reply into w, with no time limit.
+func (c *Client) stream(ctx context.Context, path string, w io.Writer) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Base+path, nil)
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ type Compliance interface {
 	RemoveHold(a compliance.Actor, id string) (im.Hold, error)
 	Holds() ([]im.Hold, error)
 	Export(a compliance.Actor, w io.Writer, q im.ExportQuery) (compliance.Manifest, error)
+	ExportFiles(a compliance.Actor, w io.Writer, q im.ExportQuery) (int, error)
 }
 
 var _ Compliance = (*compliance.Service)(nil)
@@ -47,6 +48,7 @@ func (h *Handler) complianceRoutes() {
 	h.handle("POST /admin/v1/holds", h.addHold)
 	h.handle("DELETE /admin/v1/holds/{id}", h.removeHold)
 	h.handle("GET /admin/v1/export", h.export)
+	h.handle("GET /admin/v1/export/files", h.exportFiles)
 }
 
 func (h *Handler) compliance(w http.ResponseWriter) bool {
@@ -75,7 +77,7 @@ func (h *Handler) complianceFail(w http.ResponseWriter, err error) {
 			return
 		}
 	}
-	if errors.Is(err, compliance.ErrUnknownHold) {
+	if errors.Is(err, compliance.ErrUnknownHold) || errors.Is(err, compliance.ErrNoFiles) {
 		writeErr(w, http.StatusNotFound, err.Error())
 		return
 	}
@@ -178,6 +180,33 @@ func (h *Handler) export(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.Log.Info("export", "count", m.Count, "user", q.UID, "cv", q.CV)
+}
+
+// exportFiles streams a tar of the files the selected events attach
+// (application/x-tar): files/{fid} each, then files.jsonl.
+func (h *Handler) exportFiles(w http.ResponseWriter, r *http.Request) {
+	if !h.compliance(w) {
+		return
+	}
+	q, err := exportQuery(r)
+	if err == nil {
+		err = compliance.CheckQuery(q)
+	}
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-tar")
+	n, err := h.Compliance.ExportFiles(actor(r), w, q)
+	if errors.Is(err, compliance.ErrNoFiles) {
+		h.complianceFail(w, err)
+		return
+	}
+	if err != nil {
+		h.Log.Error("file export failed midway", "error", err)
+		return
+	}
+	h.Log.Info("file export", "files", n, "user", q.UID, "cv", q.CV)
 }
 
 func exportQuery(r *http.Request) (im.ExportQuery, error) {

@@ -134,6 +134,9 @@ type Reply struct {
 type ReplyErr struct {
 	Code int    `json:"code" cbor:"code"`
 	Msg  string `json:"msg" cbor:"msg"`
+	// Have, on a file.commit refused for missing chunks (409), lists the
+	// ranges of chunk indexes stored (PROTOCOL §11).
+	Have [][2]int `json:"have,omitempty" cbor:"have,omitempty"`
 }
 
 var (

@@ -111,7 +111,7 @@ func (u *Up) Check(maxBody int) error {
 		}
 	}
 	for _, a := range u.Att {
-		if len(a.FID) > maxAttText || len(a.CT) > maxAttText || len(a.H) > maxHash || a.N < 0 || a.Z < 0 {
+		if len(a.FID) > maxAttText || len(a.CT) > maxAttText || len(a.H) > maxHash || len(a.N) > maxAttText || a.Z < 0 || a.W < 0 || a.HH < 0 {
 			return bad("att", "bad attachment")
 		}
 	}

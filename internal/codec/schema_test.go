@@ -17,7 +17,7 @@ func TestUpCheck(t *testing.T) {
 		{"e2e empty key", `{"to":"bob","cmid":"c","e2e":{"bob.b1":""}}`, "e2e"},
 		{"e2e not hex", `{"to":"bob","cmid":"c","e2e":{"bob.b1":"zz"}}`, "e2e"},
 		{"mention", `{"to":"bob","cmid":"c","mn":["A B"]}`, "mn"},
-		{"att", `{"to":"bob","cmid":"c","att":[{"fid":"x","n":-1}]}`, "att"},
+		{"att", `{"to":"bob","cmid":"c","att":[{"fid":"x","z":-1}]}`, "att"},
 		{"op", `{"op":"zap","cmid":"c"}`, "op"},
 		{"cmid", `{"to":"bob"}`, "cmid"},
 		{"ttl", `{"to":"bob","cmid":"c","ttl":-1}`, "ttl"},

@@ -50,6 +50,8 @@ const (
 type Service struct {
 	Store im.Compliance
 	Audit audit.Logger
+	// Files, if set, is where ExportFiles reads file contents.
+	Files *Files
 }
 
 // New returns a Service; a nil log audits nothing.

@@ -43,6 +43,8 @@ type Config struct {
 	Compat Compat   `yaml:"compat"`
 
 	Presence Presence `yaml:"presence"`
+	Files    Files    `yaml:"files"`
+	Search   Search   `yaml:"search"`
 
 	Audit Audit `yaml:"audit"`
 	DLP   DLP   `yaml:"dlp"`
@@ -64,7 +66,9 @@ type Listener struct {
 	RequireClientCert bool   `yaml:"require_client_cert"`
 }
 
-// HTTP is the health, metrics and admin listener. An empty Addr disables it.
+// HTTP is the web listener: the web client at /, MQTT over WebSocket at
+// /mqtt (anonymous as WS), /v1/, health, metrics and the admin API. An
+// empty Addr disables it.
 type HTTP struct {
 	Addr string `yaml:"addr"`
 }
@@ -232,6 +236,47 @@ type Presence struct {
 	Coalesce time.Duration `yaml:"coalesce"`
 }
 
+// Files configures file storage (PROTOCOL §11, §15): blobs under
+// {data}/files, metadata in the store.
+type Files struct {
+	// MaxSize is the largest file; larger uploads get 413.
+	MaxSize ByteSize `yaml:"max_size"`
+	// Quota is what each user may have stored, uploads in progress
+	// included; beyond it 413. 0 means no quota.
+	Quota ByteSize `yaml:"quota"`
+	// UploadExpiry is how long an upload may stay uncommitted, and a
+	// committed file unattached to any message, before it is removed.
+	UploadExpiry time.Duration `yaml:"upload_expiry"`
+	// Sweep is how often expired uploads and files are looked for.
+	Sweep time.Duration `yaml:"sweep"`
+	// MaxPixels is the largest image (width × height) decoded for a
+	// thumbnail: larger ones (decompression bombs among them) get none.
+	MaxPixels int64 `yaml:"max_pixels"`
+	// UploadRate is the chunk bytes per second each device may upload
+	// over MQTT, in bursts of UploadBurst; beyond it chunks get 429.
+	// 0 means no limit.
+	UploadRate  ByteSize `yaml:"upload_rate"`
+	UploadBurst ByteSize `yaml:"upload_burst"`
+}
+
+// Search configures the full-text index of messages (PROTOCOL §15,
+// docs/search.md).
+type Search struct {
+	// Enabled keeps the index in {data}/search and answers the search
+	// RPC; false keeps no index and answers search with 501.
+	Enabled bool `yaml:"enabled"`
+	// Batch is how many committed events are indexed together.
+	Batch int `yaml:"batch"`
+	// Poll is how often the index looks for events when no commit woke
+	// it (each commit does); 0 means only commits wake it.
+	Poll time.Duration `yaml:"poll"`
+	// Settle is the least time between two indexing passes: what is
+	// committed meanwhile is indexed together, which costs the broker far
+	// less CPU than a pass per commit. It is also about how far search
+	// lags behind sends. 0 means a pass per commit.
+	Settle time.Duration `yaml:"settle"`
+}
+
 // Compat switches on behaviours that strict test suites expect of a
 // generic broker; Tern's own devices do not need them.
 type Compat struct {
@@ -301,8 +346,18 @@ func DefaultConfig() *Config {
 			CommitBacklog:    4096,
 		},
 		Presence: Presence{Grace: 10 * time.Second, Coalesce: 2 * time.Second},
-		Audit:    defaultAudit(),
-		DLP:      defaultDLP(),
+		Files: Files{
+			MaxSize:      100 << 20,
+			Quota:        1 << 30,
+			UploadExpiry: 24 * time.Hour,
+			Sweep:        10 * time.Minute,
+			MaxPixels:    24_000_000,
+			UploadRate:   1 << 20,
+			UploadBurst:  4 << 20,
+		},
+		Search: Search{Enabled: true, Batch: 1000, Poll: time.Second, Settle: 250 * time.Millisecond},
+		Audit:  defaultAudit(),
+		DLP:    defaultDLP(),
 	}
 }
 
@@ -515,6 +570,37 @@ func (c *Config) Validate() error {
 		bad("presence.grace", "must not be negative")
 	} else if p.Coalesce < 0 || p.Coalesce > p.Grace {
 		bad("presence.coalesce", "%s is outside 0..presence.grace (%s)", p.Coalesce, p.Grace)
+	}
+	f := c.Files
+	if f.MaxSize < 1 {
+		bad("files.max_size", "must be at least 1B")
+	}
+	if f.Quota < 0 {
+		bad("files.quota", "must not be negative")
+	}
+	if f.UploadExpiry <= 0 {
+		bad("files.upload_expiry", "must be positive")
+	}
+	if f.Sweep <= 0 {
+		bad("files.sweep", "must be positive")
+	}
+	if f.MaxPixels < 1 {
+		bad("files.max_pixels", "must be at least 1")
+	}
+	if f.UploadRate < 0 {
+		bad("files.upload_rate", "must not be negative")
+	}
+	if f.UploadRate > 0 && f.UploadBurst < c.Limits.MaxPacketSize {
+		bad("files.upload_burst", "%s is less than limits.max_packet_size (%s): a whole chunk must fit", f.UploadBurst, c.Limits.MaxPacketSize)
+	}
+	if c.Search.Batch < 1 || c.Search.Batch > 100000 {
+		bad("search.batch", "must be 1 to 100000")
+	}
+	if c.Search.Poll < 0 {
+		bad("search.poll", "must not be negative")
+	}
+	if c.Search.Settle < 0 || c.Search.Settle > time.Minute {
+		bad("search.settle", "must be 0 to 1m")
 	}
 	c.validateCompliance(bad)
 	return errors.Join(errs...)

@@ -22,13 +22,16 @@ const (
 	TPres   = "pres"
 )
 
-// Att is one attachment reference.
+// Att is one attachment (PROTOCOL §11): a send carries only FID; the
+// server fills in the rest from the committed file.
 type Att struct {
 	FID string `json:"fid" cbor:"fid"`
-	N   int    `json:"n,omitempty" cbor:"n,omitempty"`
+	N   string `json:"n,omitempty" cbor:"n,omitempty"` // file name
 	Z   int64  `json:"z,omitempty" cbor:"z,omitempty"`
-	CT  string `json:"ct,omitempty" cbor:"ct,omitempty"`
+	CT  string `json:"ct,omitempty" cbor:"ct,omitempty"` // sniffed
 	H   Bin    `json:"h,omitempty" cbor:"h,omitempty"`
+	W   int    `json:"w,omitempty" cbor:"w,omitempty"` // image width
+	HH  int    `json:"hh,omitempty" cbor:"hh,omitempty"`
 }
 
 // Bin is a binary field: lowercase hex text in JSON, a byte string in CBOR.

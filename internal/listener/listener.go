@@ -143,14 +143,7 @@ type WS struct {
 
 // NewWS returns a WebSocket listener; tlsConf may be nil.
 func NewWS(id, addr, path string, tlsConf *tls.Config) *WS {
-	return &WS{bound: bound{id: id, addr: addr, tls: tlsConf}, path: path, upgrader: websocket.Upgrader{
-		Subprotocols: []string{"mqtt", "mqttv3.1"},
-		// Devices and browsers of any origin authenticate with MQTT
-		// credentials; the origin is not a security boundary here.
-		CheckOrigin:     func(*http.Request) bool { return true },
-		ReadBufferSize:  1024,
-		WriteBufferSize: 1024,
-	}}
+	return &WS{bound: bound{id: id, addr: addr, tls: tlsConf}, path: path, upgrader: newUpgrader()}
 }
 
 // Protocol returns "ws" or "wss".
@@ -173,14 +166,35 @@ func (l *WS) Init(log *slog.Logger) error {
 }
 
 func (l *WS) handle(w http.ResponseWriter, r *http.Request) {
-	c, err := l.upgrader.Upgrade(w, r, nil)
+	serveWS(w, r, &l.upgrader, l.id, l.ConnectTimeout, l.establish, l.log)
+}
+
+// newUpgrader returns the WebSocket upgrader of MQTT over WebSocket.
+func newUpgrader() websocket.Upgrader {
+	return websocket.Upgrader{
+		Subprotocols: []string{"mqtt", "mqttv3.1"},
+		// Devices and browsers of any origin authenticate with MQTT
+		// credentials; the origin is not a security boundary here.
+		CheckOrigin:     func(*http.Request) bool { return true },
+		ReadBufferSize:  1024,
+		WriteBufferSize: 1024,
+	}
+}
+
+// serveWS upgrades r and hands the connection to mochi as listener id,
+// with the connect deadline; it returns when the connection ends.
+func serveWS(w http.ResponseWriter, r *http.Request, up *websocket.Upgrader, id string,
+	connectTimeout time.Duration, establish listeners.EstablishFn, log *slog.Logger) {
+	c, err := up.Upgrade(w, r, nil)
 	if err != nil {
 		return // the upgrader has answered
 	}
 	defer c.Close()
-	l.deadline(c.NetConn())
-	if err := l.establish(l.id, &wsConn{Conn: c.NetConn(), c: c}); err != nil && !errors.Is(err, io.EOF) {
-		l.log.Debug("connection ended", "remote", r.RemoteAddr, "error", err)
+	if connectTimeout > 0 {
+		_ = c.NetConn().SetDeadline(time.Now().Add(connectTimeout)) // a failure surfaces on read
+	}
+	if err := establish(id, &wsConn{Conn: c.NetConn(), c: c}); err != nil && !errors.Is(err, io.EOF) {
+		log.Debug("connection ended", "remote", r.RemoteAddr, "error", err)
 	}
 }
 

@@ -67,6 +67,7 @@ var knownOps = map[string]bool{
 	"contacts.remove": true, "contacts.block": true, "contacts.unblock": true,
 	"group.create": true, "group.add": true, "group.remove": true, "group.leave": true,
 	"group.members": true, "group.role": true, "group.update": true,
+	"file.put": true, "file.commit": true, "file.stat": true, "file.get": true,
 }
 
 // RPC records one RPC of op answered with code (200 on success) that
@@ -215,6 +216,41 @@ func (m *Metrics) StoreSize(size func() int64) {
 	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tern_store_size_bytes", Help: "Bytes the store uses on disk (LSM tree and value log).",
 	}, func() float64 { return float64(size()) }))
+}
+
+// AddFiles exports the file store's counters: tern_file_chunks_total
+// (MQTT chunks stored), tern_file_commits_total (uploads committed, MQTT
+// and HTTP), tern_file_thumbnails_total (thumbnails made) and
+// tern_files_collected_total (expired uploads and unattached files
+// removed).
+func (m *Metrics) AddFiles(chunks, commits, thumbs, collected func() int64) {
+	for _, c := range []struct {
+		name, help string
+		fn         func() int64
+	}{
+		{"tern_file_chunks_total", "File chunks stored (MQTT uploads).", chunks},
+		{"tern_file_commits_total", "Uploads committed (MQTT and HTTP).", commits},
+		{"tern_file_thumbnails_total", "Image thumbnails made (each once per content).", thumbs},
+		{"tern_files_collected_total", "Expired uploads and never-attached files removed by the collector.", collected},
+	} {
+		fn := c.fn
+		m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help},
+			func() float64 { return float64(fn()) }))
+	}
+}
+
+// AddSearch registers tern_search_index_bytes (the search index on disk)
+// and tern_search_lag_seconds (how far behind the committed events the
+// index was at its last pass; 0 when it caught up), read at scrape.
+func (m *Metrics) AddSearch(size func() int64, lag func() time.Duration) {
+	m.Registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tern_search_index_bytes", Help: "Bytes the search index uses on disk.",
+		}, func() float64 { return float64(size()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tern_search_lag_seconds", Help: "Age of the newest event the search index took while more were waiting; 0 when it is caught up.",
+		}, func() float64 { return lag().Seconds() }),
+	)
 }
 
 // AddDisk exports the disk reserve state: tern_disk_reserve_low (1 while

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/oklog/ulid/v2"
 
 	"github.com/tern-im/tern/internal/codec"
 	"github.com/tern-im/tern/internal/im"
@@ -260,6 +261,13 @@ func (s *Store) trimConv(cv string, cutoff int64, st *TrimStats, quit <-chan str
 		}
 		st.Events += len(gone)
 		st.IDs += len(gone)
+		if fn := s.trimmedAtt.Load(); fn != nil {
+			for _, ev := range gone {
+				for _, a := range ev.Att {
+					(*fn)(a.FID, ev.ID)
+				}
+			}
+		}
 		if len(gone) > 0 && s.opts.Forget != nil {
 			fs := make([]im.Forgotten, len(gone))
 			for i, ev := range gone {
@@ -379,9 +387,10 @@ func (s *Store) trimLog(tab byte, name string, cutoff int64, quit <-chan struct{
 			return total, ErrClosed
 		}
 		var dels [][]byte
+		var atts []trimmedAtt
 		done := false
 		err := s.db.Update(func(txn *badger.Txn) error {
-			dels = dels[:0]
+			dels, atts = dels[:0], atts[:0]
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: false})
 			var last uint64
 			for it.Rewind(); ; it.Next() {
@@ -405,6 +414,12 @@ func (s *Store) trimLog(tab byte, name string, cutoff int64, quit <-chan struct{
 				k := item.KeyCopy(nil)
 				last = binary.BigEndian.Uint64(k[len(k)-8:])
 				dels = append(dels, k)
+				if tab == tabEvent && found {
+					if atts, err = appendAtts(atts, item); err != nil {
+						it.Close()
+						return err
+					}
+				}
 			}
 			it.Close() // a read-write transaction allows one iterator and no writes under it
 			for _, k := range dels {
@@ -423,12 +438,41 @@ func (s *Store) trimLog(tab byte, name string, cutoff int64, quit <-chan struct{
 		if err != nil {
 			return total, err
 		}
+		if fn := s.trimmedAtt.Load(); fn != nil {
+			for _, a := range atts {
+				(*fn)(a.fid, a.id)
+			}
+		}
 		total += len(dels)
 		if done || len(dels) == 0 {
 			return total, nil
 		}
 	}
 }
+
+// trimmedAtt is a file attached by a message the trimmer deleted.
+type trimmedAtt struct {
+	fid string
+	id  ulid.ULID
+}
+
+// appendAtts adds the attachments of the stored event in item to atts.
+func appendAtts(atts []trimmedAtt, item *badger.Item) ([]trimmedAtt, error) {
+	var ev codec.Event
+	if err := item.Value(func(v []byte) error { return codec.UnmarshalStored(v, &ev) }); err != nil {
+		return atts, err
+	}
+	for _, a := range ev.Att {
+		atts = append(atts, trimmedAtt{fid: a.FID, id: ev.ID})
+	}
+	return atts, nil
+}
+
+// SetTrimmedAttachments makes the trimmer call fn, after each commit, for
+// every file attached by a message it deleted (fid, the message's id): the
+// file store drops that reference. Disappearing messages (ttl) expire in
+// Badger without a pass and are not reported.
+func (s *Store) SetTrimmedAttachments(fn func(fid string, id ulid.ULID)) { s.trimmedAtt.Store(&fn) }
 
 // trimULIDs deletes the entries of a table keyed tab|ulid|… from its
 // start while the ULID's time is before cutoff.

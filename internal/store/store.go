@@ -13,9 +13,11 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/oklog/ulid/v2"
 
 	"github.com/tern-im/tern/internal/disk"
 	"github.com/tern-im/tern/internal/im"
@@ -110,6 +112,9 @@ type Store struct {
 	dir string
 	// holdCache keeps the legal holds (compliance.go).
 	holdCache holdCache
+	// trimmedAtt is told the attachments of messages trimmed by age
+	// (SetTrimmedAttachments).
+	trimmedAtt atomic.Pointer[func(fid string, id ulid.ULID)]
 }
 
 // Open opens (creating if needed) the store in dir.

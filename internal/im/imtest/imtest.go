@@ -4,8 +4,8 @@
 // what the domain relies on and what no type signature says: seq and us
 // gap-free and never reused under concurrency, dedupe, membership
 // windows, markers that never go back, retention's floor and reset,
-// heads that never go backwards, and the compliance ports (holds, purge,
-// per-conversation retention, export).
+// heads that never go backwards, a feed of committed events in order, and
+// the compliance ports (holds, purge, per-conversation retention, export).
 //
 // A backend's test calls Run with a function that opens a fresh, empty
 // backend. Failures runs one check against a backend and returns what it
@@ -34,6 +34,9 @@ type Backend struct {
 	// Trim removes what is older than cutoff (the server default; zero:
 	// none) or than a conversation's own retention, as retention does.
 	Trim func(cutoff time.Time) error
+	// Feed reads Store's committed events by position (the search index
+	// follows it).
+	Feed im.Feed
 	// Compliance is the backend's holds, per-conversation retention and
 	// export.
 	Compliance im.Compliance
@@ -77,6 +80,7 @@ var Checks = []Check{
 	{"RetentionFloorAndReset", retention},
 	{"HeadsNeverGoBack", heads},
 	{"ContactsAndBlocks", contacts},
+	{"FeedInCommitOrder", feed},
 	{"HoldsAndPurge", holdsAndPurge},
 	{"ConvRetention", convRetention},
 }

@@ -251,6 +251,10 @@ func (s *Service) send(d *Device, up *codec.Up) error {
 	if ct == "" {
 		ct = "text/plain"
 	}
+	attached, err := s.attachments(d, up)
+	if err != nil {
+		return err
+	}
 	a := &im.Append{
 		CV: c.cv, To: c.members, UID: d.UID, DID: d.DID, CMID: up.CMID,
 		TTL: time.Duration(up.TTL) * time.Second,
@@ -262,11 +266,14 @@ func (s *Service) send(d *Device, up *codec.Up) error {
 	if c.gid == "" {
 		a.UserConvs = []im.UserConv{{UID: c.members[0], CV: c.cv}, {UID: c.members[1], CV: c.cv}}
 	}
-	if err := s.append(d, a); err != nil {
-		return err
+	err = s.append(d, a)
+	if ferr := attached(a, err); err == nil {
+		err = ferr
 	}
-	s.flagged(d, v, a)
-	return nil
+	if err == nil {
+		s.flagged(d, v, a)
+	}
+	return err
 }
 
 // append reserves room in the commit stream (waiting while delivery is
@@ -397,17 +404,19 @@ func (s *Service) del(d *Device, up *codec.Up) error {
 	}
 	a := x.append(d, up, im.Event{T: im.TDel})
 	a.Purge = &im.Purge{ID: x.target.ID, Keep: keep}
-	if err := s.append(d, a); err != nil {
+	if err := s.append(d, a); err != nil || !a.Committed() {
 		return err
 	}
-	if a.Committed() {
-		reason := "purged"
-		if keep {
-			reason = "held"
-		}
-		s.o.Audit.Log(audit.Entry{Type: audit.MsgDelete, UID: d.UID, DID: d.DID, By: d.UID, OK: true, Reason: reason, Target: x.target.ID.String()})
+	reason := "purged"
+	if keep {
+		reason = "held"
 	}
-	return nil
+	s.o.Audit.Log(audit.Entry{Type: audit.MsgDelete, UID: d.UID, DID: d.DID, By: d.UID, OK: true, Reason: reason, Target: x.target.ID.String()})
+	if keep {
+		return nil // a held message keeps its files for export
+	}
+	// The message is deleted: its files lose its reference.
+	return s.detach(&x.target)
 }
 
 func (s *Service) react(d *Device, up *codec.Up) error {

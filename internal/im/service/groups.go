@@ -25,6 +25,9 @@ type groupTx struct {
 	ap    *im.Append
 	// touched are the users whose cached relations the change affects.
 	touched []string
+	// committed, if set, runs after the append with its error (the
+	// avatar's file references).
+	committed func(error) error
 }
 
 // groupOp is one group RPC on an existing group. It either fills t.ap
@@ -82,7 +85,13 @@ func (s *Service) group(d *Device, op groupOp, a *codec.GroupArgs) (any, error) 
 	}
 	t.g.V++
 	t.ap.Group = &t.g
-	if err := s.append(nil, t.ap); err != nil {
+	err = s.append(nil, t.ap)
+	if t.committed != nil {
+		if ferr := t.committed(err); err == nil {
+			err = ferr
+		}
+	}
+	if err != nil {
 		return nil, err
 	}
 	s.o.Relations.Invalidate(t.touched, g.GID)
@@ -219,6 +228,9 @@ func (s *Service) groupUpdate(d *Device, t *groupTx, a *codec.GroupArgs) (any, e
 			if _, err := ulid.ParseStrict(*a.Avatar); err != nil {
 				return nil, im.ErrBadAvatar
 			}
+		}
+		if err := s.avatarRefs(d, t, *a.Avatar); err != nil {
+			return nil, err
 		}
 		t.g.Avatar, ev.Av = *a.Avatar, *a.Avatar
 	}

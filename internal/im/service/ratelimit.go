@@ -34,7 +34,8 @@ type Limits struct {
 // and contact changes, and unknown ops) is a write, limited strictly.
 var readOps = map[string]bool{
 	"hello": true, "sync": true, "history": true, "conv.list": true, "msg.get": true,
-	"presence.get": true, "contacts.list": true, "group.members": true,
+	"presence.get": true, "contacts.list": true, "group.members": true, "search": true,
+	"file.stat": true, "file.get": true,
 }
 
 // rpcLimits holds the RPC buckets, the per-user bucket of group adds and

@@ -27,6 +27,12 @@ const (
 // rpcHandler answers one RPC op.
 type rpcHandler func(s *Service, d *Device, req *codec.Request) (any, error)
 
+// Op is an RPC op of another feature (Options.Ops): it gets the calling
+// device and the request, and answers like the ops of the table. A result
+// with an AfterReply() method has it called by the adapter once the reply
+// is sent (file.get sends its chunks then).
+type Op func(d *Device, req *codec.Request) (any, error)
+
 // withArgs makes a handler that decodes the op's arguments into an A
 // (400 "bad args" when they do not decode) and calls fn.
 func withArgs[A any](fn func(s *Service, d *Device, a *A) (any, error)) rpcHandler {
@@ -83,6 +89,7 @@ var rpcOps = map[string]rpcHandler{
 	"presence.get": withArgs((*Service).presenceGet),
 	"group.create": withArgs((*Service).groupCreate),
 	"conv.set":     withArgs((*Service).convSet),
+	"search":       withArgs((*Service).search),
 }
 
 func init() {
@@ -101,6 +108,9 @@ func (s *Service) Call(d *Device, req *codec.Request) (any, error) {
 	}
 	if handle, ok := rpcOps[req.Op]; ok {
 		return handle(s, d, req)
+	}
+	if op, ok := s.o.Ops[req.Op]; ok {
+		return op(d, req)
 	}
 	if notBuilt[req.Op] {
 		return nil, im.ErrNotImplemented

@@ -57,6 +57,15 @@ type Options struct {
 	// Announce, if set, is told each group whose record changed (the
 	// MQTT adapter retains its im/g/{gid}/meta).
 	Announce func(im.Group)
+	// Ops are RPC ops of other features (file.* of the file hook), added
+	// to the op table; a name the table has already is an error.
+	Ops map[string]Op
+	// Files, if set, checks and fills in the attachments of sends and
+	// keeps the files' references (PROTOCOL §11); without it a send with
+	// attachments is refused (501).
+	Files Files
+	// Search answers the search RPC (§15); nil answers it 501.
+	Search im.Searcher
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Content, if set, judges the text of every send and edit that is
@@ -114,6 +123,11 @@ func New(o Options) (*Service, error) {
 	}
 	if o.Audit == nil {
 		o.Audit = audit.Discard
+	}
+	for name := range o.Ops {
+		if _, ok := rpcOps[name]; ok {
+			return nil, fmt.Errorf("service: op %s is in the table already", name)
+		}
 	}
 	s := &Service{
 		o:      o,

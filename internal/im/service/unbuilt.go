@@ -5,11 +5,6 @@ package service
 // err 501 "not implemented", so a device can tell "not here yet" from a
 // typo (400 "unknown op"). A feature that lands removes its entries.
 var notBuilt = map[string]bool{
-	"search":             true, // §15 full-text search
-	"file.put":           true, // §11 files
-	"file.commit":        true,
-	"file.get":           true,
-	"file.stat":          true,
 	"key.upload":         true, // §12 keys
 	"key.query":          true,
 	"key.claim":          true,
