@@ -1,6 +1,7 @@
 package messaging_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"slices"
 	"sync"
@@ -168,7 +169,18 @@ func TestForgetters(t *testing.T) {
 	b.Forgetters().Add(rec)
 	users(b, "alice", "bob")
 	a, bo := connect(t, b, "alice", "p1"), connect(t, b, "bob", "p1")
-	a.send(map[string]any{"to": "bob", "cmid": "1", "b": "with a file", "att": []map[string]any{{"fid": "01M8EB8TNAG20YCP61RCGW5ZCF", "z": 10}}})
+	content := []byte("the plan")
+	f, err := b.Files().CreateUpload("alice", int64(len(content)), "plan.txt", "text/plain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Files().Append("alice", f.FID, 0, bytes.NewReader(content)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Files().FinishUpload("alice", f.FID); err != nil {
+		t.Fatal(err)
+	}
+	a.send(map[string]any{"to": "bob", "cmid": "1", "b": "with a file", "att": []map[string]any{{"fid": f.FID}}})
 	m := bo.next()
 	a.next()
 	a.text("bob", "2", "kept until trimmed")
