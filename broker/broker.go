@@ -488,7 +488,7 @@ func (b *Broker) addListeners() error {
 		return l
 	}
 	add := func(l mqttListener) error {
-		if err := b.mqtt.AddListener(l); err != nil {
+		if err := b.mqtt.AddListener(safeClose{l, b.closeClients}); err != nil {
 			return fmt.Errorf("listener %s %s: %w", l.ID(), l.Address(), err)
 		}
 		b.metrics.AddListener(l.ID(), func() bool { return l.Problem() == "" })
@@ -872,3 +872,27 @@ func (b *Broker) Forgetters() *im.Forgetters { return b.forget }
 
 // Epoch returns this run's epoch.
 func (b *Broker) Epoch() uint64 { return b.epoch }
+
+// safeClose hands a listener Broker.closeClients when mochi closes it,
+// instead of mochi's own closer: that one lists the listener's clients
+// with Clients.GetByListener, which takes the clients' read lock twice
+// (Len inside RLock) and deadlocks Server.Close when a connection is
+// added or removed in between (mochi-mqtt/server#488; seen here as a
+// test binary hanging for 10 minutes in Broker.Close).
+type safeClose struct {
+	mqttListener
+	closeClients listeners.CloseFn
+}
+
+// Close closes the listener with the broker's closer.
+func (l safeClose) Close(listeners.CloseFn) { l.mqttListener.Close(l.closeClients) }
+
+// closeClients disconnects the clients of listener id, listing them under
+// one read lock (Clients.GetAll).
+func (b *Broker) closeClients(id string) {
+	for _, cl := range b.mqtt.Clients.GetAll() {
+		if cl.Net.Listener == id && !cl.Closed() {
+			_ = b.mqtt.DisconnectClient(cl, packets.ErrServerShuttingDown) // closing regardless
+		}
+	}
+}
