@@ -28,6 +28,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/oklog/ulid/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tern-im/tern/hooks/acl"
@@ -39,9 +40,12 @@ import (
 	"github.com/tern-im/tern/hooks/presence"
 	"github.com/tern-im/tern/internal/accounts"
 	"github.com/tern-im/tern/internal/adminapi"
+	"github.com/tern-im/tern/internal/audit"
 	"github.com/tern-im/tern/internal/buildinfo"
+	"github.com/tern-im/tern/internal/compliance"
 	"github.com/tern-im/tern/internal/config"
 	"github.com/tern-im/tern/internal/disk"
+	"github.com/tern-im/tern/internal/dlp"
 	"github.com/tern-im/tern/internal/files"
 	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/internal/im/service"
@@ -93,8 +97,15 @@ type Broker struct {
 	sessions *session.Registry
 	metrics  *metrics.Metrics
 	mqtt     *mqtt.Server
-	files    *files.Service
-	epoch    uint64
+	// audit is the audit log (nil when audit.enabled is false); auditor
+	// is what the hooks and the admin API log to.
+	audit   *audit.Log
+	auditor audit.Logger
+	// forget is told what retention removed and deletes purged; the
+	// search index and file storage Add themselves to it.
+	forget *im.Forgetters
+	files  *files.Service
+	epoch  uint64
 
 	adminToken string
 	level      *slog.LevelVar
@@ -122,7 +133,8 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	b := &Broker{cfg: cfg, log: log, started: time.Now(), diskStop: make(chan struct{}), commits: im.NewCommitStream(cfg.IM.CommitBacklog, messaging.DeliveryWorkers)}
+	b := &Broker{cfg: cfg, log: log, started: time.Now(), diskStop: make(chan struct{}),
+		commits: im.NewCommitStream(cfg.IM.CommitBacklog, messaging.DeliveryWorkers), forget: new(im.Forgetters)}
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
@@ -131,6 +143,14 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 		Log: log,
 	})
 	b.disk.Check() // before Badger writes anything
+	b.auditor = audit.Discard
+	if cfg.Audit.Enabled {
+		al, err := audit.Open(AuditOptions(cfg, log))
+		if err != nil {
+			return nil, err
+		}
+		b.audit, b.auditor = al, al
+	}
 	if cfg.Cluster.Enabled() {
 		if err := b.openCluster(); err != nil {
 			return nil, err
@@ -152,9 +172,11 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 				b.search.Kick()
 			}
 		},
-		Disk: b.disk,
+		Disk:   b.disk,
+		Forget: b.forget,
 	})
 	if err != nil {
+		b.closeAudit()
 		_ = b.closeCluster() // the store error is the one to report
 		return nil, err
 	}
@@ -173,9 +195,12 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 		b.search, err = search.Open(SearchDir(cfg.Data), SearchOptions(cfg, st, log))
 		if err != nil {
 			_ = st.Close() // the index error is the one to report
+			b.closeAudit()
 			return nil, err
 		}
 		b.search.Start()
+		// Messages a conversation's own retention trims leave the index.
+		b.forget.Add(b.search)
 	}
 	if err := b.build(); err != nil {
 		// The build error is the one to report.
@@ -183,6 +208,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 			_ = b.search.Close()
 		}
 		_ = st.Close()
+		b.closeAudit()
 		_ = b.closeCluster()
 		return nil, err
 	}
@@ -269,6 +295,15 @@ func (b *Broker) build() error {
 		relations.UserDeleted(uid)
 	}
 	policy := &topics.Policy{Rules: cfg.Rules(), Relations: relations}
+	var content im.ContentPolicy // nil: no content policy
+	dlpPolicy, err := b.contentPolicy()
+	if err != nil {
+		return err
+	}
+	if dlpPolicy != nil {
+		content = dlpPolicy
+	}
+	b.complianceMetrics(dlpPolicy)
 	anon := map[string]bool{
 		ListenerMQTT: cfg.MQTT.Anonymous, ListenerWS: cfg.WS.Anonymous,
 		ListenerTLS: cfg.TLS.Anonymous, ListenerWSS: cfg.WSS.Anonymous,
@@ -298,6 +333,7 @@ func (b *Broker) build() error {
 		{msgHook, &messaging.Options{
 			Server: b.mqtt, Store: b.st, Commits: b.commits, Sessions: b.sessions, Relations: relations,
 			Metrics: b.metrics, Ops: fileHook.Ops(), Files: filehook.Attachments{Files: b.files}, Search: searcher,
+			Content: content, Audit: b.auditor, Compliance: b.store,
 			Typing: typing,
 			Policy: service.Policy{
 				Epoch: b.epoch, DMPolicy: cfg.IM.DMPolicy, MaxPacket: int(cfg.Limits.MaxPacketSize),
@@ -323,11 +359,12 @@ func (b *Broker) build() error {
 			Grace: cfg.Presence.Grace, Coalesce: cfg.Presence.Coalesce, Watchers: relations,
 			Metrics: b.metrics,
 		}},
-		{new(acl.Hook), &acl.Options{Policy: policy, Sessions: b.sessions, Metrics: b.metrics}},
+		{new(acl.Hook), &acl.Options{Policy: policy, Sessions: b.sessions, Metrics: b.metrics, Audit: b.auditor}},
 		{new(auth.Hook), &auth.Options{
 			Server: b.mqtt, Accounts: b.accounts, Sessions: b.sessions, Metrics: b.metrics,
 			Anonymous: anon, MaxFailures: cfg.Auth.MaxFailures,
 			Lockout: cfg.Auth.Lockout, MaxLockout: cfg.Auth.MaxLockout, SweepEvery: cfg.Auth.SessionSweep,
+			Audit: b.auditor,
 		}},
 	}
 	for _, h := range hooks {
@@ -345,6 +382,74 @@ func (b *Broker) build() error {
 		}
 	}
 	return b.addListeners()
+}
+
+// contentPolicy compiles the dlp section; nil when it has neither rules
+// nor a webhook.
+func (b *Broker) contentPolicy() (*dlp.Policy, error) {
+	d := b.cfg.DLP
+	rules := make([]dlp.Rule, 0, len(d.Rules))
+	for _, r := range d.Rules {
+		rules = append(rules, dlp.Rule{Name: r.Name, Match: r.Match, Action: r.Action})
+	}
+	var hook *dlp.Webhook
+	if d.Webhook.URL != "" {
+		hook = &dlp.Webhook{URL: d.Webhook.URL, Timeout: d.Webhook.Timeout, FailClosed: d.Webhook.Fail == "closed"}
+	}
+	p, err := dlp.New(rules, hook)
+	if err != nil || p.Empty() {
+		return nil, err
+	}
+	p.OnWebhookError = func(err error) { b.log.Warn("dlp webhook", "error", err, "fail", d.Webhook.Fail) }
+	return p, nil
+}
+
+// complianceMetrics registers the audit log's and the content policy's
+// counters (either may be off).
+func (b *Broker) complianceMetrics(p *dlp.Policy) {
+	reg := b.metrics.Registry
+	if al := b.audit; al != nil {
+		reg.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tern_audit_lines_total",
+				Help: "Lines written to the audit log."}, func() float64 { return float64(al.Lines()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tern_audit_write_failures_total",
+				Help: "Audit lines that could not be written (see the error log)."}, func() float64 { return float64(al.Failures()) }),
+		)
+	}
+	if p == nil {
+		return
+	}
+	for i, action := range dlp.Actions {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tern_dlp_verdicts_total",
+			Help: "Messages judged by the content policy, by action.", ConstLabels: prometheus.Labels{"action": action}},
+			func() float64 { return float64(p.Verdicts()[i]) }))
+	}
+	if b.cfg.DLP.Webhook.URL != "" {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tern_dlp_webhook_failures_total",
+			Help: "DLP webhook calls that failed or timed out (then dlp.webhook.fail applies)."},
+			func() float64 { return float64(p.WebhookErrors()) }))
+	}
+}
+
+// AuditOptions are the audit log's options for cfg: {data}/audit unless
+// audit.dir is set.
+func AuditOptions(cfg *config.Config, log *slog.Logger) audit.Options {
+	o := audit.Options{Dir: cfg.Audit.Dir, MaxFileSize: int64(cfg.Audit.MaxFileSize), Log: log}
+	if o.Dir == "" {
+		o.Dir = filepath.Join(cfg.Data, "audit")
+	}
+	if cfg.Audit.Stdout {
+		o.Stdout = os.Stdout
+	}
+	return o
+}
+
+func (b *Broker) closeAudit() {
+	if b.audit != nil {
+		if err := b.audit.Close(); err != nil {
+			b.log.Error("audit: close", "error", err)
+		}
+	}
 }
 
 // capabilities sets mochi's limits on purpose; see configs/tern.yaml.
@@ -415,7 +520,7 @@ func (b *Broker) addListeners() error {
 		return l
 	}
 	add := func(l mqttListener) error {
-		if err := b.mqtt.AddListener(l); err != nil {
+		if err := b.mqtt.AddListener(safeClose{l, b.closeClients}); err != nil {
 			return fmt.Errorf("listener %s %s: %w", l.ID(), l.Address(), err)
 		}
 		b.metrics.AddListener(l.ID(), func() bool { return l.Problem() == "" })
@@ -537,11 +642,16 @@ func (b *Broker) httpHandler() (http.Handler, error) {
 	admin := adminapi.NewHandler(b.accounts, b, b.adminToken, b.log)
 	admin.Level = b.level
 	admin.Ops = b
+	admin.Audit = b.auditor
+	comp := compliance.New(b.store, b.auditor)
+	comp.Files = &compliance.Files{Meta: b.store.FileMeta(), BlobPath: b.files.BlobPath}
+	admin.Compliance = comp
 	mux.Handle("/admin/", admin)
 	// Login, tus uploads and downloads for people, browsers and phones (§15).
 	v1, err := web.New(web.Options{
 		Accounts: b.accounts, Files: b.files, Log: b.log, Search: b.im,
 		MaxFailures: b.cfg.Auth.MaxFailures, Lockout: b.cfg.Auth.Lockout, MaxLockout: b.cfg.Auth.MaxLockout,
+		Audit: b.auditor,
 	})
 	if err != nil {
 		return nil, err
@@ -670,6 +780,9 @@ func (b *Broker) Close() error {
 			errs = append(errs, b.search.Close())
 		}
 		errs = append(errs, b.store.Close(), b.closeCluster())
+		if b.audit != nil {
+			errs = append(errs, b.audit.Close())
+		}
 		b.closeErr = errors.Join(errs...)
 	})
 	return b.closeErr
@@ -784,5 +897,42 @@ func (b *Broker) Accounts() *accounts.Service { return b.accounts }
 // AdminToken returns the admin API token in effect.
 func (b *Broker) AdminToken() string { return b.adminToken }
 
+// AuditDir returns the audit log's directory ("" when it is off).
+func (b *Broker) AuditDir() string {
+	if b.audit == nil {
+		return ""
+	}
+	return AuditOptions(b.cfg, b.log).Dir
+}
+
+// Forgetters is where derived data (a search index, file references)
+// registers to hear of events that retention removed or a delete purged
+// (for tests and the features wired in build).
+func (b *Broker) Forgetters() *im.Forgetters { return b.forget }
+
 // Epoch returns this run's epoch.
 func (b *Broker) Epoch() uint64 { return b.epoch }
+
+// safeClose hands a listener Broker.closeClients when mochi closes it,
+// instead of mochi's own closer: that one lists the listener's clients
+// with Clients.GetByListener, which takes the clients' read lock twice
+// (Len inside RLock) and deadlocks Server.Close when a connection is
+// added or removed in between (mochi-mqtt/server#488; seen here as a
+// test binary hanging for 10 minutes in Broker.Close).
+type safeClose struct {
+	mqttListener
+	closeClients listeners.CloseFn
+}
+
+// Close closes the listener with the broker's closer.
+func (l safeClose) Close(listeners.CloseFn) { l.mqttListener.Close(l.closeClients) }
+
+// closeClients disconnects the clients of listener id, listing them under
+// one read lock (Clients.GetAll).
+func (b *Broker) closeClients(id string) {
+	for _, cl := range b.mqtt.Clients.GetAll() {
+		if cl.Net.Listener == id && !cl.Closed() {
+			_ = b.mqtt.DisconnectClient(cl, packets.ErrServerShuttingDown) // closing regardless
+		}
+	}
+}

@@ -2,11 +2,13 @@ package adminapi
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/tern-im/tern/internal/audit"
 	"github.com/tern-im/tern/topics"
 )
 
@@ -125,6 +127,7 @@ func (h *Handler) kickClient(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n := h.Kicker.Kick(uid, did)
+	h.auditAs(r, audit.Entry{Type: audit.AdminKick, UID: uid, DID: did, Reason: fmt.Sprintf("kicked %d", n)}, nil)
 	if n == 0 {
 		writeErr(w, http.StatusNotFound, "no such client connected")
 		return

@@ -46,7 +46,10 @@ type Config struct {
 	Presence Presence `yaml:"presence"`
 	Files    Files    `yaml:"files"`
 	Search   Search   `yaml:"search"`
-	Cluster  Cluster  `yaml:"cluster"`
+
+	Audit   Audit   `yaml:"audit"`
+	DLP     DLP     `yaml:"dlp"`
+	Cluster Cluster `yaml:"cluster"`
 }
 
 // Listener is one MQTT listener. An empty Addr disables it.
@@ -387,6 +390,8 @@ func DefaultConfig() *Config {
 			UploadBurst:  4 << 20,
 		},
 		Search:  Search{Enabled: true, Batch: 1000, Poll: time.Second, Settle: 250 * time.Millisecond},
+		Audit:   defaultAudit(),
+		DLP:     defaultDLP(),
 		Cluster: Cluster{NATSRoutes: []string{}, Replicas: 3},
 	}
 }
@@ -651,6 +656,7 @@ func (c *Config) Validate() error {
 	if c.Search.Settle < 0 || c.Search.Settle > time.Minute {
 		bad("search.settle", "must be 0 to 1m")
 	}
+	c.validateCompliance(bad)
 	c.Cluster.validate(bad, c.IM.Retention)
 	return errors.Join(errs...)
 }

@@ -54,11 +54,60 @@ func openBackend(t testing.TB) imtest.Backend {
 	}}
 }
 
+// notBuilt are the checks of ports jetstore does not implement yet:
+// im.Compliance (holds, per-conversation retention, export;
+// docs/cluster.md).
+var notBuilt = map[string]bool{"HoldsAndPurge": true, "ConvRetention": true}
+
 // TestConformance runs the im port conformance suite against a single
-// embedded JetStream node.
+// embedded JetStream node (but the checks of notBuilt).
 func TestConformance(t *testing.T) {
 	t.Parallel()
-	imtest.Run(t, openBackend)
+	for _, c := range imtest.Checks {
+		if notBuilt[c.Name] {
+			continue
+		}
+		t.Run(c.Name, func(t *testing.T) {
+			t.Parallel()
+			c.Run(t, openBackend(t))
+		})
+	}
+}
+
+// TestPurge: a del's purge marks the message and its edits deleted, in
+// the same commit; users read tombstones (no body) unless nothing asked
+// for it; Keep keeps the stored bodies (for a legal hold's export).
+func TestPurge(t *testing.T) {
+	t.Parallel()
+	b := openBackend(t)
+	st := b.Store.(*Store)
+	for _, keep := range []bool{false, true} {
+		cv := fmt.Sprintf("g:p%v", keep)
+		m := &im.Append{CV: cv, To: []string{"a"}, Event: im.Event{T: im.TMsg, From: "a", B: "secret"}}
+		if err := st.Append(m); err != nil {
+			t.Fatal(err)
+		}
+		id := m.Event.ID
+		ed := &im.Append{CV: cv, To: []string{"a"}, Event: im.Event{T: im.TEdit, From: "a", B: "secret 2", Tgt: &id}}
+		del := &im.Append{CV: cv, To: []string{"a"}, Event: im.Event{T: im.TDel, From: "a", Tgt: &id}, Purge: &im.Purge{ID: id, Keep: keep}}
+		if err := st.Append(ed, del); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(del.Purge.Forgotten); n != 2 {
+			t.Errorf("keep=%v: %d forgotten, want the message and its edit", keep, n)
+		}
+		page, _, err := st.History(im.HistoryQuery{CV: cv, Window: im.Open, Max: 10})
+		if err != nil || len(page) != 3 || page[0].B != "" || page[1].B != "" || !page[0].Deleted || !page[1].Deleted {
+			t.Fatalf("keep=%v: history %+v, %v", keep, page, err)
+		}
+		if ev, err := st.EventByID(id); err != nil || !ev.Deleted || ev.B != "" {
+			t.Errorf("keep=%v: EventByID %+v %v", keep, ev, err)
+		}
+		raw, _, err := st.loadRaw(eventSubj(cv, 1))
+		if err != nil || (raw.B == "secret") != keep {
+			t.Errorf("keep=%v: stored body %q, %v", keep, raw.B, err)
+		}
+	}
 }
 
 // startCluster starts three embedded JetStream servers routed together
@@ -140,7 +189,7 @@ func TestConformanceCluster(t *testing.T) {
 		}}
 	}
 	for _, c := range imtest.Checks {
-		if c.Name == "FeedInCommitOrder" {
+		if c.Name == "FeedInCommitOrder" || notBuilt[c.Name] {
 			continue
 		}
 		t.Run(c.Name, func(t *testing.T) {

@@ -18,9 +18,17 @@ var _ im.Store = (*Store)(nil)
 
 func sortStrings(s []string) { slices.Sort(s) }
 
-// loadEvent reads the event stored under subject; found is false when it
-// expired, was trimmed or cannot be decoded (counted in Unreadable).
+// loadEvent reads the event stored under subject as users see it (a
+// deleted one as its tombstone); found is false when it expired, was
+// trimmed or cannot be decoded (counted in Unreadable).
 func (s *Store) loadEvent(subject string) (ev im.Event, found bool, err error) {
+	ev, found, err = s.loadRaw(subject)
+	ev.Tombstone()
+	return ev, found, err
+}
+
+// loadRaw is loadEvent without the tombstone.
+func (s *Store) loadRaw(subject string) (ev im.Event, found bool, err error) {
 	r, err := s.get(subject)
 	if errors.Is(err, ErrNotFound) {
 		return ev, false, nil

@@ -298,6 +298,17 @@ func (s *Store) try(a *im.Append, lookup bool) (done bool, touched []string, err
 			msg{subj: p, data: v, hdr: tsHeader(ev.TS, ttl)},
 			msg{subj: idSubj(id), data: []byte(p), hdr: tsHeader(ev.TS, ttl)})
 	}
+	if !a.Aux && ev.T == im.TEdit && ev.Tgt != nil {
+		// The edit index: a purge of the target finds its edits.
+		b = append(b, msg{subj: editSubj(*ev.Tgt, ev.ID), data: []byte(p), hdr: tsHeader(ev.TS, ttl)})
+	}
+	if a.Purge != nil {
+		pm, err := s.purge(a.Purge)
+		if err != nil {
+			return false, nil, err
+		}
+		b = append(b, pm...)
+	}
 	a.US = make([]uint64, len(a.To))
 	next := map[string]head{}
 	var order []string
@@ -430,6 +441,62 @@ func tsHeader(ts int64, ttl string) nats.Header {
 		h[hdrTTL] = []string{ttl}
 	}
 	return h
+}
+
+// purge rewrites the target of p and its edits as Deleted and, unless
+// p.Keep, without their bodies (messages of the append's batch), and
+// records them in p.Forgotten. A rewrite keeps the event's TTL header
+// (its lifetime starts again: a disappearing message may live up to
+// twice its ttl once deleted).
+func (s *Store) purge(p *im.Purge) ([]msg, error) {
+	p.Forgotten = p.Forgotten[:0]
+	var subjects []string
+	r, err := s.get(idSubj(p.ID))
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	subjects = append(subjects, string(r.data))
+	t := p.ID.String()
+	if err := s.scan(subj("ed", part(t), t, "*"), func(r rec) error {
+		subjects = append(subjects, string(r.data))
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	var out []msg
+	for _, sub := range subjects {
+		m, err := s.getMsg(sub)
+		if errors.Is(err, ErrNotFound) {
+			continue // expired meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		var ev im.Event
+		if err := codec.UnmarshalStored(m.Data, &ev); err != nil {
+			continue // unreadable
+		}
+		p.Forgotten = append(p.Forgotten, im.Forgotten{CV: ev.CV, ID: ev.ID, Att: ev.Att, Deleted: true, Held: p.Keep})
+		ev.Deleted = true
+		if !p.Keep {
+			ev.Tombstone()
+		}
+		v, err := codec.MarshalStored(&ev)
+		if err != nil {
+			return nil, err
+		}
+		hdr := nats.Header{}
+		for _, k := range []string{hdrTS, hdrTTL} {
+			if x := m.Header.Get(k); x != "" {
+				hdr[k] = []string{x}
+			}
+		}
+		out = append(out, msg{subj: sub, data: v, hdr: hdr})
+	}
+	return out, nil
 }
 
 // incEntropy adds one to a ULID's 80-bit entropy.

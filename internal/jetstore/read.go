@@ -54,6 +54,25 @@ func (s *Store) get(subject string) (rec, error) {
 	return r, nil
 }
 
+// getMsg reads the raw message of subject (headers included).
+func (s *Store) getMsg(subject string) (*jetstream.RawStreamMsg, error) {
+	var m *jetstream.RawStreamMsg
+	err := s.do(func(ctx context.Context) (err error) {
+		m, err = s.log.GetLastMsgForSubject(ctx, subject)
+		return err
+	})
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("jetstore: get %s: %w", subject, err)
+	}
+	if m.Header == nil {
+		m.Header = nats.Header{}
+	}
+	return m, nil
+}
+
 // getU64 reads a decimal counter record (0 when absent) and its seq.
 func (s *Store) getU64(subject string) (uint64, uint64, error) {
 	r, err := s.get(subject)

@@ -354,6 +354,10 @@ func auxSubj(cv string, n uint64) string {
 func pointerSubj(uid string, us uint64) string {
 	return subj("us", part(uid), tok(uid), strconv.FormatUint(us, 10))
 }
+func editSubj(tgt, id ulid.ULID) string {
+	t := tgt.String()
+	return subj("ed", part(t), t, id.String())
+}
 func markerSubj(cv, uid, k string) string { return subj("mk", part(cv), tok(cv), tok(uid), tok(k)) }
 func reactSubj(id ulid.ULID, uid, k string) string {
 	s := id.String()
