@@ -28,6 +28,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/oklog/ulid/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tern-im/tern/hooks/acl"
@@ -39,9 +40,12 @@ import (
 	"github.com/tern-im/tern/hooks/presence"
 	"github.com/tern-im/tern/internal/accounts"
 	"github.com/tern-im/tern/internal/adminapi"
+	"github.com/tern-im/tern/internal/audit"
 	"github.com/tern-im/tern/internal/buildinfo"
+	"github.com/tern-im/tern/internal/compliance"
 	"github.com/tern-im/tern/internal/config"
 	"github.com/tern-im/tern/internal/disk"
+	"github.com/tern-im/tern/internal/dlp"
 	"github.com/tern-im/tern/internal/files"
 	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/internal/im/service"
@@ -75,10 +79,16 @@ const (
 // Broker is one Tern node.
 type Broker struct {
 	// im is the IM service of the messaging hook (search over HTTP).
-	im    *service.Service
-	cfg   *config.Config
-	log   *slog.Logger
+	im  *service.Service
+	cfg *config.Config
+	log *slog.Logger
+	// st is the store of the IM core and the accounts: Badger (store,
+	// single-node mode) or JetStream (cluster mode, with cl).
+	st backend
+	// store is Badger: every store of a single node; in cluster mode a
+	// node-local one that holds only file metadata.
 	store *store.Store
+	cl    clusterParts
 	// search is the full-text index (nil when search.enabled is false).
 	search *search.Index
 	// commits carries committed appends from the store to delivery.
@@ -87,8 +97,15 @@ type Broker struct {
 	sessions *session.Registry
 	metrics  *metrics.Metrics
 	mqtt     *mqtt.Server
-	files    *files.Service
-	epoch    uint64
+	// audit is the audit log (nil when audit.enabled is false); auditor
+	// is what the hooks and the admin API log to.
+	audit   *audit.Log
+	auditor audit.Logger
+	// forget is told what retention removed and deletes purged; the
+	// search index and file storage Add themselves to it.
+	forget *im.Forgetters
+	files  *files.Service
+	epoch  uint64
 
 	adminToken string
 	level      *slog.LevelVar
@@ -116,7 +133,8 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	b := &Broker{cfg: cfg, log: log, started: time.Now(), diskStop: make(chan struct{}), commits: im.NewCommitStream(cfg.IM.CommitBacklog, messaging.DeliveryWorkers)}
+	b := &Broker{cfg: cfg, log: log, started: time.Now(), diskStop: make(chan struct{}),
+		commits: im.NewCommitStream(cfg.IM.CommitBacklog, messaging.DeliveryWorkers), forget: new(im.Forgetters)}
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
@@ -125,7 +143,20 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 		Log: log,
 	})
 	b.disk.Check() // before Badger writes anything
-	st, err := store.Open(cfg.Data, store.Options{
+	b.auditor = audit.Discard
+	if cfg.Audit.Enabled {
+		al, err := audit.Open(AuditOptions(cfg, log))
+		if err != nil {
+			return nil, err
+		}
+		b.audit, b.auditor = al, al
+	}
+	if cfg.Cluster.Enabled() {
+		if err := b.openCluster(); err != nil {
+			return nil, err
+		}
+	}
+	st, err := store.Open(b.badgerDir(), store.Options{
 		SyncWrites:     cfg.Store.SyncWrites,
 		MemTableSize:   int64(cfg.Store.MemTableSize),
 		BlockCacheSize: int64(cfg.Store.BlockCache),
@@ -141,21 +172,35 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 				b.search.Kick()
 			}
 		},
-		Disk: b.disk,
+		Disk:   b.disk,
+		Forget: b.forget,
 	})
 	if err != nil {
+		b.closeAudit()
+		_ = b.closeCluster() // the store error is the one to report
 		return nil, err
 	}
 	b.store = st
-	if cfg.Search.Enabled {
+	if b.st == nil {
+		b.st = st
+	}
+	switch {
+	case cfg.Search.Enabled && cfg.Cluster.Enabled():
+		// The index follows a Badger store by position; the search RPC
+		// answers 501 in cluster mode (docs/cluster.md).
+		log.Warn("search is not built in cluster mode yet: search.enabled ignored")
+	case cfg.Search.Enabled:
 		// The index follows the store by position on its own goroutine,
 		// off the commit path; it catches up from its stored cursor.
 		b.search, err = search.Open(SearchDir(cfg.Data), SearchOptions(cfg, st, log))
 		if err != nil {
 			_ = st.Close() // the index error is the one to report
+			b.closeAudit()
 			return nil, err
 		}
 		b.search.Start()
+		// Messages a conversation's own retention trims leave the index.
+		b.forget.Add(b.search)
 	}
 	if err := b.build(); err != nil {
 		// The build error is the one to report.
@@ -163,6 +208,8 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 			_ = b.search.Close()
 		}
 		_ = st.Close()
+		b.closeAudit()
+		_ = b.closeCluster()
 		return nil, err
 	}
 	b.diskWG.Add(1)
@@ -176,13 +223,13 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 func (b *Broker) build() error {
 	cfg := b.cfg
 	var err error
-	if b.epoch, err = b.store.Incr("epoch"); err != nil {
+	if b.epoch, err = b.st.Incr("epoch"); err != nil {
 		return fmt.Errorf("epoch: %w", err)
 	}
 	if b.adminToken, err = b.loadAdminToken(); err != nil {
 		return err
 	}
-	b.accounts = accounts.New(b.store, accounts.Params{
+	b.accounts = accounts.New(b.st, accounts.Params{
 		Time:    cfg.Auth.Argon2Time,
 		Memory:  uint32(cfg.Auth.Argon2Memory >> 10),
 		Threads: cfg.Auth.Argon2Threads,
@@ -202,8 +249,8 @@ func (b *Broker) build() error {
 		Logger: slog.New(logging.Levels(logging.Redact(b.log.Handler()))),
 	})
 	b.metrics = metrics.New(b.mqtt.Info)
-	b.metrics.StoreUnreadable(b.store.Unreadable)
-	b.metrics.StoreSize(b.store.Size)
+	b.metrics.StoreUnreadable(b.st.Unreadable)
+	b.metrics.StoreSize(b.st.Size)
 	b.metrics.AddDisk(b.disk.Low, b.disk.Free)
 	var searcher im.Searcher
 	if b.search != nil {
@@ -233,8 +280,13 @@ func (b *Broker) build() error {
 	// service's op table through the messaging hook.
 	fileHook := new(filehook.Hook)
 	msgHook := new(messaging.Hook)
+	var typing func(ev *im.Event, to []string)
+	if cfg.Cluster.Enabled() {
+		// The link starts below, before any client connects.
+		typing = func(ev *im.Event, to []string) { b.cl.link.Typed(ev, to) }
+	}
 
-	relations := relations.New(b.store, b.log)
+	relations := relations.New(b.st, b.log)
 	// A deleted user's groups, contacts and blocks changed under the
 	// messaging hook: drop what it cached about them, and the DM peer
 	// answers that say the account exists.
@@ -243,6 +295,15 @@ func (b *Broker) build() error {
 		relations.UserDeleted(uid)
 	}
 	policy := &topics.Policy{Rules: cfg.Rules(), Relations: relations}
+	var content im.ContentPolicy // nil: no content policy
+	dlpPolicy, err := b.contentPolicy()
+	if err != nil {
+		return err
+	}
+	if dlpPolicy != nil {
+		content = dlpPolicy
+	}
+	b.complianceMetrics(dlpPolicy)
 	anon := map[string]bool{
 		ListenerMQTT: cfg.MQTT.Anonymous, ListenerWS: cfg.WS.Anonymous,
 		ListenerTLS: cfg.TLS.Anonymous, ListenerWSS: cfg.WSS.Anonymous,
@@ -270,8 +331,10 @@ func (b *Broker) build() error {
 			Metrics: b.metrics, Info: b.mqtt.Info, Server: b.mqtt,
 		}},
 		{msgHook, &messaging.Options{
-			Server: b.mqtt, Store: b.store, Commits: b.commits, Sessions: b.sessions, Relations: relations,
+			Server: b.mqtt, Store: b.st, Commits: b.commits, Sessions: b.sessions, Relations: relations,
 			Metrics: b.metrics, Ops: fileHook.Ops(), Files: filehook.Attachments{Files: b.files}, Search: searcher,
+			Content: content, Audit: b.auditor, Compliance: b.store,
+			Typing: typing,
 			Policy: service.Policy{
 				Epoch: b.epoch, DMPolicy: cfg.IM.DMPolicy, MaxPacket: int(cfg.Limits.MaxPacketSize),
 				MaxBody: int(cfg.IM.MaxBody), RateBurst: cfg.IM.RateBurst, RatePerSec: float64(cfg.IM.RatePerSec),
@@ -292,15 +355,16 @@ func (b *Broker) build() error {
 			GetBytes: int(cfg.Limits.MaxInflightBytes / 2),
 		}},
 		{new(presence.Hook), &presence.Options{
-			Server: b.mqtt, Sessions: b.sessions, Store: b.store,
+			Server: b.mqtt, Sessions: b.sessions, Store: b.st,
 			Grace: cfg.Presence.Grace, Coalesce: cfg.Presence.Coalesce, Watchers: relations,
 			Metrics: b.metrics,
 		}},
-		{new(acl.Hook), &acl.Options{Policy: policy, Sessions: b.sessions, Metrics: b.metrics}},
+		{new(acl.Hook), &acl.Options{Policy: policy, Sessions: b.sessions, Metrics: b.metrics, Audit: b.auditor}},
 		{new(auth.Hook), &auth.Options{
 			Server: b.mqtt, Accounts: b.accounts, Sessions: b.sessions, Metrics: b.metrics,
 			Anonymous: anon, MaxFailures: cfg.Auth.MaxFailures,
 			Lockout: cfg.Auth.Lockout, MaxLockout: cfg.Auth.MaxLockout, SweepEvery: cfg.Auth.SessionSweep,
+			Audit: b.auditor,
 		}},
 	}
 	for _, h := range hooks {
@@ -312,7 +376,80 @@ func (b *Broker) build() error {
 	// read it: the IM service decides (PROTOCOL §11).
 	b.files.SetAccess(msgHook.Service())
 	b.im = msgHook.Service()
+	if cfg.Cluster.Enabled() {
+		if err := b.startLink(relations, msgHook); err != nil {
+			return err
+		}
+	}
 	return b.addListeners()
+}
+
+// contentPolicy compiles the dlp section; nil when it has neither rules
+// nor a webhook.
+func (b *Broker) contentPolicy() (*dlp.Policy, error) {
+	d := b.cfg.DLP
+	rules := make([]dlp.Rule, 0, len(d.Rules))
+	for _, r := range d.Rules {
+		rules = append(rules, dlp.Rule{Name: r.Name, Match: r.Match, Action: r.Action})
+	}
+	var hook *dlp.Webhook
+	if d.Webhook.URL != "" {
+		hook = &dlp.Webhook{URL: d.Webhook.URL, Timeout: d.Webhook.Timeout, FailClosed: d.Webhook.Fail == "closed"}
+	}
+	p, err := dlp.New(rules, hook)
+	if err != nil || p.Empty() {
+		return nil, err
+	}
+	p.OnWebhookError = func(err error) { b.log.Warn("dlp webhook", "error", err, "fail", d.Webhook.Fail) }
+	return p, nil
+}
+
+// complianceMetrics registers the audit log's and the content policy's
+// counters (either may be off).
+func (b *Broker) complianceMetrics(p *dlp.Policy) {
+	reg := b.metrics.Registry
+	if al := b.audit; al != nil {
+		reg.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tern_audit_lines_total",
+				Help: "Lines written to the audit log."}, func() float64 { return float64(al.Lines()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tern_audit_write_failures_total",
+				Help: "Audit lines that could not be written (see the error log)."}, func() float64 { return float64(al.Failures()) }),
+		)
+	}
+	if p == nil {
+		return
+	}
+	for i, action := range dlp.Actions {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tern_dlp_verdicts_total",
+			Help: "Messages judged by the content policy, by action.", ConstLabels: prometheus.Labels{"action": action}},
+			func() float64 { return float64(p.Verdicts()[i]) }))
+	}
+	if b.cfg.DLP.Webhook.URL != "" {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tern_dlp_webhook_failures_total",
+			Help: "DLP webhook calls that failed or timed out (then dlp.webhook.fail applies)."},
+			func() float64 { return float64(p.WebhookErrors()) }))
+	}
+}
+
+// AuditOptions are the audit log's options for cfg: {data}/audit unless
+// audit.dir is set.
+func AuditOptions(cfg *config.Config, log *slog.Logger) audit.Options {
+	o := audit.Options{Dir: cfg.Audit.Dir, MaxFileSize: int64(cfg.Audit.MaxFileSize), Log: log}
+	if o.Dir == "" {
+		o.Dir = filepath.Join(cfg.Data, "audit")
+	}
+	if cfg.Audit.Stdout {
+		o.Stdout = os.Stdout
+	}
+	return o
+}
+
+func (b *Broker) closeAudit() {
+	if b.audit != nil {
+		if err := b.audit.Close(); err != nil {
+			b.log.Error("audit: close", "error", err)
+		}
+	}
 }
 
 // capabilities sets mochi's limits on purpose; see configs/tern.yaml.
@@ -383,7 +520,7 @@ func (b *Broker) addListeners() error {
 		return l
 	}
 	add := func(l mqttListener) error {
-		if err := b.mqtt.AddListener(l); err != nil {
+		if err := b.mqtt.AddListener(safeClose{l, b.closeClients}); err != nil {
 			return fmt.Errorf("listener %s %s: %w", l.ID(), l.Address(), err)
 		}
 		b.metrics.AddListener(l.ID(), func() bool { return l.Problem() == "" })
@@ -505,11 +642,16 @@ func (b *Broker) httpHandler() (http.Handler, error) {
 	admin := adminapi.NewHandler(b.accounts, b, b.adminToken, b.log)
 	admin.Level = b.level
 	admin.Ops = b
+	admin.Audit = b.auditor
+	comp := compliance.New(b.store, b.auditor)
+	comp.Files = &compliance.Files{Meta: b.store.FileMeta(), BlobPath: b.files.BlobPath}
+	admin.Compliance = comp
 	mux.Handle("/admin/", admin)
 	// Login, tus uploads and downloads for people, browsers and phones (§15).
 	v1, err := web.New(web.Options{
 		Accounts: b.accounts, Files: b.files, Log: b.log, Search: b.im,
 		MaxFailures: b.cfg.Auth.MaxFailures, Lockout: b.cfg.Auth.Lockout, MaxLockout: b.cfg.Auth.MaxLockout,
+		Audit: b.auditor,
 	})
 	if err != nil {
 		return nil, err
@@ -535,7 +677,7 @@ func (b *Broker) Problems() []string {
 	if !b.ready.Load() {
 		p = append(p, "not started")
 	}
-	if !b.store.Ready() {
+	if !b.st.Ready() || !b.store.Ready() {
 		p = append(p, "store closed")
 	}
 	for _, id := range []string{ListenerMQTT, ListenerWS, ListenerTLS, ListenerWSS, ListenerHTTPWS} {
@@ -609,6 +751,9 @@ func (b *Broker) Run(ctx context.Context) error {
 func (b *Broker) Close() error {
 	b.closeOnce.Do(func() {
 		b.ready.Store(false)
+		if b.cl.js != nil {
+			b.cl.js.Closing() // last writes do not wait out an election
+		}
 		var errs []error
 		if b.httpSrv != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -634,7 +779,10 @@ func (b *Broker) Close() error {
 		if b.search != nil {
 			errs = append(errs, b.search.Close())
 		}
-		errs = append(errs, b.store.Close())
+		errs = append(errs, b.store.Close(), b.closeCluster())
+		if b.audit != nil {
+			errs = append(errs, b.audit.Close())
+		}
 		b.closeErr = errors.Join(errs...)
 	})
 	return b.closeErr
@@ -710,8 +858,13 @@ func (b *Broker) OpenConnections() int { return b.gate.Open() }
 // in-process tools).
 func (b *Broker) Sessions() *session.Registry { return b.sessions }
 
-// Store returns the broker's store (for tests and in-process tools).
+// Store returns the broker's Badger store (for tests and in-process
+// tools); in cluster mode it holds only this node's file metadata (see
+// IM).
 func (b *Broker) Store() *store.Store { return b.store }
+
+// IM returns the store of the IM core, Badger or JetStream.
+func (b *Broker) IM() im.Store { return b.st }
 
 // Search returns the search index, nil when search is off (for tests
 // and in-process tools).
@@ -744,5 +897,42 @@ func (b *Broker) Accounts() *accounts.Service { return b.accounts }
 // AdminToken returns the admin API token in effect.
 func (b *Broker) AdminToken() string { return b.adminToken }
 
+// AuditDir returns the audit log's directory ("" when it is off).
+func (b *Broker) AuditDir() string {
+	if b.audit == nil {
+		return ""
+	}
+	return AuditOptions(b.cfg, b.log).Dir
+}
+
+// Forgetters is where derived data (a search index, file references)
+// registers to hear of events that retention removed or a delete purged
+// (for tests and the features wired in build).
+func (b *Broker) Forgetters() *im.Forgetters { return b.forget }
+
 // Epoch returns this run's epoch.
 func (b *Broker) Epoch() uint64 { return b.epoch }
+
+// safeClose hands a listener Broker.closeClients when mochi closes it,
+// instead of mochi's own closer: that one lists the listener's clients
+// with Clients.GetByListener, which takes the clients' read lock twice
+// (Len inside RLock) and deadlocks Server.Close when a connection is
+// added or removed in between (mochi-mqtt/server#488; seen here as a
+// test binary hanging for 10 minutes in Broker.Close).
+type safeClose struct {
+	mqttListener
+	closeClients listeners.CloseFn
+}
+
+// Close closes the listener with the broker's closer.
+func (l safeClose) Close(listeners.CloseFn) { l.mqttListener.Close(l.closeClients) }
+
+// closeClients disconnects the clients of listener id, listing them under
+// one read lock (Clients.GetAll).
+func (b *Broker) closeClients(id string) {
+	for _, cl := range b.mqtt.Clients.GetAll() {
+		if cl.Net.Listener == id && !cl.Closed() {
+			_ = b.mqtt.DisconnectClient(cl, packets.ErrServerShuttingDown) // closing regardless
+		}
+	}
+}

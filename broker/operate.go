@@ -52,7 +52,7 @@ func (b *Broker) Stats() adminapi.Stats {
 		Retained:      atomic.LoadInt64(&info.Retained),
 		BytesIn:       atomic.LoadInt64(&info.BytesReceived),
 		BytesOut:      atomic.LoadInt64(&info.BytesSent),
-		StoreBytes:    b.store.Size(),
+		StoreBytes:    b.st.Size(),
 	}
 }
 

@@ -4,10 +4,13 @@
 package brokertest
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -261,6 +264,26 @@ func (b *Broker) Dial5(uid, did, secret string) (*Conn5, *paho5.Connack, error) 
 }
 
 // HTTPURL returns the base URL of the HTTP listener.
+// WebToken logs uid in with password through POST /v1/login and returns
+// the device token it issues (for Authorization: Bearer on /v1/).
+func (b *Broker) WebToken(t testing.TB, uid, password string) string {
+	t.Helper()
+	body, err := json.Marshal(map[string]string{"uid": uid, "password": password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(b.HTTPURL()+"/v1/login", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tok struct{ Token string }
+	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || tok.Token == "" {
+		t.Fatalf("login %s: %s %v", uid, resp.Status, err)
+	}
+	return tok.Token
+}
+
 func (b *Broker) HTTPURL() string {
 	return (&url.URL{Scheme: "http", Host: b.Addr(broker.ListenerHTTP)}).String()
 }

@@ -4,15 +4,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/url"
 	"os"
+	"os/user"
+	"path/filepath"
 	"runtime"
 	"strings"
 
 	"github.com/tern-im/tern/broker"
 	"github.com/tern-im/tern/internal/accounts"
 	"github.com/tern-im/tern/internal/adminapi"
+	"github.com/tern-im/tern/internal/audit"
+	"github.com/tern-im/tern/internal/compliance"
 	"github.com/tern-im/tern/internal/config"
+	"github.com/tern-im/tern/internal/files"
+	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/internal/store"
 )
 
@@ -27,6 +35,20 @@ type backend interface {
 	CreateToken(ctx context.Context, uid, did string) (adminapi.Token, error)
 	Tokens(ctx context.Context, uid string) ([]adminapi.Token, error)
 	RevokeTokens(ctx context.Context, uid, did, id string) (int, error)
+	EnableTOTP(ctx context.Context, uid string) (accounts.TOTPSetup, error)
+	DisableTOTP(ctx context.Context, uid string) error
+
+	// Compliance (PROTOCOL §16).
+	SetRetention(ctx context.Context, cv, retention string) (adminapi.RetentionBody, error)
+	Retention(ctx context.Context, cv string) (adminapi.RetentionBody, error)
+	AddHold(ctx context.Context, req adminapi.HoldRequest) (im.Hold, error)
+	Holds(ctx context.Context) ([]im.Hold, error)
+	RemoveHold(ctx context.Context, id string) (im.Hold, error)
+	// Export streams an export (query keys user, cv, since, until) to w;
+	// ExportFiles the tar of the files its events attach.
+	Export(ctx context.Context, q url.Values, w io.Writer) error
+	ExportFiles(ctx context.Context, q url.Values, w io.Writer) error
+
 	Close() error
 }
 
@@ -43,6 +65,10 @@ func openBackend(common *commonFlags, server string, create bool) (backend, erro
 			return nil, err
 		}
 		return remote{c}, nil
+	}
+	// A cluster node's state is in JetStream, not in its data dir.
+	if _, err := os.Stat(filepath.Join(cfg.Data, "nats")); err == nil || cfg.Cluster.Enabled() {
+		return nil, fmt.Errorf("%s belongs to a cluster node: use --server URL (the admin API of any running node)", cfg.Data)
 	}
 	if create {
 		if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
@@ -64,7 +90,34 @@ func openBackend(common *commonFlags, server string, create bool) (backend, erro
 	acc := accounts.New(st, accounts.Params{
 		Time: cfg.Auth.Argon2Time, Memory: uint32(cfg.Auth.Argon2Memory >> 10), Threads: cfg.Auth.Argon2Threads,
 	}, runtime.NumCPU())
-	return &local{st: st, acc: acc}, nil
+	l := &local{st: st, acc: acc, aud: audit.Discard, by: cliActor()}
+	if cfg.Audit.Enabled {
+		// The store's directory lock keeps a running broker (the other
+		// writer of the audit files) out while this one is open.
+		al, err := audit.Open(broker.AuditOptions(cfg, slog.New(slog.NewTextHandler(os.Stderr, nil))))
+		if err != nil {
+			_ = st.Close() // the audit error is the one to report
+			return nil, err
+		}
+		l.al, l.aud = al, al
+	}
+	l.comp = compliance.New(st, l.aud)
+	fs, err := files.New(files.Options{Dir: filepath.Join(cfg.Data, "files"), Meta: st.FileMeta()})
+	if err != nil {
+		_ = l.Close() // the files error is the one to report
+		return nil, err
+	}
+	l.comp.Files = &compliance.Files{Meta: st.FileMeta(), BlobPath: fs.BlobPath}
+	return l, nil
+}
+
+// cliActor is the `by` of audit lines written by the CLI: "cli:" and the
+// operating system user.
+func cliActor() string {
+	if u, err := user.Current(); err == nil {
+		return "cli:" + u.Username
+	}
+	return "cli"
 }
 
 // adminClient is an admin API client for server with the admin token
@@ -89,18 +142,40 @@ func (remote) Close() error { return nil }
 type local struct {
 	st  *store.Store
 	acc *accounts.Service
+	// al is the data dir's audit log (nil when audit is off); aud is
+	// what the commands log to, as by.
+	al   *audit.Log
+	aud  audit.Logger
+	by   string
+	comp *compliance.Service
+}
+
+// audit records a change made by the CLI and returns err.
+func (l *local) audit(e audit.Entry, err error) error {
+	e.By, e.OK = l.by, err == nil
+	if err != nil {
+		e.Reason = err.Error()
+	}
+	l.aud.Log(e)
+	return err
 }
 
 func (l *local) AddUser(_ context.Context, uid, pw string, admin bool) error {
-	return l.acc.AddUser(uid, pw, admin)
+	return l.audit(audit.Entry{Type: audit.UserCreate, UID: uid}, l.acc.AddUser(uid, pw, admin))
 }
 func (l *local) SetPassword(_ context.Context, uid, pw string) error {
-	return l.acc.SetPassword(uid, pw)
+	return l.audit(audit.Entry{Type: audit.UserPasswd, UID: uid}, l.acc.SetPassword(uid, pw))
 }
 func (l *local) SetDisabled(_ context.Context, uid string, d bool) error {
-	return l.acc.SetDisabled(uid, d)
+	typ := audit.UserEnable
+	if d {
+		typ = audit.UserDisable
+	}
+	return l.audit(audit.Entry{Type: typ, UID: uid}, l.acc.SetDisabled(uid, d))
 }
-func (l *local) DeleteUser(_ context.Context, uid string) error { return l.acc.DeleteUser(uid) }
+func (l *local) DeleteUser(_ context.Context, uid string) error {
+	return l.audit(audit.Entry{Type: audit.UserDelete, UID: uid}, l.acc.DeleteUser(uid))
+}
 func (l *local) Users(context.Context) ([]adminapi.User, error) {
 	us, err := l.acc.Users()
 	out := make([]adminapi.User, 0, len(us))
@@ -111,6 +186,7 @@ func (l *local) Users(context.Context) ([]adminapi.User, error) {
 }
 func (l *local) CreateToken(_ context.Context, uid, did string) (adminapi.Token, error) {
 	secret, t, err := l.acc.CreateToken(uid, did)
+	err = l.audit(audit.Entry{Type: audit.TokenCreate, UID: uid, DID: did, Target: t.ID}, err)
 	return adminapi.Token{ID: t.ID, UID: t.UID, DID: t.DID, Created: t.Created, Secret: secret}, err
 }
 func (l *local) Tokens(_ context.Context, uid string) ([]adminapi.Token, error) {
@@ -122,6 +198,73 @@ func (l *local) Tokens(_ context.Context, uid string) ([]adminapi.Token, error) 
 	return out, err
 }
 func (l *local) RevokeTokens(_ context.Context, uid, did, id string) (int, error) {
-	return l.acc.RevokeTokens(uid, did, id)
+	n, err := l.acc.RevokeTokens(uid, did, id)
+	return n, l.audit(audit.Entry{Type: audit.TokenRevoke, UID: uid, DID: did, Target: id}, err)
 }
-func (l *local) Close() error { return l.st.Close() }
+func (l *local) Close() error {
+	err := l.st.Close()
+	if l.al != nil {
+		err = errors.Join(err, l.al.Close())
+	}
+	return err
+}
+
+func (l *local) EnableTOTP(_ context.Context, uid string) (accounts.TOTPSetup, error) {
+	s, err := l.acc.EnableTOTP(uid)
+	return s, l.audit(audit.Entry{Type: audit.UserTOTP, UID: uid, Target: "enable"}, err)
+}
+func (l *local) DisableTOTP(_ context.Context, uid string) error {
+	return l.audit(audit.Entry{Type: audit.UserTOTP, UID: uid, Target: "disable"}, l.acc.DisableTOTP(uid))
+}
+
+func (l *local) actor() compliance.Actor { return compliance.Actor{By: l.by} }
+
+func (l *local) SetRetention(_ context.Context, cv, retention string) (adminapi.RetentionBody, error) {
+	d, err := compliance.ParseRetention(retention)
+	if err == nil {
+		err = l.comp.SetRetention(l.actor(), cv, d)
+	}
+	return adminapi.RetentionBody{CV: cv, Retention: d.String(), Seconds: int64(d.Seconds())}, err
+}
+func (l *local) Retention(_ context.Context, cv string) (adminapi.RetentionBody, error) {
+	d, err := l.comp.Retention(cv)
+	return adminapi.RetentionBody{CV: cv, Retention: d.String(), Seconds: int64(d.Seconds())}, err
+}
+func (l *local) AddHold(_ context.Context, req adminapi.HoldRequest) (im.Hold, error) {
+	return l.comp.AddHold(l.actor(), im.Hold{UID: req.UID, CV: req.CV, Reason: req.Reason})
+}
+func (l *local) Holds(context.Context) ([]im.Hold, error) { return l.comp.Holds() }
+func (l *local) RemoveHold(_ context.Context, id string) (im.Hold, error) {
+	return l.comp.RemoveHold(l.actor(), id)
+}
+func (l *local) ExportFiles(_ context.Context, v url.Values, w io.Writer) error {
+	q, err := exportQuery(v)
+	if err != nil {
+		return err
+	}
+	_, err = l.comp.ExportFiles(l.actor(), w, q)
+	return err
+}
+
+func exportQuery(v url.Values) (im.ExportQuery, error) {
+	q := im.ExportQuery{UID: v.Get("user"), CV: v.Get("cv")}
+	var err error
+	if q.Since, err = compliance.ParseTime(v.Get("since")); err != nil {
+		return q, err
+	}
+	q.Until, err = compliance.ParseTime(v.Get("until"))
+	return q, err
+}
+
+func (l *local) Export(_ context.Context, v url.Values, w io.Writer) error {
+	q := im.ExportQuery{UID: v.Get("user"), CV: v.Get("cv")}
+	var err error
+	if q.Since, err = compliance.ParseTime(v.Get("since")); err != nil {
+		return err
+	}
+	if q.Until, err = compliance.ParseTime(v.Get("until")); err != nil {
+		return err
+	}
+	_, err = l.comp.Export(l.actor(), w, q)
+	return err
+}

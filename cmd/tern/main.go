@@ -6,6 +6,8 @@
 //	tern store check [--repair]
 //	tern search reindex
 //	tern admin clients|kick|stats|notice …
+//	tern audit verify [FILE…]
+//	tern retention set|get …, tern hold add|list|remove …, tern export …
 //	tern chat --mqtt HOST:PORT --user UID [--device DID]
 //	tern version
 package main
@@ -29,10 +31,12 @@ const usage = `Tern: an MQTT broker that is an IM server.
 Usage:
   tern serve [-c FILE] [--data DIR] [--mqtt-addr ADDR] [--ws-addr ADDR] [--http-addr ADDR]
              [--log-level LEVEL] [--log-format text|json]
+             [--cluster NAME --node ID (--nats-listen HOST:PORT --nats-routes URL[,URL…] | --nats-url URL)]
   tern user add UID [--password PW | --password-stdin] [--admin]
   tern user passwd UID [--password PW | --password-stdin]
   tern user disable|enable|del UID
   tern user list
+  tern user totp enable|disable UID     (two-factor login: prints an otpauth:// URI and QR code)
   tern token create UID DID
   tern token list UID
   tern token revoke UID [DID] [--id ID]
@@ -41,6 +45,11 @@ Usage:
   tern admin clients|stats [--server URL]
   tern admin kick UID.DID [--server URL]
   tern admin notice TEXT [--server URL]
+  tern cluster status [--server URL]
+  tern audit verify [FILE…] [--data DIR]
+  tern retention set CV DURATION | get CV        (DURATION: 720h, 30d; 0 = im.retention)
+  tern hold add (--user UID | --cv CV) [--reason TEXT] | list | remove ID
+  tern export [--user UID] [--cv CV] [--since T] [--until T] [--out FILE] [--files FILE.tar]
   tern chat [--mqtt HOST:PORT] --user UID [--device DID]   (secret: TERN_TOKEN or a prompt)
   tern version            (or tern --version)
 
@@ -58,7 +67,7 @@ ones; --repair moves them to a quarantine key prefix. It exits non-zero when
 it finds any without --repair.
 search reindex rebuilds a stopped broker's search index from its store; run
 it again after an interruption to resume.
-user and token commands work on a stopped broker's data dir (--data DIR, or
+user, token, retention, hold and export commands work on a stopped broker's data dir (--data DIR, or
 -c FILE) or on a running broker through its admin API (--server URL, with the
 admin token from -c FILE, TERN_ADMIN_TOKEN or DIR/admin.token). Without
 --password or --password-stdin, user add and passwd prompt at a terminal
@@ -115,6 +124,16 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		cmd = &searchCommand{stdout: stdout, stderr: stderr}
 	case "admin":
 		cmd = &adminCommand{stdout: stdout, stderr: stderr}
+	case "cluster":
+		cmd = &clusterCommand{stdout: stdout, stderr: stderr}
+	case "audit":
+		cmd = &auditCommand{stdout: stdout, stderr: stderr}
+	case "retention":
+		cmd = &retentionCommand{stdout: stdout, stderr: stderr}
+	case "hold":
+		cmd = &holdCommand{stdout: stdout, stderr: stderr}
+	case "export":
+		cmd = &exportCommand{stdout: stdout, stderr: stderr}
 	case "chat":
 		cmd = &chatCommand{stdin: stdin, stdout: stdout, stderr: stderr, lookupEnv: os.LookupEnv}
 	default:

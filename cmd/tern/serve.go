@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/tern-im/tern/broker"
+	"github.com/tern-im/tern/internal/config"
 )
 
 // serveCommand runs the broker until SIGINT/SIGTERM; a second signal
@@ -22,6 +23,8 @@ type serveCommand struct {
 	set    map[string]bool
 	level  string
 	format string
+	// cluster mode (PROTOCOL §17)
+	cluster, node, natsListen, natsRoutes, natsURL string
 }
 
 func (c *serveCommand) Parse(args []string) error {
@@ -31,6 +34,11 @@ func (c *serveCommand) Parse(args []string) error {
 	for _, name := range []string{"mqtt-addr", "ws-addr", "http-addr"} {
 		c.addrs[name] = c.fs.String(name, "", "listen `address` (empty disables; env TERN_"+envName(name)+")")
 	}
+	c.fs.StringVar(&c.cluster, "cluster", "", "cluster `name`: run as a node of a cluster on NATS JetStream (env TERN_CLUSTER)")
+	c.fs.StringVar(&c.node, "node", "", "this node's unique `name` in the cluster (env TERN_NODE)")
+	c.fs.StringVar(&c.natsListen, "nats-listen", "", "embedded NATS route listener `host:port` (env TERN_NATS_LISTEN)")
+	c.fs.StringVar(&c.natsRoutes, "nats-routes", "", "the other nodes' routes, `nats://host:port[,…]` (env TERN_NATS_ROUTES)")
+	c.fs.StringVar(&c.natsURL, "nats-url", "", "use an existing NATS cluster at `URL` instead of an embedded server (env TERN_NATS_URL)")
 	c.fs.StringVar(&c.level, "log-level", "", "log `level`: debug, info, warn, error")
 	c.fs.StringVar(&c.format, "log-format", "", "log `format`: text or json")
 	if _, err := parseInterleaved(c.fs, args); err != nil {
@@ -66,6 +74,18 @@ func (c *serveCommand) Run(ctx context.Context) error {
 	}
 	if c.set["http-addr"] {
 		cfg.HTTP.Addr = *c.addrs["http-addr"]
+	}
+	override := func(flag string, dst *string, v string) {
+		if c.set[flag] {
+			*dst = v
+		}
+	}
+	override("cluster", &cfg.Cluster.Name, c.cluster)
+	override("node", &cfg.Cluster.Node, c.node)
+	override("nats-listen", &cfg.Cluster.NATSListen, c.natsListen)
+	override("nats-url", &cfg.Cluster.NATSURL, c.natsURL)
+	if c.set["nats-routes"] {
+		cfg.Cluster.NATSRoutes = config.SplitList(c.natsRoutes)
 	}
 	if c.level != "" {
 		cfg.LogLevel = c.level

@@ -10,7 +10,10 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	qrcode "github.com/skip2/go-qrcode"
 	"golang.org/x/term"
+
+	"github.com/tern-im/tern/internal/accounts"
 )
 
 // terminal is what the password prompt needs from a terminal.
@@ -89,8 +92,14 @@ func (c *userCommand) Parse(args []string) error {
 	if c.verb == "list" {
 		want = 1
 	}
+	if c.verb == "totp" {
+		if len(pos) != 3 || (pos[1] != "enable" && pos[1] != "disable") {
+			return errors.New("user totp: want enable UID or disable UID")
+		}
+		c.verb, pos = "totp "+pos[1], pos[1:]
+	}
 	switch c.verb {
-	case "add", "passwd", "disable", "enable", "del", "list":
+	case "add", "passwd", "disable", "enable", "del", "list", "totp enable", "totp disable":
 	default:
 		return fmt.Errorf("user: unknown verb %q", c.verb)
 	}
@@ -150,6 +159,14 @@ func (c *userCommand) Run(ctx context.Context) (err error) {
 		err = be.SetDisabled(ctx, c.uid, false)
 	case "del":
 		err = be.DeleteUser(ctx, c.uid)
+	case "totp enable":
+		setup, terr := be.EnableTOTP(ctx, c.uid)
+		if terr != nil {
+			return fmt.Errorf("user totp enable %s: %w", c.uid, terr)
+		}
+		return showTOTP(c.stdout, setup)
+	case "totp disable":
+		err = be.DisableTOTP(ctx, c.uid)
 	case "list":
 		us, lerr := be.Users(ctx)
 		if lerr != nil {
@@ -173,5 +190,22 @@ func (c *userCommand) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("user %s %s: %w", c.verb, c.uid, err)
 	}
 	fmt.Fprintf(c.stderr, "user %s: %s ok\n", c.uid, c.verb)
+	return nil
+}
+
+// showTOTP prints a two-factor setup once: the otpauth:// URI, a QR code
+// of it drawn with terminal block characters, and the recovery codes.
+func showTOTP(w io.Writer, s accounts.TOTPSetup) error {
+	qr, err := qrcode.New(s.URI, qrcode.Medium)
+	if err != nil {
+		return fmt.Errorf("qr code: %w", err)
+	}
+	fmt.Fprintf(w, "Two-factor login is on. Scan this with an authenticator app, or enter the secret %s:\n\n", s.Secret)
+	fmt.Fprint(w, qr.ToSmallString(false))
+	fmt.Fprintf(w, "\n%s\n\nRecovery codes (each works once; shown only now, keep them safe):\n", s.URI)
+	for _, c := range s.Recovery {
+		fmt.Fprintf(w, "  %s\n", c)
+	}
+	fmt.Fprintln(w, "\nThe password no longer logs devices in over MQTT: devices use tokens (POST /v1/login with otp, or tern token create).")
 	return nil
 }

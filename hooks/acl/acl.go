@@ -8,11 +8,13 @@ package acl
 
 import (
 	"bytes"
+	"net"
 	"strings"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/tern-im/tern/internal/audit"
 	"github.com/tern-im/tern/internal/metrics"
 	"github.com/tern-im/tern/internal/session"
 	"github.com/tern-im/tern/topics"
@@ -23,6 +25,9 @@ type Options struct {
 	Policy   *topics.Policy
 	Sessions *session.Registry
 	Metrics  *metrics.Metrics
+	// Audit counts denials (acl.deny, one line per client, topic and
+	// operation a minute); nil means audit.Discard.
+	Audit audit.Logger
 }
 
 // Hook enforces the ACL.
@@ -47,6 +52,9 @@ func (h *Hook) Init(config any) error {
 	if !ok || o == nil || o.Policy == nil || o.Sessions == nil || o.Metrics == nil {
 		return mqtt.ErrInvalidConfigType
 	}
+	if o.Audit == nil {
+		o.Audit = audit.Discard
+	}
 	h.opts = o
 	return nil
 }
@@ -62,6 +70,14 @@ func (h *Hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	}
 	h.opts.Metrics.ACLDenials.WithLabelValues(op).Inc()
 	h.Log.Debug("acl denied", "client", cl.ID, "topic", topic, "op", op)
+	e := audit.Entry{Type: audit.ACLDeny, UID: string(cl.Properties.Username), IP: cl.Net.Remote, Target: topic, Reason: op}
+	if uid, did, err := topics.ParseClientID(cl.ID); err == nil && uid == e.UID {
+		e.DID = did
+	}
+	if host, _, err := net.SplitHostPort(e.IP); err == nil {
+		e.IP = host
+	}
+	h.opts.Audit.Count(e)
 	return false
 }
 

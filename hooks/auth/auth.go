@@ -18,6 +18,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/tern-im/tern/internal/accounts"
+	"github.com/tern-im/tern/internal/audit"
 	"github.com/tern-im/tern/internal/metrics"
 	"github.com/tern-im/tern/internal/session"
 	"github.com/tern-im/tern/topics"
@@ -51,6 +52,9 @@ type Options struct {
 	// SweepEvery is how often sessions of closed connections are looked
 	// for (auth.session_sweep); it must be positive.
 	SweepEvery time.Duration
+	// Audit records every login outcome and every lockout; nil means
+	// audit.Discard.
+	Audit audit.Logger
 }
 
 // Hook authenticates connections.
@@ -90,6 +94,9 @@ func (h *Hook) Init(config any) error {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Audit == nil {
+		o.Audit = audit.Discard
 	}
 	if o.SweepEvery <= 0 {
 		return fmt.Errorf("auth: SweepEvery must be positive, not %v", o.SweepEvery)
@@ -210,6 +217,10 @@ var (
 	refThrottled = refusal{packets.ErrConnectionRateExceeded, "throttled"}
 	refAnonymous = refusal{packets.ErrNotAuthorized, "anonymous"}
 	refInternal  = refusal{packets.ErrServerUnavailable, "internal"}
+	// refOTP: the right password of a user with two-factor login; such
+	// users log devices in with tokens (POST /v1/login). Answered like a
+	// wrong password, and not counted as a failed guess.
+	refOTP = refusal{packets.ErrBadUsernameOrPassword, "otp_required"}
 )
 
 // OnConnect authenticates the CONNECT. On refusal it sends the CONNACK
@@ -226,6 +237,7 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if ref == nil {
 		ref = h.settlePrevious(cl, id)
 	}
+	h.audit(cl, user, m, ref)
 	if ref == nil {
 		h.opts.Sessions.AddVia(cl, id, m)
 		h.opts.Metrics.AuthLogins.WithLabelValues(methodNames[m]).Inc()
@@ -242,6 +254,19 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		h.Log.Debug("send connack", "client", cl.ID, "error", err)
 	}
 	return ref.code
+}
+
+// audit records the outcome of a CONNECT: auth.login, ok with the method
+// as reason, or refused with the refusal's reason.
+func (h *Hook) audit(cl *mqtt.Client, user string, m session.Method, ref *refusal) {
+	e := audit.Entry{Type: audit.AuthLogin, UID: user, IP: remoteIP(cl.Net.Remote), OK: ref == nil, Reason: methodNames[m]}
+	if _, did, err := topics.ParseClientID(cl.ID); err == nil {
+		e.DID = did
+	}
+	if ref != nil {
+		e.Reason = ref.reason
+	}
+	h.opts.Audit.Log(e)
 }
 
 // takeoverWait bounds how long a connection waits for mochi to release
@@ -352,15 +377,23 @@ func (h *Hook) authenticate(cl *mqtt.Client, pk packets.Packet) (topics.Identity
 		}
 		return id, m, nil
 	case errors.Is(err, accounts.ErrBadToken):
-		if h.throttle.tokenFailure(addr, now) {
+		locked, started := h.throttle.tokenFailureStarted(addr, now)
+		if started {
+			h.opts.Audit.Log(audit.Entry{Type: audit.AuthLockout, UID: uid, DID: did, IP: addr, OK: true, Target: "address-tokens"})
+		}
+		if locked {
 			return topics.Identity{}, m, &refThrottled
 		}
 		return topics.Identity{}, m, &refBadToken
 	case errors.Is(err, accounts.ErrBadCredentials):
-		h.throttle.failure(uid, addr, now)
+		for _, k := range h.throttle.failure(uid, addr, now) {
+			h.opts.Audit.Log(audit.Entry{Type: audit.AuthLockout, UID: uid, DID: did, IP: addr, OK: true, Target: k})
+		}
 		return topics.Identity{}, m, &refBadCreds
 	case errors.Is(err, accounts.ErrDisabled):
 		return topics.Identity{}, m, &refDisabled
+	case errors.Is(err, accounts.ErrOTPRequired):
+		return topics.Identity{}, m, &refOTP
 	default:
 		h.Log.Error("authenticate", "user", uid, "error", err)
 		return topics.Identity{}, m, &refInternal
@@ -464,28 +497,49 @@ func (t *throttle) lockedPassword(uid, addr string, now time.Time) bool {
 	return !ok || now.Sub(last) > trustFor
 }
 
-// failure counts a wrong password (or unknown user).
-func (t *throttle) failure(uid, addr string, now time.Time) {
+// failure counts a wrong password (or unknown user) and returns the
+// lockouts it started: "address", "user-address", "user".
+func (t *throttle) failure(uid, addr string, now time.Time) []string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.room(now)
-	t.bump("a:"+addr, t.max*addrFactor, now)
-	t.bump("p:"+pair(uid, addr), t.max, now)
-	t.bump("u:"+uid, t.max*addrFactor, now)
+	var started []string
+	for _, k := range []struct {
+		key, name string
+		max       int
+	}{
+		{"a:" + addr, "address", t.max * addrFactor},
+		{"p:" + pair(uid, addr), "user-address", t.max},
+		{"u:" + uid, "user", t.max * addrFactor},
+	} {
+		if t.bump(k.key, k.max, now) {
+			started = append(started, k.name)
+		}
+	}
+	return started
 }
 
 // tokenFailure counts a bad device token and reports whether addr is now
 // over its budget.
 func (t *throttle) tokenFailure(addr string, now time.Time) bool {
+	locked, _ := t.tokenFailureStarted(addr, now)
+	return locked
+}
+
+// tokenFailureStarted is tokenFailure that also reports whether this
+// failure started the address's lockout (for the audit log).
+func (t *throttle) tokenFailureStarted(addr string, now time.Time) (locked, started bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.room(now)
 	k := "t:" + addr
-	t.bump(k, t.max*addrFactor, now)
-	return t.isLocked(k, now)
+	started = t.bump(k, t.max*addrFactor, now)
+	return t.isLocked(k, now), started
 }
 
-func (t *throttle) bump(k string, max int, now time.Time) {
+// bump counts a failure of k and reports whether it starts a lockout
+// (k was not locked before).
+func (t *throttle) bump(k string, max int, now time.Time) bool {
 	f := t.m[k]
 	if f == nil {
 		f = new(failures)
@@ -497,12 +551,15 @@ func (t *throttle) bump(k string, max int, now time.Time) {
 	f.n++
 	f.last = now
 	if f.n >= max {
+		was := now.Before(f.until)
 		lock := t.base << min(f.n-max, 30)
 		if lock > t.ceiling || lock <= 0 {
 			lock = t.ceiling
 		}
 		f.until = now.Add(lock)
+		return !was
 	}
+	return false
 }
 
 // success records a password login of uid from addr: it resets that

@@ -61,23 +61,12 @@ func (d *dev) uploadMQTT(name string, content []byte) codec.FileInfo {
 // httpGet downloads a file over HTTP with a token from /v1/login.
 func httpGet(t *testing.T, b *brokertest.Broker, uid, fid, rng string) (int, []byte) {
 	t.Helper()
-	body, _ := json.Marshal(map[string]string{"uid": uid, "password": pw})
-	resp, err := http.Post(b.HTTPURL()+"/v1/login", "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tok struct{ Token string }
-	err = json.NewDecoder(resp.Body).Decode(&tok)
-	resp.Body.Close()
-	if err != nil || tok.Token == "" {
-		t.Fatalf("login %s: %v", uid, err)
-	}
 	req, _ := http.NewRequest("GET", b.HTTPURL()+"/v1/files/"+fid, nil)
-	req.Header.Set("Authorization", "Bearer "+tok.Token)
+	req.Header.Set("Authorization", "Bearer "+b.WebToken(t, uid, pw))
 	if rng != "" {
 		req.Header.Set("Range", rng)
 	}
-	resp, err = http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

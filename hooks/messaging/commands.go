@@ -71,6 +71,16 @@ func (h *Hook) onTyp(d *device, payload []byte) error {
 	if err != nil || ev == nil {
 		return err
 	}
+	if h.opts.Typing != nil {
+		h.opts.Typing(ev, to)
+	}
+	return h.RelayTyping(ev, to)
+}
+
+// RelayTyping sends a typing event to the devices of to on this node
+// that want typing, on …/eph at QoS 0, encoded once per encoding (a
+// cluster node calls it for the typing that other nodes relay).
+func (h *Hook) RelayTyping(ev *im.Event, to []string) error {
 	var enc encodings
 	for _, uid := range to {
 		for _, s := range h.opts.Sessions.Devices(uid) {
@@ -147,6 +157,10 @@ func notImplemented(*Hook, *device, []byte) (string, error) { return "", im.ErrN
 
 // publishMeta retains im/g/{gid}/meta (JSON: shared retained topics are
 // always JSON). The service announces every group change here.
+// Announce republishes a group's retained meta (a cluster node calls it
+// when another node changed the group).
+func (h *Hook) Announce(g im.Group) { h.publishMeta(g) }
+
 func (h *Hook) publishMeta(g im.Group) {
 	b, err := json.Marshal(codec.GroupMeta{Name: g.Name, Avatar: g.Avatar, N: g.N, V: g.V})
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/tern-im/tern/internal/audit"
 	"github.com/tern-im/tern/internal/codec"
 	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/internal/im/service"
@@ -44,6 +45,11 @@ type Options struct {
 	Now func() time.Time
 	// Metrics counts RPCs and deliveries; nil counts nothing.
 	Metrics *metrics.Metrics
+	// Content, Compliance and Audit are the service's (PROTOCOL §16);
+	// each may be nil.
+	Content    im.ContentPolicy
+	Compliance im.Compliance
+	Audit      audit.Logger
 	// Ops are RPC ops of other features (file.*), added to the service's
 	// op table.
 	Ops map[string]service.Op
@@ -51,6 +57,10 @@ type Options struct {
 	Files service.Files
 	// Search answers the search RPC; nil answers it 501.
 	Search im.Searcher
+	// Typing, when set, is also handed every typing event the service
+	// lets through, with its recipients (a cluster node relays it to the
+	// other nodes, whose RelayTyping reaches their devices).
+	Typing func(ev *im.Event, to []string)
 }
 
 // Hook is the messaging hook.
@@ -88,6 +98,7 @@ func (h *Hook) Init(config any) error {
 	svc, err := service.New(service.Options{
 		Policy: pol, Store: o.Store, Commits: o.Commits, Stop: h.dl.quit, Relations: o.Relations,
 		Announce: h.publishMeta, Now: o.Now, Ops: o.Ops, Files: o.Files, Search: o.Search,
+		Content: o.Content, Compliance: o.Compliance, Audit: o.Audit,
 	})
 	if err != nil {
 		h.dl.stop()
@@ -127,7 +138,7 @@ func reason(code int) packets.Code {
 	switch code {
 	case 400, 413:
 		return packets.ErrPayloadFormatInvalid
-	case 401, 403:
+	case 401, 403, 451:
 		return packets.ErrNotAuthorized
 	case 404, 409, 501:
 		return packets.ErrImplementationSpecificError

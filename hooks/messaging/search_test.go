@@ -1,7 +1,6 @@
 package messaging_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -274,20 +273,9 @@ func TestSearchHTTP(t *testing.T) {
 
 	get := func(uid, query string) (int, codec.SearchResult) {
 		t.Helper()
-		body, _ := json.Marshal(map[string]string{"uid": uid, "password": pw})
-		resp, err := http.Post(b.HTTPURL()+"/v1/login", "application/json", bytes.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var tok struct{ Token string }
-		err = json.NewDecoder(resp.Body).Decode(&tok)
-		resp.Body.Close()
-		if err != nil || tok.Token == "" {
-			t.Fatalf("login %s: %v", uid, err)
-		}
 		req, _ := http.NewRequest("GET", b.HTTPURL()+"/v1/search?"+query, nil)
-		req.Header.Set("Authorization", "Bearer "+tok.Token)
-		resp, err = http.DefaultClient.Do(req)
+		req.Header.Set("Authorization", "Bearer "+b.WebToken(t, uid, pw))
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -25,8 +25,7 @@ func TestNotImplemented(t *testing.T) {
 	if e := a.nextErr(); e.Code != 501 {
 		t.Fatalf("call publish: code %d, want 501", e.Code)
 	}
-	for _, op := range []string{"conv.set",
-		"key.upload", "key.query", "key.claim", "token.create", "token.list", "token.revoke", "admin.kick", "admin.stats"} {
+	for _, op := range []string{"key.upload", "key.query", "key.claim", "token.create", "token.list", "token.revoke", "admin.kick", "admin.stats"} {
 		r := a.call(op, map[string]any{})
 		if r.OK || r.Err == nil || r.Err.Code != 501 || r.Err.Msg != "not implemented" {
 			t.Errorf("%s: want err 501 not implemented, got ok=%v err=%+v", op, r.OK, r.Err)

@@ -97,6 +97,8 @@ type Service struct {
 
 	// onPassword runs after each committed password change.
 	onPassword []func(uid string)
+	// otp counts wrong two-factor codes (totp.go).
+	otp otpThrottle
 }
 
 // maxCached bounds each cache; past it a cache starts over.
@@ -240,7 +242,8 @@ func (s *Service) RevokeTokens(uid, did, id string) (int, error) {
 // Authenticate checks a secret for device (uid, did): a device token bound
 // to that pair (when IsToken(secret)), or else the account password. It
 // returns the identity on success and ErrBadCredentials (ErrBadToken for
-// a token), or ErrDisabled otherwise. A password login runs the KDF once
+// a token), ErrDisabled, or ErrOTPRequired (the right password of a user
+// with two-factor login) otherwise. A password login runs the KDF once
 // whether the user exists, is disabled or not, so its duration does not
 // tell which; ErrDisabled is returned only with the right password.
 func (s *Service) Authenticate(uid, did, secret string) (topics.Identity, error) {
@@ -263,7 +266,12 @@ func (s *Service) Authenticate(uid, did, secret string) (topics.Identity, error)
 	if !ok || !known {
 		return topics.Identity{}, ErrBadCredentials
 	}
-	return identity(u, did)
+	id, err := identity(u, did)
+	if err == nil && u.TOTP != "" {
+		// Two-factor login: the password alone logs no device in.
+		return topics.Identity{}, ErrOTPRequired
+	}
+	return id, err
 }
 
 // dummyHash returns a hash of a random password with the parameters of

@@ -9,6 +9,15 @@ type User struct {
 	Admin    bool      `json:"admin,omitempty"`
 	Disabled bool      `json:"disabled,omitempty"`
 	Created  time.Time `json:"created"`
+	// TOTP is the base32 secret of two-factor login (RFC 6238), empty
+	// when it is off. With it the password no longer logs a device in
+	// over MQTT; LoginWithOTP (POST /v1/login) issues tokens instead.
+	TOTP string `json:"totp,omitempty"`
+	// TOTPStep is the last 30-second step a code was accepted for: a
+	// code is never accepted twice.
+	TOTPStep int64 `json:"totp_step,omitempty"`
+	// Recovery are the SHA-256 (hex) of the unused recovery codes.
+	Recovery []string `json:"recovery,omitempty"`
 }
 
 // Token is a device token record, stored under the SHA-256 of the secret.

@@ -9,11 +9,13 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/tern-im/tern/internal/accounts"
+	"github.com/tern-im/tern/internal/audit"
 	"github.com/tern-im/tern/internal/disk"
 	"github.com/tern-im/tern/topics"
 )
@@ -53,14 +55,20 @@ type Handler struct {
 	// Ops, when set, serves the operations routes (clients, stats,
 	// notice); without it they answer 404.
 	Ops Operator
-	mux *http.ServeMux
+	// Audit records every change made through the API (by "admin-api",
+	// with the caller's address); NewHandler sets audit.Discard.
+	Audit audit.Logger
+	// Compliance, when set, serves retention, holds and export; without
+	// it they answer 404.
+	Compliance Compliance
+	mux        *http.ServeMux
 	// patterns are the registered routes, for the OpenAPI check.
 	patterns []string
 }
 
 // NewHandler builds the handler.
 func NewHandler(acc *accounts.Service, k Kicker, token string, log *slog.Logger) *Handler {
-	h := &Handler{Accounts: acc, Kicker: k, Token: token, Log: log, mux: http.NewServeMux()}
+	h := &Handler{Accounts: acc, Kicker: k, Token: token, Log: log, Audit: audit.Discard, mux: http.NewServeMux()}
 	h.handle("GET /admin/v1/users", h.listUsers)
 	h.handle("POST /admin/v1/users", h.addUser)
 	h.handle("GET /admin/v1/users/{uid}", h.getUser)
@@ -71,12 +79,16 @@ func NewHandler(acc *accounts.Service, k Kicker, token string, log *slog.Logger)
 	h.handle("GET /admin/v1/users/{uid}/tokens", h.listTokens)
 	h.handle("POST /admin/v1/users/{uid}/tokens", h.createToken)
 	h.handle("DELETE /admin/v1/users/{uid}/tokens", h.revokeTokens)
+	h.handle("POST /admin/v1/users/{uid}/totp", h.enableTOTP)
+	h.handle("DELETE /admin/v1/users/{uid}/totp", h.disableTOTP)
 	h.handle("GET /admin/v1/loglevel", h.getLevel)
 	h.handle("PUT /admin/v1/loglevel", h.setLevel)
 	h.handle("GET /admin/v1/clients", h.listClients)
 	h.handle("DELETE /admin/v1/clients/{id}", h.kickClient)
 	h.handle("GET /admin/v1/stats", h.stats)
 	h.handle("POST /admin/v1/notice", h.notice)
+	h.handle("GET /admin/v1/cluster", h.cluster)
+	h.complianceRoutes()
 	return h
 }
 
@@ -134,12 +146,28 @@ func writeErr(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, apiError{Error: msg})
 }
 
+// audit records a change made through the API.
+func (h *Handler) audit(r *http.Request, typ, uid, target string, err error) {
+	h.auditAs(r, audit.Entry{Type: typ, UID: uid, Target: target}, err)
+}
+
+func (h *Handler) auditAs(r *http.Request, e audit.Entry, err error) {
+	e.By, e.OK = "admin-api", err == nil
+	if err != nil {
+		e.Reason = err.Error()
+	}
+	if host, _, e2 := net.SplitHostPort(r.RemoteAddr); e2 == nil {
+		e.IP = host
+	}
+	h.Audit.Log(e)
+}
+
 // fail maps service errors to statuses.
 func (h *Handler) fail(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, accounts.ErrUnknownUser):
 		writeErr(w, http.StatusNotFound, err.Error())
-	case errors.Is(err, accounts.ErrUserExists):
+	case errors.Is(err, accounts.ErrUserExists), errors.Is(err, accounts.ErrTOTPOn), errors.Is(err, accounts.ErrTOTPOff):
 		writeErr(w, http.StatusConflict, err.Error())
 	case errors.Is(err, accounts.ErrWeakPassword),
 		errors.Is(err, topics.ErrEmptyID), errors.Is(err, topics.ErrIDChars),
@@ -189,9 +217,11 @@ func (h *Handler) addUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := h.Accounts.AddUser(req.UID, req.Password, req.Admin); err != nil {
+		h.audit(r, audit.UserCreate, req.UID, "", err)
 		h.fail(w, err)
 		return
 	}
+	h.audit(r, audit.UserCreate, req.UID, "", nil)
 	h.Log.Info("user added", "user", req.UID, "admin", req.Admin)
 	u, err := h.Accounts.User(req.UID)
 	if err != nil {
@@ -213,9 +243,11 @@ func (h *Handler) getUser(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) delUser(w http.ResponseWriter, r *http.Request) {
 	uid := r.PathValue("uid")
 	if err := h.Accounts.DeleteUser(uid); err != nil {
+		h.audit(r, audit.UserDelete, uid, "", err)
 		h.fail(w, err)
 		return
 	}
+	h.audit(r, audit.UserDelete, uid, "", nil)
 	h.Kicker.Kick(uid, "")
 	h.Log.Info("user deleted", "user", uid)
 	w.WriteHeader(http.StatusNoContent)
@@ -231,7 +263,9 @@ func (h *Handler) passwd(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	if err := h.Accounts.SetPassword(r.PathValue("uid"), req.Password); err != nil {
+	err := h.Accounts.SetPassword(r.PathValue("uid"), req.Password)
+	h.audit(r, audit.UserPasswd, r.PathValue("uid"), "", err)
+	if err != nil {
 		h.fail(w, err)
 		return
 	}
@@ -241,7 +275,13 @@ func (h *Handler) passwd(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) setDisabled(disabled bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		uid := r.PathValue("uid")
-		if err := h.Accounts.SetDisabled(uid, disabled); err != nil {
+		typ := audit.UserEnable
+		if disabled {
+			typ = audit.UserDisable
+		}
+		err := h.Accounts.SetDisabled(uid, disabled)
+		h.audit(r, typ, uid, "", err)
+		if err != nil {
 			h.fail(w, err)
 			return
 		}
@@ -277,6 +317,7 @@ func (h *Handler) createToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	secret, t, err := h.Accounts.CreateToken(r.PathValue("uid"), req.DID)
+	h.audit(r, audit.TokenCreate, r.PathValue("uid"), t.ID, err)
 	if err != nil {
 		h.fail(w, err)
 		return
@@ -293,6 +334,7 @@ type RevokeResult struct {
 func (h *Handler) revokeTokens(w http.ResponseWriter, r *http.Request) {
 	uid, did, id := r.PathValue("uid"), r.URL.Query().Get("did"), r.URL.Query().Get("id")
 	n, err := h.Accounts.RevokeTokens(uid, did, id)
+	h.auditAs(r, audit.Entry{Type: audit.TokenRevoke, UID: uid, DID: did, Target: id}, err)
 	if err != nil {
 		h.fail(w, err)
 		return
@@ -302,6 +344,30 @@ func (h *Handler) revokeTokens(w http.ResponseWriter, r *http.Request) {
 	}
 	h.Log.Info("tokens revoked", "user", uid, "device", did, "count", n)
 	writeJSON(w, http.StatusOK, RevokeResult{Revoked: n})
+}
+
+func (h *Handler) enableTOTP(w http.ResponseWriter, r *http.Request) {
+	uid := r.PathValue("uid")
+	setup, err := h.Accounts.EnableTOTP(uid)
+	h.auditAs(r, audit.Entry{Type: audit.UserTOTP, UID: uid, Target: "enable"}, err)
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	h.Log.Info("two-factor login enabled", "user", uid)
+	writeJSON(w, http.StatusCreated, setup)
+}
+
+func (h *Handler) disableTOTP(w http.ResponseWriter, r *http.Request) {
+	uid := r.PathValue("uid")
+	err := h.Accounts.DisableTOTP(uid)
+	h.auditAs(r, audit.Entry{Type: audit.UserTOTP, UID: uid, Target: "disable"}, err)
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	h.Log.Info("two-factor login disabled", "user", uid)
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // LogLevel is the body and reply of /admin/v1/loglevel.

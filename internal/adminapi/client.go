@@ -10,6 +10,9 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/tern-im/tern/internal/accounts"
+	"github.com/tern-im/tern/internal/im"
 )
 
 // Client calls the admin API of a running broker.
@@ -136,9 +139,103 @@ func (c *Client) Stats(ctx context.Context) (Stats, error) {
 	return out, err
 }
 
+// Cluster reports the cluster's nodes and JetStream assets (404 from a
+// single node).
+func (c *Client) Cluster(ctx context.Context) (ClusterStatus, error) {
+	var out ClusterStatus
+	err := c.do(ctx, http.MethodGet, "/admin/v1/cluster", nil, &out)
+	return out, err
+}
+
 // Notice retains an operator notice on im/sys/notice.
 func (c *Client) Notice(ctx context.Context, text string) (Notice, error) {
 	var out Notice
 	err := c.do(ctx, http.MethodPost, "/admin/v1/notice", Notice{Text: text}, &out)
 	return out, err
+}
+
+// SetRetention sets a conversation's own retention ("720h", "30d"; "0"
+// for the server default).
+func (c *Client) SetRetention(ctx context.Context, cv, retention string) (RetentionBody, error) {
+	var out RetentionBody
+	err := c.do(ctx, http.MethodPut, "/admin/v1/retention/"+url.PathEscape(cv), RetentionBody{Retention: retention}, &out)
+	return out, err
+}
+
+// Retention reads a conversation's own retention.
+func (c *Client) Retention(ctx context.Context, cv string) (RetentionBody, error) {
+	var out RetentionBody
+	err := c.do(ctx, http.MethodGet, "/admin/v1/retention/"+url.PathEscape(cv), nil, &out)
+	return out, err
+}
+
+// AddHold places a legal hold.
+func (c *Client) AddHold(ctx context.Context, req HoldRequest) (im.Hold, error) {
+	var out im.Hold
+	err := c.do(ctx, http.MethodPost, "/admin/v1/holds", req, &out)
+	return out, err
+}
+
+// Holds lists the legal holds.
+func (c *Client) Holds(ctx context.Context) ([]im.Hold, error) {
+	var out []im.Hold
+	err := c.do(ctx, http.MethodGet, "/admin/v1/holds", nil, &out)
+	return out, err
+}
+
+// RemoveHold lifts a legal hold.
+func (c *Client) RemoveHold(ctx context.Context, id string) (im.Hold, error) {
+	var out im.Hold
+	err := c.do(ctx, http.MethodDelete, "/admin/v1/holds/"+url.PathEscape(id), nil, &out)
+	return out, err
+}
+
+// ExportFiles streams the tar of the files an export's events attach
+// into w.
+func (c *Client) ExportFiles(ctx context.Context, q url.Values, w io.Writer) error {
+	return c.stream(ctx, "/admin/v1/export/files?"+q.Encode(), w)
+}
+
+// Export streams an export into w (query keys user, cv, since, until).
+// The reply has no time limit: exports are long.
+func (c *Client) Export(ctx context.Context, q url.Values, w io.Writer) error {
+	return c.stream(ctx, "/admin/v1/export?"+q.Encode(), w)
+}
+
+// stream copies a long GET reply into w, with no time limit.
+func (c *Client) stream(ctx context.Context, path string, w io.Writer) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Base+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	hc := *c.HTTP
+	hc.Timeout = 0
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		var e apiError
+		if json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&e) == nil && e.Error != "" {
+			return fmt.Errorf("server: %s (%d)", e.Error, resp.StatusCode)
+		}
+		return fmt.Errorf("server: %s", resp.Status)
+	}
+	_, err = io.Copy(w, resp.Body)
+	return err
+}
+
+// EnableTOTP turns on two-factor login for uid and returns the setup to
+// show once.
+func (c *Client) EnableTOTP(ctx context.Context, uid string) (accounts.TOTPSetup, error) {
+	var out accounts.TOTPSetup
+	err := c.do(ctx, http.MethodPost, "/admin/v1/users/"+url.PathEscape(uid)+"/totp", nil, &out)
+	return out, err
+}
+
+// DisableTOTP turns two-factor login off for uid.
+func (c *Client) DisableTOTP(ctx context.Context, uid string) error {
+	return c.do(ctx, http.MethodDelete, "/admin/v1/users/"+url.PathEscape(uid)+"/totp", nil, nil)
 }

@@ -2,11 +2,13 @@ package adminapi
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/tern-im/tern/internal/audit"
 	"github.com/tern-im/tern/topics"
 )
 
@@ -60,6 +62,41 @@ type Operator interface {
 	Notice(text string) (Notice, error)
 }
 
+// ClusterStatus is the reply to GET /admin/v1/cluster (tern cluster
+// status): the node asked, and the cluster's JetStream assets with their
+// leaders, replicas and lag.
+type ClusterStatus struct {
+	Cluster string         `json:"cluster"`
+	Node    string         `json:"node"`
+	Nodes   []string       `json:"nodes"` // every node that leads or replicates an asset
+	Streams []StreamStatus `json:"streams"`
+}
+
+// StreamStatus is one JetStream asset (the log stream, a KV bucket).
+type StreamStatus struct {
+	Name     string    `json:"name"`
+	Leader   string    `json:"leader"`
+	Replicas []Replica `json:"replicas"`
+	Msgs     uint64    `json:"msgs"`
+	Bytes    uint64    `json:"bytes"`
+}
+
+// Replica is one follower of an asset: whether it is current, how many
+// operations it lags, and how long ago the leader heard from it.
+type Replica struct {
+	Name     string `json:"name"`
+	Current  bool   `json:"current"`
+	Offline  bool   `json:"offline,omitempty"`
+	Lag      uint64 `json:"lag"`
+	ActiveMS int64  `json:"active_ms"`
+}
+
+// Clusterer is what GET /admin/v1/cluster needs; an Operator that is not
+// one (a single node) answers 404.
+type Clusterer interface {
+	ClusterStatus() (ClusterStatus, error)
+}
+
 // KickResult is the reply to DELETE /admin/v1/clients/{uid}.{did}.
 type KickResult struct {
 	Kicked int `json:"kicked"`
@@ -90,6 +127,7 @@ func (h *Handler) kickClient(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n := h.Kicker.Kick(uid, did)
+	h.auditAs(r, audit.Entry{Type: audit.AdminKick, UID: uid, DID: did, Reason: fmt.Sprintf("kicked %d", n)}, nil)
 	if n == 0 {
 		writeErr(w, http.StatusNotFound, "no such client connected")
 		return
@@ -103,6 +141,30 @@ func (h *Handler) stats(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, h.Ops.Stats())
 	}
 }
+
+func (h *Handler) cluster(w http.ResponseWriter, _ *http.Request) {
+	if !h.ops(w) {
+		return
+	}
+	c, ok := h.Ops.(Clusterer)
+	if !ok {
+		writeErr(w, http.StatusNotFound, "not a cluster node")
+		return
+	}
+	st, err := c.ClusterStatus()
+	if errors.Is(err, ErrNotCluster) {
+		writeErr(w, http.StatusNotFound, "not a cluster node")
+		return
+	}
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+// ErrNotCluster: the broker runs as a single node.
+var ErrNotCluster = errors.New("adminapi: not a cluster node")
 
 func (h *Handler) notice(w http.ResponseWriter, r *http.Request) {
 	var req Notice

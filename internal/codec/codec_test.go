@@ -118,13 +118,14 @@ func FuzzRequestArgs(f *testing.F) {
 	f.Add([]byte(`{"rid":"r1","op":"history","a":{"cv":"g:ops","before":10,"max":50}}`))
 	f.Add([]byte(`{"rid":"r1","op":"group.create","a":{"name":"x","members":["a","b"]}}`))
 	f.Add([]byte(`{"rid":"r1","op":"hello","a":{"enc":"cbor","maxPkt":1024,"feat":{"typing":false}}}`))
+	f.Add([]byte(`{"rid":"r1","op":"conv.set","a":{"cv":"g:ops","retention":86400}}`))
 	f.Add([]byte{0xa3, 0x63, 0x72, 0x69, 0x64, 0x61, 0x31, 0x62, 0x6f, 0x70, 0x61, 0x78, 0x61, 0x61, 0xf6})
 	f.Fuzz(func(t *testing.T, p []byte) {
 		r, err := DecodeRequest(p)
 		if err != nil {
 			return
 		}
-		for _, a := range []any{&HelloArgs{}, &SyncArgs{}, &HistoryArgs{}, &IDArgs{}, &UIDArgs{}, &GroupArgs{}} {
+		for _, a := range []any{&HelloArgs{}, &SyncArgs{}, &HistoryArgs{}, &IDArgs{}, &UIDArgs{}, &GroupArgs{}, &ConvSetArgs{}} {
 			if err := r.Args(a); err != nil {
 				continue
 			}

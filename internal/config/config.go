@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -45,6 +46,10 @@ type Config struct {
 	Presence Presence `yaml:"presence"`
 	Files    Files    `yaml:"files"`
 	Search   Search   `yaml:"search"`
+
+	Audit   Audit   `yaml:"audit"`
+	DLP     DLP     `yaml:"dlp"`
+	Cluster Cluster `yaml:"cluster"`
 }
 
 // Listener is one MQTT listener. An empty Addr disables it.
@@ -165,6 +170,38 @@ type Store struct {
 	// DiskCheck is how often free space is measured.
 	DiskCheck time.Duration `yaml:"disk_check"`
 }
+
+// Cluster runs the node as one of several serving one namespace, with
+// the shared state in NATS JetStream (PROTOCOL §17, docs/cluster.md).
+// An empty Name is single-node mode on Badger, the default.
+type Cluster struct {
+	// Name is the cluster's name; every node of a cluster gives the same.
+	Name string `yaml:"name"`
+	// Node is this node's name, unique in the cluster ([A-Za-z0-9_-]).
+	Node string `yaml:"node"`
+	// NATSListen is the route listener (host:port) of the NATS JetStream
+	// server embedded in this node; its files live in {data}/nats.
+	NATSListen string `yaml:"nats_listen"`
+	// NATSRoutes are the other nodes' route URLs (nats://host:port).
+	NATSRoutes []string `yaml:"nats_routes"`
+	// NATSAdvertise is the route address (host:port) other nodes are told
+	// to reach this node at, when it differs from nats_listen (NAT, a
+	// proxy). Empty: the listen address.
+	NATSAdvertise string `yaml:"nats_advertise"`
+	// NATSURL uses an existing NATS cluster instead of an embedded
+	// server (exclusive with nats_listen).
+	NATSURL string `yaml:"nats_url"`
+	// NATSClient, when set, also opens the embedded server's client port
+	// (host:port) for tools such as the nats CLI. Tern itself connects
+	// in-process.
+	NATSClient string `yaml:"nats_client"`
+	// Replicas of the log stream and every KV bucket: 3 keeps every
+	// acknowledged event through the loss of one node.
+	Replicas int `yaml:"replicas"`
+}
+
+// Enabled reports whether the node runs in cluster mode.
+func (c Cluster) Enabled() bool { return c.Name != "" }
 
 // ACL holds the plain-namespace rules (outside im/).
 type ACL struct {
@@ -358,7 +395,10 @@ func DefaultConfig() *Config {
 			UploadRate:   1 << 20,
 			UploadBurst:  4 << 20,
 		},
-		Search: Search{Enabled: true, Batch: 1000, Poll: time.Second, Settle: 250 * time.Millisecond},
+		Search:  Search{Enabled: true, Batch: 1000, Poll: time.Second, Settle: 250 * time.Millisecond},
+		Audit:   defaultAudit(),
+		DLP:     defaultDLP(),
+		Cluster: Cluster{NATSRoutes: []string{}, Replicas: 3},
 	}
 }
 
@@ -403,11 +443,30 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) {
 		"TERN_WS_ADDR":     &c.WS.Addr,
 		"TERN_HTTP_ADDR":   &c.HTTP.Addr,
 		"TERN_ADMIN_TOKEN": &c.AdminToken,
+		"TERN_CLUSTER":     &c.Cluster.Name,
+		"TERN_NODE":        &c.Cluster.Node,
+		"TERN_NATS_LISTEN": &c.Cluster.NATSListen,
+		"TERN_NATS_URL":    &c.Cluster.NATSURL,
 	} {
 		if v, ok := lookup(name); ok {
 			*p = v
 		}
 	}
+	if v, ok := lookup("TERN_NATS_ROUTES"); ok {
+		c.Cluster.NATSRoutes = SplitList(v)
+	}
+}
+
+// SplitList splits a comma-separated list (TERN_NATS_ROUTES,
+// --nats-routes), dropping empty items.
+func SplitList(v string) []string {
+	out := []string{}
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // Validate reports every invalid field, each error naming it.
@@ -603,7 +662,58 @@ func (c *Config) Validate() error {
 	if c.Search.Settle < 0 || c.Search.Settle > time.Minute {
 		bad("search.settle", "must be 0 to 1m")
 	}
+	c.validateCompliance(bad)
+	c.Cluster.validate(bad, c.IM.Retention)
 	return errors.Join(errs...)
+}
+
+func (c Cluster) validate(bad func(field, format string, args ...any), retention time.Duration) {
+	if !c.Enabled() {
+		if c.Node != "" || c.NATSListen != "" || c.NATSURL != "" || len(c.NATSRoutes) > 0 || c.NATSClient != "" || c.NATSAdvertise != "" {
+			bad("cluster.name", "must be set when any other cluster key is")
+		}
+		return
+	}
+	if !isName(c.Name) {
+		bad("cluster.name", "%q must be 1-64 of [A-Za-z0-9_-]", c.Name)
+	}
+	if !isName(c.Node) {
+		bad("cluster.node", "%q must be 1-64 of [A-Za-z0-9_-]", c.Node)
+	}
+	switch {
+	case c.NATSListen == "" && c.NATSURL == "":
+		bad("cluster.nats_listen", "one of nats_listen (embedded) and nats_url (external) is required")
+	case c.NATSListen != "" && c.NATSURL != "":
+		bad("cluster.nats_url", "excludes nats_listen")
+	}
+	if retention > 0 {
+		bad("im.retention", "is not built in cluster mode yet (docs/cluster.md): keep it 0")
+	}
+	if c.NATSURL != "" && (len(c.NATSRoutes) > 0 || c.NATSClient != "" || c.NATSAdvertise != "") {
+		bad("cluster.nats_routes", "routes, nats_client and nats_advertise belong to the embedded server (nats_listen)")
+	}
+	for i, r := range c.NATSRoutes {
+		if u, err := url.Parse(r); err != nil || u.Scheme != "nats" || u.Host == "" {
+			bad(fmt.Sprintf("cluster.nats_routes[%d]", i), "%q is not nats://host:port", r)
+		}
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		bad("cluster.replicas", "%d is outside 1..5", c.Replicas)
+	} else if c.NATSListen != "" && c.Replicas > len(c.NATSRoutes)+1 {
+		bad("cluster.replicas", "%d needs at least %d nats_routes", c.Replicas, c.Replicas-1)
+	}
+}
+
+func isName(s string) bool {
+	if len(s) < 1 || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // Compile turns a YAML rule into a topics.Rule.

@@ -99,6 +99,8 @@ var (
 	ErrOwnRole          = newError(400, "cannot change your own role")
 	ErrUseLeave         = newError(400, "use group.leave")
 	ErrTooManyUIDs      = newError(400, "too many uids")
+	ErrBadRetention     = newError(400, "retention must be 0 or 60 to 3153600000 seconds")
+	ErrGroupOnly        = newError(400, "only a group conversation has its own retention")
 	ErrNotMember        = newError(403, "not a member")
 	ErrFileNotReadable  = newError(403, "file not readable")
 	ErrNotAdmin         = newError(403, "not an admin")
@@ -121,7 +123,9 @@ var (
 	ErrPayloadTooBig    = newError(413, "payload too large")
 	ErrBodyTooBig       = newError(413, "body too large")
 	ErrRateLimited      = newError(429, "rate limited")
-	ErrInternal         = newError(500, "server fault")
+	// ErrContentPolicy: the content policy (DLP) refused the text.
+	ErrContentPolicy = newError(451, "refused by content policy")
+	ErrInternal      = newError(500, "server fault")
 	// ErrNotImplemented: a protocol feature this server does not build yet.
 	ErrNotImplemented = newError(501, "not implemented")
 )

@@ -93,4 +93,16 @@ type Event struct {
 	Code  int    `json:"code,omitempty" cbor:"code,omitempty"`
 	Msg   string `json:"msg,omitempty" cbor:"msg,omitempty"`
 	Trunc bool   `json:"trunc,omitempty" cbor:"trunc,omitempty"`
+	// Deleted marks a message (or an edit of it) that a del event
+	// deleted: users get it as a tombstone, without body; the stored body
+	// is gone unless a legal hold keeps it for export.
+	Deleted bool `json:"deleted,omitempty" cbor:"deleted,omitempty"`
+}
+
+// Tombstone clears what users may no longer read of a deleted event (a
+// no-op for others): the body, attachments, mentions and wrapped keys.
+func (e *Event) Tombstone() {
+	if e.Deleted {
+		e.B, e.Att, e.Mn, e.E2E = "", nil, nil, nil
+	}
 }

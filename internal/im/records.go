@@ -122,6 +122,10 @@ type Append struct {
 	Reacts    []React
 	UserConvs []UserConv
 
+	// Purge marks a message deleted in the same commit (the side effect
+	// of a del event).
+	Purge *Purge
+
 	// Quiet names a device (uid, did) that gets no live copy of the event
 	// (the origin of a marker). Delivery reads it; the Log ignores it.
 	QuietUID, QuietDID string
@@ -151,6 +155,16 @@ func (a *Append) SenderUS() uint64 {
 		}
 	}
 	return 0
+}
+
+// Purge marks message ID and its edits Deleted; unless Keep (a legal
+// hold covers it) their bodies are removed from the store too.
+type Purge struct {
+	ID   ulid.ULID
+	Keep bool
+	// Forgotten is set by the Log: the events whose bodies users can no
+	// longer read (for the Forgetter).
+	Forgotten []Forgotten
 }
 
 // MemberChange writes uid's membership record of gid. With SetFrom the

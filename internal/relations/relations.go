@@ -40,6 +40,10 @@ type Relations struct {
 	gen     uint64                     // bumped by every Invalidate
 	users   map[string]map[string]bool // uid → C(uid), blocks applied
 	groups  map[string]*groupCache
+
+	// OnInvalidate, when set before use, is told of every Invalidate
+	// (a cluster node tells the other nodes, which Drop the same).
+	OnInvalidate func(uids []string, gids []string)
 }
 
 type groupCache struct {
@@ -98,6 +102,15 @@ func (r *Relations) Members(gid string) ([]string, map[string]im.Member, error) 
 
 // Invalidate drops what is cached about the users and groups given.
 func (r *Relations) Invalidate(uids []string, gids ...string) {
+	r.Drop(uids, gids...)
+	if r.OnInvalidate != nil {
+		r.OnInvalidate(uids, gids)
+	}
+}
+
+// Drop is Invalidate without telling OnInvalidate: for changes that
+// another node made.
+func (r *Relations) Drop(uids []string, gids ...string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.gen++

@@ -70,6 +70,17 @@ type Registry struct {
 	byConn   map[*mqtt.Client]*Session
 	byUser   map[string]map[*mqtt.Client]*Session
 	onRemove []func(*Session)
+	onAdd    []func(*Session)
+}
+
+// OnAdd registers fn to run after a session is added (a cluster node
+// tells the other nodes, which end their older connection of the same
+// device). fn runs outside the registry's lock, on the connecting
+// client's goroutine; register before the broker starts.
+func (r *Registry) OnAdd(fn func(*Session)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.onAdd = append(r.onAdd, fn)
 }
 
 // OnRemove registers fn to run after a session is removed, whether by the
@@ -110,7 +121,6 @@ func (r *Registry) AddVia(cl *mqtt.Client, id topics.Identity, m Method) *Sessio
 		gone:      make(chan struct{}),
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.byConn[cl] = s
 	if !id.Anonymous {
 		m := r.byUser[id.UID]
@@ -119,6 +129,11 @@ func (r *Registry) AddVia(cl *mqtt.Client, id topics.Identity, m Method) *Sessio
 			r.byUser[id.UID] = m
 		}
 		m[cl] = s
+	}
+	fns := r.onAdd
+	r.mu.Unlock()
+	for _, fn := range fns {
+		fn(s)
 	}
 	return s
 }

@@ -19,7 +19,7 @@ func openBackend(t testing.TB) imtest.Backend {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	return imtest.Backend{Store: s, Commits: commits, Clock: clk, Feed: s, Trim: func(cutoff time.Time) error {
+	return imtest.Backend{Store: s, Commits: commits, Clock: clk, Feed: s, Compliance: s, Trim: func(cutoff time.Time) error {
 		_, err := s.Trim(cutoff)
 		return err
 	}}

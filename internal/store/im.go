@@ -174,6 +174,7 @@ func (s *Store) Stream(uid string, since uint64, max int) (evs []codec.Event, mo
 				continue
 			}
 			ev.US = us
+			ev.Tombstone()
 			evs = append(evs, ev)
 		}
 		return nil
@@ -223,6 +224,7 @@ func (s *Store) History(q im.HistoryQuery) (items []codec.Event, complete bool, 
 			if !ok {
 				continue // unreadable: skipped, counted and logged
 			}
+			ev.Tombstone()
 			items = append(items, ev)
 		}
 		if !forward {
@@ -264,6 +266,7 @@ func (s *Store) EventByID(id ulid.ULID) (codec.Event, error) {
 		if !found {
 			return ErrNotFound
 		}
+		ev.Tombstone()
 		return nil
 	})
 	return ev, err
@@ -302,6 +305,7 @@ func (s *Store) dedupeLookup(txn *badger.Txn, uid, did, cmid string) (codec.Even
 		return ev, ErrGone
 	}
 	ev.US = us
+	ev.Tombstone()
 	return ev, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/tern-im/tern/internal/codec"
+	"github.com/tern-im/tern/internal/im"
 )
 
 // tabFloor holds each user's stream floor: {uid} → the lowest us that may
@@ -46,8 +47,9 @@ func (s *Store) StreamFloor(uid string) (uint64, error) {
 	return n, err
 }
 
-// trimLoop trims everything older than the retention every period until
-// Close.
+// trimLoop trims what is older than its retention every period until
+// Close: the server default (Options.Retention) and each conversation's
+// own (SetRetention).
 func (s *Store) trimLoop(o Options) {
 	defer s.wg.Done()
 	t := time.NewTicker(o.TrimEvery)
@@ -57,7 +59,12 @@ func (s *Store) trimLoop(o Options) {
 		case <-s.stop:
 			return
 		case <-t.C:
-			st, err := s.trim(o.Now().Add(-o.Retention), s.stop)
+			now := o.Now()
+			var cutoff time.Time
+			if o.Retention > 0 {
+				cutoff = now.Add(-o.Retention)
+			}
+			st, err := s.trimAt(now, cutoff, s.stop)
 			if err != nil && !errors.Is(err, ErrClosed) {
 				s.log.Warn("retention: trim", "error", err)
 			}
@@ -68,43 +75,210 @@ func (s *Store) trimLoop(o Options) {
 	}
 }
 
-// Trim deletes what is older than cutoff: stream entries (raising each
-// user's stream floor), conversation and aux events, their id index and
-// reactions. Counters, markers, memberships and conversation lists stay,
-// so seq and us never go backwards. It works in small transactions and
-// may run while the store is in use; the background trimmer calls it
-// with now − retention.
+// Trim deletes what is older than cutoff (the server default) or than
+// its conversation's own retention, measured from the store's clock:
+// stream entries (raising each user's stream floor), conversation and
+// aux events and their id index, and reactions (by the default only).
+// Events under a legal hold are kept. Counters, markers, memberships and
+// conversation lists stay, so seq and us never go backwards. It works in
+// small transactions and may run while the store is in use; the
+// background trimmer calls it with now − retention.
 func (s *Store) Trim(cutoff time.Time) (TrimStats, error) {
-	return s.trim(cutoff, s.stop)
+	return s.trimAt(s.opts.Now(), cutoff, s.stop)
 }
 
-func (s *Store) trim(cutoff time.Time, quit <-chan struct{}) (TrimStats, error) {
+func (s *Store) trimAt(now, cutoff time.Time, quit <-chan struct{}) (TrimStats, error) {
 	var st TrimStats
-	ms := cutoff.UnixMilli()
-	if ms <= 0 {
+	def := cutoff.UnixMilli()
+	if cutoff.IsZero() || def <= 0 {
+		def = 0
+	}
+	rets, err := s.convRetentions()
+	if err != nil {
+		return st, err
+	}
+	if def == 0 && len(rets) == 0 {
 		return st, nil
 	}
-	// Streams first: their entries are judged by the events they point to.
-	steps := []struct {
-		tab byte
-		n   *int
-	}{{tabStream, &st.Pointers}, {tabEvent, &st.Events}, {tabAux, &st.Aux}}
-	for _, step := range steps {
-		if err := s.trimLogs(step.tab, ms, step.n, quit); err != nil {
+	cutoffOf := func(cv string) int64 {
+		if r, ok := rets[cv]; ok {
+			return now.UnixMilli() - r.Milliseconds()
+		}
+		return def
+	}
+	// Streams first, by the default only: their entries are judged by the
+	// events they point to. A stream entry whose event a shorter
+	// conversation retention removed is skipped by readers and goes when
+	// the default reaches it.
+	if def > 0 {
+		if err := s.trimLogs(tabStream, func(string) int64 { return def }, &st.Pointers, quit); err != nil {
 			return st, err
 		}
 	}
-	// Event ids and reactions are keyed by the ULID, whose first 48 bits
-	// are the event's ts: both tables trim from their start.
-	for _, step := range []struct {
-		tab byte
-		n   *int
-	}{{tabEventID, &st.IDs}, {tabReact, &st.Reactions}} {
-		if err := s.trimULIDs(step.tab, ms, step.n, quit); err != nil {
+	if def > 0 {
+		// Every conversation: one seek each finds those with old events.
+		if err := s.trimLogs(tabAux, cutoffOf, &st.Aux, quit); err != nil {
+			return st, err
+		}
+		if err := s.trimConvs(cutoffOf, &st, quit); err != nil {
+			return st, err
+		}
+		// Reactions are keyed by the message's ULID, whose first 48 bits
+		// are its ts: trimmed from the table's start by the default.
+		if err := s.trimULIDs(tabReact, def, &st.Reactions, quit); err != nil {
+			return st, err
+		}
+		return st, nil
+	}
+	// No default: only the conversations with their own retention.
+	for cv := range rets {
+		n, err := s.trimLog(tabAux, cv, cutoffOf(cv), quit)
+		st.Aux += n
+		if err != nil {
+			return st, err
+		}
+		if err := s.trimConv(cv, cutoffOf(cv), &st, quit); err != nil {
 			return st, err
 		}
 	}
 	return st, nil
+}
+
+// convRetentions reads every conversation's own retention.
+func (s *Store) convRetentions() (map[string]time.Duration, error) {
+	out := map[string]time.Duration{}
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{tabConvRet}, PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			err := it.Item().Value(func(v []byte) error {
+				if len(v) == 8 {
+					out[string(it.Item().Key()[1:])] = time.Duration(binary.BigEndian.Uint64(v)) * time.Millisecond
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// trimConvs trims every conversation whose first event is older than its
+// cutoff.
+func (s *Store) trimConvs(cutoffOf func(string) int64, st *TrimStats, quit <-chan struct{}) error {
+	var names []string
+	return s.scanOld(tabEvent, cutoffOf, &names, quit, func(batch []string) error {
+		for _, cv := range batch {
+			if err := s.trimConv(cv, cutoffOf(cv), st, quit); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// trimConv deletes the events of cv older than cutoff, from its start,
+// with their id index (and edit index) entries, trimChunk per
+// transaction. Events a legal hold covers, and unreadable ones (tern
+// store check reports them), are stepped over and kept. The Forgetter is
+// told what went after each transaction.
+func (s *Store) trimConv(cv string, cutoff int64, st *TrimStats, quit <-chan struct{}) error {
+	if cutoff <= 0 {
+		return nil
+	}
+	hs, err := s.loadHolds()
+	if err != nil {
+		return err
+	}
+	held := func(ev *codec.Event) bool {
+		for _, h := range hs {
+			if h.Covers(ev) {
+				return true
+			}
+		}
+		return false
+	}
+	prefix := append(key(tabEvent, cv), 0)
+	var from uint64
+	for {
+		if stopped(quit) {
+			return ErrClosed
+		}
+		var gone []codec.Event
+		var dels [][]byte
+		done := false
+		err := s.db.Update(func(txn *badger.Txn) error {
+			gone, dels = gone[:0], dels[:0]
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 64})
+			next := from
+			for it.Seek(seqKey(tabEvent, cv, from)); ; it.Next() {
+				if !it.Valid() {
+					done = true
+					break
+				}
+				if len(dels) >= trimChunk {
+					break
+				}
+				item := it.Item()
+				k := item.Key()
+				next = binary.BigEndian.Uint64(k[len(k)-8:]) + 1
+				var ev codec.Event
+				ok, err := s.decode(item, &ev)
+				if err != nil {
+					it.Close()
+					return err
+				}
+				if ok && ev.TS >= cutoff {
+					done = true
+					break
+				}
+				if !ok || held(&ev) {
+					continue
+				}
+				gone = append(gone, ev)
+				dels = append(dels, item.KeyCopy(nil), append([]byte{tabEventID}, ev.ID[:]...))
+				if ev.T == im.TEdit && ev.Tgt != nil {
+					dels = append(dels, editKey(*ev.Tgt, ev.ID))
+				}
+			}
+			it.Close()
+			from = next
+			for _, k := range dels {
+				if err := txn.Delete(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if errors.Is(err, badger.ErrConflict) {
+			return nil // the next pass tries again
+		}
+		if err != nil {
+			return err
+		}
+		st.Events += len(gone)
+		st.IDs += len(gone)
+		if fn := s.trimmedAtt.Load(); fn != nil {
+			for _, ev := range gone {
+				for _, a := range ev.Att {
+					(*fn)(a.FID, ev.ID)
+				}
+			}
+		}
+		if len(gone) > 0 && s.opts.Forget != nil {
+			fs := make([]im.Forgotten, len(gone))
+			for i, ev := range gone {
+				fs[i] = im.Forgotten{CV: ev.CV, ID: ev.ID, Att: ev.Att}
+			}
+			s.opts.Forget.Forget(fs)
+		}
+		if done {
+			return nil
+		}
+	}
 }
 
 func stopped(quit <-chan struct{}) bool {
@@ -116,16 +290,31 @@ func stopped(quit <-chan struct{}) bool {
 	}
 }
 
-// trimLogs trims every log of table tab (keys tab|name|0|n): it finds the
-// logs whose first entry is older than cutoff, a few at a time, and trims
-// each from its start.
-func (s *Store) trimLogs(tab byte, cutoff int64, count *int, quit <-chan struct{}) error {
+// trimLogs trims every log of table tab (keys tab|name|0|n) whose first
+// entry is older than its cutoff, from its start.
+func (s *Store) trimLogs(tab byte, cutoffOf func(string) int64, count *int, quit <-chan struct{}) error {
+	var names []string
+	return s.scanOld(tab, cutoffOf, &names, quit, func(batch []string) error {
+		for _, name := range batch {
+			n, err := s.trimLog(tab, name, cutoffOf(name), quit)
+			*count += n
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// scanOld finds the logs of table tab whose first entry is older than
+// their cutoff (or gone), trimHeads at a time, and hands each batch to fn.
+func (s *Store) scanOld(tab byte, cutoffOf func(string) int64, names *[]string, quit <-chan struct{}, fn func([]string) error) error {
 	from := []byte{tab}
 	for {
 		if stopped(quit) {
 			return ErrClosed
 		}
-		var names []string
+		*names = (*names)[:0]
 		var next []byte
 		err := s.db.View(func(txn *badger.Txn) error {
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{tab}, PrefetchValues: false})
@@ -137,15 +326,17 @@ func (s *Store) trimLogs(tab byte, cutoff int64, count *int, quit <-chan struct{
 					continue
 				}
 				name := string(k[1 : len(k)-9])
-				ts, found, err := s.entryTS(txn, tab, it.Item())
-				if err != nil {
-					return err
-				}
-				if !found || ts < cutoff {
-					names = append(names, name)
+				if cutoff := cutoffOf(name); cutoff > 0 {
+					ts, found, err := s.entryTS(txn, tab, it.Item())
+					if err != nil {
+						return err
+					}
+					if !found || ts < cutoff {
+						*names = append(*names, name)
+					}
 				}
 				next = append(key(tab, name), 1) // the next name's first key
-				if len(names) >= trimHeads {
+				if len(*names) >= trimHeads {
 					return nil
 				}
 				it.Seek(next)
@@ -156,12 +347,8 @@ func (s *Store) trimLogs(tab byte, cutoff int64, count *int, quit <-chan struct{
 		if err != nil {
 			return err
 		}
-		for _, name := range names {
-			n, err := s.trimLog(tab, name, cutoff, quit)
-			*count += n
-			if err != nil {
-				return err
-			}
+		if err := fn(*names); err != nil {
+			return err
 		}
 		if next == nil {
 			return nil

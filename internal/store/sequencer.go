@@ -178,6 +178,19 @@ func (q *sequencer) commit(batch []*request) {
 			q.reset() // counters may be ahead of the store: reload
 		}
 		appended := 0
+		if err == nil && q.s.opts.Forget != nil {
+			// Before the appends are published or return: nothing derived
+			// (a search index) serves a purged body after its del is seen.
+			var forgotten []im.Forgotten
+			for _, r := range pending {
+				if r.a.Purge != nil {
+					forgotten = append(forgotten, r.a.Purge.Forgotten...)
+				}
+			}
+			if len(forgotten) > 0 {
+				q.s.opts.Forget.Forget(forgotten)
+			}
+		}
 		for _, r := range pending {
 			r.err = err
 			if err == nil && r.a.Dup == nil {
@@ -385,6 +398,9 @@ func (q *sequencer) prepare(txn *badger.Txn, a *im.Append, seen map[string]*im.A
 		}
 		add(seqKey(tabEvent, a.CV, seq), v, a.TTL)
 		add(append([]byte{tabEventID}, id[:]...), p, a.TTL)
+		if ev.T == im.TEdit && ev.Tgt != nil {
+			add(editKey(*ev.Tgt, id), p, a.TTL)
+		}
 	}
 	a.US = make([]uint64, len(a.To))
 	for i, uid := range a.To {
@@ -445,6 +461,13 @@ func (q *sequencer) prepare(txn *badger.Txn, a *im.Append, seen map[string]*im.A
 		} else {
 			out = append(out, entry{k: k, del: true, size: int64(len(k) + 32)})
 		}
+	}
+	if a.Purge != nil {
+		es, err := q.purge(txn, a.Purge, now)
+		if err != nil {
+			return nil, nil, err
+		}
+		out = append(out, es...)
 	}
 	for _, c := range a.UserConvs {
 		k := key(tabUserConv, c.UID, c.CV)

@@ -61,9 +61,10 @@ type Options struct {
 	// InMemory keeps everything in RAM (benchmarks only).
 	InMemory bool
 	Logger   *slog.Logger
-	// Retention > 0 starts a background trimmer that deletes stream
-	// entries and conversation events older than this (docs/storage.md).
-	// 0 keeps everything forever.
+	// Retention is the server default: the background trimmer deletes
+	// stream entries and conversation events older than this, or than
+	// their conversation's own retention (docs/storage.md). 0 keeps
+	// everything forever unless a conversation has its own.
 	Retention time.Duration
 	// TrimEvery is how often the trimmer runs; 0 means DefaultTrimEvery.
 	TrimEvery time.Duration
@@ -79,6 +80,11 @@ type Options struct {
 	// transaction with the number of events it appended (duplicates
 	// excluded): for metrics. It must not block.
 	OnCommit func(appended int)
+	// Forget, if set, is told about conversation events the trimmer
+	// removed and messages a delete made tombstones (the search index and
+	// file references follow). It runs on the trimmer and sequencer
+	// goroutines and must not block for long.
+	Forget im.Forgetter
 	// Disk, if set, refuses writes that would store something (appends,
 	// accounts, tokens, new contacts and blocks) with ErrNoSpace while
 	// the data dir's filesystem is below its reserve; a commit that fails
@@ -104,6 +110,8 @@ type Store struct {
 	onCommit func(int)
 	// dir is the data directory; empty in memory.
 	dir string
+	// holdCache keeps the legal holds (compliance.go).
+	holdCache holdCache
 	// trimmedAtt is told the attachments of messages trimmed by age
 	// (SetTrimmedAttachments).
 	trimmedAtt atomic.Pointer[func(fid string, id ulid.ULID)]
@@ -170,7 +178,10 @@ func Open(dir string, o Options) (*Store, error) {
 		s.wg.Add(1)
 		go s.gcLoop(o.GCInterval)
 	}
-	if o.Retention > 0 {
+	// The trimmer also runs without a default retention: conversations
+	// may have their own (SetRetention). A pass with nothing to trim
+	// reads one small table.
+	if o.Retention > 0 || !o.InMemory {
 		if o.TrimEvery <= 0 {
 			o.TrimEvery = DefaultTrimEvery
 		}

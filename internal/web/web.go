@@ -27,6 +27,7 @@ import (
 	xslog "golang.org/x/exp/slog"
 
 	"github.com/tern-im/tern/internal/accounts"
+	"github.com/tern-im/tern/internal/audit"
 	"github.com/tern-im/tern/internal/files"
 	"github.com/tern-im/tern/topics"
 )
@@ -49,6 +50,9 @@ type Options struct {
 	Search Searcher
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Audit records every login outcome (auth.login); nil means
+	// audit.Discard.
+	Audit audit.Logger
 }
 
 // Searcher runs a search for a user: the IM service.
@@ -76,6 +80,9 @@ func New(o Options) (*Handler, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Audit == nil {
+		o.Audit = audit.Discard
 	}
 	h := &Handler{o: o, mux: http.NewServeMux(),
 		users: newThrottle(o.MaxFailures, o.Lockout, o.MaxLockout, o.Now),
@@ -222,8 +229,24 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusTooManyRequests, "too many failed logins: try again later")
 		return
 	}
-	_, err = h.o.Accounts.Authenticate(req.UID, req.DID, req.Password)
+	// The password, then for a user with two-factor login the code (or a
+	// recovery code), then a device token (PROTOCOL §15, §16).
+	secret, _, err := h.o.Accounts.LoginWithOTP(req.UID, req.Password, req.OTP, req.DID, h.o.Now())
+	h.audit(req, addr, err)
 	switch {
+	case errors.Is(err, accounts.ErrOTPRequired):
+		// The right password without a code: the client asks for one.
+		writeErr(w, http.StatusUnauthorized, "otp required")
+		return
+	case errors.Is(err, accounts.ErrOTPLocked):
+		h.o.Log.Info("web: otp throttled", "user", req.UID, "remote", addr)
+		writeErr(w, http.StatusTooManyRequests, "too many wrong codes: try again later")
+		return
+	case errors.Is(err, accounts.ErrBadOTP):
+		h.addrs.failure(addr)
+		h.o.Log.Info("web: wrong otp", "user", req.UID, "remote", addr)
+		writeErr(w, http.StatusUnauthorized, "wrong or used otp")
+		return
 	case errors.Is(err, accounts.ErrBadCredentials), errors.Is(err, accounts.ErrDisabled):
 		h.users.failure(req.UID)
 		h.addrs.failure(addr)
@@ -236,13 +259,29 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.users.success(req.UID)
-	secret, _, err := h.o.Accounts.CreateToken(req.UID, req.DID)
-	if err != nil {
-		h.o.Log.Error("web: login token", "error", err)
-		writeErr(w, http.StatusInternalServerError, "server fault")
-		return
-	}
 	writeJSON(w, http.StatusOK, loginResp{UID: req.UID, DID: req.DID, Token: secret})
+}
+
+// audit records a /v1/login outcome (auth.login, reason "web" or why it
+// was refused).
+func (h *Handler) audit(req loginReq, addr string, err error) {
+	e := audit.Entry{Type: audit.AuthLogin, UID: req.UID, DID: req.DID, IP: addr, OK: err == nil, Reason: "web"}
+	switch {
+	case err == nil:
+	case errors.Is(err, accounts.ErrOTPRequired):
+		e.Reason = "otp_required"
+	case errors.Is(err, accounts.ErrBadOTP):
+		e.Reason = "bad_otp"
+	case errors.Is(err, accounts.ErrOTPLocked):
+		e.Reason = "otp_throttled"
+	case errors.Is(err, accounts.ErrDisabled):
+		e.Reason = "disabled"
+	case errors.Is(err, accounts.ErrBadCredentials):
+		e.Reason = "bad_credentials"
+	default:
+		e.Reason = "internal"
+	}
+	h.o.Audit.Log(e)
 }
 
 // newWebDID returns "web-" and 11 random base32 characters.

@@ -4,7 +4,8 @@
 // what the domain relies on and what no type signature says: seq and us
 // gap-free and never reused under concurrency, dedupe, membership
 // windows, markers that never go back, retention's floor and reset,
-// heads that never go backwards, and a feed of committed events in order.
+// heads that never go backwards, a feed of committed events in order, and
+// the compliance ports (holds, purge, per-conversation retention, export).
 //
 // A backend's test calls Run with a function that opens a fresh, empty
 // backend. Failures runs one check against a backend and returns what it
@@ -30,11 +31,15 @@ type Backend struct {
 	Commits *im.CommitStream
 	// Clock is the clock Store stamps events with (ts, ids, retention).
 	Clock *Clock
-	// Trim removes what is older than cutoff, as retention does.
+	// Trim removes what is older than cutoff (the server default; zero:
+	// none) or than a conversation's own retention, as retention does.
 	Trim func(cutoff time.Time) error
 	// Feed reads Store's committed events by position (the search index
 	// follows it).
 	Feed im.Feed
+	// Compliance is the backend's holds, per-conversation retention and
+	// export.
+	Compliance im.Compliance
 }
 
 // Clock is a settable clock, safe for concurrent use.
@@ -76,6 +81,8 @@ var Checks = []Check{
 	{"HeadsNeverGoBack", heads},
 	{"ContactsAndBlocks", contacts},
 	{"FeedInCommitOrder", feed},
+	{"HoldsAndPurge", holdsAndPurge},
+	{"ConvRetention", convRetention},
 }
 
 // Run runs every check against a fresh backend from open.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 
+	"github.com/tern-im/tern/internal/audit"
 	"github.com/tern-im/tern/internal/codec"
 	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/topics"
@@ -221,6 +222,12 @@ func (s *Service) send(d *Device, up *codec.Up) error {
 	if err := checkSend(up); err != nil {
 		return err
 	}
+	// The content policy runs before the group stripe is taken: its
+	// webhook may take up to its timeout.
+	v, err := s.inspect(d, sendConv(d.UID, up.To), up)
+	if err != nil {
+		return err
+	}
 	if gid, ok := strings.CutPrefix(up.To, "g:"); ok {
 		defer s.groups.rlock(gid)()
 	}
@@ -252,7 +259,7 @@ func (s *Service) send(d *Device, up *codec.Up) error {
 		CV: c.cv, To: c.members, UID: d.UID, DID: d.DID, CMID: up.CMID,
 		TTL: time.Duration(up.TTL) * time.Second,
 		Event: im.Event{
-			T: im.TMsg, From: d.UID, FD: d.DID, CMID: up.CMID, CT: ct, B: up.B,
+			T: im.TMsg, From: d.UID, FD: d.DID, CMID: up.CMID, CT: ct, B: v.Body,
 			Re: up.Re, Th: up.Th, Att: up.Att, Mn: up.Mn, TTL: up.TTL, E2E: up.E2E, CTS: up.CTS,
 		},
 	}
@@ -262,6 +269,9 @@ func (s *Service) send(d *Device, up *codec.Up) error {
 	err = s.append(d, a)
 	if ferr := attached(a, err); err == nil {
 		err = ferr
+	}
+	if err == nil {
+		s.flagged(d, v, a)
 	}
 	return err
 }
@@ -357,12 +367,23 @@ func (s *Service) edit(d *Device, up *codec.Up) error {
 	}
 	defer x.unlock()
 	switch {
+	case x.target.Deleted:
+		return im.ErrUnknownMessage
 	case x.target.From != d.UID:
 		return im.ErrNotAuthor
 	case up.B == "":
 		return im.ErrMissingBody
 	}
-	return s.append(d, x.append(d, up, im.Event{T: im.TEdit, B: up.B}))
+	v, err := s.inspect(d, x.c.cv, up)
+	if err != nil {
+		return err
+	}
+	a := x.append(d, up, im.Event{T: im.TEdit, B: v.Body})
+	if err := s.append(d, a); err != nil {
+		return err
+	}
+	s.flagged(d, v, a)
+	return nil
 }
 
 func (s *Service) del(d *Device, up *codec.Up) error {
@@ -374,9 +395,25 @@ func (s *Service) del(d *Device, up *codec.Up) error {
 	if x.target.From != d.UID && x.c.role != im.RoleOwner && x.c.role != im.RoleAdmin {
 		return im.ErrNotAuthor
 	}
-	a := x.append(d, up, im.Event{T: im.TDel})
-	if err := s.append(d, a); err != nil || a.Dup != nil {
+	// A delete purges the message's body and its edits' from the store,
+	// unless a legal hold keeps them for export (users see a tombstone
+	// either way).
+	keep, err := s.held(&x.target)
+	if err != nil {
 		return err
+	}
+	a := x.append(d, up, im.Event{T: im.TDel})
+	a.Purge = &im.Purge{ID: x.target.ID, Keep: keep}
+	if err := s.append(d, a); err != nil || !a.Committed() {
+		return err
+	}
+	reason := "purged"
+	if keep {
+		reason = "held"
+	}
+	s.o.Audit.Log(audit.Entry{Type: audit.MsgDelete, UID: d.UID, DID: d.DID, By: d.UID, OK: true, Reason: reason, Target: x.target.ID.String()})
+	if keep {
+		return nil // a held message keeps its files for export
 	}
 	// The message is deleted: its files lose its reference.
 	return s.detach(&x.target)

@@ -88,6 +88,7 @@ var rpcOps = map[string]rpcHandler{
 	}}),
 	"presence.get": withArgs((*Service).presenceGet),
 	"group.create": withArgs((*Service).groupCreate),
+	"conv.set":     withArgs((*Service).convSet),
 	"search":       withArgs((*Service).search),
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/tern-im/tern/internal/audit"
 	"github.com/tern-im/tern/internal/codec"
 	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/internal/relations"
@@ -41,8 +42,8 @@ type Policy struct {
 	Limits Limits
 }
 
-// Options configures a Service. Every field but Now, Announce and
-// Search is required.
+// Options configures a Service. Store, Commits, Stop and Relations are
+// required.
 type Options struct {
 	Policy
 	// Store is the IM core's storage, every port of it.
@@ -67,6 +68,16 @@ type Options struct {
 	Search im.Searcher
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Content, if set, judges the text of every send and edit that is
+	// not end-to-end encrypted (PROTOCOL §16).
+	Content im.ContentPolicy
+	// Compliance is the store's holds, per-conversation retention and
+	// export (conv.set, deletes under a hold). Without it nothing is held
+	// and conv.set answers 501.
+	Compliance im.Compliance
+	// Audit records deletes, content-policy hits and retention changes;
+	// nil means audit.Discard.
+	Audit audit.Logger
 }
 
 func (o *Options) check() error {
@@ -109,6 +120,9 @@ func New(o Options) (*Service, error) {
 	}
 	if o.Announce == nil {
 		o.Announce = func(im.Group) {}
+	}
+	if o.Audit == nil {
+		o.Audit = audit.Discard
 	}
 	for name := range o.Ops {
 		if _, ok := rpcOps[name]; ok {

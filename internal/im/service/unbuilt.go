@@ -5,7 +5,6 @@ package service
 // err 501 "not implemented", so a device can tell "not here yet" from a
 // typo (400 "unknown op"). A feature that lands removes its entries.
 var notBuilt = map[string]bool{
-	"conv.set":           true, // §16 per-conversation retention
 	"key.upload":         true, // §12 keys
 	"key.query":          true,
 	"key.claim":          true,

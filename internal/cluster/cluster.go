@@ -1,0 +1,202 @@
+// Package cluster links the nodes of a Tern cluster beyond their shared
+// store (internal/jetstore): every node publishes, on core NATS, what the
+// other nodes must act on live, and consumes what they publish:
+//
+//   - committed appends (tern-cl.{node}.live): fed into the receiving
+//     node's im.CommitStream, so its delivery reaches its own devices (the
+//     commit stream "from other nodes"); group changes also republish the
+//     group's retained meta there;
+//   - cache invalidations (….inval): the users and groups whose relations
+//     another node changed;
+//   - typing (….typ): not stored, relayed to the receiving node's devices;
+//   - connections (….conn): a device connected; the receiving node ends
+//     its own, older connection of the same device (takeover across
+//     nodes: one connection per ClientID cluster-wide).
+//
+// Core NATS delivers at most once: a node that misses a live event (it
+// was restarting, or fell behind) leaves its devices to sync, as a
+// dropped MQTT delivery does on one node. Messages of one node arrive in
+// the order it sent them; those of two nodes interleave.
+package cluster
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/tern-im/tern/internal/im"
+)
+
+// Subjects: tern-cl.{node}.{kind}. Outside the log stream's tern.>.
+const (
+	prefix   = "tern-cl."
+	kindLive = "live"
+	kindInv  = "inval"
+	kindTyp  = "typ"
+	kindConn = "conn"
+)
+
+// Options configure a Link.
+type Options struct {
+	Conn *nats.Conn
+	// Node is this node's name: its own messages are skipped.
+	Node string
+	// Commits is this node's commit stream, which delivery consumes.
+	Commits *im.CommitStream
+	// Drop forgets cached relations another node changed.
+	Drop func(uids []string, gids []string)
+	// Announce republishes a group's retained meta.
+	Announce func(g im.Group)
+	// Typing relays another node's typing event to this node's devices.
+	Typing func(ev *im.Event, to []string) error
+	// Kick ends this node's connections of device (uid, did).
+	Kick func(uid, did string) int
+	Log  *slog.Logger
+}
+
+// Link is one node's end of the cluster's live traffic.
+type Link struct {
+	o    Options
+	sub  *nats.Subscription
+	stop chan struct{}
+	once sync.Once
+}
+
+// Start subscribes to the other nodes' traffic.
+func Start(o Options) (*Link, error) {
+	if o.Conn == nil || o.Commits == nil || o.Node == "" {
+		return nil, errors.New("cluster: Conn, Commits and Node are required")
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	l := &Link{o: o, stop: make(chan struct{})}
+	sub, err := o.Conn.Subscribe(prefix+"*.*", l.receive)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: subscribe: %w", err)
+	}
+	// Delivery waits (backpressure) rather than NATS dropping: allow a
+	// deep buffer before the client calls this a slow consumer.
+	if err := sub.SetPendingLimits(1<<16, 256<<20); err != nil {
+		return nil, fmt.Errorf("cluster: pending limits: %w", err)
+	}
+	l.sub = sub
+	return l, nil
+}
+
+// Stop ends the subscription; a receive waiting for room in the commit
+// stream gives up.
+func (l *Link) Stop() {
+	l.once.Do(func() {
+		close(l.stop)
+		if err := l.sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			l.o.Log.Debug("cluster: unsubscribe", "error", err)
+		}
+	})
+}
+
+// live is an append on the wire: im.Append's exported fields.
+type live struct {
+	A *im.Append `json:"a"`
+}
+
+type inval struct {
+	Users  []string `json:"u,omitempty"`
+	Groups []string `json:"g,omitempty"`
+}
+
+type conn struct {
+	UID string `json:"u"`
+	DID string `json:"d"`
+}
+
+type typing struct {
+	Ev *im.Event `json:"ev"`
+	To []string  `json:"to"`
+}
+
+// Committed tells the other nodes of an append this node committed.
+func (l *Link) Committed(a *im.Append) { l.send(kindLive, live{A: a}) }
+
+// Invalidated tells the other nodes of relations this node changed.
+func (l *Link) Invalidated(uids []string, gids []string) {
+	l.send(kindInv, inval{Users: uids, Groups: gids})
+}
+
+// Connected tells the other nodes that device (uid, did) connected here.
+func (l *Link) Connected(uid, did string) { l.send(kindConn, conn{UID: uid, DID: did}) }
+
+// Typed relays a typing event to the other nodes.
+func (l *Link) Typed(ev *im.Event, to []string) { l.send(kindTyp, typing{Ev: ev, To: to}) }
+
+func (l *Link) send(kind string, v any) {
+	b, err := json.Marshal(v)
+	if err == nil {
+		err = l.o.Conn.Publish(prefix+l.o.Node+"."+kind, b)
+	}
+	if err != nil {
+		// The connection is down: the other nodes' devices sync.
+		l.o.Log.Debug("cluster: publish", "kind", kind, "error", err)
+	}
+}
+
+func (l *Link) receive(m *nats.Msg) {
+	rest, _ := strings.CutPrefix(m.Subject, prefix)
+	node, kind, ok := strings.Cut(rest, ".")
+	if !ok || node == l.o.Node {
+		return
+	}
+	switch kind {
+	case kindLive:
+		var v live
+		if err := json.Unmarshal(m.Data, &v); err != nil || v.A == nil || len(v.A.US) != len(v.A.To) {
+			l.o.Log.Warn("cluster: bad live message", "node", node, "error", err)
+			return
+		}
+		a := v.A
+		if a.Group != nil && l.o.Announce != nil {
+			l.o.Announce(*a.Group)
+		}
+		// Waits while this node's delivery is behind (backpressure).
+		if err := l.o.Commits.Reserve(l.stop, a); err != nil {
+			return
+		}
+		l.o.Commits.Publish(a)
+	case kindInv:
+		var v inval
+		if err := json.Unmarshal(m.Data, &v); err != nil {
+			l.o.Log.Warn("cluster: bad invalidation", "node", node, "error", err)
+			return
+		}
+		if l.o.Drop != nil {
+			l.o.Drop(v.Users, v.Groups)
+		}
+	case kindConn:
+		var v conn
+		if err := json.Unmarshal(m.Data, &v); err != nil || v.UID == "" {
+			l.o.Log.Warn("cluster: bad connection notice", "node", node, "error", err)
+			return
+		}
+		if l.o.Kick != nil {
+			if n := l.o.Kick(v.UID, v.DID); n > 0 {
+				l.o.Log.Debug("cluster: taken over on another node", "user", v.UID, "device", v.DID, "node", node)
+			}
+		}
+	case kindTyp:
+		var v typing
+		if err := json.Unmarshal(m.Data, &v); err != nil || v.Ev == nil {
+			l.o.Log.Warn("cluster: bad typing", "node", node, "error", err)
+			return
+		}
+		if l.o.Typing != nil {
+			if err := l.o.Typing(v.Ev, v.To); err != nil {
+				l.o.Log.Debug("cluster: typing", "error", err)
+			}
+		}
+	}
+}

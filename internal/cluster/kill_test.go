@@ -1,0 +1,217 @@
+package cluster_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tern-im/tern/broker"
+	"github.com/tern-im/tern/broker/brokertest"
+	"github.com/tern-im/tern/internal/config"
+	"github.com/tern-im/tern/topics"
+)
+
+// envNode makes the test binary run as one cluster node (see TestMain):
+// "{data dir};{index};{route,route,route}".
+const envNode = "TERN_TEST_CLUSTER_NODE"
+
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(envNode); spec != "" {
+		if err := runNode(spec); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// runNode runs node {index} of the cluster on loopback, prints
+// "ADDR host:port" once it serves and runs until killed.
+func runNode(spec string) error {
+	f := strings.Split(spec, ";")
+	if len(f) != 3 {
+		return fmt.Errorf("bad %s %q", envNode, spec)
+	}
+	i, err := strconv.Atoi(f[1])
+	if err != nil {
+		return err
+	}
+	cfg := config.DefaultConfig()
+	cfg.Data = f[0]
+	cfg.MQTT.Addr = "127.0.0.1:0"
+	cfg.WS.Addr, cfg.HTTP.Addr = "", ""
+	cfg.AdminToken = "test-admin-token"
+	cfg.Auth.Argon2Time, cfg.Auth.Argon2Memory = 1, 1<<20
+	brokertest.NodeConfig(cfg, i, strings.Split(f[2], ","))
+	b, err := broker.New(cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
+	if err != nil {
+		return err
+	}
+	if err := b.Start(); err != nil {
+		return err
+	}
+	fmt.Printf("ADDR %s\n", b.Addr(broker.ListenerMQTT))
+	select {}
+}
+
+// startNodeProc starts node i as a child process; addr yields its MQTT
+// address once it serves.
+func startNodeProc(t *testing.T, i int, routes []string) (cmd *exec.Cmd, addr <-chan string) {
+	t.Helper()
+	cmd = exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s;%d;%s", envNode, t.TempDir(), i, strings.Join(routes, ",")))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill() // may be dead already
+		_ = cmd.Wait()         // reaped; its exit status is the kill
+	})
+	ch := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if a, ok := strings.CutPrefix(sc.Text(), "ADDR "); ok {
+				ch <- a
+			}
+		}
+		_, _ = io.Copy(io.Discard, out)
+	}()
+	return cmd, ch
+}
+
+// TestKill9Node: a three-node cluster whose node 1 is a real process. A
+// device on node 1 sends QoS 1 messages to bob (live on node 3) until
+// node 1 is killed with SIGKILL; the device reconnects to node 2, syncs
+// and goes on. Every acknowledged message is in bob's stream exactly
+// once, us and seq gap-free, on every surviving node.
+func TestKill9Node(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster node process")
+	}
+	t.Parallel()
+	routes := brokertest.RoutePorts(t, 3)
+	cmd, addr := startNodeProc(t, 0, routes)
+	cfgs := []*config.Config{brokertest.Config(t), brokertest.Config(t)}
+	for i, cfg := range cfgs {
+		brokertest.NodeConfig(cfg, i+1, routes)
+	}
+	nodes := brokertest.StartNodes(t, cfgs)
+	var url1 string
+	select {
+	case a := <-addr:
+		url1 = "tcp://" + a
+	case <-time.After(60 * time.Second):
+		t.Fatal("node 1 did not start")
+	}
+	nodes[0].AddUser("alice", pw)
+	nodes[0].AddUser("bob", pw)
+	bob := on(t, nodes[1], "bob", "b3")
+	a := dial(t, url1, "alice", "p1")
+
+	var mu sync.Mutex
+	var acked []string
+	enough, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for i := 0; ; i++ {
+			cmid := fmt.Sprint("k", i)
+			tok := a.c.Publish(topics.Up("alice", "p1", "msg"), 1, false, fmt.Appendf(nil, `{"to":"bob","cmid":"%s","b":"n%d"}`, cmid, i))
+			if !tok.WaitTimeout(3*time.Second) || tok.Error() != nil {
+				return // node 1 is gone: this one was not acknowledged
+			}
+			mu.Lock()
+			acked = append(acked, cmid)
+			if len(acked) == 100 {
+				close(enough)
+			}
+			mu.Unlock()
+		}
+	}()
+	select {
+	case <-enough:
+	case <-time.After(60 * time.Second):
+		t.Fatal("sender too slow")
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	<-stopped
+	mu.Lock()
+	sent := acked
+	mu.Unlock()
+	// An acknowledgement with an err event committed nothing (none is
+	// expected before the kill).
+	failed := map[string]bool{}
+	for len(a.rpc) > 0 {
+		var r reply
+		if err := json.Unmarshal(<-a.rpc, &r); err == nil && r.T == "err" {
+			failed[r.CMID] = true
+		}
+	}
+	if len(failed) > 0 {
+		t.Errorf("err events for %d acknowledged sends before the kill: %v", len(failed), failed)
+	}
+
+	// The device comes back on node 2, syncs, and sends again (the first
+	// attempts may meet the stream electing a new leader: resend).
+	a2 := on(t, nodes[0], "alice", "p1")
+	a2.syncAll(0)
+	for try := 0; ; try++ {
+		a2.text("bob", "after", "after the kill")
+		ev := a2.next()
+		if ev.CMID == "after" {
+			break
+		}
+		if try == 20 {
+			t.Fatalf("no send accepted after the kill: %+v", ev)
+		}
+	}
+	t.Logf("node killed after %d acknowledged sends; its device was back on node 2, synced and sending after %v",
+		len(sent), time.Since(killed).Round(time.Millisecond))
+
+	for i, n := range nodes {
+		evs := on(t, n, "bob", fmt.Sprint("s", i)).syncAll(0)
+		seen := map[string]int{}
+		for j, ev := range evs {
+			if ev.US != uint64(j+1) || ev.Seq != uint64(j+1) {
+				t.Fatalf("node %d: event %d has us %d seq %d", i+2, j, ev.US, ev.Seq)
+			}
+			seen[ev.CMID]++
+		}
+		for _, c := range sent {
+			if seen[c] != 1 {
+				t.Fatalf("node %d: acknowledged %s present %d times", i+2, c, seen[c])
+			}
+		}
+		if seen["after"] != 1 {
+			t.Fatalf("node %d: the send after the kill present %d times", i+2, seen["after"])
+		}
+	}
+	// bob, live on node 3 throughout, saw the acknowledged ones in order.
+	var last uint64
+	for range sent {
+		ev := bob.next()
+		if ev.US <= last {
+			t.Fatalf("bob live: us %d after %d", ev.US, last)
+		}
+		last = ev.US
+	}
+}

@@ -1,0 +1,215 @@
+//go:build linearizability
+
+package jetstore
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+
+	"github.com/tern-im/tern/internal/im"
+)
+
+// The linearizability check (issue 16): concurrent appends to one
+// conversation and reads of its head, through two nodes of a three-node
+// cluster, while a randomized schedule steps the stream leader down and
+// kills and restarts the third node. porcupine checks that the history
+// is linearizable against a counter: an append returns the next seq, a
+// read the current one. An append that failed may or may not have
+// happened. Run it (longer than the other tests) with
+//
+//	go test -tags linearizability -run Linearizability -v ./internal/jetstore
+//
+// or scripts/cluster-check.sh.
+
+type linIn struct{ append bool }
+
+type linOut struct {
+	n       uint64
+	unknown bool // the append failed: it may or may not have committed
+}
+
+var counterModel = porcupine.NondeterministicModel{
+	Init: func() []interface{} { return []interface{}{uint64(0)} },
+	Step: func(state, input, output interface{}) []interface{} {
+		s, in, out := state.(uint64), input.(linIn), output.(linOut)
+		switch {
+		case in.append && out.unknown:
+			return []interface{}{s, s + 1}
+		case in.append && out.n == s+1, !in.append && out.n == s:
+			return []interface{}{out.n}
+		}
+		return nil
+	},
+	DescribeOperation: func(input, output interface{}) string {
+		in, out := input.(linIn), output.(linOut)
+		if in.append {
+			return fmt.Sprintf("append → %d (unknown %v)", out.n, out.unknown)
+		}
+		return fmt.Sprintf("read → %d", out.n)
+	},
+}
+
+func TestLinearizability(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, seed>>1))
+	var addrs []string
+	for range 3 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, ln.Addr().String())
+		if err := ln.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opts := make([]NodeOptions, 3)
+	for i := range opts {
+		var routes []string
+		for j, a := range addrs {
+			if j != i {
+				routes = append(routes, "nats://"+a)
+			}
+		}
+		opts[i] = NodeOptions{Name: fmt.Sprint("n", i+1), Cluster: "lin", Listen: addrs[i], Routes: routes,
+			Dir: t.TempDir(), SyncAlways: true}
+	}
+	nodes := make([]*Node, 3)
+	var wg sync.WaitGroup
+	for i := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n, err := StartNode(opts[i])
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			nodes[i] = n
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	t.Cleanup(func() {
+		for _, n := range nodes {
+			n.Shutdown() // node 1 again is harmless
+		}
+	})
+	// Clients on nodes 2 and 3; node 1 is the one that dies.
+	var stores []*Store
+	for _, n := range nodes[1:] {
+		stores = append(stores, openOn(t, n, 3, nil, nil))
+	}
+	ctl, err := nodes[2].Connect("faults")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ctl.Close()
+
+	const run = 20 * time.Second
+	start := time.Now()
+	now := func() int64 { return int64(time.Since(start)) }
+	stop := make(chan struct{})
+	var mu sync.Mutex
+	var history []porcupine.Operation
+	var unknown atomic.Int64
+	var clients sync.WaitGroup
+	for c := range 6 {
+		st := stores[c%len(stores)]
+		clients.Add(1)
+		go func() {
+			defer clients.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				op := porcupine.Operation{ClientId: c, Input: linIn{append: i%10 < 7}, Call: now()}
+				var out linOut
+				if op.Input.(linIn).append {
+					a := &im.Append{CV: "g:lin", To: []string{"u"}, Event: im.Event{T: im.TMsg, From: "u", B: "x"}}
+					if err := st.Append(a); err != nil {
+						out.unknown = true
+						unknown.Add(1)
+					} else {
+						out.n = a.Event.Seq
+					}
+				} else {
+					n, err := st.ConvSeq("g:lin")
+					if err != nil {
+						continue // a failed read says nothing
+					}
+					out.n = n
+				}
+				op.Output, op.Return = out, now()
+				if out.unknown {
+					op.Return = math.MaxInt64 // it may take effect any time later
+				}
+				mu.Lock()
+				history = append(history, op)
+				mu.Unlock()
+			}
+		}()
+	}
+	// The fault schedule: leader step-downs, and node 1 killed and
+	// restarted on its data.
+	faults := 0
+	deadline := time.After(run)
+schedule:
+	for {
+		select {
+		case <-deadline:
+			break schedule
+		case <-time.After(time.Duration(1000+rng.IntN(2000)) * time.Millisecond):
+		}
+		faults++
+		if rng.IntN(2) == 0 {
+			_, err := ctl.Request("$JS.API.STREAM.LEADER.STEPDOWN."+LogStream, nil, 5*time.Second)
+			t.Logf("%v: leader step-down (%v)", time.Since(start).Round(time.Millisecond), err)
+			continue
+		}
+		nodes[0].Shutdown()
+		t.Logf("%v: node 1 down", time.Since(start).Round(time.Millisecond))
+		<-time.After(time.Duration(500+rng.IntN(2000)) * time.Millisecond) // how long the fault lasts
+		n, err := StartNode(opts[0])
+		if err != nil {
+			t.Fatalf("restart node 1: %v", err)
+		}
+		nodes[0] = n
+		t.Logf("%v: node 1 up", time.Since(start).Round(time.Millisecond))
+	}
+	close(stop)
+	clients.Wait()
+	nodes[0].Shutdown()
+
+	res, info := porcupine.CheckOperationsVerbose(counterModel.ToModel(), history, time.Minute)
+	t.Logf("%d operations (%d appends of unknown outcome), %d faults: %s", len(history), unknown.Load(), faults, res)
+	if res == porcupine.Illegal {
+		t.Fatalf("the history is not linearizable (%d partial linearizations)", len(info.PartialLinearizations()))
+	}
+	if res != porcupine.Ok {
+		t.Errorf("porcupine could not decide within a minute (%s)", res)
+	}
+	// And the conversation is gap-free.
+	page, _, err := stores[0].History(im.HistoryQuery{CV: "g:lin", Window: im.Open, Max: math.MaxInt32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, ev := range page {
+		if ev.Seq != uint64(i+1) {
+			t.Fatalf("history: event %d has seq %d", i, ev.Seq)
+		}
+	}
+}

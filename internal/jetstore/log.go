@@ -1,0 +1,641 @@
+package jetstore
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
+	"github.com/oklog/ulid/v2"
+
+	"github.com/tern-im/tern/internal/codec"
+	"github.com/tern-im/tern/internal/im"
+)
+
+// maxAttempts bounds the compare-and-set retries of one append.
+const maxAttempts = 200
+
+// head is a cached counter record: its stream sequence (what the next
+// compare-and-set expects) and value; conversation heads also keep the
+// last id, so ids increase with seq across nodes whose clocks differ.
+type head struct {
+	seq uint64
+	n   uint64
+	id  ulid.ULID
+}
+
+// headCache remembers heads this node wrote or read. A stale entry costs
+// one failed compare-and-set and a re-read, never a wrong position.
+type headCache struct {
+	mu sync.Mutex
+	m  map[string]head
+}
+
+func (c *headCache) get(k string) (head, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h, ok := c.m[k]
+	return h, ok
+}
+
+func (c *headCache) put(k string, h head) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) > 100_000 {
+		clear(c.m)
+	}
+	c.m[k] = h
+}
+
+func (c *headCache) drop(ks []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, k := range ks {
+		delete(c.m, k)
+	}
+}
+
+// readHead returns a counter record, from the cache or the leader.
+func (s *Store) readHead(subject string) (head, error) {
+	if h, ok := s.heads.get(subject); ok {
+		return h, nil
+	}
+	r, err := s.get(subject)
+	if errors.Is(err, ErrNotFound) {
+		return head{seq: r.seq}, nil
+	}
+	if err != nil {
+		return head{}, err
+	}
+	h, err := parseHead(r.data)
+	if err != nil {
+		return head{}, fmt.Errorf("jetstore: head %s: %w", subject, err)
+	}
+	h.seq = r.seq
+	return h, nil
+}
+
+// parseHead reads a head record: "n" or "n id".
+func parseHead(p []byte) (head, error) {
+	var h head
+	f := strings.Fields(string(p))
+	if len(f) == 0 || len(f) > 2 {
+		return h, fmt.Errorf("bad head record %q", p)
+	}
+	var err error
+	if h.n, err = strconv.ParseUint(f[0], 10, 64); err != nil {
+		return h, err
+	}
+	if len(f) > 1 {
+		if h.id, err = ulid.ParseStrict(f[1]); err != nil {
+			return h, err
+		}
+	}
+	return h, nil
+}
+
+// msg is one message of a batch; expect, when set, is the stream
+// sequence the subject's current record must have (0: none).
+type msg struct {
+	subj   string
+	data   []byte
+	hdr    nats.Header
+	expect *uint64
+	// head, when set, is the cache entry this message becomes.
+	head *head
+}
+
+func exp(n uint64) *uint64 { return &n }
+
+// Append sequences and commits each append as one atomic batch; see
+// im.Log and the package doc.
+func (s *Store) Append(as ...*im.Append) error {
+	var errs []error
+	for _, a := range as {
+		if err := s.append1(a); err != nil {
+			a.US = nil
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// stripesOf are the node-local locks an append takes, in order: one per
+// conversation, recipient and dedupe key, so this node's own writers
+// never race each other's compare-and-set.
+func (s *Store) stripesOf(a *im.Append) []int {
+	idx := func(k string) int {
+		h := fnv.New32a()
+		h.Write([]byte(k))
+		return int(h.Sum32() % uint32(len(s.stripes)))
+	}
+	out := []int{idx("c" + a.CV)}
+	for _, uid := range a.To {
+		out = append(out, idx("u"+uid))
+	}
+	if a.CMID != "" {
+		out = append(out, idx("u"+a.UID))
+	}
+	for _, m := range a.Markers {
+		out = append(out, idx("c"+m.CV))
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func (s *Store) append1(a *im.Append) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	locks := s.stripesOf(a)
+	for _, i := range locks {
+		s.stripes[i].Lock()
+	}
+	defer func() {
+		for _, i := range locks {
+			s.stripes[i].Unlock()
+		}
+	}()
+	start := time.Now()
+	for attempt := 0; ; attempt++ {
+		done, touched, err := s.try(a, attempt > 0)
+		if err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
+		// Lost a compare-and-set to another node, or the batch met a
+		// leader election: re-read and retry, at least maxAttempts times
+		// and for at least the failover time.
+		if attempt >= maxAttempts && time.Since(start) > s.opts.Failover {
+			return ErrContention
+		}
+		s.heads.drop(touched)
+		if !s.backoff(attempt) {
+			return ErrClosed
+		}
+	}
+}
+
+// backoff waits before retry attempt+1 of a lost compare-and-set: 1 ms
+// doubling to 50 ms, jittered; false once the store is closed.
+func (s *Store) backoff(attempt int) bool {
+	pause := time.Duration(min(1<<min(attempt, 6), 50)) * time.Millisecond
+	select {
+	case <-time.After(pause/2 + rand.N(pause)):
+		return true
+	case <-s.stop:
+		return false
+	}
+}
+
+// try makes one attempt: done is true when a was committed or found to
+// be a repeat; false with no error means a compare-and-set failed and
+// touched lists the heads to re-read. The first attempt does not look
+// the dedupe record up: it expects none (a repeat then fails the
+// compare-and-set), which saves a round trip to the leader per send;
+// retries (lookup) check it first.
+func (s *Store) try(a *im.Append, lookup bool) (done bool, touched []string, err error) {
+	a.Dup, a.US = nil, nil
+	// Ids in commit order: from the id's making until the commit is sent
+	// (not answered), this node's conversation appends go one at a time,
+	// and JetStream commits what one connection sends in order. The head
+	// reads in between are cache hits but for a head's first use.
+	unlock := func() {}
+	if !a.Aux {
+		s.order.Lock()
+		var once sync.Once
+		unlock = func() { once.Do(s.order.Unlock) }
+		defer unlock()
+	}
+	var b []msg
+	ddSeq := uint64(0)
+	if a.CMID != "" && lookup {
+		ev, seq, err := s.deduped(a.UID, a.DID, a.CMID)
+		switch {
+		case err == nil:
+			a.Dup = &ev
+			return true, nil, nil
+		case errors.Is(err, im.ErrGone):
+			return true, nil, nil
+		case !errors.Is(err, ErrNotFound):
+			return false, nil, err
+		}
+		ddSeq = seq
+	}
+	ttl := ""
+	if a.TTL > 0 {
+		ttl = strconv.FormatInt(int64(max(time.Second, a.TTL.Round(time.Second))/time.Second), 10)
+	}
+	now := s.now()
+	ms := uint64(max(now.UnixMilli(), 0))
+	ev := &a.Event
+	ev.CV = a.CV
+	var p string // the event's subject: what pointers hold
+	var seq uint64
+	if a.Aux {
+		hs := auxHeadSubj(a.CV)
+		touched = append(touched, hs)
+		h, err := s.readHead(hs)
+		if err != nil {
+			return false, nil, err
+		}
+		n := h.n + 1
+		ev.TS = int64(ms)
+		p = auxSubj(a.CV, n)
+		v, err := codec.MarshalStored(ev)
+		if err != nil {
+			return false, nil, err
+		}
+		b = append(b, msg{subj: hs, data: []byte(strconv.FormatUint(n, 10)), expect: exp(h.seq), head: &head{n: n}},
+			msg{subj: p, data: v, hdr: tsHeader(ev.TS, ttl)})
+	} else {
+		hs := convHeadSubj(a.CV)
+		touched = append(touched, hs)
+		h, err := s.readHead(hs)
+		if err != nil {
+			return false, nil, err
+		}
+		seq = h.n + 1
+		// The id is above this node's last one and the conversation's
+		// last one (another node's clock may be ahead), so ids increase
+		// with seq and, on this node, with commit order.
+		floor := s.lastID
+		if h.n > 0 && h.id.Compare(floor) > 0 {
+			floor = h.id
+		}
+		ms = max(ms, floor.Time())
+		s.entropy.Lock()
+		id, err := ulid.New(ms, s.entropy.r)
+		s.entropy.Unlock()
+		if err != nil {
+			return false, nil, err
+		}
+		if id.Compare(floor) <= 0 {
+			id = floor
+			if err := id.SetEntropy(incEntropy(floor.Entropy())); err != nil {
+				return false, nil, err
+			}
+		}
+		s.lastID = id
+		ev.ID, ev.Seq, ev.TS = id, seq, int64(ms)
+		p = eventSubj(a.CV, seq)
+		v, err := codec.MarshalStored(ev)
+		if err != nil {
+			return false, nil, err
+		}
+		b = append(b,
+			msg{subj: hs, data: fmt.Appendf(nil, "%d %s", seq, id), expect: exp(h.seq), head: &head{n: seq, id: id}},
+			msg{subj: p, data: v, hdr: tsHeader(ev.TS, ttl)},
+			msg{subj: idSubj(id), data: []byte(p), hdr: tsHeader(ev.TS, ttl)})
+	}
+	if !a.Aux && ev.T == im.TEdit && ev.Tgt != nil {
+		// The edit index: a purge of the target finds its edits.
+		b = append(b, msg{subj: editSubj(*ev.Tgt, ev.ID), data: []byte(p), hdr: tsHeader(ev.TS, ttl)})
+	}
+	if a.Purge != nil {
+		pm, err := s.purge(a.Purge)
+		if err != nil {
+			return false, nil, err
+		}
+		b = append(b, pm...)
+	}
+	a.US = make([]uint64, len(a.To))
+	next := map[string]head{}
+	var order []string
+	for i, uid := range a.To {
+		h, ok := next[uid]
+		if !ok {
+			hs := userHeadSubj(uid)
+			touched = append(touched, hs)
+			if h, err = s.readHead(hs); err != nil {
+				return false, nil, err
+			}
+			order = append(order, uid)
+		}
+		h.n++
+		next[uid] = h
+		a.US[i] = h.n
+		b = append(b, msg{subj: pointerSubj(uid, h.n), data: []byte(p), hdr: tsHeader(ev.TS, ttl)})
+	}
+	for _, uid := range order {
+		h := next[uid]
+		b = append(b, msg{subj: userHeadSubj(uid), data: []byte(strconv.FormatUint(h.n, 10)), expect: exp(h.seq), head: &head{n: h.n}})
+	}
+	if a.CMID != "" {
+		dttl := DedupeTTL
+		if a.TTL > 0 && a.TTL < dttl {
+			dttl = a.TTL
+		}
+		b = append(b, msg{subj: dedupeSubj(a.UID, a.DID, a.CMID),
+			data:   fmt.Appendf(nil, "%d %s", a.SenderUS(), p),
+			hdr:    nats.Header{hdrTTL: []string{strconv.FormatInt(int64(max(time.Second, dttl)/time.Second), 10)}},
+			expect: exp(ddSeq)})
+	}
+	for _, m := range a.Members {
+		r := m.Rec
+		if m.SetFrom {
+			r.From = seq
+		}
+		if m.SetTo {
+			r.To = seq
+		}
+		v, err := json.Marshal(r)
+		if err != nil {
+			return false, nil, err
+		}
+		b = append(b, msg{subj: memberSubj(m.GID, m.UID), data: v})
+	}
+	if a.Group != nil {
+		v, err := json.Marshal(a.Group)
+		if err != nil {
+			return false, nil, err
+		}
+		b = append(b, msg{subj: groupSubj(a.Group.GID), data: v})
+	}
+	marked := map[string]bool{}
+	for _, m := range a.Markers {
+		// Markers only move forward: keep the larger, by compare-and-set.
+		ms := markerSubj(m.CV, m.UID, m.K)
+		if marked[ms] {
+			continue
+		}
+		cur, cseq, err := s.getU64(ms)
+		if err != nil {
+			return false, nil, err
+		}
+		if m.Upto > cur {
+			marked[ms] = true
+			b = append(b, msg{subj: ms, data: []byte(strconv.FormatUint(m.Upto, 10)), expect: exp(cseq)})
+		}
+	}
+	for _, r := range a.Reacts {
+		m := msg{subj: reactSubj(r.ID, r.UID, r.K), data: []byte("1"), hdr: tsHeader(ev.TS, ttl)}
+		if !r.On {
+			m = msg{subj: m.subj, hdr: nats.Header{hdrDel: []string{"1"}}}
+		}
+		b = append(b, m)
+	}
+	for _, c := range a.UserConvs {
+		m := msg{subj: userConvSubj(c.UID, c.CV), data: []byte("1")}
+		if c.Remove {
+			m = msg{subj: m.subj, hdr: nats.Header{hdrDel: []string{"1"}}}
+		}
+		b = append(b, m)
+	}
+	id := nuid.Next()
+	b[0].hdr = nats.Header{hdrBatch: []string{id}} // b[0] is a head: no other header
+	last, err := s.publish(id, b, unlock)
+	if errors.Is(err, errLost) {
+		// The answer was lost: the head b[0] tells whether it committed.
+		r, gerr := s.get(b[0].subj)
+		if gerr != nil && !errors.Is(gerr, ErrNotFound) {
+			return false, nil, gerr
+		}
+		if r.batch != id {
+			return false, touched, nil // not committed: retry
+		}
+		last, err = r.seq+uint64(len(b))-1, nil
+	}
+	if errors.Is(err, errConflict) {
+		return false, touched, nil
+	}
+	if err != nil {
+		return false, nil, err
+	}
+	// The batch is stored contiguously, ending at last: cache the heads
+	// it wrote with their new stream sequences.
+	first := last - uint64(len(b)) + 1
+	for i, m := range b {
+		if m.head != nil {
+			h := *m.head
+			h.seq = first + uint64(i)
+			s.heads.put(m.subj, h)
+		}
+	}
+	// Relay first: once on the commit stream, a is delivery's to read.
+	if s.opts.Relay != nil {
+		s.opts.Relay(a)
+	}
+	if s.opts.Commits != nil {
+		s.opts.Commits.Publish(a) // never blocks: the appender reserved a slot
+	}
+	if s.opts.OnCommit != nil {
+		s.opts.OnCommit(1)
+	}
+	return true, nil, nil
+}
+
+func tsHeader(ts int64, ttl string) nats.Header {
+	h := nats.Header{hdrTS: []string{strconv.FormatInt(ts, 10)}}
+	if ttl != "" {
+		h[hdrTTL] = []string{ttl}
+	}
+	return h
+}
+
+// purge rewrites the target of p and its edits as Deleted and, unless
+// p.Keep, without their bodies (messages of the append's batch), and
+// records them in p.Forgotten. A rewrite keeps the event's TTL header
+// (its lifetime starts again: a disappearing message may live up to
+// twice its ttl once deleted).
+func (s *Store) purge(p *im.Purge) ([]msg, error) {
+	p.Forgotten = p.Forgotten[:0]
+	var subjects []string
+	r, err := s.get(idSubj(p.ID))
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	subjects = append(subjects, string(r.data))
+	t := p.ID.String()
+	if err := s.scan(subj("ed", part(t), t, "*"), func(r rec) error {
+		subjects = append(subjects, string(r.data))
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	var out []msg
+	for _, sub := range subjects {
+		m, err := s.getMsg(sub)
+		if errors.Is(err, ErrNotFound) {
+			continue // expired meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		var ev im.Event
+		if err := codec.UnmarshalStored(m.Data, &ev); err != nil {
+			continue // unreadable
+		}
+		p.Forgotten = append(p.Forgotten, im.Forgotten{CV: ev.CV, ID: ev.ID, Att: ev.Att, Deleted: true, Held: p.Keep})
+		ev.Deleted = true
+		if !p.Keep {
+			ev.Tombstone()
+		}
+		v, err := codec.MarshalStored(&ev)
+		if err != nil {
+			return nil, err
+		}
+		hdr := nats.Header{}
+		for _, k := range []string{hdrTS, hdrTTL} {
+			if x := m.Header.Get(k); x != "" {
+				hdr[k] = []string{x}
+			}
+		}
+		out = append(out, msg{subj: sub, data: v, hdr: hdr})
+	}
+	return out, nil
+}
+
+// incEntropy adds one to a ULID's 80-bit entropy.
+func incEntropy(e []byte) []byte {
+	out := slices.Clone(e)
+	for i := len(out) - 1; i >= 0; i-- {
+		out[i]++
+		if out[i] != 0 {
+			break
+		}
+	}
+	return out
+}
+
+// replies receives the answers to commits on one wildcard subscription,
+// so a commit can be sent (in order, under the node's id lock) and its
+// answer awaited after the lock is released.
+type replies struct {
+	prefix string
+	mu     sync.Mutex
+	wait   map[string]chan *nats.Msg
+	sub    *nats.Subscription
+}
+
+func (r *replies) start(nc *nats.Conn) error {
+	r.prefix = nats.NewInbox() + "."
+	r.wait = map[string]chan *nats.Msg{}
+	sub, err := nc.Subscribe(r.prefix+"*", func(m *nats.Msg) {
+		r.mu.Lock()
+		ch := r.wait[m.Subject[len(r.prefix):]]
+		delete(r.wait, m.Subject[len(r.prefix):])
+		r.mu.Unlock()
+		if ch != nil {
+			ch <- m // buffered
+		}
+	})
+	if err != nil {
+		return err
+	}
+	r.sub = sub
+	return nc.Flush()
+}
+
+// request sends m, calls sent, and waits up to timeout for the answer:
+// nats.ErrNoResponders when JetStream had no leader to take it,
+// nats.ErrTimeout when none came.
+func (r *replies) request(nc *nats.Conn, m *nats.Msg, sent func(), timeout time.Duration) (*nats.Msg, error) {
+	token := nuid.Next()
+	ch := make(chan *nats.Msg, 1)
+	r.mu.Lock()
+	r.wait[token] = ch
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.wait, token)
+		r.mu.Unlock()
+	}()
+	m.Reply = r.prefix + token
+	err := nc.PublishMsg(m)
+	sent()
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case reply := <-ch:
+		if len(reply.Data) == 0 && reply.Header.Get("Status") == "503" {
+			return nil, nats.ErrNoResponders
+		}
+		return reply, nil
+	case <-time.After(timeout):
+		return nil, nats.ErrTimeout
+	}
+}
+
+var (
+	errConflict = errors.New("jetstore: compare-and-set conflict")
+	errLost     = errors.New("jetstore: commit answer lost")
+)
+
+// pubAck is JetStream's answer to a batch commit.
+type pubAck struct {
+	Seq   uint64 `json:"seq"`
+	Error *struct {
+		Code    int    `json:"code"`
+		ErrCode int    `json:"err_code"`
+		Desc    string `json:"description"`
+	} `json:"error"`
+}
+
+// publish sends b as one atomic batch and returns the stream sequence
+// of its last message. errConflict: a compare-and-set failed, the batch
+// was dropped on the way or no leader took it; nothing was stored.
+// errLost: no answer came; the batch may or may not be stored.
+// unlock is called once the commit is sent, before its answer comes.
+func (s *Store) publish(id string, b []msg, unlock func()) (uint64, error) {
+	defer unlock()
+	for i, m := range b {
+		nm := nats.NewMsg(m.subj)
+		nm.Data = m.data
+		for k, v := range m.hdr {
+			nm.Header[k] = v
+		}
+		nm.Header.Set(hdrBID, id)
+		nm.Header.Set(hdrBSeq, strconv.Itoa(i+1))
+		if m.expect != nil {
+			nm.Header.Set(hdrExp, strconv.FormatUint(*m.expect, 10))
+		}
+		if i < len(b)-1 {
+			if err := s.nc.PublishMsg(nm); err != nil {
+				return 0, errConflict // the connection is down: retry
+			}
+			continue
+		}
+		nm.Header.Set(hdrBCom, "1")
+		reply, err := s.replies.request(s.nc, nm, unlock, s.opts.Timeout)
+		switch {
+		case errors.Is(err, nats.ErrNoResponders):
+			return 0, errConflict // no stream leader: nothing stored
+		case errors.Is(err, nats.ErrTimeout):
+			return 0, errLost
+		case err != nil:
+			return 0, errConflict
+		}
+		var ack pubAck
+		if err := json.Unmarshal(reply.Data, &ack); err != nil {
+			return 0, fmt.Errorf("jetstore: commit answer: %w", err)
+		}
+		if e := ack.Error; e != nil {
+			switch e.ErrCode {
+			case 10071, 10164, 10176, 10210: // wrong last sequence; incomplete; too many in flight
+				return 0, errConflict
+			case 10008, 10077: // JetStream temporarily unavailable; not current
+				return 0, errConflict
+			case 10199:
+				return 0, im.ErrTooBig
+			}
+			return 0, fmt.Errorf("jetstore: commit: %s (%d)", e.Desc, e.ErrCode)
+		}
+		return ack.Seq, nil
+	}
+	return 0, errors.New("jetstore: empty batch")
+}
