@@ -44,6 +44,12 @@ func Device(uid, did, ch string) string {
 // DeviceFilter returns the filter a device subscribes to after CONNACK.
 func DeviceFilter(uid, did string) string { return "im/u/" + uid + "/d/" + did + "/#" }
 
+// HoldsRetained reports whether messages matching filter may be retained.
+// Only the server publishes under a device's downstream topics (im/u/…;
+// Policy admits no client write there) and it never retains them, so a
+// subscription to them has no retained message to receive.
+func HoldsRetained(filter string) bool { return !strings.HasPrefix(filter, "im/u/") }
+
 // DeviceFileChunk returns the download topic of chunk n of file fid.
 func DeviceFileChunk(uid, did, fid string, n int) string {
 	return "im/u/" + uid + "/d/" + did + "/f/" + fid + "/" + strconv.Itoa(n)

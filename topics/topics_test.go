@@ -243,3 +243,25 @@ func TestNilRelationsGrantsOnlyOwn(t *testing.T) {
 		t.Error("nil Relations granted a foreign topic")
 	}
 }
+
+func TestHoldsRetained(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		filter string
+		want   bool
+	}{
+		{DeviceFilter("alice", "p1"), false},
+		{Device("alice", "p1", ChanIn), false},
+		{"im/u/#", false},
+		{Presence("bob"), true},
+		{GroupMeta("g1"), true},
+		{SysServer, true},
+		{"im/#", true},
+		{"#", true},
+		{"sensors/t1", true},
+	} {
+		if got := HoldsRetained(tt.filter); got != tt.want {
+			t.Errorf("HoldsRetained(%q) = %v, want %v", tt.filter, got, tt.want)
+		}
+	}
+}

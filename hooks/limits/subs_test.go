@@ -61,3 +61,36 @@ func TestSubscriptionCapFilters(t *testing.T) {
 		})
 	}
 }
+
+// TestOnSubscribeSkipsRetainedScanForDeviceTopics checks that a device's
+// own downstream filter, where nothing is ever retained, is marked "send
+// no retained messages" (mochi then skips its deep retained scan), and
+// that every other filter keeps the client's retain handling.
+func TestOnSubscribeSkipsRetainedScanForDeviceTopics(t *testing.T) {
+	t.Parallel()
+	srv := mqtt.New(&mqtt.Options{Logger: slog.New(slog.DiscardHandler)})
+	h := new(Hook)
+	h.SetOpts(slog.New(slog.DiscardHandler), nil)
+	if err := h.Init(&Options{MaxSubscriptions: 0, Metrics: metrics.New(new(system.Info)), Server: srv}); err != nil {
+		t.Fatal(err)
+	}
+	cl := srv.NewClient(nil, "test", "alice.p1", false)
+	cl.Properties.ProtocolVersion = 5
+	in := packets.Packet{Filters: packets.Subscriptions{
+		{Filter: "im/u/alice/d/p1/#"},
+		{Filter: "im/p/bob"},
+		{Filter: "im/g/g1/meta", RetainHandling: 1},
+		{Filter: "im/u/alice/d/p1/in", RetainHandling: 1},
+		{Filter: "sensors/#"},
+	}}
+	out := h.OnSubscribe(cl, in)
+	want := []byte{2, 0, 1, 2, 0}
+	for i, f := range out.Filters {
+		if f.RetainHandling != want[i] || f.Filter != in.Filters[i].Filter {
+			t.Errorf("filter %q: retain handling %d, want %d", f.Filter, f.RetainHandling, want[i])
+		}
+	}
+	if in.Filters[0].RetainHandling != 0 {
+		t.Fatal("the caller's filters were modified")
+	}
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/internal/im/service"
 	"github.com/tern-im/tern/internal/metrics"
+	"github.com/tern-im/tern/internal/offstack"
 	"github.com/tern-im/tern/internal/relations"
 	"github.com/tern-im/tern/internal/session"
 	"github.com/tern-im/tern/topics"
@@ -177,12 +178,16 @@ func (d *device) Resend(ev *im.Event) { d.h.sendEvent(d, ev) }
 type command func(h *Hook, d *device, payload []byte) (cmid string, err error)
 
 // commands is the table of upstream commands this hook consumes. An RPC
-// answers its own failures in the reply, so it sends no err event.
+// answers its own failures in the reply, so it sends no err event. All
+// but msg publish on the device's goroutine (replies, relayed typing),
+// a deep call through mochi, so they run off its stack (offstack); a msg
+// only appends (its events are delivered by the delivery workers).
 var commands = map[string]struct {
-	handle command
-	quiet  bool
+	handle  command
+	quiet   bool
+	onStack bool
 }{
-	topics.UpMsg: {handle: (*Hook).onMsg},
+	topics.UpMsg: {handle: (*Hook).onMsg, onStack: true},
 	// f (§11 file chunks) is the file hook's.
 	topics.UpRcpt: {handle: func(h *Hook, d *device, p []byte) (string, error) { return "", h.onRcpt(d, p) }},
 	topics.UpTyp:  {handle: func(h *Hook, d *device, p []byte) (string, error) { return "", h.onTyp(d, p) }},
@@ -212,13 +217,19 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		return pk, packets.CodeSuccessIgnore
 	}
 	d := &device{h: h, s: s, cl: cl, pk: &pk, uid: s.UID, did: s.DID, pref: s.Prefs()}
-	cmid, err := cmd.handle(h, d, pk.Payload)
+	var cmid string
+	var err error
+	if cmd.onStack {
+		cmid, err = cmd.handle(h, d, pk.Payload)
+	} else {
+		offstack.Run(func() { cmid, err = cmd.handle(h, d, pk.Payload) })
+	}
 	if err == nil {
 		return pk, packets.CodeSuccessIgnore
 	}
 	e := h.reject(d, u.Kind, err)
 	if !cmd.quiet {
-		h.sendErr(d, cmid, e)
+		offstack.Run(func() { h.sendErr(d, cmid, e) })
 	}
 	// mochi answers a reason code with a PUBACK: right for QoS 1 only.
 	if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos == 1 {

@@ -20,6 +20,7 @@ import (
 	"github.com/tern-im/tern/internal/codec"
 	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/internal/metrics"
+	"github.com/tern-im/tern/internal/offstack"
 	"github.com/tern-im/tern/internal/session"
 	"github.com/tern-im/tern/topics"
 )
@@ -218,9 +219,15 @@ func (h *Hook) Stop() error {
 	return h.t.stop()
 }
 
+// publish retains the user's presence. mochi routes it on the calling
+// goroutine, often a client's read goroutine at CONNECT, and the route is
+// deep: offstack keeps that goroutine's stack from growing for the
+// connection's life (docs/bench.md, idle memory).
 func (h *Hook) publish(uid string, payload []byte) error {
 	h.opts.Metrics.PresenceChanged()
-	return h.opts.Server.Publish(topics.Presence(uid), payload, true, 1)
+	var err error
+	offstack.Run(func() { err = h.opts.Server.Publish(topics.Presence(uid), payload, true, 1) })
+	return err
 }
 
 // refuse sends the device an err event (code 400) on its …/rpc, in its

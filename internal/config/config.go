@@ -149,9 +149,11 @@ type Auth struct {
 
 // Store tunes Badger.
 type Store struct {
-	// SyncWrites fsyncs every commit: power-loss durability at a cost in
-	// throughput. Without it a process crash (kill -9) still loses nothing
-	// acknowledged; only an OS crash or power loss can.
+	// SyncWrites fsyncs every commit before its appends are acknowledged:
+	// power-loss durability. The sequencer's group commit takes one fsync
+	// per batch, so the cost is latency (one fsync) more than throughput
+	// (docs/bench.md). Without it a process crash (kill -9) still loses
+	// nothing acknowledged; an OS crash or power loss can.
 	SyncWrites bool `yaml:"sync_writes"`
 	// GCInterval is how often the value-log GC runs. 0 disables it.
 	GCInterval time.Duration `yaml:"gc_interval"`
@@ -253,7 +255,10 @@ type IM struct {
 	// CommitBacklog bounds the committed events waiting for live
 	// delivery (the commit stream). When delivery falls that far behind,
 	// senders wait for room before their PUBACK (backpressure) instead of
-	// queues growing.
+	// queues growing. Every acknowledged event still waiting here adds
+	// to the latency of the next send, so it is kept short: enough to
+	// keep the delivery workers busy (docs/bench.md measures 64, 256 and
+	// 4,096).
 	CommitBacklog int `yaml:"commit_backlog"`
 }
 
@@ -356,6 +361,7 @@ func DefaultConfig() *Config {
 			Argon2Threads: 1,
 		},
 		Store: Store{
+			SyncWrites:     true,
 			GCInterval:     5 * time.Minute,
 			MemTableSize:   16 << 20,
 			BlockCache:     32 << 20,
@@ -377,7 +383,7 @@ func DefaultConfig() *Config {
 			MaxGroupsOwned:   100,
 			GroupAddsBurst:   20,
 			GroupAddsPerHour: 30,
-			CommitBacklog:    4096,
+			CommitBacklog:    256,
 		},
 		Presence: Presence{Grace: 10 * time.Second, Coalesce: 2 * time.Second},
 		Files: Files{

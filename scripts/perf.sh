@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# perf.sh — the five figures of issue 15, Tern beside plain mochi (and
+# mosquitto where it applies), interleaved in one run (A B C A B C …), with
+# the broker's own CPU per delivered message read from /proc/PID/stat
+# (utime + stime over the run ÷ messages delivered). Everything listens on
+# 127.0.0.1; every broker is killed on exit.
+#
+#   scripts/perf.sh [dm|rate|sync|idle|storm|all]
+#
+#   dm     100 DM pairs, QoS 1, 64 B, closed loop, WINDOW [64] unacknowledged
+#          publishes per sender: msg/s, CPU per message, p99, and whether
+#          every acknowledged message arrived within the 10 s drain
+#   rate   the same pairs at RATE [2000] msg/s offered: CPU per message, p99
+#   sync   Tern alone, closed loop, store.sync_writes true vs false (pairs)
+#   idle   IDLE [10000] devices (Tern: token login, subscribed, after
+#          hello) vs raw subscribers: RSS delta per connection
+#   storm  STORM [10000] devices cut at once; Tern: token auth + hello +
+#          sync, raw: connect + subscribe
+#
+# Environment (defaults in brackets): ROUNDS [3] DUR [8s] WINDOW [64]
+#   RATE [2000] IDLE [10000] STORM [10000] OUT [bench-out/perf]
+#   BROKERS ["tern mochi mosquitto"] PORT [2895: tern; +1 mochi, +2
+#   mosquitto, +1000 Tern's HTTP]
+set -euo pipefail
+
+MODE=${1:-all}
+ROUNDS=${ROUNDS:-3}
+DUR=${DUR:-8s}
+WINDOW=${WINDOW:-64}
+RATE=${RATE:-2000}
+IDLE=${IDLE:-10000}
+STORM=${STORM:-10000}
+OUT=${OUT:-bench-out/perf}
+BROKERS=${BROKERS:-"tern mochi mosquitto"}
+PORT=${PORT:-2895}
+HTTP=$((PORT + 1000))
+SRC_IPS=127.0.0.2-127.0.0.20
+TOKEN=perf-admin-token
+
+cd "$(dirname "$0")/.."
+mkdir -p "$OUT/bin" "$OUT/results"
+BIN=$OUT/bin
+ulimit -n "$(ulimit -Hn)"
+
+go build -o "$BIN/tern" ./cmd/tern
+go build -o "$BIN/mochi-plain" ./cmd/mochi-plain
+go build -o "$BIN/firmware-sim" ./cmd/firmware-sim
+
+# tern.yaml: the default config (configs/tern.yaml) except loopback
+# addresses, log level, an admin token and cheap argon2 (passwords are
+# never on a measured path: devices log in with tokens).
+base_cfg() {
+	cat <<EOF
+log_level: warn
+admin_token: $TOKEN
+mqtt: {addr: "127.0.0.1:$PORT"}
+ws: {addr: ""}
+http: {addr: "127.0.0.1:$HTTP"}
+auth: {argon2_time: 1, argon2_memory: 1MiB}
+EOF
+}
+base_cfg >"$OUT/tern.yaml"
+{ base_cfg; echo "store: {sync_writes: false}"; } >"$OUT/tern-nosync.yaml"
+
+BROKER_PID=""
+cleanup() {
+	if [[ -n "$BROKER_PID" ]]; then
+		kill "$BROKER_PID" 2>/dev/null || true
+		wait "$BROKER_PID" 2>/dev/null || true
+	fi
+	BROKER_PID=""
+}
+trap cleanup EXIT INT TERM
+
+port_of() {
+	case $1 in
+	tern | tern-nosync) echo "$PORT" ;;
+	mochi) echo $((PORT + 1)) ;;
+	mosquitto) echo $((PORT + 2)) ;;
+	esac
+}
+
+# start NAME [DATA]: a fresh broker (Tern serves DATA); waits for its port.
+start() {
+	local name=$1 port
+	port=$(port_of "$name")
+	case $name in
+	tern) "$BIN/tern" serve -c "$OUT/tern.yaml" --data "$2" 2>>"$OUT/tern.log" & ;;
+	tern-nosync) "$BIN/tern" serve -c "$OUT/tern-nosync.yaml" --data "$2" 2>>"$OUT/tern.log" & ;;
+	mochi) "$BIN/mochi-plain" --addr "127.0.0.1:$port" 2>>"$OUT/mochi.log" & ;;
+	mosquitto)
+		printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_connections -1\n' "$port" >"$OUT/mosquitto.conf"
+		mosquitto -c "$OUT/mosquitto.conf" 2>>"$OUT/mosquitto.log" &
+		;;
+	esac
+	BROKER_PID=$!
+	for _ in $(seq 100); do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+			sleep 0.5
+			return 0
+		fi
+		sleep 0.1
+	done
+	echo "$name did not listen on $port" >&2
+	return 1
+}
+
+stop() {
+	cleanup
+	sleep 1
+}
+
+cputicks() { awk '{print $14 + $15}' "/proc/$BROKER_PID/stat"; }
+
+# snapshot NAME USERS: a Tern data dir provisioned once (users, device
+# tokens), copied afresh for every round.
+snapshot() {
+	local snap=$OUT/snap-$1
+	if [[ -f $snap.json ]]; then return 0; fi
+	rm -rf "$snap" "$snap.json"
+	start tern "$snap"
+	timeout 900 "$BIN/firmware-sim" provision --server "http://127.0.0.1:$HTTP" --admin-token "$TOKEN" \
+		--mqtt "127.0.0.1:$PORT" --workers 8 --out "$snap.json" --users "$2" >&2
+	stop
+}
+
+fresh() {
+	rm -rf "$OUT/data"
+	cp -a "$OUT/snap-$1" "$OUT/data"
+	echo "$OUT/data"
+}
+
+# run NAME SNAP RESULT ARGS…: one broker, one simulator run; the result
+# JSON gets the broker's CPU seconds over the run added as .broker_cpu_s.
+run() {
+	local name=$1 snap=$2 result=$3
+	shift 3
+	local mode=(--raw)
+	if [[ $name == tern* ]]; then
+		start "$name" "$(fresh "$snap")"
+		mode=(--devices-file "$OUT/snap-$snap.json")
+	else
+		start "$name"
+	fi
+	local t0 t1 hz
+	hz=$(getconf CLK_TCK)
+	t0=$(cputicks)
+	timeout 900 "$BIN/firmware-sim" run --json --mqtt "127.0.0.1:$(port_of "$name")" "${mode[@]}" \
+		--broker-pid "$BROKER_PID" "$@" >"$OUT/results/$result.tmp"
+	t1=$(cputicks)
+	jq --argjson c "$(((t1 - t0)))" --argjson hz "$hz" '. + {broker_cpu_s: ($c / $hz)}' \
+		"$OUT/results/$result.tmp" >"$OUT/results/$result.json"
+	rm "$OUT/results/$result.tmp"
+	stop
+	jq -r --arg r "$result" '"\($r): \(.delivered_per_sec|floor) msg/s, broker CPU \(if .delivered > 0 then (.broker_cpu_s * 1e6 / .delivered | floor | tostring) + " µs/msg" else "-" end), p50 \(.latency_ms.p50) p99 \(.latency_ms.p99) ms, delivered \(.delivered)/\(.expected), lost \(.lost) dup \(.duplicated) ooo \(.out_of_order), storm \(.storm_seconds // "-") s, \((.broker_rss_per_conn // 0) / 100 | floor / 10) kB/conn"' \
+		"$OUT/results/$result.json" >&2
+}
+
+# median GLOB JQ: the median of a figure over the matching results.
+median() {
+	jq -s "[.[] | $2] | sort | .[(length - 1) / 2 | floor]" $1
+}
+
+interleave() { # interleave TAG SNAP BROKERS ARGS…
+	local tag=$1 snap=$2 brokers=$3
+	shift 3
+	for r in $(seq "$ROUNDS"); do
+		for b in $brokers; do
+			run "$b" "$snap" "$tag-$b-$r" "$@"
+		done
+	done
+	printf '%s medians: ' "$tag" >&2
+	for b in $brokers; do
+		printf '%s %s msg/s %s µs/msg p99 %s ms lost %s storm %s s %s kB/conn; ' "$b" \
+			"$(median "$OUT/results/$tag-$b-[0-9]*.json" '.delivered_per_sec | floor')" \
+			"$(median "$OUT/results/$tag-$b-[0-9]*.json" 'if .delivered > 0 then .broker_cpu_s * 1e6 / .delivered | floor else 0 end')" \
+			"$(median "$OUT/results/$tag-$b-[0-9]*.json" '.latency_ms.p99')" \
+			"$(median "$OUT/results/$tag-$b-[0-9]*.json" '.lost')" \
+			"$(median "$OUT/results/$tag-$b-[0-9]*.json" '.storm_seconds // 0')" \
+			"$(median "$OUT/results/$tag-$b-[0-9]*.json" '(.broker_rss_per_conn // 0) / 100 | floor / 10')" >&2
+	done
+	echo >&2
+}
+
+dm_args=(--scenario dm --devices 200 --duration "$DUR" --drain 10s --qos 1 --payload 64)
+
+case $MODE in dm | rate | sync | all) snapshot pairs 200 ;; esac
+case $MODE in idle | storm | all) snapshot "n$STORM" "$STORM" ;; esac
+case $MODE in dm | all) interleave dm pairs "$BROKERS" "${dm_args[@]}" --rate 0 --window "$WINDOW" ;; esac
+case $MODE in rate | all) interleave "rate$RATE" pairs "$BROKERS" "${dm_args[@]}" --rate "$RATE" ;; esac
+case $MODE in sync | all) interleave sync pairs "tern tern-nosync" "${dm_args[@]}" --rate 0 --window 32 ;; esac
+case $MODE in idle | all)
+	interleave "idle$IDLE" "n$STORM" "$BROKERS" --scenario idle --devices "$IDLE" --duration 5s \
+		--source-ips "$SRC_IPS" --connect-concurrency 512
+	;;
+esac
+case $MODE in storm | all)
+	interleave "storm$STORM" "n$STORM" "$BROKERS" --scenario idle --devices "$STORM" --duration 25s --storm-at 10s \
+		--source-ips "$SRC_IPS" --connect-concurrency 512
+	;;
+esac
