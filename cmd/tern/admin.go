@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"strings"
 	"text/tabwriter"
 )
@@ -54,15 +53,7 @@ func (c *adminCommand) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	server := c.server
-	if server == "" {
-		_, port, err := net.SplitHostPort(cfg.HTTP.Addr)
-		if err != nil {
-			return errors.New("admin: give --server URL (the config has no http.addr)")
-		}
-		server = "http://127.0.0.1:" + port
-	}
-	api, err := adminClient(cfg, server)
+	api, err := localAdmin(cfg, c.server, "admin")
 	if err != nil {
 		return err
 	}

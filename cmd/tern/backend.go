@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"os/user"
@@ -74,13 +75,8 @@ func openBackend(common *commonFlags, server string, create bool) (backend, erro
 		if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 			return nil, fmt.Errorf("data dir: %w", err)
 		}
-	} else if _, err := os.Stat(cfg.Data); err != nil {
-		return nil, fmt.Errorf("data dir %s: %w", cfg.Data, err)
 	}
-	st, err := store.Open(cfg.Data, store.Options{
-		MemTableSize: int64(cfg.Store.MemTableSize),
-		Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
-	})
+	st, err := openStore(cfg, os.Stderr)
 	if err != nil {
 		if inUse := (*store.InUseError)(nil); errors.As(err, &inUse) {
 			return nil, fmt.Errorf("%w (is the broker running? then use --server URL)", err)
@@ -118,6 +114,33 @@ func cliActor() string {
 		return "cli:" + u.Username
 	}
 	return "cli"
+}
+
+// localAdmin is an admin API client for server, or, when server is empty,
+// for the broker of this config on 127.0.0.1 (its http.addr's port); cmd
+// names the command in the error when the config has no HTTP address.
+func localAdmin(cfg *config.Config, server, cmd string) (*adminapi.Client, error) {
+	if server == "" {
+		_, port, err := net.SplitHostPort(cfg.HTTP.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("%s: give --server URL (the config has no http.addr)", cmd)
+		}
+		server = "http://127.0.0.1:" + port
+	}
+	return adminClient(cfg, server)
+}
+
+// openStore opens the stopped broker's store in cfg.Data for an offline
+// command, logging Badger's errors to w. A data dir held by a running
+// broker is a *store.InUseError.
+func openStore(cfg *config.Config, w io.Writer) (*store.Store, error) {
+	if _, err := os.Stat(cfg.Data); err != nil {
+		return nil, fmt.Errorf("data dir %s: %w", cfg.Data, err)
+	}
+	return store.Open(cfg.Data, store.Options{
+		MemTableSize: int64(cfg.Store.MemTableSize),
+		Logger:       slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelError})),
+	})
 }
 
 // adminClient is an admin API client for server with the admin token

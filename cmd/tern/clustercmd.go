@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"strings"
 	"text/tabwriter"
 )
@@ -37,15 +36,7 @@ func (c *clusterCommand) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	server := c.server
-	if server == "" {
-		_, port, err := net.SplitHostPort(cfg.HTTP.Addr)
-		if err != nil {
-			return errors.New("cluster: give --server URL (the config has no http.addr)")
-		}
-		server = "http://127.0.0.1:" + port
-	}
-	api, err := adminClient(cfg, server)
+	api, err := localAdmin(cfg, c.server, "cluster")
 	if err != nil {
 		return err
 	}

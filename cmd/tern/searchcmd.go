@@ -6,12 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"strings"
 
 	"github.com/tern-im/tern/broker"
 	"github.com/tern-im/tern/internal/search"
-	"github.com/tern-im/tern/internal/store"
 )
 
 // searchCommand is `tern search reindex`: it rebuilds a stopped broker's
@@ -40,17 +37,11 @@ func (c *searchCommand) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(cfg.Data); err != nil {
-		return fmt.Errorf("data dir %s: %w", cfg.Data, err)
-	}
-	log := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	st, err := store.Open(cfg.Data, store.Options{MemTableSize: int64(cfg.Store.MemTableSize), Logger: log})
+	st, err := openStore(cfg, c.stderr)
 	if err != nil {
-		if strings.Contains(err.Error(), "directory lock") {
-			return fmt.Errorf("data dir %s is in use: stop the broker first", cfg.Data)
-		}
 		return err
 	}
+	log := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	defer func() { err = errors.Join(err, st.Close()) }()
 	dir := broker.SearchDir(cfg.Data)
 	n, err := search.Reindex(ctx, dir, broker.SearchOptions(cfg, st, log))

@@ -5,11 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"os"
-	"strings"
-
-	"github.com/tern-im/tern/internal/store"
 )
 
 // errProblems is returned by `tern store check` without --repair when it
@@ -44,17 +39,8 @@ func (c *storeCommand) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(cfg.Data); err != nil {
-		return fmt.Errorf("data dir %s: %w", cfg.Data, err)
-	}
-	st, err := store.Open(cfg.Data, store.Options{
-		MemTableSize: int64(cfg.Store.MemTableSize),
-		Logger:       slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelError})),
-	})
+	st, err := openStore(cfg, c.stderr)
 	if err != nil {
-		if strings.Contains(err.Error(), "directory lock") {
-			return fmt.Errorf("data dir %s is in use: stop the broker first", cfg.Data)
-		}
 		return err
 	}
 	defer func() { err = errors.Join(err, st.Close()) }()
