@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"github.com/tern-im/tern/internal/codec"
 	"log/slog"
 	"sort"
 	"strconv"
@@ -91,5 +92,5 @@ func clip(s string) string {
 	if len(s) <= max {
 		return s
 	}
-	return strings.ToValidUTF8(s[:max], "") + "…"
+	return codec.CutUTF8(s, max) + "…"
 }

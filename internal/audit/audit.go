@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tern-im/tern/internal/codec"
 	"io"
 	"log/slog"
 	"os"
@@ -26,7 +27,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 )
 
 // Event types (PROTOCOL §16).
@@ -464,11 +464,7 @@ func clip(s string) string {
 	if len(s) <= MaxField {
 		return s
 	}
-	n := MaxField - len("…")
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
+	return codec.CutUTF8(s, MaxField-len("…")) + "…"
 }
 
 // Marshal is the line of e linked to prev, without the newline.

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/oklog/ulid/v2"
@@ -231,3 +232,16 @@ func MarshalStored(e *Event) ([]byte, error) { return encMode.Marshal(e) }
 // UnmarshalStored decodes a stored event with the read limits
 // (MaxNestedLevels, MaxArrayElements, MaxMapPairs).
 func UnmarshalStored(p []byte, e *Event) error { return decMode.Unmarshal(p, e) }
+
+// CutUTF8 cuts s to at most n bytes on a rune boundary: a truncated body
+// (PROTOCOL §13), and any client-chosen text bounded for a log or an
+// audit line.
+func CutUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}

@@ -2,11 +2,11 @@ package search
 
 import (
 	"fmt"
+	"github.com/tern-im/tern/internal/codec"
 	"html"
 	"math"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/blevesearch/bleve/v2"
 	"github.com/blevesearch/bleve/v2/search"
@@ -240,10 +240,7 @@ func cut(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
+	return codec.CutUTF8(s, n) + "…"
 }
 
 // Joined implements im.Searcher from the member events indexed.

@@ -186,7 +186,7 @@ func (s *Service) fit(d *Device, evs []codec.Event, budget int, fromBack bool) (
 			ev := evs[j]
 			cut := len(ev.B) - (len(b) - budget) - 32
 			ev.Trunc = true
-			ev.B = cutUTF8(ev.B, max(cut, 0))
+			ev.B = codec.CutUTF8(ev.B, max(cut, 0))
 			if cut <= 0 {
 				ev.Att, ev.E2E, ev.Mn = nil, nil, nil
 			}

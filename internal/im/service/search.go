@@ -88,7 +88,7 @@ func (s *Service) search(d *Device, a *codec.SearchArgs) (any, error) {
 			}
 			// Too big alone: send it cut, msg.get has the rest.
 			item.Trunc = true
-			item.B = cutUTF8(item.B, max(len(item.B)-(len(b)-budget)-32, 0))
+			item.B = codec.CutUTF8(item.B, max(len(item.B)-(len(b)-budget)-32, 0))
 		}
 		total += len(b) + 1
 		r.Items = append(r.Items, item)

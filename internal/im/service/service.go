@@ -13,7 +13,6 @@ import (
 	"hash/maphash"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/tern-im/tern/internal/audit"
 	"github.com/tern-im/tern/internal/codec"
@@ -199,24 +198,13 @@ func Truncate(ev *im.Event, cbor bool, limit int) ([]byte, error) {
 		if keep <= 0 {
 			e.B, e.Att, e.E2E, e.Mn = "", nil, nil, nil
 		} else {
-			e.B = cutUTF8(e.B, keep)
+			e.B = codec.CutUTF8(e.B, keep)
 		}
 		if b, err = codec.Encode(&e, cbor); err != nil || len(b) <= limit {
 			return b, err
 		}
 	}
 	return b, nil // as small as it gets; the broker drops it if still too big
-}
-
-// cutUTF8 cuts s to at most n bytes on a rune boundary.
-func cutUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }
 
 // stripes serialises work per key (a user's markers and reactions, a
