@@ -10,49 +10,68 @@ import (
 	"github.com/tern-im/tern/topics"
 )
 
-// BenchmarkDM measures acknowledged DM throughput: 8 senders, each
-// sending one QoS 1 DM to its own recipient per round and waiting for
-// the PUBACK, senders and recipients spread over the nodes; one node on
-// Badger against three nodes on embedded JetStream (R3, every write
-// fsynced). Run: go test -run '^$' -bench DM -benchtime 400x ./internal/cluster
+// BenchmarkDM measures acknowledged DM throughput: each sender sends QoS
+// 1 DMs to its own recipient, one at a time, waiting for each PUBACK
+// (closed loop, no barrier between senders); senders and recipients
+// spread over the nodes. One node on Badger against three nodes on
+// embedded JetStream (R3, every write fsynced), each with 8 senders (a
+// few busy devices) and 64 (a fleet: many devices, each waiting for its
+// own acknowledgement). -count n interleaves the four setups n times.
+//
+//	go test -run '^$' -bench DM -benchtime 3000x -count 3 ./internal/cluster
 func BenchmarkDM(b *testing.B) {
 	for _, n := range []int{1, 3} {
-		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) {
-			var nodes []*brokertest.Broker
-			if n == 1 {
-				nodes = []*brokertest.Broker{brokertest.Start(b)}
-			} else {
-				nodes = brokertest.StartCluster(b, n)
-			}
-			const pairs = 8
-			senders := make([]*dev, pairs)
-			for i := range pairs {
-				s, r := fmt.Sprint("s", i), fmt.Sprint("r", i)
-				nodes[0].AddUser(s, pw)
-				nodes[0].AddUser(r, pw)
-				senders[i] = on(b, nodes[i%n], s, "p1")
-				on(b, nodes[(i+1)%n], r, "p1")
-			}
-			seq := 0
-			b.ReportAllocs()
-			start := time.Now()
-			for b.Loop() {
-				seq++
-				var wg sync.WaitGroup
-				for i, d := range senders {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						tok := d.c.Publish(topics.Up(d.uid, d.did, topics.UpMsg), 1, false,
-							fmt.Appendf(nil, `{"to":"r%d","cmid":"c%d","b":"hello"}`, i, seq))
-						if !tok.WaitTimeout(brokertest.Timeout) || tok.Error() != nil {
-							b.Errorf("publish: %v", tok.Error())
-						}
-					}()
-				}
-				wg.Wait()
-			}
-			b.ReportMetric(float64(b.N*pairs)/time.Since(start).Seconds(), "msgs/s")
-		})
+		for _, senders := range []int{8, 64} {
+			b.Run(fmt.Sprintf("nodes=%d/senders=%d", n, senders), func(b *testing.B) {
+				benchDM(b, n, senders)
+			})
+		}
 	}
+}
+
+func benchDM(b *testing.B, n, senders int) {
+	var nodes []*brokertest.Broker
+	if n == 1 {
+		nodes = []*brokertest.Broker{brokertest.Start(b)}
+	} else {
+		nodes = brokertest.StartCluster(b, n)
+	}
+	devs := make([]*dev, senders)
+	for i := range senders {
+		s, r := fmt.Sprint("s", i), fmt.Sprint("r", i)
+		nodes[0].AddUser(s, pw)
+		nodes[0].AddUser(r, pw)
+		devs[i] = on(b, nodes[i%n], s, "p1")
+		on(b, nodes[(i+1)%n], r, "p1")
+	}
+	// Each b.Loop iteration is one message, handed to the senders in turn;
+	// a sender sends its next one as soon as the last one is acknowledged.
+	work := make([]chan int, senders)
+	var wg sync.WaitGroup
+	for i, d := range devs {
+		work[i] = make(chan int, 64)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seq := range work[i] {
+				tok := d.c.Publish(topics.Up(d.uid, d.did, topics.UpMsg), 1, false,
+					fmt.Appendf(nil, `{"to":"r%d","cmid":"c%d","b":"hello"}`, i, seq))
+				if !tok.WaitTimeout(brokertest.Timeout) || tok.Error() != nil {
+					b.Errorf("publish: %v", tok.Error())
+				}
+			}
+		}()
+	}
+	seq := 0
+	b.ReportAllocs()
+	start := time.Now()
+	for b.Loop() {
+		work[seq%senders] <- seq
+		seq++
+	}
+	for _, w := range work {
+		close(w)
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 }
