@@ -27,13 +27,17 @@ type dev struct {
 	rid      atomic.Int64
 }
 
-// dial connects uid.did at the MQTT listener url.
-func dial(t testing.TB, url, uid, did string) *dev {
+// dial connects uid.did at the MQTT listener url; opts adjust the
+// client's options.
+func dial(t testing.TB, url, uid, did string, opts ...func(*paho.ClientOptions)) *dev {
 	t.Helper()
 	o := paho.NewClientOptions().AddBroker(url).SetClientID(uid + "." + did).
 		SetUsername(uid).SetPassword(pw).SetProtocolVersion(4).SetAutoReconnect(false).
 		SetConnectRetry(false).SetCleanSession(true).SetConnectTimeout(brokertest.Timeout).
 		SetWriteTimeout(5 * time.Second).SetOrderMatters(true)
+	for _, f := range opts {
+		f(o)
+	}
 	d := &dev{t: t, uid: uid, did: did, in: make(chan []byte, 20000), rpc: make(chan []byte, 1000), eph: make(chan []byte, 1000)}
 	d.c = paho.NewClient(o)
 	brokertest.Wait(t, d.c.Connect(), "connect "+uid+"."+did)

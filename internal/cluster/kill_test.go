@@ -65,12 +65,19 @@ func runNode(spec string) error {
 	select {}
 }
 
-// startNodeProc starts node i as a child process; addr yields its MQTT
-// address once it serves.
+// startNodeProc starts node i as a child process with a new data dir;
+// addr yields its MQTT address once it serves.
 func startNodeProc(t *testing.T, i int, routes []string) (cmd *exec.Cmd, addr <-chan string) {
 	t.Helper()
+	return startNodeIn(t, t.TempDir(), i, routes)
+}
+
+// startNodeIn is startNodeProc with data dir dir (a restart passes the
+// dir of the node it restarts).
+func startNodeIn(t *testing.T, dir string, i int, routes []string) (cmd *exec.Cmd, addr <-chan string) {
+	t.Helper()
 	cmd = exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s;%d;%s", envNode, t.TempDir(), i, strings.Join(routes, ",")))
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s;%d;%s", envNode, dir, i, strings.Join(routes, ",")))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {

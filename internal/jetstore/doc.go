@@ -47,8 +47,15 @@
 //
 // # Reads
 //
-// Reads go to the stream leader (direct gets are off), so a read after
-// an acknowledged append on any node sees it.
+// Reads go to the stream leader, so a read after an acknowledged append
+// on any node sees it. While a stream's leader leaves reads unanswered
+// (its node died and Raft elects another), they go to any replica
+// (direct get) until a leader answers again: see route.
+//
+// # Group commit
+//
+// A node commits its appends several to a batch (commit.go): one staged
+// batch, one Raft proposal and one answer for many appends.
 //
 // # KV buckets
 //

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -18,18 +19,51 @@ import (
 
 var _ accounts.Store = (*Store)(nil)
 
-// kvGet reads a key; ErrNotFound when absent or deleted.
-func (s *Store) kvGet(bucket, key string) (jetstream.KeyValueEntry, error) {
-	var e jetstream.KeyValueEntry
-	err := s.do(func(ctx context.Context) (err error) {
-		e, err = s.kv[bucket].Get(ctx, key)
+// kvEntry is a bucket's value of a key and its revision.
+type kvEntry struct {
+	value []byte
+	rev   uint64
+}
+
+func (e kvEntry) Value() []byte    { return e.value }
+func (e kvEntry) Revision() uint64 { return e.rev }
+
+// kvLeaderGet reads a key from the bucket's stream leader;
+// jetstream.ErrKeyNotFound when absent or deleted.
+func (s *Store) kvLeaderGet(ctx context.Context, bucket, key string) (kvEntry, error) {
+	m, err := s.leaderGet(ctx, "KV_"+bucket, msgGetReq{LastFor: "$KV." + bucket + "." + key})
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return kvEntry{}, jetstream.ErrKeyNotFound
+	}
+	if err != nil {
+		return kvEntry{}, err
+	}
+	switch m.Header.Get("KV-Operation") {
+	case "DEL", "PURGE":
+		return kvEntry{}, jetstream.ErrKeyNotFound
+	}
+	return kvEntry{value: m.Data, rev: m.Sequence}, nil
+}
+
+// kvGet reads a key, from the bucket's leader or, while it is away, a
+// replica (route); ErrNotFound when absent or deleted.
+func (s *Store) kvGet(bucket, key string) (kvEntry, error) {
+	var e kvEntry
+	err := s.read(s.kvRoute[bucket], func(ctx context.Context) (err error) {
+		e, err = s.kvLeaderGet(ctx, bucket, key)
+		return err
+	}, func(ctx context.Context) error {
+		d, err := s.kv[bucket].Get(ctx, key)
+		if err == nil {
+			e = kvEntry{value: d.Value(), rev: d.Revision()}
+		}
 		return err
 	})
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, ErrNotFound
+		return kvEntry{}, ErrNotFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("jetstore: %s %s: %w", bucket, key, err)
+		return kvEntry{}, fmt.Errorf("jetstore: %s %s: %w", bucket, key, err)
 	}
 	return e, nil
 }
@@ -199,19 +233,47 @@ func (s *Store) Presences(uids []string) (map[string]im.Presence, error) {
 	return out, nil
 }
 
-// PutPresence stores uid's presence.
+// PutPresence stores uid's presence. Unlike other writes it does not
+// wait for a leader election: a device's connect stores its presence
+// and must not wait for the election. It fails at once while the
+// bucket's leader is known to be away (route), else after
+// Options.LeaderWait without an answer; the presence tracker tries again
+// later.
 func (s *Store) PutPresence(uid string, p im.Presence) error {
 	v, err := json.Marshal(p)
 	if err != nil {
 		return err
 	}
-	return s.kvPut(bucketPresence, tok(uid), v)
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	r := s.kvRoute[bucketPresence]
+	if r.away(s.opts.LeaderWait) {
+		s.startProbe(r) // clears away once a leader answers
+		return fmt.Errorf("jetstore: %s %s: %w", bucketPresence, tok(uid), ErrLeaderAway)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.LeaderWait)
+	defer cancel()
+	start := time.Now()
+	_, err = s.kv[bucketPresence].Put(ctx, tok(uid), v)
+	if r.answered(err, start); r.away(s.opts.LeaderWait) {
+		s.startProbe(r)
+	}
+	if err != nil {
+		return fmt.Errorf("jetstore: %s %s: %w", bucketPresence, tok(uid), err)
+	}
+	return nil
 }
 
-// PutPresences stores several.
+// PutPresences stores several (the tracker's rebuild at start, its
+// sweeps), retried through a leader election like other writes.
 func (s *Store) PutPresences(ps map[string]im.Presence) error {
 	for u, p := range ps {
-		if err := s.PutPresence(u, p); err != nil {
+		v, err := json.Marshal(p)
+		if err != nil {
+			return err
+		}
+		if err := s.kvPut(bucketPresence, tok(u), v); err != nil {
 			return err
 		}
 	}
@@ -253,7 +315,7 @@ func (s *Store) Incr(name string) (uint64, error) {
 		}
 		var n uint64
 		err := s.do(func(ctx context.Context) error {
-			e, err := kv.Get(ctx, tok(name))
+			e, err := s.kvLeaderGet(ctx, bucketMeta, tok(name))
 			var rev uint64
 			n = 0
 			switch {

@@ -28,15 +28,30 @@ type rec struct {
 	batch string
 }
 
-// get reads the value of subject from the stream leader. A missing or
-// cleared record is ErrNotFound with seq set to the tombstone's (0 when
-// there is none), which is what a compare-and-set must expect.
+// get reads the value of subject from the stream leader (or, while it is
+// away, a replica: route). A missing or cleared record is ErrNotFound
+// with seq set to the tombstone's (0 when there is none), which is what a
+// compare-and-set must expect.
 func (s *Store) get(subject string) (rec, error) {
+	m, err := s.lastMsg(&s.logRoute, subject, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+		return s.log.GetLastMsgForSubject(ctx, subject)
+	})
+	return recOf(subject, m, err)
+}
+
+// getLeader is get from the stream leader only, waiting through an
+// election: whether a commit whose answer was lost is stored must not
+// be decided by a replica that may not have applied it yet.
+func (s *Store) getLeader(subject string) (rec, error) {
 	var m *jetstream.RawStreamMsg
 	err := s.do(func(ctx context.Context) (err error) {
-		m, err = s.log.GetLastMsgForSubject(ctx, subject)
+		m, err = s.leaderGet(ctx, LogStream, msgGetReq{LastFor: subject})
 		return err
 	})
+	return recOf(subject, m, err)
+}
+
+func recOf(subject string, m *jetstream.RawStreamMsg, err error) (rec, error) {
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return rec{subj: subject}, ErrNotFound
 	}
@@ -56,10 +71,8 @@ func (s *Store) get(subject string) (rec, error) {
 
 // getMsg reads the raw message of subject (headers included).
 func (s *Store) getMsg(subject string) (*jetstream.RawStreamMsg, error) {
-	var m *jetstream.RawStreamMsg
-	err := s.do(func(ctx context.Context) (err error) {
-		m, err = s.log.GetLastMsgForSubject(ctx, subject)
-		return err
+	m, err := s.lastMsg(&s.logRoute, subject, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+		return s.log.GetLastMsgForSubject(ctx, subject)
 	})
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, ErrNotFound
@@ -90,7 +103,7 @@ func (s *Store) getU64(subject string) (uint64, uint64, error) {
 }
 
 // scan calls fn for every live record whose subject matches filter, in
-// stream order, from the stream leader.
+// stream order, from the stream leader (route).
 func (s *Store) scan(filter string, fn func(r rec) error) error {
 	return s.scanFrom(filter, 1, fn)
 }
@@ -104,7 +117,10 @@ func (s *Store) scanFrom(filter string, start uint64, fn func(r rec) error) erro
 	next := max(start, 1)
 	for {
 		var m *jetstream.RawStreamMsg
-		err := s.do(func(ctx context.Context) (err error) {
+		err := s.read(&s.logRoute, func(ctx context.Context) (err error) {
+			m, err = s.leaderGet(ctx, LogStream, msgGetReq{Seq: next, NextFor: filter})
+			return err
+		}, func(ctx context.Context) (err error) {
 			m, err = s.log.GetMsg(ctx, next, jetstream.WithGetMsgSubject(filter))
 			return err
 		})

@@ -27,6 +27,9 @@ var (
 	ErrClosed   = im.ErrClosed
 	// ErrContention: an append lost its compare-and-set too many times.
 	ErrContention = errors.New("jetstore: append kept conflicting")
+	// ErrLeaderAway: a write that does not wait for a leader election
+	// met one (PutPresence).
+	ErrLeaderAway = errors.New("jetstore: stream leader away")
 )
 
 // Stream and bucket names.
@@ -78,7 +81,16 @@ type Options struct {
 	// Failover is how long requests are retried while JetStream elects a
 	// new leader (20 s when zero).
 	Failover time.Duration
-	Logger   *slog.Logger
+	// MaxBatch bounds the messages of an atomic batch that gathers
+	// several appends (group commit); an append larger than that still
+	// goes alone. 1,000 (nats-server's default max_batch_size) when zero;
+	// an embedded node allows MaxBatch.
+	MaxBatch int
+	// LeaderWait is how long a stream's leader may leave a read
+	// unanswered before reads of that stream go to any replica until it
+	// answers again (route; 1 s when zero).
+	LeaderWait time.Duration
+	Logger     *slog.Logger
 }
 
 // Store implements im.Store and accounts.Store on JetStream.
@@ -91,21 +103,28 @@ type Store struct {
 	now  func() time.Time
 	lg   *slog.Logger
 
-	stripes [256]sync.Mutex
+	stripes [4096]sync.Mutex
 	heads   headCache
 	// order makes this node's ids in commit order (try); lastID is the
 	// last id it made, under order.
 	order   sync.Mutex
 	lastID  ulid.ULID
 	replies replies
+	group   committer
 	entropy struct {
 		sync.Mutex
 		r *ulid.MonotonicEntropy
 	}
-	bad     atomic.Int64 // events that could not be decoded
-	closed  atomic.Bool
-	closing atomic.Bool
-	stop    chan struct{}
+	// logRoute and kvRoute (per bucket) send reads to the leader or,
+	// while it is away, to any replica.
+	logRoute route
+	kvRoute  map[string]*route
+	bad      atomic.Int64 // events that could not be decoded
+	closed   atomic.Bool
+	closing  atomic.Bool
+	stop     chan struct{}
+	wg       sync.WaitGroup // the committer, its answers, probes (route)
+	life     sync.Mutex     // orders spawn against Close
 }
 
 // Open creates the assets when they are missing (idempotently: every
@@ -120,6 +139,12 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Store, error) {
 	if o.Failover <= 0 {
 		o.Failover = 20 * time.Second
 	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 1000
+	}
+	if o.LeaderWait <= 0 {
+		o.LeaderWait = time.Second
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -127,7 +152,9 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jetstore: %w", err)
 	}
-	s := &Store{nc: nc, js: js, opts: o, now: o.Now, lg: o.Logger, kv: map[string]jetstream.KeyValue{}, stop: make(chan struct{})}
+	s := &Store{nc: nc, js: js, opts: o, now: o.Now, lg: o.Logger, kv: map[string]jetstream.KeyValue{},
+		kvRoute: map[string]*route{}, stop: make(chan struct{})}
+	s.logRoute = route{stream: LogStream, probe: "tern.probe"}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -152,24 +179,28 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Store, error) {
 			return nil, fmt.Errorf("jetstore: bucket %s: %w", b, err)
 		}
 		s.kv[b] = kv
+		s.kvRoute[b] = &route{stream: "KV_" + b, probe: "$KV." + b + ".=probe"}
 	}
+	s.startCommitter()
 	return s, nil
 }
 
 // leaderKV opens bucket b, creating its stream when missing with the
-// configuration nats.go gives a KV bucket (history 1), except that reads
-// are served by the stream leader: KV's direct gets may be answered by a
-// replica that has not applied the latest write yet (a token made on one
-// node, then an authentication on another, must see it).
+// configuration nats.go gives a KV bucket (history 1). Reads are Tern's
+// (kvGet): from the stream leader, since a direct get may be answered by
+// a replica that has not applied the latest write yet (a token made on
+// one node, then an authentication on another, must see it); direct
+// gets, allowed on the stream, serve them only while the leader is away
+// (route). The bucket handle's own Get is then direct.
 func (s *Store) leaderKV(ctx context.Context, b string, out *jetstream.KeyValue) error {
-	_, err := s.js.CreateStream(ctx, jetstream.StreamConfig{
+	_, err := s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: "KV_" + b, Subjects: []string{"$KV." + b + ".>"},
 		MaxMsgsPerSubject: 1, MaxBytes: -1, MaxMsgSize: -1, MaxMsgs: -1, MaxConsumers: -1,
 		Storage: jetstream.FileStorage, Replicas: s.opts.Replicas,
 		AllowRollup: true, DenyDelete: true, Duplicates: 2 * time.Minute, Discard: jetstream.DiscardNew,
-		AllowDirect: false,
+		AllowDirect: true,
 	})
-	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+	if err != nil {
 		return err
 	}
 	kv, err := s.js.KeyValue(ctx, b)
@@ -210,8 +241,9 @@ func LogConfig(replicas int) jetstream.StreamConfig {
 		Replicas: replicas,
 		// One value per subject: the stream is a map (see the package doc).
 		MaxMsgsPerSubject: 1,
-		// Reads go to the leader: a read sees every acknowledged append.
-		AllowDirect:        false,
+		// Reads go to the leader: a read sees every acknowledged append;
+		// direct gets serve them only while the leader is away (route).
+		AllowDirect:        true,
 		AllowMsgTTL:        true,
 		AllowAtomicPublish: true,
 		// Tombstones and per-message TTLs need deletes and purges.
@@ -227,10 +259,25 @@ func (s *Store) Closing() { s.closing.Store(true) }
 // Close stops the store; later calls get ErrClosed. The connection is
 // the caller's to close.
 func (s *Store) Close() error {
+	s.life.Lock()
 	if s.closed.CompareAndSwap(false, true) {
 		close(s.stop)
 	}
+	s.life.Unlock()
+	s.wg.Wait()
 	return nil
+}
+
+// spawn adds a goroutine to s.wg unless the store is closed; the caller
+// starts it and it calls s.wg.Done.
+func (s *Store) spawn() bool {
+	s.life.Lock()
+	defer s.life.Unlock()
+	if s.closed.Load() {
+		return false
+	}
+	s.wg.Add(1)
+	return true
 }
 
 // Ready reports whether the store can serve.
