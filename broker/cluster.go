@@ -75,12 +75,8 @@ func (b *Broker) openCluster() error {
 	// A forming cluster elects its JetStream leader first.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	maxBatch := 0 // an external server's default
-	if b.cl.node != nil {
-		maxBatch = jetstore.MaxBatch
-	}
 	js, err := jetstore.Open(ctx, b.cl.nc, jetstore.Options{
-		Replicas: cc.Replicas, Commits: b.commits, Logger: b.log, MaxBatch: maxBatch,
+		Replicas: cc.Replicas, Commits: b.commits, Logger: b.log,
 		// b.metrics is set before any client can cause an append.
 		OnCommit: func(n int) { b.metrics.Committed(n) },
 		// The link is started before any client can cause an append.

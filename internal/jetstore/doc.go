@@ -52,11 +52,6 @@
 // (its node died and Raft elects another), they go to any replica
 // (direct get) until a leader answers again: see route.
 //
-// # Group commit
-//
-// A node commits its appends several to a batch (commit.go): one staged
-// batch, one Raft proposal and one answer for many appends.
-//
 // # KV buckets
 //
 // Records that no append touches live in KV buckets: tern-users,

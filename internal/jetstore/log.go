@@ -392,15 +392,29 @@ func (s *Store) try(a *im.Append, lookup bool) (done bool, touched []string, err
 		}
 		b = append(b, m)
 	}
-	first, err := s.commit(b, unlock)
+	id := nuid.Next()
+	b[0].hdr = nats.Header{hdrBatch: []string{id}} // b[0] is a head: no other header
+	last, err := s.publish(id, b, unlock)
+	if errors.Is(err, errLost) {
+		// The answer was lost: the head b[0] tells whether it committed.
+		r, gerr := s.getLeader(b[0].subj)
+		if gerr != nil && !errors.Is(gerr, ErrNotFound) {
+			return false, nil, gerr
+		}
+		if r.batch != id {
+			return false, touched, nil // not committed: retry
+		}
+		last, err = r.seq+uint64(len(b))-1, nil
+	}
 	if errors.Is(err, errConflict) {
 		return false, touched, nil
 	}
 	if err != nil {
 		return false, nil, err
 	}
-	// The append is stored contiguously from first: cache the heads it
-	// wrote with their new stream sequences.
+	// The batch is stored contiguously, ending at last: cache the heads
+	// it wrote with their new stream sequences.
+	first := last - uint64(len(b)) + 1
 	for i, m := range b {
 		if m.head != nil {
 			h := *m.head
@@ -570,4 +584,58 @@ type pubAck struct {
 		ErrCode int    `json:"err_code"`
 		Desc    string `json:"description"`
 	} `json:"error"`
+}
+
+// publish sends b as one atomic batch and returns the stream sequence
+// of its last message. errConflict: a compare-and-set failed, the batch
+// was dropped on the way or no leader took it; nothing was stored.
+// errLost: no answer came; the batch may or may not be stored.
+// unlock is called once the commit is sent, before its answer comes.
+func (s *Store) publish(id string, b []msg, unlock func()) (uint64, error) {
+	defer unlock()
+	for i, m := range b {
+		nm := nats.NewMsg(m.subj)
+		nm.Data = m.data
+		for k, v := range m.hdr {
+			nm.Header[k] = v
+		}
+		nm.Header.Set(hdrBID, id)
+		nm.Header.Set(hdrBSeq, strconv.Itoa(i+1))
+		if m.expect != nil {
+			nm.Header.Set(hdrExp, strconv.FormatUint(*m.expect, 10))
+		}
+		if i < len(b)-1 {
+			if err := s.nc.PublishMsg(nm); err != nil {
+				return 0, errConflict // the connection is down: retry
+			}
+			continue
+		}
+		nm.Header.Set(hdrBCom, "1")
+		reply, err := s.replies.request(s.nc, nm, unlock, s.opts.Timeout)
+		switch {
+		case errors.Is(err, nats.ErrNoResponders):
+			return 0, errConflict // no stream leader: nothing stored
+		case errors.Is(err, nats.ErrTimeout):
+			return 0, errLost
+		case err != nil:
+			return 0, errConflict
+		}
+		var ack pubAck
+		if err := json.Unmarshal(reply.Data, &ack); err != nil {
+			return 0, fmt.Errorf("jetstore: commit answer: %w", err)
+		}
+		if e := ack.Error; e != nil {
+			switch e.ErrCode {
+			case 10071, 10164, 10176, 10210: // wrong last sequence; incomplete; too many in flight
+				return 0, errConflict
+			case 10008, 10077: // JetStream temporarily unavailable; not current
+				return 0, errConflict
+			case 10199:
+				return 0, im.ErrTooBig
+			}
+			return 0, fmt.Errorf("jetstore: commit: %s (%d)", e.Desc, e.ErrCode)
+		}
+		return ack.Seq, nil
+	}
+	return 0, errors.New("jetstore: empty batch")
 }

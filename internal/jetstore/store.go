@@ -81,11 +81,6 @@ type Options struct {
 	// Failover is how long requests are retried while JetStream elects a
 	// new leader (20 s when zero).
 	Failover time.Duration
-	// MaxBatch bounds the messages of an atomic batch that gathers
-	// several appends (group commit); an append larger than that still
-	// goes alone. 1,000 (nats-server's default max_batch_size) when zero;
-	// an embedded node allows MaxBatch.
-	MaxBatch int
 	// LeaderWait is how long a stream's leader may leave a read
 	// unanswered before reads of that stream go to any replica until it
 	// answers again (route; 1 s when zero).
@@ -103,14 +98,13 @@ type Store struct {
 	now  func() time.Time
 	lg   *slog.Logger
 
-	stripes [4096]sync.Mutex
+	stripes [256]sync.Mutex
 	heads   headCache
 	// order makes this node's ids in commit order (try); lastID is the
 	// last id it made, under order.
 	order   sync.Mutex
 	lastID  ulid.ULID
 	replies replies
-	group   committer
 	entropy struct {
 		sync.Mutex
 		r *ulid.MonotonicEntropy
@@ -123,7 +117,7 @@ type Store struct {
 	closed   atomic.Bool
 	closing  atomic.Bool
 	stop     chan struct{}
-	wg       sync.WaitGroup // the committer, its answers, probes (route)
+	wg       sync.WaitGroup // probes (route)
 	life     sync.Mutex     // orders spawn against Close
 }
 
@@ -138,9 +132,6 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Store, error) {
 	}
 	if o.Failover <= 0 {
 		o.Failover = 20 * time.Second
-	}
-	if o.MaxBatch <= 0 {
-		o.MaxBatch = 1000
 	}
 	if o.LeaderWait <= 0 {
 		o.LeaderWait = time.Second
@@ -181,7 +172,6 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Store, error) {
 		s.kv[b] = kv
 		s.kvRoute[b] = &route{stream: "KV_" + b, probe: "$KV." + b + ".=probe"}
 	}
-	s.startCommitter()
 	return s, nil
 }
 
