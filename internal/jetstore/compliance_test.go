@@ -1,0 +1,235 @@
+package jetstore
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/tern-im/tern/internal/im"
+	"github.com/tern-im/tern/internal/im/imtest"
+)
+
+// TestExportQuery: an export by conversation, by user (their DMs, and
+// groups within their membership) and by time range returns the stored
+// events in seq order, rewritten ones (a delete under a hold) in their
+// place, and walks past what retention removed.
+func TestExportQuery(t *testing.T) {
+	t.Parallel()
+	b := openBackend(t)
+	st := b.Store.(*Store)
+	send := func(a *im.Append) *im.Append {
+		t.Helper()
+		if err := st.Append(a); err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	dm := im.DMConv("a", "b")
+	t0 := b.Clock.Now().UnixMilli()
+	for i := range 4 {
+		send(&im.Append{CV: dm, To: []string{"a", "b"}, Event: im.Event{T: im.TMsg, From: "a", B: fmt.Sprint("m", i)},
+			UserConvs: []im.UserConv{{UID: "a", CV: dm}, {UID: "b", CV: dm}}})
+		b.Clock.Advance(time.Hour)
+	}
+	// The first message deleted under a hold: its body moves to the
+	// delete's place in the log, its seq stays first.
+	first := send(&im.Append{CV: dm, To: []string{"a"}, Event: im.Event{T: im.TMsg, From: "a", B: "late"}})
+	send(&im.Append{CV: dm, To: []string{"a"}, Event: im.Event{T: im.TDel, From: "a", Tgt: &first.Event.ID},
+		Purge: &im.Purge{ID: first.Event.ID, Keep: true}})
+	// b is in group g:x from its second event to its third.
+	send(&im.Append{CV: "g:x", To: []string{"c"}, Event: im.Event{T: im.TMsg, From: "c", B: "before"}})
+	join := send(&im.Append{CV: "g:x", To: []string{"b", "c"}, Event: im.Event{T: im.TMember, From: "c"},
+		Members: []im.MemberChange{{GID: "x", UID: "b", Rec: im.Member{Role: im.RoleMember}, SetFrom: true}}})
+	send(&im.Append{CV: "g:x", To: []string{"b", "c"}, Event: im.Event{T: im.TMember, From: "c"},
+		Members: []im.MemberChange{{GID: "x", UID: "b", Rec: im.Member{Role: im.RoleMember, From: join.Event.Seq}, SetTo: true}}})
+	send(&im.Append{CV: "g:x", To: []string{"c"}, Event: im.Event{T: im.TMsg, From: "c", B: "after"}})
+
+	export := func(q im.ExportQuery) []string {
+		t.Helper()
+		var out []string
+		err := st.Export(q, func(ev *im.Event) error {
+			out = append(out, fmt.Sprintf("%s/%d/%s", ev.CV, ev.Seq, ev.B))
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	all := []string{dm + "/1/m0", dm + "/2/m1", dm + "/3/m2", dm + "/4/m3", dm + "/5/late", dm + "/6/"}
+	for _, c := range []struct {
+		name string
+		q    im.ExportQuery
+		want []string
+	}{
+		{"conversation", im.ExportQuery{CV: dm}, all},
+		{"since", im.ExportQuery{CV: dm, Since: t0 + int64(time.Hour/time.Millisecond)}, all[1:]},
+		{"until", im.ExportQuery{CV: dm, Until: t0 + int64(2*time.Hour/time.Millisecond)}, all[:2]},
+		{"user b", im.ExportQuery{UID: "b"}, append(slices.Clone(all), "g:x/2/", "g:x/3/")},
+		{"user b in g:x", im.ExportQuery{UID: "b", CV: "g:x"}, []string{"g:x/2/", "g:x/3/"}},
+		{"everything", im.ExportQuery{}, append(slices.Clone(all), "g:x/1/before", "g:x/2/", "g:x/3/", "g:x/4/after")},
+	} {
+		if got := export(c.q); !slices.Equal(got, c.want) {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
+	}
+	// Retention removes the first three messages: the walk starts past
+	// them.
+	if err := st.SetRetention(dm, time.Hour+30*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Trim(time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := export(im.ExportQuery{CV: dm}); !slices.Equal(got, all[3:]) {
+		t.Errorf("after retention: %q, want %q", got, all[3:])
+	}
+}
+
+// TestHoldsAcrossNodes: a hold placed through one node is seen by Held
+// on another at once, and retentions likewise.
+func TestHoldsAcrossNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three servers")
+	}
+	t.Parallel()
+	nodes := startCluster(t)
+	var stores []*Store
+	for _, n := range nodes {
+		stores = append(stores, openOn(t, n, 3, nil, nil))
+	}
+	ev := &im.Event{CV: "g:case", From: "a"}
+	for i := range 5 {
+		h, err := stores[i%3].AddHold(im.Hold{CV: "g:case", Reason: strconv.Itoa(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if held, err := stores[(i+1)%3].Held(ev); err != nil || !held {
+			t.Fatalf("hold %d through node %d, Held on node %d: %v %v", i, i%3+1, (i+1)%3+1, held, err)
+		}
+		if _, err := stores[(i+2)%3].RemoveHold(h.ID); err != nil {
+			t.Fatal(err)
+		}
+		if held, err := stores[i%3].Held(ev); err != nil || held {
+			t.Fatalf("removed hold %d still holds: %v %v", i, held, err)
+		}
+	}
+	if err := stores[0].SetRetention("g:case", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := stores[2].Retention("g:case"); err != nil || d != time.Hour {
+		t.Fatalf("retention through another node: %v %v", d, err)
+	}
+}
+
+// forgotten collects what one node's trimmer removed.
+type forgotten struct {
+	node int
+	ch   chan<- im.Forgotten
+}
+
+func (f forgotten) Forget(evs []im.Forgotten) {
+	for _, ev := range evs {
+		ev.Att = []im.Att{{FID: strconv.Itoa(f.node)}} // who forgot it
+		f.ch <- ev
+	}
+}
+
+// TestTrimmerOneNode: three nodes run the trimmer; the lease holder
+// alone trims each expired event, exactly once, never a held one; when
+// it dies (its server stops and its lease is not handed back), another
+// node takes the lease over and trims what expires next; once the hold
+// is lifted, the events it kept go too (its passes went on past them).
+func TestTrimmerOneNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three servers")
+	}
+	t.Parallel()
+	clk := imtest.NewClock()
+	nodes := startCluster(t)
+	ch := make(chan im.Forgotten, 100)
+	var stores []*Store
+	for i, n := range nodes {
+		st := openOn(t, n, 3, clk.Now, nil)
+		stores = append(stores, st)
+		tr := st.StartTrimmer(TrimmerOptions{Node: fmt.Sprint("n", i+1), Retention: time.Hour,
+			Every: 50 * time.Millisecond, Lease: 3 * time.Second, Forget: forgotten{node: i, ch: ch}})
+		t.Cleanup(tr.Stop)
+	}
+	hold, err := stores[1].AddHold(im.Hold{CV: "g:held"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(st *Store, cv string, n int) {
+		t.Helper()
+		for i := range n {
+			if err := st.Append(&im.Append{CV: cv, To: []string{"u"}, Event: im.Event{T: im.TMsg, From: "u", B: fmt.Sprint(i)}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	send(stores[0], "g:free", 5)
+	send(stores[2], "g:held", 3)
+	clk.Advance(2 * time.Hour)
+	seen := map[string]bool{}
+	wait := func(cv string, n int) int {
+		t.Helper()
+		node := -1
+		for range n {
+			select {
+			case f := <-ch:
+				if f.CV != cv || seen[f.ID.String()] {
+					t.Fatalf("trimmed %s %s (again: %v)", f.CV, f.ID, seen[f.ID.String()])
+				}
+				seen[f.ID.String()] = true
+				node, _ = strconv.Atoi(f.Att[0].FID)
+			case <-time.After(time.Minute):
+				t.Fatalf("waited a minute for %d trimmed events; got %d", n, len(seen))
+			}
+		}
+		return node
+	}
+	holder := wait("g:free", 5)
+	// The holder dies without handing the lease back.
+	nodes[holder].Shutdown()
+	if err := stores[holder].Close(); err != nil {
+		t.Fatal(err)
+	}
+	alive := stores[(holder+1)%3]
+	send(alive, "g:free", 4)
+	clk.Advance(2 * time.Hour)
+	if next := wait("g:free", 4); next == holder {
+		t.Fatalf("node %d trimmed after it died", holder+1)
+	}
+	if page, _, err := alive.History(im.HistoryQuery{CV: "g:held", Window: im.Open, Max: 10}); err != nil || len(page) != 3 {
+		t.Fatalf("held conversation: %d events, %v", len(page), err)
+	}
+	if page, _, err := alive.History(im.HistoryQuery{CV: "g:free", Window: im.Open, Max: 10}); err != nil || len(page) != 0 {
+		t.Fatalf("free conversation: %d events left, %v", len(page), err)
+	}
+	if _, err := alive.RemoveHold(hold.ID); err != nil {
+		t.Fatal(err)
+	}
+	wait("g:held", 3)
+	select {
+	case f := <-ch:
+		t.Fatalf("trimmed once more: %+v", f)
+	default:
+	}
+}
+
+// FuzzParseRetention: a retention record is a number of ms or an error,
+// never a panic.
+func FuzzParseRetention(f *testing.F) {
+	for _, s := range []string{"3600000", "0", "-1", "", "1e9", "99999999999999999999"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, v []byte) {
+		d, err := parseRetention(v)
+		if err == nil && (d < 0 || strconv.FormatInt(d.Milliseconds(), 10) != string(v)) {
+			t.Fatalf("%q: %v", v, d)
+		}
+	})
+}
