@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -200,7 +201,7 @@ func (s *Store) Retention(cv string) (time.Duration, error) {
 
 func parseRetention(v []byte) (time.Duration, error) {
 	ms, err := strconv.ParseInt(string(v), 10, 64)
-	if err != nil || ms < 0 {
+	if err != nil || ms < 0 || ms > int64(math.MaxInt64/time.Millisecond) {
 		return 0, fmt.Errorf("jetstore: bad retention record %q", v)
 	}
 	return time.Duration(ms) * time.Millisecond, nil
