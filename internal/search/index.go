@@ -122,6 +122,9 @@ func newMapping() (mapping.IndexMapping, error) {
 	doc.AddFieldMappingsAt(fSeq, num)
 	doc.AddFieldMappingsAt(fDay, kw)
 	doc.AddFieldMappingsAt(fExp, kw)
+	// No field goes into the composite _all field; left enabled, bleve
+	// still builds it (empty) for every document: 15 % of indexing.
+	doc.AddSubDocumentMapping("_all", bleve.NewDocumentDisabledMapping())
 	m.DefaultMapping = doc
 	return m, m.Validate()
 }
