@@ -2,10 +2,14 @@ package jetstore
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/oklog/ulid/v2"
 
 	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/internal/im/imtest"
@@ -127,13 +131,18 @@ func TestHoldsAcrossNodes(t *testing.T) {
 // forgotten collects what one node's trimmer removed.
 type forgotten struct {
 	node int
-	ch   chan<- im.Forgotten
+	ch   chan<- trimmedBy
+}
+
+// trimmedBy is one event a node's trimmer removed.
+type trimmedBy struct {
+	node int
+	ev   im.Forgotten
 }
 
 func (f forgotten) Forget(evs []im.Forgotten) {
 	for _, ev := range evs {
-		ev.Att = []im.Att{{FID: strconv.Itoa(f.node)}} // who forgot it
-		f.ch <- ev
+		f.ch <- trimmedBy{f.node, ev}
 	}
 }
 
@@ -149,25 +158,39 @@ func TestTrimmerOneNode(t *testing.T) {
 	t.Parallel()
 	clk := imtest.NewClock()
 	nodes := startCluster(t)
-	ch := make(chan im.Forgotten, 100)
+	ch := make(chan trimmedBy, 100)
 	var stores []*Store
+	var mu sync.Mutex
+	files := map[string]string{} // fid → the trimmed message's id
 	for i, n := range nodes {
 		st := openOn(t, n, 3, clk.Now, nil)
 		stores = append(stores, st)
 		tr := st.StartTrimmer(TrimmerOptions{Node: fmt.Sprint("n", i+1), Retention: time.Hour,
-			Every: 50 * time.Millisecond, Lease: 3 * time.Second, Forget: forgotten{node: i, ch: ch}})
+			Every: 50 * time.Millisecond, Lease: 3 * time.Second, Forget: forgotten{node: i, ch: ch},
+			Attachments: func(fid string, id ulid.ULID) {
+				mu.Lock()
+				defer mu.Unlock()
+				if files[fid] != "" {
+					t.Errorf("attachment %s reported twice", fid)
+				}
+				files[fid] = id.String()
+			}})
 		t.Cleanup(tr.Stop)
 	}
 	hold, err := stores[1].AddHold(im.Hold{CV: "g:held"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	sent := map[string]string{} // fid → message id
 	send := func(st *Store, cv string, n int) {
 		t.Helper()
 		for i := range n {
-			if err := st.Append(&im.Append{CV: cv, To: []string{"u"}, Event: im.Event{T: im.TMsg, From: "u", B: fmt.Sprint(i)}}); err != nil {
+			ev := im.Event{T: im.TMsg, From: "u", B: fmt.Sprint(i), Att: []im.Att{{FID: fmt.Sprint(cv, "-", len(sent))}}}
+			a := &im.Append{CV: cv, To: []string{"u"}, Event: ev}
+			if err := st.Append(a); err != nil {
 				t.Fatal(err)
 			}
+			sent[ev.Att[0].FID] = a.Event.ID.String()
 		}
 	}
 	send(stores[0], "g:free", 5)
@@ -180,11 +203,11 @@ func TestTrimmerOneNode(t *testing.T) {
 		for range n {
 			select {
 			case f := <-ch:
-				if f.CV != cv || seen[f.ID.String()] {
-					t.Fatalf("trimmed %s %s (again: %v)", f.CV, f.ID, seen[f.ID.String()])
+				if f.ev.CV != cv || seen[f.ev.ID.String()] {
+					t.Fatalf("trimmed %s %s (again: %v)", f.ev.CV, f.ev.ID, seen[f.ev.ID.String()])
 				}
-				seen[f.ID.String()] = true
-				node, _ = strconv.Atoi(f.Att[0].FID)
+				seen[f.ev.ID.String()] = true
+				node = f.node
 			case <-time.After(time.Minute):
 				t.Fatalf("waited a minute for %d trimmed events; got %d", n, len(seen))
 			}
@@ -217,6 +240,12 @@ func TestTrimmerOneNode(t *testing.T) {
 	case f := <-ch:
 		t.Fatalf("trimmed once more: %+v", f)
 	default:
+	}
+	// Each trimmed message's file lost its reference, once.
+	mu.Lock()
+	defer mu.Unlock()
+	if !maps.Equal(files, sent) {
+		t.Errorf("attachments reported %v, want %v", files, sent)
 	}
 }
 
