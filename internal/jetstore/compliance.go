@@ -38,11 +38,12 @@ const (
 )
 
 // maxHoldsBytes bounds the encoded hold list (one KV value; NATS's
-// default max_payload is 1 MiB).
-const maxHoldsBytes = 512 << 10
+// default max_payload is 1 MiB): at least 400 holds with the longest
+// reasons. A variable for the tests.
+var maxHoldsBytes = 512 << 10
 
-// ErrTooManyHolds: the hold list would outgrow one KV value.
-var ErrTooManyHolds = errors.New("jetstore: too many legal holds (remove lifted ones)")
+// ErrTooManyHolds: the hold list would outgrow one KV value (413).
+var ErrTooManyHolds = fmt.Errorf("%w: too many legal holds in the cluster (remove lifted ones)", im.ErrTooBig)
 
 // holdList is the decoded hold list with the KV revision it was read at
 // (Store.comp).

@@ -1,10 +1,12 @@
 package jetstore
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -89,6 +91,28 @@ func TestExportQuery(t *testing.T) {
 	}
 	if got := export(im.ExportQuery{CV: dm}); !slices.Equal(got, all[3:]) {
 		t.Errorf("after retention: %q, want %q", got, all[3:])
+	}
+}
+
+// TestTooManyHolds: once the hold list would outgrow its KV value, a new
+// hold is refused with a named error (413 over the admin API) and the
+// holds stored stay as they were. Not parallel: it lowers the bound.
+func TestTooManyHolds(t *testing.T) {
+	defer func(n int) { maxHoldsBytes = n }(maxHoldsBytes)
+	maxHoldsBytes = 1000
+	st := openBackend(t).Store.(*Store)
+	n := 0
+	for ; n < 100; n++ {
+		_, err := st.AddHold(im.Hold{CV: "g:case", Reason: strings.Repeat("r", 100)})
+		if errors.Is(err, ErrTooManyHolds) && errors.Is(err, im.ErrTooBig) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if hs, err := st.Holds(); err != nil || n == 0 || n == 100 || len(hs) != n {
+		t.Fatalf("%d holds added, %d listed, %v", n, len(hs), err)
 	}
 }
 
