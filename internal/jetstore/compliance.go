@@ -42,9 +42,6 @@ const (
 // reasons. A variable for the tests.
 var maxHoldsBytes = 512 << 10
 
-// ErrTooManyHolds: the hold list would outgrow one KV value (413).
-var ErrTooManyHolds = fmt.Errorf("%w: too many legal holds in the cluster (remove lifted ones)", im.ErrTooBig)
-
 // holdList is the decoded hold list with the KV revision it was read at
 // (Store.comp).
 type holdList struct {

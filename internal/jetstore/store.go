@@ -27,6 +27,9 @@ var (
 	ErrClosed   = im.ErrClosed
 	// ErrContention: an append lost its compare-and-set too many times.
 	ErrContention = errors.New("jetstore: append kept conflicting")
+	// ErrTooManyHolds: the legal holds would outgrow their one KV record
+	// (compliance.go); an im.ErrTooBig (413).
+	ErrTooManyHolds = fmt.Errorf("jetstore: %w: too many legal holds in the cluster (remove lifted ones)", im.ErrTooBig)
 )
 
 // Stream and bucket names.
