@@ -248,7 +248,7 @@ type IM struct {
 	GroupAddsBurst   int `yaml:"group_adds_burst"`
 	GroupAddsPerHour int `yaml:"group_adds_per_hour"`
 	// Retention is how long stream entries and conversation events are
-	// kept; older ones are trimmed in the background (once a minute) and
+	// kept; older ones are trimmed in the background (every TrimEvery) and
 	// a sync from a cursor before what is kept answers reset. 0 means
 	// everything is kept forever.
 	Retention time.Duration `yaml:"retention"`
