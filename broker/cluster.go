@@ -95,6 +95,9 @@ func (b *Broker) startLink(rel *relations.Relations, h *messaging.Hook) error {
 	link, err := cluster.Start(cluster.Options{
 		Conn: b.cl.nc, Node: b.cfg.Cluster.Node, Commits: b.commits,
 		Drop:     func(uids, gids []string) { rel.Drop(uids, gids...) },
+		Deleted:  rel.ForgetDeleted,
+		Account:  b.accounts.Changed,
+		Flush:    func() { b.accounts.Flush(); rel.Flush() },
 		Announce: h.Announce, Typing: h.RelayTyping, Kick: b.Kick, Log: b.log,
 	})
 	if err != nil {
@@ -102,6 +105,8 @@ func (b *Broker) startLink(rel *relations.Relations, h *messaging.Hook) error {
 	}
 	b.cl.link = link
 	rel.OnInvalidate = link.Invalidated
+	rel.OnDeleted = link.Deleted
+	b.accounts.OnChange = link.AccountChanged
 	// A device connecting here ends its connection on another node.
 	b.sessions.OnAdd(func(s *session.Session) {
 		if !s.Anonymous {
