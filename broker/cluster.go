@@ -78,7 +78,12 @@ func (b *Broker) openCluster() error {
 	js, err := jetstore.Open(ctx, b.cl.nc, jetstore.Options{
 		Replicas: cc.Replicas, Commits: b.commits, Logger: b.log,
 		// b.metrics is set before any client can cause an append.
-		OnCommit: func(n int) { b.metrics.Committed(n) },
+		OnCommit: func(n int) {
+			b.metrics.Committed(n)
+			if b.search != nil {
+				b.search.Kick()
+			}
+		},
 		// The link is started before any client can cause an append.
 		Relay: func(a *im.Append) { b.cl.link.Committed(a) },
 	})
