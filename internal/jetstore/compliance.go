@@ -333,8 +333,14 @@ func (s *Store) exportConvs(q im.ExportQuery) ([]exportConv, error) {
 	return slices.CompactFunc(out, func(a, b exportConv) bool { return a.cv == b.cv }), nil
 }
 
+// exportStep, when set (tests), is called between exportConv's two
+// walks (seq 0) and after each event the second walk emits in order.
+var exportStep func(cv string, seq uint64)
+
 // exportConv calls fn with cv's stored events inside window w and q's
-// time range, in seq order.
+// time range, in seq order, each once. A message deleted while the export
+// runs comes in its place as it was, or, when the walk had already
+// passed its place without it, after the others as it is now.
 //
 // The events of a conversation are in the log in seq order (each append
 // advances the head by compare-and-set), except the messages and edits
@@ -370,6 +376,9 @@ func (s *Store) exportConv(cv string, w im.Window, q im.ExportQuery, fn func(*im
 		return err
 	}
 	slices.Sort(late)
+	if exportStep != nil {
+		exportStep(cv, 0)
+	}
 	isLate := func(n uint64) bool { _, ok := slices.BinarySearch(late, n); return ok }
 	pending := late // the rewritten events not emitted yet
 	errDone := errors.New("done")
@@ -412,6 +421,35 @@ func (s *Store) exportConv(cv string, w im.Window, q im.ExportQuery, fn func(*im
 		}
 		return nil
 	}
+	// done is the highest seq emitted in order; gaps are the seqs below
+	// it that the second walk did not meet (trimmed, expired, or moved by
+	// a delete made since the first walk), as ascending ranges.
+	var done uint64
+	var gaps [][2]uint64
+	// missed reports whether n lies in a gap, and takes it out.
+	missed := func(n uint64) bool {
+		i, _ := slices.BinarySearchFunc(gaps, n, func(g [2]uint64, n uint64) int {
+			if g[1] < n {
+				return -1
+			}
+			if g[0] > n {
+				return 1
+			}
+			return 0
+		})
+		if i == len(gaps) || gaps[i][0] > n || gaps[i][1] < n {
+			return false
+		}
+		g := gaps[i]
+		gaps = slices.Delete(gaps, i, i+1)
+		if n+1 <= g[1] {
+			gaps = slices.Insert(gaps, i, [2]uint64{n + 1, g[1]})
+		}
+		if n > 0 && g[0] <= n-1 {
+			gaps = slices.Insert(gaps, i, [2]uint64{g[0], n - 1})
+		}
+		return true
+	}
 	err = s.scan(filter, func(r rec) error {
 		n, err := seqOf(r.subj)
 		if err != nil {
@@ -420,10 +458,30 @@ func (s *Store) exportConv(cv string, w im.Window, q im.ExportQuery, fn func(*im
 		if isLate(n) {
 			return nil // emitted in its place
 		}
+		if n <= done {
+			// A delete made during the export moved it here. Emitted in
+			// its place already (as it was then), unless the walk had
+			// passed its place without meeting it: then here, as it is
+			// now, rather than not at all.
+			if !missed(n) {
+				return nil
+			}
+			return emit(n, r.data)
+		}
 		if err := emitLate(n); err != nil {
 			return err
 		}
-		return emit(n, r.data)
+		if n > done+1 {
+			gaps = append(gaps, [2]uint64{done + 1, n - 1})
+		}
+		done = n
+		if err := emit(n, r.data); err != nil {
+			return err
+		}
+		if exportStep != nil {
+			exportStep(cv, n)
+		}
+		return nil
 	})
 	if err == nil {
 		err = emitLate(^uint64(0))

@@ -116,6 +116,55 @@ func TestTooManyHolds(t *testing.T) {
 	}
 }
 
+// TestExportDuringDelete: a message deleted while an export of its
+// conversation runs is exported once: in its place as it was when the
+// export had read it already, else after the others as it is now. Not
+// parallel: it sets exportStep.
+func TestExportDuringDelete(t *testing.T) {
+	st := openBackend(t).Store.(*Store)
+	defer func() { exportStep = nil }()
+	for _, c := range []struct {
+		name string
+		at   uint64 // delete when the export reaches this seq (0: between the walks)
+		want []string
+	}{
+		{"between-walks", 0, []string{"2/m2", "3/m3", "4/", "1/"}},
+		{"after-its-place", 1, []string{"1/m1", "2/m2", "3/m3", "4/"}},
+	} {
+		cv := "g:" + c.name
+		var first ulid.ULID
+		for i := 1; i <= 3; i++ {
+			a := &im.Append{CV: cv, To: []string{"a"}, Event: im.Event{T: im.TMsg, From: "a", B: fmt.Sprint("m", i)}}
+			if err := st.Append(a); err != nil {
+				t.Fatal(err)
+			}
+			if i == 1 {
+				first = a.Event.ID
+			}
+		}
+		deleted := false
+		exportStep = func(got string, seq uint64) {
+			if got != cv || seq != c.at || deleted {
+				return
+			}
+			deleted = true
+			del := &im.Append{CV: cv, To: []string{"a"}, Event: im.Event{T: im.TDel, From: "a", Tgt: &first},
+				Purge: &im.Purge{ID: first}}
+			if err := st.Append(del); err != nil {
+				t.Error(err)
+			}
+		}
+		var out []string
+		err := st.Export(im.ExportQuery{CV: cv}, func(ev *im.Event) error {
+			out = append(out, fmt.Sprintf("%d/%s", ev.Seq, ev.B))
+			return nil
+		})
+		if err != nil || !deleted || !slices.Equal(out, c.want) {
+			t.Errorf("%s: %q (deleted %v), %v; want %q", c.name, out, deleted, err, c.want)
+		}
+	}
+}
+
 // TestHoldsAcrossNodes: a hold placed through one node is seen by Held
 // on another at once, and retentions likewise.
 func TestHoldsAcrossNodes(t *testing.T) {
