@@ -162,6 +162,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 		BlockCacheSize: int64(cfg.Store.BlockCache),
 		GCInterval:     cfg.Store.GCInterval,
 		Retention:      cfg.IM.Retention,
+		TrimEvery:      cfg.IM.TrimEvery,
 		Logger:         log,
 		Commits:        b.commits,
 		// b.metrics and b.search are set before any client can cause an
@@ -184,15 +185,17 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 	if b.st == nil {
 		b.st = st
 	}
-	switch {
-	case cfg.Search.Enabled && cfg.Cluster.Enabled():
-		// The index follows a Badger store by position; the search RPC
-		// answers 501 in cluster mode (docs/cluster.md).
-		log.Warn("search is not built in cluster mode yet: search.enabled ignored")
-	case cfg.Search.Enabled:
+	if cfg.Search.Enabled {
 		// The index follows the store by position on its own goroutine,
-		// off the commit path; it catches up from its stored cursor.
-		b.search, err = search.Open(SearchDir(cfg.Data), SearchOptions(cfg, st, log))
+		// off the commit path; it catches up from its stored cursor. In
+		// cluster mode each node keeps its own index of the shared
+		// stream (a cache it can rebuild), woken by its own commits and
+		// every search.poll for the other nodes'.
+		var src search.Source = st
+		if b.cl.js != nil {
+			src = b.cl.js
+		}
+		b.search, err = search.Open(SearchDir(cfg.Data), SearchOptions(cfg, src, log))
 		if err != nil {
 			_ = st.Close() // the index error is the one to report
 			b.closeAudit()
@@ -271,11 +274,7 @@ func (b *Broker) build() error {
 		func() int64 { return b.files.Stats().Chunks }, func() int64 { return b.files.Stats().Commits },
 		func() int64 { return b.files.Stats().ThumbsMade }, func() int64 { return b.files.Stats().Collected })
 	// A message trimmed by age no longer keeps the files it attached.
-	b.store.SetTrimmedAttachments(func(fid string, id ulid.ULID) {
-		if err := b.files.RemoveRef(fid, service.MsgRef(id)); err != nil {
-			b.log.Warn("files: drop the reference of a trimmed message", "fid", fid, "msg_id", id, "error", err)
-		}
-	})
+	b.store.SetTrimmedAttachments(b.dropTrimmedRef)
 	// The file.* RPC ops are the file hook's, registered in the IM
 	// service's op table through the messaging hook.
 	fileHook := new(filehook.Hook)
@@ -333,7 +332,7 @@ func (b *Broker) build() error {
 		{msgHook, &messaging.Options{
 			Server: b.mqtt, Store: b.st, Commits: b.commits, Sessions: b.sessions, Relations: relations,
 			Metrics: b.metrics, Ops: fileHook.Ops(), Files: filehook.Attachments{Files: b.files}, Search: searcher,
-			Content: content, Audit: b.auditor, Compliance: b.store,
+			Content: content, Audit: b.auditor, Compliance: b.compliance(),
 			Typing: typing,
 			Policy: service.Policy{
 				Epoch: b.epoch, DMPolicy: cfg.IM.DMPolicy, MaxPacket: int(cfg.Limits.MaxPacketSize),
@@ -380,8 +379,26 @@ func (b *Broker) build() error {
 		if err := b.startLink(relations, msgHook); err != nil {
 			return err
 		}
+		b.startTrimmer()
 	}
 	return b.addListeners()
+}
+
+// dropTrimmedRef drops the file reference of message id, which
+// retention removed.
+func (b *Broker) dropTrimmedRef(fid string, id ulid.ULID) {
+	if err := b.files.RemoveRef(fid, service.MsgRef(id)); err != nil {
+		b.log.Warn("files: drop the reference of a trimmed message", "fid", fid, "msg_id", id, "error", err)
+	}
+}
+
+// compliance is the store of holds, retentions and exports: the
+// cluster's in cluster mode, else Badger.
+func (b *Broker) compliance() im.Compliance {
+	if b.cl.js != nil {
+		return b.cl.js
+	}
+	return b.store
 }
 
 // contentPolicy compiles the dlp section; nil when it has neither rules
@@ -643,7 +660,7 @@ func (b *Broker) httpHandler() (http.Handler, error) {
 	admin.Level = b.level
 	admin.Ops = b
 	admin.Audit = b.auditor
-	comp := compliance.New(b.store, b.auditor)
+	comp := compliance.New(b.compliance(), b.auditor)
 	comp.Files = &compliance.Files{Meta: b.store.FileMeta(), BlobPath: b.files.BlobPath}
 	admin.Compliance = comp
 	mux.Handle("/admin/", admin)
@@ -875,7 +892,7 @@ func SearchDir(data string) string { return filepath.Join(data, "search") }
 
 // SearchOptions are the index options the broker uses over st (also
 // for tern search reindex).
-func SearchOptions(cfg *config.Config, st *store.Store, log *slog.Logger) search.Options {
+func SearchOptions(cfg *config.Config, st search.Source, log *slog.Logger) search.Options {
 	return search.Options{
 		Source: st, Batch: cfg.Search.Batch, Poll: cfg.Search.Poll, Settle: cfg.Search.Settle,
 		// The store trims by the same retention, every minute.

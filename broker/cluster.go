@@ -40,6 +40,8 @@ type clusterParts struct {
 	nc   *nats.Conn
 	js   *jetstore.Store
 	link *cluster.Link
+	// trim runs retention on the one node holding its lease.
+	trim *jetstore.Trimmer
 
 	closeOnce sync.Once
 	closeErr  error
@@ -78,7 +80,12 @@ func (b *Broker) openCluster() error {
 	js, err := jetstore.Open(ctx, b.cl.nc, jetstore.Options{
 		Replicas: cc.Replicas, Commits: b.commits, Logger: b.log,
 		// b.metrics is set before any client can cause an append.
-		OnCommit: func(n int) { b.metrics.Committed(n) },
+		OnCommit: func(n int) {
+			b.metrics.Committed(n)
+			if b.search != nil {
+				b.search.Kick()
+			}
+		},
 		// The link is started before any client can cause an append.
 		Relay: func(a *im.Append) { b.cl.link.Committed(a) },
 	})
@@ -95,6 +102,9 @@ func (b *Broker) startLink(rel *relations.Relations, h *messaging.Hook) error {
 	link, err := cluster.Start(cluster.Options{
 		Conn: b.cl.nc, Node: b.cfg.Cluster.Node, Commits: b.commits,
 		Drop:     func(uids, gids []string) { rel.Drop(uids, gids...) },
+		Deleted:  rel.ForgetDeleted,
+		Account:  b.accounts.Changed,
+		Flush:    func() { b.accounts.Flush(); rel.Flush() },
 		Announce: h.Announce, Typing: h.RelayTyping, Kick: b.Kick, Log: b.log,
 	})
 	if err != nil {
@@ -102,6 +112,8 @@ func (b *Broker) startLink(rel *relations.Relations, h *messaging.Hook) error {
 	}
 	b.cl.link = link
 	rel.OnInvalidate = link.Invalidated
+	rel.OnDeleted = link.Deleted
+	b.accounts.OnChange = link.AccountChanged
 	// A device connecting here ends its connection on another node.
 	b.sessions.OnAdd(func(s *session.Session) {
 		if !s.Anonymous {
@@ -109,6 +121,17 @@ func (b *Broker) startLink(rel *relations.Relations, h *messaging.Hook) error {
 		}
 	})
 	return nil
+}
+
+// startTrimmer runs retention (im.retention and conversations' own) on
+// whichever node holds the trimmer lease. What it removes leaves this
+// node's file references at once and the other nodes' at their next
+// file collection (their collectors find the message gone).
+func (b *Broker) startTrimmer() {
+	b.cl.trim = b.cl.js.StartTrimmer(jetstore.TrimmerOptions{
+		Node: b.cfg.Cluster.Node, Retention: b.cfg.IM.Retention, Every: b.cfg.IM.TrimEvery,
+		Forget: b.forget, Attachments: b.dropTrimmedRef, Logger: b.log,
+	})
 }
 
 // ClusterStatus reports the cluster's JetStream assets (admin API).
@@ -165,6 +188,9 @@ func (b *Broker) closeCluster() error {
 
 func (b *Broker) shutCluster() error {
 	var errs []error
+	if b.cl.trim != nil {
+		b.cl.trim.Stop() // hands the lease to another node
+	}
 	if b.cl.link != nil {
 		b.cl.link.Stop()
 	}

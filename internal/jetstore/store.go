@@ -30,6 +30,9 @@ var (
 	// ErrLeaderAway: a write that does not wait for a leader election
 	// met one (PutPresence).
 	ErrLeaderAway = errors.New("jetstore: stream leader away")
+	// ErrTooManyHolds: the legal holds would outgrow their one KV record
+	// (compliance.go); an im.ErrTooBig (413).
+	ErrTooManyHolds = fmt.Errorf("jetstore: %w: too many legal holds in the cluster (remove lifted ones)", im.ErrTooBig)
 )
 
 // Stream and bucket names.
@@ -109,6 +112,8 @@ type Store struct {
 		sync.Mutex
 		r *ulid.MonotonicEntropy
 	}
+	// comp caches the legal holds by their KV revision (compliance.go).
+	comp holdList
 	// logRoute and kvRoute (per bucket) send reads to the leader or,
 	// while it is away, to any replica.
 	logRoute route
@@ -163,7 +168,7 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jetstore: stream %s: %w", LogStream, err)
 	}
-	for _, b := range []string{bucketUsers, bucketTokens, bucketContacts, bucketPresence, bucketMeta} {
+	for _, b := range []string{bucketUsers, bucketTokens, bucketContacts, bucketPresence, bucketMeta, bucketCompliance} {
 		var kv jetstream.KeyValue
 		err := retry(ctx, func(ctx context.Context) error { return s.leaderKV(ctx, b, &kv) })
 		if err != nil {
