@@ -73,6 +73,9 @@ func (s *Store) kvPut(bucket, key string, v []byte) error {
 		_, err := s.kv[bucket].Put(ctx, key, v)
 		return err
 	})
+	if err == nil {
+		s.kvRoute[bucket].up() // the leader answered: reads go to it again
+	}
 	if err != nil {
 		return fmt.Errorf("jetstore: %s %s: %w", bucket, key, err)
 	}

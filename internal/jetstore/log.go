@@ -412,6 +412,9 @@ func (s *Store) try(a *im.Append, lookup bool) (done bool, touched []string, err
 	if err != nil {
 		return false, nil, err
 	}
+	// The leader answered: reads go to it again (route), so this node
+	// reads what it just wrote even while its replica catches up.
+	s.logRoute.up()
 	// The batch is stored contiguously, ending at last: cache the heads
 	// it wrote with their new stream sequences.
 	first := last - uint64(len(b)) + 1

@@ -53,6 +53,10 @@ func (r *route) answered(err error, start time.Time) (fell bool) {
 	return r.down.CompareAndSwap(0, start.UnixNano())
 }
 
+// up records that the leader answered (a read, or a write: a commit it
+// acknowledged); reads go to it again.
+func (r *route) up() { r.down.Store(0) }
+
 // read runs one read of r's stream through s.do: leader reads from the
 // leader, or, while it is away, direct from any replica (see route).
 func (s *Store) read(r *route, leader, direct func(context.Context) error) error {
