@@ -11,7 +11,11 @@
 //   - typing (….typ): not stored, relayed to the receiving node's devices;
 //   - connections (….conn): a device connected; the receiving node ends
 //     its own, older connection of the same device (takeover across
-//     nodes: one connection per ClientID cluster-wide).
+//     nodes: one connection per ClientID cluster-wide) and raises its
+//     generations past the new connection's;
+//   - heartbeats (….hb): a node is alive; one not heard for the node
+//     timeout is dead, and the survivors drop its connections from the
+//     registry (liveness.go).
 //
 // Core NATS delivers at most once: a node that misses a live event (it
 // was restarting, or fell behind) leaves its devices to sync, as a
@@ -26,6 +30,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -39,6 +44,7 @@ const (
 	kindInv  = "inval"
 	kindTyp  = "typ"
 	kindConn = "conn"
+	kindHB   = "hb"
 )
 
 // Options configure a Link.
@@ -56,7 +62,21 @@ type Options struct {
 	Typing func(ev *im.Event, to []string) error
 	// Kick ends this node's connections of device (uid, did).
 	Kick func(uid, did string) int
-	Log  *slog.Logger
+	// Raise makes this node's later generations greater than a
+	// connection's generation on another node.
+	Raise func(gen uint64)
+	// Heartbeat is how often this node says it is alive; 0 sends none
+	// and watches no other node.
+	Heartbeat time.Duration
+	// NodeTimeout is how long a node may stay silent before it is dead.
+	NodeTimeout time.Duration
+	// Dead is told, on its own goroutine, of a node not heard for
+	// NodeTimeout (once, until it is heard again).
+	Dead func(node string)
+	// Admin, when set, answers the other nodes' admin requests (kind
+	// "clients" or "stats": this node's view, encoded as JSON).
+	Admin func(kind string) (any, error)
+	Log   *slog.Logger
 }
 
 // Link is one node's end of the cluster's live traffic.
@@ -65,6 +85,9 @@ type Link struct {
 	sub  *nats.Subscription
 	stop chan struct{}
 	once sync.Once
+	live liveness
+	wg   sync.WaitGroup
+	adm  *nats.Subscription
 }
 
 // Start subscribes to the other nodes' traffic.
@@ -75,7 +98,7 @@ func Start(o Options) (*Link, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	l := &Link{o: o, stop: make(chan struct{})}
+	l := &Link{o: o, stop: make(chan struct{}), live: liveness{heard: map[string]time.Time{}}}
 	sub, err := o.Conn.Subscribe(prefix+"*.*", l.receive)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: subscribe: %w", err)
@@ -86,6 +109,14 @@ func Start(o Options) (*Link, error) {
 		return nil, fmt.Errorf("cluster: pending limits: %w", err)
 	}
 	l.sub = sub
+	if err := l.subscribeAdmin(); err != nil {
+		_ = sub.Unsubscribe() // the admin error is the one to report
+		return nil, err
+	}
+	if o.Heartbeat > 0 {
+		l.wg.Add(1)
+		go l.beat()
+	}
 	return l, nil
 }
 
@@ -94,8 +125,14 @@ func Start(o Options) (*Link, error) {
 func (l *Link) Stop() {
 	l.once.Do(func() {
 		close(l.stop)
-		if err := l.sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-			l.o.Log.Debug("cluster: unsubscribe", "error", err)
+		l.wg.Wait()
+		for _, sub := range []*nats.Subscription{l.sub, l.adm} {
+			if sub == nil {
+				continue
+			}
+			if err := sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+				l.o.Log.Debug("cluster: unsubscribe", "error", err)
+			}
 		}
 	})
 }
@@ -113,6 +150,7 @@ type inval struct {
 type conn struct {
 	UID string `json:"u"`
 	DID string `json:"d"`
+	Gen uint64 `json:"g"`
 }
 
 type typing struct {
@@ -128,8 +166,11 @@ func (l *Link) Invalidated(uids []string, gids []string) {
 	l.send(kindInv, inval{Users: uids, Groups: gids})
 }
 
-// Connected tells the other nodes that device (uid, did) connected here.
-func (l *Link) Connected(uid, did string) { l.send(kindConn, conn{UID: uid, DID: did}) }
+// Connected tells the other nodes that device (uid, did) connected here
+// with generation gen.
+func (l *Link) Connected(uid, did string, gen uint64) {
+	l.send(kindConn, conn{UID: uid, DID: did, Gen: gen})
+}
 
 // Typed relays a typing event to the other nodes.
 func (l *Link) Typed(ev *im.Event, to []string) { l.send(kindTyp, typing{Ev: ev, To: to}) }
@@ -150,6 +191,11 @@ func (l *Link) receive(m *nats.Msg) {
 	node, kind, ok := strings.Cut(rest, ".")
 	if !ok || node == l.o.Node {
 		return
+	}
+	if l.live.hear(node) && l.o.Heartbeat > 0 {
+		// A node new to this one learns of it at once, not a heartbeat
+		// later (cluster-wide admin views count the nodes they wait for).
+		l.send(kindHB, struct{}{})
 	}
 	switch kind {
 	case kindLive:
@@ -181,6 +227,9 @@ func (l *Link) receive(m *nats.Msg) {
 		if err := json.Unmarshal(m.Data, &v); err != nil || v.UID == "" {
 			l.o.Log.Warn("cluster: bad connection notice", "node", node, "error", err)
 			return
+		}
+		if l.o.Raise != nil {
+			l.o.Raise(v.Gen)
 		}
 		if l.o.Kick != nil {
 			if n := l.o.Kick(v.UID, v.DID); n > 0 {
