@@ -116,6 +116,8 @@ func (b *Broker) startLink(rel *relations.Relations, h *messaging.Hook, pres *pr
 		Dead: pres.NodeGone,
 		// GET /admin/v1/cluster/… on another node asks this one.
 		Admin: b.adminView,
+		// Presences the other nodes store are retained here at once.
+		Presence: pres.Mirror,
 	})
 	if err != nil {
 		return err
@@ -147,6 +149,8 @@ func (b *Broker) presenceOptions(w presence.Watchers) *presence.Options {
 		// (Settle after the start).
 		o.Alive = func(node string) bool { return b.cl.link.Alive(node) }
 		o.First, o.Settle = b.epoch<<40, cfg.Cluster.NodeTimeout
+		// The link starts after the hooks, before any client connects.
+		o.Announce = func(uid string, p im.Presence) { b.cl.link.Presence(uid, p) }
 	}
 	return o
 }

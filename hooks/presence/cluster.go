@@ -33,22 +33,16 @@ type Cluster interface {
 
 // mirror starts the store's presence watch: every stored presence is
 // retained at once (the start's rebuild), every later one as it is
-// written.
+// written. The watch is the durable path; the node that writes a
+// presence also sends it to the others at once (Options.Announce, then
+// Mirror on each), which matters when a leader election stalls a watch.
 func (h *Hook) mirror() error {
 	n := 0
 	stop, err := h.opts.Cluster.WatchPresence(func(uid string, p im.Presence, initial bool) {
-		payload, err := json.Marshal(p)
-		if err == nil {
-			err = h.publish(uid, payload)
-		}
-		if err != nil {
-			h.Log.Error("presence: publish", "user", uid, "error", err)
-		}
 		if initial {
 			n++
-		} else if h.watch != nil {
-			h.changed(uid, p)
 		}
+		h.apply(uid, p, initial)
 	})
 	if err != nil {
 		return err
@@ -56,6 +50,40 @@ func (h *Hook) mirror() error {
 	h.unmirror = stop
 	h.Log.Debug("presence mirrored from the cluster", "users", n)
 	return nil
+}
+
+// Mirror retains a presence another node stored (cluster mode), unless
+// a record with this pv or a newer one was retained already.
+func (h *Hook) Mirror(uid string, p im.Presence) { h.apply(uid, p, false) }
+
+// stored is told of each presence this node stored (cluster mode).
+func (h *Hook) stored(uid string, p im.Presence) {
+	h.apply(uid, p, false)
+	if h.opts.Announce != nil {
+		h.opts.Announce(uid, p)
+	}
+}
+
+// apply retains p as im/p/{uid} (and pushes it on …/eph unless it is
+// the start's first pass) if its pv is newer than the last retained.
+func (h *Hook) apply(uid string, p im.Presence, initial bool) {
+	h.pvMu.Lock()
+	if p.PV <= h.pv[uid] {
+		h.pvMu.Unlock()
+		return
+	}
+	h.pv[uid] = p.PV
+	h.pvMu.Unlock()
+	payload, err := json.Marshal(p)
+	if err == nil {
+		err = h.publish(uid, payload)
+	}
+	if err != nil {
+		h.Log.Error("presence: publish", "user", uid, "error", err)
+	}
+	if !initial && h.watch != nil {
+		h.changed(uid, p)
+	}
 }
 
 // NodeGone drops the connections of a node that is gone from the

@@ -59,6 +59,9 @@ type Options struct {
 	Alive   func(node string) bool
 	First   uint64
 	Settle  time.Duration
+	// Announce, when set, sends each presence this node stores to the
+	// other nodes at once (they call Mirror).
+	Announce func(uid string, p im.Presence)
 }
 
 // Watchers answers who may see whose presence (messaging.Relations).
@@ -91,6 +94,11 @@ type Hook struct {
 	// is closed once the start's sweep of stale connections is done.
 	unmirror func()
 	settled  chan struct{}
+	// pv is the last pv retained per user (cluster mode), so that a
+	// record that arrives twice (link and watch) or late is not retained
+	// again.
+	pvMu sync.Mutex
+	pv   map[string]uint64
 }
 
 // watched is one published presence change.
@@ -132,8 +140,12 @@ func (h *Hook) Init(config any) error {
 	}
 	if o.Cluster != nil {
 		to.conns, to.node = o.Cluster, o.Node
+		h.pv = map[string]uint64{}
 	}
 	h.t = newTracker(to)
+	if o.Cluster != nil {
+		h.t.stored = h.stored
+	}
 	if o.Watchers != nil {
 		h.watch = make(chan watched, watchQueue)
 		h.t.changed = h.changed

@@ -55,6 +55,9 @@ type tracker struct {
 	// published by the store's watch on every node, not here.
 	conns im.Connections
 	node  string
+	// stored is told of every presence this node stored (cluster mode),
+	// under the user's shard lock: it must not block.
+	stored func(uid string, p im.Presence)
 
 	// gate lets Stop wait for events and timer callbacks in progress and
 	// turn away later ones.
@@ -412,7 +415,11 @@ func (t *tracker) sync(uid string, u *user) {
 	}
 	u.pub, u.last, u.since = p, now, time.Time{}
 	if t.conns != nil {
-		return // every node publishes what is stored (the store's watch)
+		t.log.Debug("presence stored", "user", uid, "s", p.S, "pv", p.PV, "d", p.D)
+		if t.stored != nil {
+			t.stored(uid, p)
+		}
+		return // every node publishes what is stored
 	}
 	payload, err := json.Marshal(p)
 	if err == nil {

@@ -13,6 +13,9 @@
 //     its own, older connection of the same device (takeover across
 //     nodes: one connection per ClientID cluster-wide) and raises its
 //     generations past the new connection's;
+//   - presences (….pres): a presence this node stored, retained at once
+//     by the others (their store watch would bring it too, later when a
+//     leader election stalls it);
 //   - heartbeats (….hb): a node is alive; one not heard for the node
 //     timeout is dead, and the survivors drop its connections from the
 //     registry (liveness.go).
@@ -45,6 +48,7 @@ const (
 	kindTyp  = "typ"
 	kindConn = "conn"
 	kindHB   = "hb"
+	kindPres = "pres"
 )
 
 // Options configure a Link.
@@ -73,6 +77,8 @@ type Options struct {
 	// Dead is told, on its own goroutine, of a node not heard for
 	// NodeTimeout (once, until it is heard again).
 	Dead func(node string)
+	// Presence retains a presence another node stored.
+	Presence func(uid string, p im.Presence)
 	// Admin, when set, answers the other nodes' admin requests (kind
 	// "clients" or "stats": this node's view, encoded as JSON).
 	Admin func(kind string) (any, error)
@@ -153,6 +159,11 @@ type conn struct {
 	Gen uint64 `json:"g"`
 }
 
+type pres struct {
+	UID string      `json:"u"`
+	P   im.Presence `json:"p"`
+}
+
 type typing struct {
 	Ev *im.Event `json:"ev"`
 	To []string  `json:"to"`
@@ -171,6 +182,9 @@ func (l *Link) Invalidated(uids []string, gids []string) {
 func (l *Link) Connected(uid, did string, gen uint64) {
 	l.send(kindConn, conn{UID: uid, DID: did, Gen: gen})
 }
+
+// Presence tells the other nodes of a presence this node stored.
+func (l *Link) Presence(uid string, p im.Presence) { l.send(kindPres, pres{UID: uid, P: p}) }
 
 // Typed relays a typing event to the other nodes.
 func (l *Link) Typed(ev *im.Event, to []string) { l.send(kindTyp, typing{Ev: ev, To: to}) }
@@ -235,6 +249,15 @@ func (l *Link) receive(m *nats.Msg) {
 			if n := l.o.Kick(v.UID, v.DID); n > 0 {
 				l.o.Log.Debug("cluster: taken over on another node", "user", v.UID, "device", v.DID, "node", node)
 			}
+		}
+	case kindPres:
+		var v pres
+		if err := json.Unmarshal(m.Data, &v); err != nil || v.UID == "" {
+			l.o.Log.Warn("cluster: bad presence", "node", node, "error", err)
+			return
+		}
+		if l.o.Presence != nil {
+			l.o.Presence(v.UID, v.P)
 		}
 	case kindTyp:
 		var v typing

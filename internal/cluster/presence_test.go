@@ -114,13 +114,13 @@ func device(t testing.TB, url, uid, did string) (c paho.Client, lost <-chan stru
 	return c, ch
 }
 
-// presenceUsers adds alice and bob, alice's roster holding bob, so that
+// presenceUsers adds alice and bob, bob's roster holding alice, so that
 // bob may read alice's presence.
 func presenceUsers(t testing.TB, b *brokertest.Broker) {
 	t.Helper()
 	b.AddUser("alice", pw)
 	b.AddUser("bob", pw)
-	if err := b.IM().SetContact("alice", "bob", true); err != nil {
+	if err := b.IM().SetContact("bob", "alice", true); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -151,49 +151,70 @@ func (s *Store) Conns(uid string) ([]im.Conn, error) {
 	return decodeConns(e.Value())
 }
 
+// scanConns lists the keys of the users with a connection gone selects,
+// giving up after wait.
+func (s *Store) scanConns(gone func(c im.Conn) bool, wait time.Duration) ([]string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	w, err := s.kv[bucketConns].WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = w.Stop() }() // ends the watch's consumer; nothing to report
+	// A node shutting down does not finish a long scan.
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var keys []string
+	for {
+		select {
+		case <-tick.C:
+			if s.closing.Load() {
+				return nil, ErrClosed
+			}
+		case e := <-w.Updates():
+			if e == nil { // every current value was delivered
+				return keys, nil
+			}
+			cs, err := decodeConns(e.Value())
+			if err != nil {
+				s.lg.Warn("jetstore: skipping a bad connections record", "key", e.Key(), "error", err)
+				continue
+			}
+			if slices.ContainsFunc(cs, gone) {
+				keys = append(keys, e.Key())
+			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.stop:
+			return nil, ErrClosed
+		}
+	}
+}
+
 // Drop removes every connection gone selects and returns those this
 // call removed. It reads the whole bucket once (a node dies rarely).
 func (s *Store) Drop(gone func(c im.Conn) bool) ([]im.Conn, error) {
 	if s.closing.Load() {
 		return nil, ErrClosed
 	}
+	// A scan is a KV watch (an ordered consumer): one that a leader
+	// election stalls is abandoned and started again, with more time,
+	// until the failover time has passed.
 	var keys []string
-	err := func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		w, err := s.kv[bucketConns].WatchAll(ctx, jetstream.IgnoreDeletes())
-		if err != nil {
-			return err
+	var err error
+	deadline := time.Now().Add(s.opts.Failover)
+	for wait := 5 * time.Second; ; wait = min(2*wait, time.Minute) {
+		keys, err = s.scanConns(gone, wait)
+		if err == nil || errors.Is(err, ErrClosed) || time.Now().After(deadline) {
+			break
 		}
-		defer func() { _ = w.Stop() }() // ends the watch's consumer; nothing to report
-		// A node shutting down does not finish a long scan.
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-tick.C:
-				if s.closing.Load() {
-					return ErrClosed
-				}
-			case e := <-w.Updates():
-				if e == nil { // every current value was delivered
-					return nil
-				}
-				cs, err := decodeConns(e.Value())
-				if err != nil {
-					s.lg.Warn("jetstore: skipping a bad connections record", "key", e.Key(), "error", err)
-					continue
-				}
-				if slices.ContainsFunc(cs, gone) {
-					keys = append(keys, e.Key())
-				}
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-s.stop:
-				return ErrClosed
-			}
+		s.lg.Debug("jetstore: scan of connections retried", "error", err)
+		select {
+		case <-time.After(200 * time.Millisecond):
+		case <-s.stop:
+			return nil, ErrClosed
 		}
-	}()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("jetstore: scan connections: %w", err)
 	}
