@@ -88,7 +88,12 @@ func (b *Broker) openCluster() error {
 	js, err := jetstore.Open(ctx, b.cl.nc, jetstore.Options{
 		Replicas: cc.Replicas, Commits: b.commits, Logger: b.log,
 		// b.metrics is set before any client can cause an append.
-		OnCommit: func(n int) { b.metrics.Committed(n) },
+		OnCommit: func(n int) {
+			b.metrics.Committed(n)
+			if b.search != nil {
+				b.search.Kick()
+			}
+		},
 		// The link is started before any client can cause an append.
 		Relay: func(a *im.Append) { b.cl.link.Committed(a) },
 	})
@@ -107,6 +112,9 @@ func (b *Broker) startLink(rel *relations.Relations, h *messaging.Hook, pres *pr
 	link, err := cluster.Start(cluster.Options{
 		Conn: b.cl.nc, Node: cc.Node, Commits: b.commits,
 		Drop:     func(uids, gids []string) { rel.Drop(uids, gids...) },
+		Deleted:  rel.ForgetDeleted,
+		Account:  b.accounts.Changed,
+		Flush:    func() { b.accounts.Flush(); rel.Flush() },
 		Announce: h.Announce, Typing: h.RelayTyping, Kick: b.Kick, Log: b.log,
 		// A device's next connection here gets a greater generation
 		// than its connection on another node.
@@ -124,6 +132,8 @@ func (b *Broker) startLink(rel *relations.Relations, h *messaging.Hook, pres *pr
 	}
 	b.cl.link, b.cl.pres = link, pres
 	rel.OnInvalidate = link.Invalidated
+	rel.OnDeleted = link.Deleted
+	b.accounts.OnChange = link.AccountChanged
 	// A device connecting here ends its connection on another node.
 	b.sessions.OnAdd(func(s *session.Session) {
 		if !s.Anonymous {
