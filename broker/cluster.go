@@ -126,6 +126,9 @@ func (b *Broker) startLink(rel *relations.Relations, h *messaging.Hook, pres *pr
 		Admin: b.adminView,
 		// Presences the other nodes store are retained here at once.
 		Presence: pres.Mirror,
+		// Taken as gone by the others (or a partition healed): this
+		// node's devices are recorded again.
+		Rejoin: pres.Rejoin,
 	})
 	if err != nil {
 		return err

@@ -113,6 +113,14 @@ func (h *Hook) settle() {
 	})
 }
 
+// Rejoin records this node's connections in the registry again and
+// re-checks their users (cluster mode): the other nodes took this node
+// as gone and dropped them, or a partition healed.
+func (h *Hook) Rejoin() {
+	n := h.t.rejoin()
+	h.Log.Info("presence: connections registered again", "users", n)
+}
+
 // Settled is closed once the sweep after the start is done (cluster
 // mode; never on a single node).
 func (h *Hook) Settled() <-chan struct{} { return h.settled }

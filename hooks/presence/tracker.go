@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -261,11 +262,7 @@ func (t *tracker) apply(uid, did string, gen uint64, o op, live bool) {
 
 func (t *tracker) add(uid string, u *user, did string, d device) {
 	u.devs[did] = d
-	if t.conns != nil {
-		if err := t.conns.Connect(im.Conn{UID: uid, DID: did, Node: t.node, Gen: d.gen}); err != nil {
-			t.log.Error("presence: register connection", "user", uid, "error", err)
-		}
-	}
+	t.register(im.Conn{UID: uid, DID: did, Node: t.node, Gen: d.gen})
 	if l := u.leaving; l != nil {
 		u.leaving = nil
 		if l.DID != did { // the same device's entry was just replaced
@@ -295,6 +292,56 @@ func (t *tracker) remove(uid string, u *user, did string, gen uint64) {
 		t.unregister(c)
 	}
 	t.lastGone(uid, u)
+}
+
+// register records a connection in the cluster's registry.
+func (t *tracker) register(c im.Conn) {
+	if t.conns == nil {
+		return
+	}
+	if err := t.conns.Connect(c); err != nil {
+		t.log.Error("presence: register connection", "user", c.UID, "error", err)
+	}
+}
+
+// rejoin records every device connected here in the registry again (the
+// other nodes dropped them, taking this node as gone) and re-checks
+// their users' presence.
+func (t *tracker) rejoin() int {
+	var uids []string
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		for uid, u := range sh.users {
+			if len(u.devs) > 0 {
+				uids = append(uids, uid)
+			}
+		}
+		sh.mu.Unlock()
+	}
+	for _, uid := range uids {
+		t.do(uid, func(u *user) {
+			cs, err := t.conns.Conns(uid)
+			if err != nil {
+				t.log.Error("presence: connections", "user", uid, "error", err)
+				return
+			}
+			// Only what was dropped: a device whose entry is another
+			// node's has connected there since.
+			listed := func(did string) bool {
+				return slices.ContainsFunc(cs, func(c im.Conn) bool { return c.DID == did })
+			}
+			for did, d := range u.devs {
+				if !listed(did) {
+					t.register(im.Conn{UID: uid, DID: did, Node: t.node, Gen: d.gen})
+				}
+			}
+			if l := u.leaving; l != nil && !listed(l.DID) {
+				t.register(*l)
+			}
+		})
+	}
+	return len(uids)
 }
 
 // unregister removes a connection from the cluster's registry.

@@ -50,6 +50,7 @@ const (
 	kindConn = "conn"
 	kindHB   = "hb"
 	kindPres = "pres"
+	kindGone = "gone"
 )
 
 // Options configure a Link.
@@ -91,6 +92,10 @@ type Options struct {
 	// Dead is told, on its own goroutine, of a node not heard for
 	// NodeTimeout (once, until it is heard again).
 	Dead func(node string)
+	// Rejoin, called on its own goroutine, records this node's
+	// connections again: the other nodes took it as gone and dropped
+	// them, or it took them as gone (a partition) and hears them again.
+	Rejoin func()
 	// Presence retains a presence another node stored.
 	Presence func(uid string, p im.Presence)
 	// Admin, when set, answers the other nodes' admin requests (kind
@@ -108,6 +113,10 @@ type Link struct {
 	live liveness
 	wg   sync.WaitGroup
 	adm  *nats.Subscription
+	// mu and stopped keep a receive from starting a goroutine once Stop
+	// waits for them.
+	mu      sync.Mutex
+	stopped bool
 }
 
 // Start subscribes to the other nodes' traffic.
@@ -118,7 +127,7 @@ func Start(o Options) (*Link, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	l := &Link{o: o, stop: make(chan struct{}), live: liveness{heard: map[string]time.Time{}}}
+	l := &Link{o: o, stop: make(chan struct{}), live: liveness{heard: map[string]time.Time{}, gone: map[string]bool{}}}
 	sub, err := o.Conn.Subscribe(prefix+"*.*", l.receive)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: subscribe: %w", err)
@@ -164,6 +173,9 @@ func (l *Link) flush(every time.Duration) {
 // stream gives up.
 func (l *Link) Stop() {
 	l.once.Do(func() {
+		l.mu.Lock()
+		l.stopped = true
+		l.mu.Unlock()
 		close(l.stop)
 		l.wg.Wait()
 		for _, sub := range []*nats.Subscription{l.sub, l.adm} {
@@ -254,10 +266,14 @@ func (l *Link) receive(m *nats.Msg) {
 	if !ok || node == l.o.Node {
 		return
 	}
-	if l.live.hear(node) && l.o.Heartbeat > 0 {
+	isNew, back := l.live.hear(node)
+	if isNew && l.o.Heartbeat > 0 {
 		// A node new to this one learns of it at once, not a heartbeat
 		// later (cluster-wide admin views count the nodes they wait for).
 		l.send(kindHB, struct{}{})
+	}
+	if back {
+		l.rejoin("node " + node + " is back")
 	}
 	switch kind {
 	case kindLive:
@@ -303,6 +319,15 @@ func (l *Link) receive(m *nats.Msg) {
 			if n := l.o.Kick(v.UID, v.DID); n > 0 {
 				l.o.Log.Debug("cluster: taken over on another node", "user", v.UID, "device", v.DID, "node", node)
 			}
+		}
+	case kindGone:
+		var v gone
+		if err := json.Unmarshal(m.Data, &v); err != nil {
+			l.o.Log.Warn("cluster: bad gone notice", "node", node, "error", err)
+			return
+		}
+		if v.Node == l.o.Node {
+			l.rejoin("node " + node + " took this one as gone")
 		}
 	case kindPres:
 		var v pres

@@ -12,16 +12,21 @@ import (
 type liveness struct {
 	mu    sync.Mutex
 	heard map[string]time.Time
+	// gone are the nodes this one took as gone, until heard again.
+	gone map[string]bool
 }
 
 // hear records that node was heard now; it reports whether the node was
-// unknown (never heard, or taken as gone).
-func (lv *liveness) hear(node string) (isNew bool) {
+// unknown (never heard, or taken as gone) and whether it was taken as
+// gone (it is back: a partition healed, or it was only slow).
+func (lv *liveness) hear(node string) (isNew, back bool) {
 	lv.mu.Lock()
 	defer lv.mu.Unlock()
 	_, known := lv.heard[node]
 	lv.heard[node] = time.Now()
-	return !known
+	back = lv.gone[node]
+	delete(lv.gone, node)
+	return !known, back
 }
 
 // silent removes and returns the nodes not heard since before.
@@ -33,6 +38,7 @@ func (lv *liveness) silent(before time.Time) []string {
 		if t.Before(before) {
 			out = append(out, n)
 			delete(lv.heard, n)
+			lv.gone[n] = true
 		}
 	}
 	return out
@@ -65,6 +71,9 @@ func (l *Link) beat() {
 		}
 		for _, n := range l.live.silent(time.Now().Add(-l.o.NodeTimeout)) {
 			l.o.Log.Warn("cluster: node not heard from: taking it as gone", "node", n, "timeout", l.o.NodeTimeout)
+			// If it is alive after all (slow, or on the other side of
+			// a partition), it learns that its connections were dropped.
+			l.send(kindGone, gone{Node: n})
 			if l.o.Dead != nil {
 				l.wg.Add(1)
 				go func() {
@@ -74,4 +83,29 @@ func (l *Link) beat() {
 			}
 		}
 	}
+}
+
+// gone tells the nodes that the sender took Node as gone.
+type gone struct {
+	Node string `json:"n"`
+}
+
+// rejoin tells Options.Rejoin, on its own goroutine, that this node's
+// connections may have been dropped by the others: it was taken as gone,
+// or it took others as gone and hears them again (a partition healed).
+func (l *Link) rejoin(why string) {
+	if l.o.Rejoin == nil {
+		return
+	}
+	l.o.Log.Info("cluster: re-registering this node's connections", "why", why)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped {
+		return
+	}
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		l.o.Rejoin()
+	}()
 }

@@ -24,7 +24,7 @@ func fastPresence(_ int, cfg *config.Config) {
 	cfg.Presence.Grace = 300 * time.Millisecond
 	cfg.Presence.Coalesce = 100 * time.Millisecond
 	cfg.Cluster.Heartbeat = 250 * time.Millisecond
-	cfg.Cluster.NodeTimeout = 1500 * time.Millisecond
+	cfg.Cluster.NodeTimeout = 3 * time.Second
 }
 
 // presWatch is a real client subscribed to im/p/{uid} on one node.
@@ -232,7 +232,7 @@ func TestPresenceNodeKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	killed := time.Now()
-	// The node timeout (1.5 s), a leader election where node 1 led
+	// The node timeout (3 s), a leader election where node 1 led
 	// (up to 9 s), the grace (0.3 s), with room for a loaded machine.
 	const bound = 30 * time.Second
 	for _, w := range []*presWatch{w2, w3} {
@@ -358,4 +358,24 @@ func TestServerInfoAcrossNodes(t *testing.T) {
 	if e := hello(nodes[2], "h9"); e != second.Epoch {
 		t.Fatalf("hello on node 3 after node 2 restarted: epoch %d, want %d", e, second.Epoch)
 	}
+}
+
+// TestPresencePartition: node 1, holding alice's device, is cut off from
+// the other two. They take it as gone and alice off; once the cut heals,
+// node 1 records its devices again and a watcher on node 2 sees her on.
+func TestPresencePartition(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out leader elections")
+	}
+	t.Parallel()
+	nodes, cut := partitionable(t, fastPresence)
+	presenceUsers(t, nodes[0])
+	w := watchPres(t, nodes[1].URL(), "bob", "w2", "alice")
+	device(t, nodes[0].URL(), "alice", "p1")
+	w.until("on", 1, brokertest.Timeout)
+
+	cut(true)
+	w.until("off", 0, 60*time.Second)
+	cut(false)
+	w.until("on", 1, 60*time.Second)
 }

@@ -53,6 +53,10 @@
 // # KV buckets
 //
 // Records that no append touches live in KV buckets: tern-users,
-// tern-tokens, tern-contacts (roster and blocks), tern-presence and
-// tern-meta (cluster-wide counters such as the session epoch).
+// tern-tokens, tern-contacts (roster and blocks), tern-presence (written
+// by compare-and-set on pv, watched by every node), tern-meta
+// (cluster-wide counters such as the session epoch, and the
+// im/sys/server record) and tern-conns (the connection registry,
+// im.Connections: one key per user). Init creates them all (tern cluster
+// init); Open creates what is missing.
 package jetstore
