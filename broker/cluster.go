@@ -50,6 +50,8 @@ type clusterParts struct {
 	epoch   atomic.Uint64
 	unwatch func()
 	pres    *presence.Hook
+	// trim runs retention on the one node holding its lease.
+	trim *jetstore.Trimmer
 
 	closeOnce sync.Once
 	closeErr  error
@@ -275,6 +277,17 @@ func (b *Broker) ClusterStats() ([]adminapi.Stats, error) {
 	return out, err
 }
 
+// startTrimmer runs retention (im.retention and conversations' own) on
+// whichever node holds the trimmer lease. What it removes leaves this
+// node's file references at once and the other nodes' at their next
+// file collection (their collectors find the message gone).
+func (b *Broker) startTrimmer() {
+	b.cl.trim = b.cl.js.StartTrimmer(jetstore.TrimmerOptions{
+		Node: b.cfg.Cluster.Node, Retention: b.cfg.IM.Retention, Every: b.cfg.IM.TrimEvery,
+		Forget: b.forget, Attachments: b.dropTrimmedRef, Logger: b.log,
+	})
+}
+
 // ClusterStatus reports the cluster's JetStream assets (admin API).
 func (b *Broker) ClusterStatus() (adminapi.ClusterStatus, error) {
 	if b.cl.js == nil {
@@ -329,6 +342,9 @@ func (b *Broker) closeCluster() error {
 
 func (b *Broker) shutCluster() error {
 	var errs []error
+	if b.cl.trim != nil {
+		b.cl.trim.Stop() // hands the lease to another node
+	}
 	if b.cl.link != nil {
 		b.cl.link.Stop()
 	}

@@ -27,6 +27,9 @@ var (
 	ErrClosed   = im.ErrClosed
 	// ErrContention: an append lost its compare-and-set too many times.
 	ErrContention = errors.New("jetstore: append kept conflicting")
+	// ErrTooManyHolds: the legal holds would outgrow their one KV record
+	// (compliance.go); an im.ErrTooBig (413).
+	ErrTooManyHolds = fmt.Errorf("jetstore: %w: too many legal holds in the cluster (remove lifted ones)", im.ErrTooBig)
 )
 
 // Stream and bucket names.
@@ -41,7 +44,7 @@ const (
 )
 
 // buckets are the KV buckets Open creates when they are missing.
-var buckets = []string{bucketUsers, bucketTokens, bucketContacts, bucketPresence, bucketMeta, bucketConns}
+var buckets = []string{bucketUsers, bucketTokens, bucketContacts, bucketPresence, bucketMeta, bucketConns, bucketCompliance}
 
 // Partitions is the number of hash partitions in subject names. It is
 // part of the stored layout: changing it needs a migration.
@@ -106,6 +109,8 @@ type Store struct {
 		sync.Mutex
 		r *ulid.MonotonicEntropy
 	}
+	// comp caches the legal holds by their KV revision (compliance.go).
+	comp    holdList
 	bad     atomic.Int64 // events that could not be decoded
 	closed  atomic.Bool
 	closing atomic.Bool
