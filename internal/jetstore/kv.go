@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -236,47 +235,28 @@ func (s *Store) Presences(uids []string) (map[string]im.Presence, error) {
 	return out, nil
 }
 
-// PutPresence stores uid's presence. Unlike other writes it does not
-// wait for a leader election: a device's connect stores its presence
-// and must not wait for the election. It fails at once while the
-// bucket's leader is known to be away (route), else after
-// Options.LeaderWait without an answer; the presence tracker tries again
-// later.
+// PutPresence stores uid's presence if its pv is greater than the stored
+// one (compare-and-set: nodes race), else it returns im.ErrStale.
 func (s *Store) PutPresence(uid string, p im.Presence) error {
 	v, err := json.Marshal(p)
 	if err != nil {
 		return err
 	}
-	if s.closed.Load() {
-		return ErrClosed
-	}
-	r := s.kvRoute[bucketPresence]
-	if r.away(s.opts.LeaderWait) {
-		s.startProbe(r) // clears away once a leader answers
-		return fmt.Errorf("jetstore: %s %s: %w", bucketPresence, tok(uid), ErrLeaderAway)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.opts.LeaderWait)
-	defer cancel()
-	start := time.Now()
-	_, err = s.kv[bucketPresence].Put(ctx, tok(uid), v)
-	if r.answered(err, start); r.away(s.opts.LeaderWait) {
-		s.startProbe(r)
-	}
-	if err != nil {
-		return fmt.Errorf("jetstore: %s %s: %w", bucketPresence, tok(uid), err)
-	}
-	return nil
+	return s.kvSwap(bucketPresence, tok(uid), func(old []byte) ([]byte, bool, error) {
+		if old != nil {
+			var cur im.Presence
+			if err := json.Unmarshal(old, &cur); err == nil && cur.PV >= p.PV {
+				return nil, false, fmt.Errorf("jetstore: presence of %s: pv %d over %d: %w", uid, p.PV, cur.PV, im.ErrStale)
+			}
+		}
+		return v, true, nil
+	})
 }
 
-// PutPresences stores several (the tracker's rebuild at start, its
-// sweeps), retried through a leader election like other writes.
+// PutPresences stores several.
 func (s *Store) PutPresences(ps map[string]im.Presence) error {
 	for u, p := range ps {
-		v, err := json.Marshal(p)
-		if err != nil {
-			return err
-		}
-		if err := s.kvPut(bucketPresence, tok(u), v); err != nil {
+		if err := s.PutPresence(u, p); err != nil {
 			return err
 		}
 	}

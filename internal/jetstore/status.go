@@ -32,7 +32,7 @@ type Replica struct {
 // their lag, messages and bytes.
 func (s *Store) Status() ([]StreamStatus, error) {
 	names := []string{LogStream}
-	for _, b := range []string{bucketUsers, bucketTokens, bucketContacts, bucketPresence, bucketMeta, bucketCompliance} {
+	for _, b := range buckets {
 		names = append(names, "KV_"+b)
 	}
 	var out []StreamStatus

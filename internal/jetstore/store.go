@@ -27,9 +27,6 @@ var (
 	ErrClosed   = im.ErrClosed
 	// ErrContention: an append lost its compare-and-set too many times.
 	ErrContention = errors.New("jetstore: append kept conflicting")
-	// ErrLeaderAway: a write that does not wait for a leader election
-	// met one (PutPresence).
-	ErrLeaderAway = errors.New("jetstore: stream leader away")
 	// ErrTooManyHolds: the legal holds would outgrow their one KV record
 	// (compliance.go); an im.ErrTooBig (413).
 	ErrTooManyHolds = fmt.Errorf("jetstore: %w: too many legal holds in the cluster (remove lifted ones)", im.ErrTooBig)
@@ -43,7 +40,11 @@ const (
 	bucketContacts = "tern-contacts"
 	bucketPresence = "tern-presence"
 	bucketMeta     = "tern-meta"
+	bucketConns    = "tern-conns"
 )
+
+// buckets are the KV buckets Open creates when they are missing.
+var buckets = []string{bucketUsers, bucketTokens, bucketContacts, bucketPresence, bucketMeta, bucketConns, bucketCompliance}
 
 // Partitions is the number of hash partitions in subject names. It is
 // part of the stored layout: changing it needs a migration.
@@ -168,7 +169,7 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jetstore: stream %s: %w", LogStream, err)
 	}
-	for _, b := range []string{bucketUsers, bucketTokens, bucketContacts, bucketPresence, bucketMeta, bucketCompliance} {
+	for _, b := range buckets {
 		var kv jetstream.KeyValue
 		err := retry(ctx, func(ctx context.Context) error { return s.leaderKV(ctx, b, &kv) })
 		if err != nil {
@@ -188,13 +189,7 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Store, error) {
 // gets, allowed on the stream, serve them only while the leader is away
 // (route). The bucket handle's own Get is then direct.
 func (s *Store) leaderKV(ctx context.Context, b string, out *jetstream.KeyValue) error {
-	_, err := s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: "KV_" + b, Subjects: []string{"$KV." + b + ".>"},
-		MaxMsgsPerSubject: 1, MaxBytes: -1, MaxMsgSize: -1, MaxMsgs: -1, MaxConsumers: -1,
-		Storage: jetstream.FileStorage, Replicas: s.opts.Replicas,
-		AllowRollup: true, DenyDelete: true, Duplicates: 2 * time.Minute, Discard: jetstream.DiscardNew,
-		AllowDirect: true,
-	})
+	_, err := s.js.CreateOrUpdateStream(ctx, kvConfig(b, s.opts.Replicas))
 	if err != nil {
 		return err
 	}
