@@ -300,7 +300,17 @@ func (t *tracker) register(c im.Conn) {
 		return
 	}
 	if err := t.conns.Connect(c); err != nil {
-		t.log.Error("presence: register connection", "user", c.UID, "error", err)
+		// A store that does not wait for a leader election at connect
+		// (jetstore) fails now: record it again later, if the device
+		// is still connected.
+		t.log.Warn("presence: register connection", "user", c.UID, "error", err)
+		time.AfterFunc(retryAfter, func() {
+			t.do(c.UID, func(u *user) {
+				if d, ok := u.devs[c.DID]; ok && d.gen == c.Gen {
+					t.register(c)
+				}
+			})
+		})
 	}
 }
 

@@ -33,6 +33,37 @@ func isConflict(err error) bool {
 // rereading and retrying when another writer came first. change returns
 // ok false to write nothing; a nil new value deletes the key.
 func (s *Store) kvSwap(bucket, key string, change func(old []byte) (v []byte, ok bool, err error)) error {
+	return s.swap(s.do, bucket, key, change)
+}
+
+// kvSwapNow is kvSwap for the writes a device's connect makes (the
+// registry, presence): it does not wait for a leader election. It fails
+// at once with ErrLeaderAway while the bucket's leader is known to be
+// away (route), else each request gets one try of Options.LeaderWait;
+// the presence tracker tries again later.
+func (s *Store) kvSwapNow(bucket, key string, change func(old []byte) (v []byte, ok bool, err error)) error {
+	r := s.kvRoute[bucket]
+	if r.away(s.opts.LeaderWait) {
+		s.startProbe(r)
+		return fmt.Errorf("jetstore: %s %s: %w", bucket, key, ErrLeaderAway)
+	}
+	return s.swap(func(fn func(context.Context) error) error {
+		if s.closed.Load() {
+			return ErrClosed
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.LeaderWait)
+		defer cancel()
+		start := time.Now()
+		err := fn(ctx)
+		if r.answered(err, start) {
+			s.probeAll()
+		}
+		return err
+	}, bucket, key, change)
+}
+
+// swap is kvSwap with do running each request.
+func (s *Store) swap(do func(func(context.Context) error) error, bucket, key string, change func(old []byte) (v []byte, ok bool, err error)) error {
 	kv := s.kv[bucket]
 	var last error
 	for attempt := range maxAttempts {
@@ -41,7 +72,7 @@ func (s *Store) kvSwap(bucket, key string, change func(old []byte) (v []byte, ok
 		}
 		var rev uint64
 		var old []byte
-		err := s.do(func(ctx context.Context) error {
+		err := do(func(ctx context.Context) error {
 			// From the leader: a replica's older value would only fail
 			// the write below.
 			e, err := s.kvLeaderGet(ctx, bucket, key)
@@ -62,7 +93,7 @@ func (s *Store) kvSwap(bucket, key string, change func(old []byte) (v []byte, ok
 		if err != nil || !ok {
 			return err
 		}
-		err = s.do(func(ctx context.Context) error {
+		err = do(func(ctx context.Context) error {
 			var err error
 			switch {
 			case v == nil && rev == 0:
@@ -106,7 +137,7 @@ func encodeConns(cs []im.Conn) ([]byte, error) {
 
 // Connect records c as the current connection of its device.
 func (s *Store) Connect(c im.Conn) error {
-	return s.kvSwap(bucketConns, tok(c.UID), func(old []byte) ([]byte, bool, error) {
+	return s.kvSwapNow(bucketConns, tok(c.UID), func(old []byte) ([]byte, bool, error) {
 		cs, err := decodeConns(old)
 		if err != nil {
 			return nil, false, err

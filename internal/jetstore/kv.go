@@ -242,7 +242,7 @@ func (s *Store) PutPresence(uid string, p im.Presence) error {
 	if err != nil {
 		return err
 	}
-	return s.kvSwap(bucketPresence, tok(uid), func(old []byte) ([]byte, bool, error) {
+	return s.kvSwapNow(bucketPresence, tok(uid), func(old []byte) ([]byte, bool, error) {
 		if old != nil {
 			var cur im.Presence
 			if err := json.Unmarshal(old, &cur); err == nil && cur.PV >= p.PV {

@@ -27,6 +27,9 @@ var (
 	ErrClosed   = im.ErrClosed
 	// ErrContention: an append lost its compare-and-set too many times.
 	ErrContention = errors.New("jetstore: append kept conflicting")
+	// ErrLeaderAway: a write that does not wait for a leader election
+	// (the registry and presence writes of a connect) met one.
+	ErrLeaderAway = errors.New("jetstore: stream leader away")
 	// ErrTooManyHolds: the legal holds would outgrow their one KV record
 	// (compliance.go); an im.ErrTooBig (413).
 	ErrTooManyHolds = fmt.Errorf("jetstore: %w: too many legal holds in the cluster (remove lifted ones)", im.ErrTooBig)
