@@ -15,6 +15,7 @@ import (
 	"github.com/tern-im/tern/internal/accounts"
 	"github.com/tern-im/tern/internal/adminapi"
 	"github.com/tern-im/tern/internal/cluster"
+	"github.com/tern-im/tern/internal/files"
 	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/internal/jetstore"
 	"github.com/tern-im/tern/internal/relations"
@@ -147,8 +148,31 @@ func replicaNames(st jetstore.StreamStatus) []string {
 	return out
 }
 
+// clusterFiles puts the file store on JetStream (docs/files.md, "Cluster
+// mode"): metadata, uploads in progress and blobs are shared by every
+// node; o.Dir keeps this node's copies of blobs and its thumbnails, and
+// one node at a time runs the collector.
+func (b *Broker) clusterFiles(o *files.Options) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	jf, err := jetstore.OpenFiles(ctx, b.cl.js, jetstore.FilesOptions{
+		Dir: o.Dir, DiskLow: o.DiskLow, Log: b.log,
+		// A blob a commit touched stays at most this long unused.
+		Grace: min(jetstore.DefaultGrace, b.cfg.Files.UploadExpiry),
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	o.Meta, o.Content = jf.Meta(), jf
+	// The holder renews its turn every sweep; another node takes it half
+	// a sweep after the holder stopped renewing.
+	o.Turn = jf.Turn(b.cfg.Cluster.Node, b.cfg.Files.Sweep*3/2)
+	return nil
+}
+
 // badgerDir is where Badger lives: the data dir; in cluster mode
-// {data}/local, holding only this node's file metadata.
+// {data}/local, holding only node-local records (compliance's, which is
+// not built on JetStream yet).
 func (b *Broker) badgerDir() string {
 	if b.cfg.Cluster.Enabled() {
 		return filepath.Join(b.cfg.Data, "local")
