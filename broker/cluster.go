@@ -164,9 +164,10 @@ func (b *Broker) clusterFiles(o *files.Options) error {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	o.Meta, o.Content = jf.Meta(), jf
-	// The holder renews its turn every sweep; another node takes it half
-	// a sweep after the holder stopped renewing.
-	o.Turn = jf.Turn(b.cfg.Cluster.Node, b.cfg.Files.Sweep*3/2)
+	// The holder renews its turn every sweep, well before it runs out
+	// (a round that overruns its sweep keeps it); another node takes it
+	// at most two sweeps after the holder stopped renewing.
+	o.Turn = jf.Turn(b.cfg.Cluster.Node, 2*b.cfg.Files.Sweep)
 	return nil
 }
 

@@ -2,17 +2,22 @@ package cluster_test
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
 	"path"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/tern-im/tern/broker/brokertest"
+	"github.com/tern-im/tern/internal/codec"
 	"github.com/tern-im/tern/internal/config"
 	"github.com/tern-im/tern/internal/web"
+	"github.com/tern-im/tern/topics"
 )
 
 // httpc is a tus and download client of one user against one node.
@@ -166,4 +171,129 @@ func TestFilesAcrossNodes(t *testing.T) {
 	// 1.1 MiB stored through nodes 1 and 2: 1 MiB more is over the quota.
 	at(2, "alice").want(413, "POST", web.FilesPath, map[string]string{"Upload-Length": strconv.Itoa(1 << 20)}, nil)
 	at(2, "alice").create(quota - len(a) - len(b))
+}
+
+// until polls cond every 20 ms until it holds, failing after
+// brokertest.Timeout: the collector runs on its own timer.
+func until(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(brokertest.Timeout)
+	for !cond() {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("timed out waiting until %s", what)
+		}
+	}
+}
+
+// TestFilesCollectedOnce: an expired, unattached file is collected by
+// exactly one node (the one holding the collector's turn), its object
+// and quota with it; when that node stops, another takes the turn and
+// collects the next one.
+func TestFilesCollectedOnce(t *testing.T) {
+	const quota = 1 << 20
+	nodes := brokertest.StartCluster(t, 3, func(_ int, cfg *config.Config) {
+		cfg.Files.Quota = quota
+		cfg.Files.UploadExpiry = time.Second
+		cfg.Files.Sweep = 400 * time.Millisecond
+	})
+	nodes[0].AddUser("alice", pw)
+	token := nodes[0].WebToken(t, "alice", pw)
+	collected := func(live []int) (total int64, by int) {
+		by = -1
+		for _, i := range live {
+			if n := nodes[i].Files().Stats().Collected; n > 0 {
+				total += n
+				by = i
+			}
+		}
+		return total, by
+	}
+	upload := func(i int) string {
+		c := webAt(t, nodes[i], token)
+		fid := c.create(quota) // the whole quota: nothing else fits until it goes
+		c.patch(fid, 0, content(quota, byte(i)))
+		c.want(413, "POST", web.FilesPath, map[string]string{"Upload-Length": "1"}, nil)
+		return fid
+	}
+
+	fid := upload(0)
+	until(t, "one node collected the first file", func() bool { n, _ := collected([]int{0, 1, 2}); return n > 0 })
+	n, holder := collected([]int{0, 1, 2})
+	if n != 1 {
+		t.Fatalf("collected %d times, want once", n)
+	}
+	for i := range nodes {
+		webAt(t, nodes[i], token).want(404, "GET", web.FilesPath+fid, nil, nil)
+	}
+
+	if err := nodes[holder].Close(); err != nil {
+		t.Fatalf("stop node %d: %v", holder+1, err)
+	}
+	var live []int
+	for i := range nodes {
+		if i != holder {
+			live = append(live, i)
+		}
+	}
+	fid = upload(live[0]) // fits again: the quota came back
+	until(t, "another node collected the second file", func() bool { n, _ := collected(live); return n > 0 })
+	if n, _ := collected(live); n != 1 {
+		t.Fatalf("collected %d times after node %d stopped, want once", n, holder+1)
+	}
+	for _, i := range live {
+		webAt(t, nodes[i], token).want(404, "GET", web.FilesPath+fid, nil, nil)
+	}
+	webAt(t, nodes[live[1]], token).create(quota)
+}
+
+// TestMQTTUploadResumesOnAnotherNode: a device uploads part of a file in
+// chunks over MQTT on node 1; another device of the same user, on node
+// 2, declares the same hash and gets the same fid with the chunks stored
+// so far, sends the rest (and one again) and commits; node 3 serves the
+// file.
+func TestMQTTUploadResumesOnAnotherNode(t *testing.T) {
+	nodes := brokertest.StartCluster(t, 3)
+	nodes[0].AddUser("alice", pw)
+	body := content(300_000, 3)
+	sum := sha256.Sum256(body)
+	put := map[string]any{"n": "meter.bin", "z": len(body), "h": hex.EncodeToString(sum[:])}
+	chunk := func(d *dev, fid string, size, i int) {
+		t.Helper()
+		end := min((i+1)*size, len(body))
+		d.pub(fmt.Sprintf("%s/%s/%d", topics.UpFile, fid, i), body[i*size:end])
+	}
+
+	d1 := on(t, nodes[0], "alice", "d1")
+	var r1 codec.FilePutResult
+	d1.ok("file.put", put, &r1)
+	count := (len(body) + r1.Chunk - 1) / r1.Chunk
+	if count < 3 || len(r1.Have) != 0 {
+		t.Fatalf("file.put = %+v: want a new upload of at least 3 chunks", r1)
+	}
+	chunk(d1, r1.FID, r1.Chunk, 0)
+	chunk(d1, r1.FID, r1.Chunk, 2)
+
+	d2 := on(t, nodes[1], "alice", "d2")
+	var r2 codec.FilePutResult
+	d2.ok("file.put", put, &r2)
+	want := [][2]int{{0, 0}, {2, 2}}
+	if r2.FID != r1.FID || r2.Chunk != r1.Chunk || !slices.Equal(r2.Have, want) {
+		t.Fatalf("file.put on node 2 = %+v, want fid %s with have %v", r2, r1.FID, want)
+	}
+	for i := 1; i < count; i++ {
+		chunk(d2, r2.FID, r2.Chunk, i) // chunk 2 again: stored once
+	}
+	var info codec.FileInfo
+	d2.ok("file.commit", map[string]any{"fid": r2.FID}, &info)
+	if info.Z != int64(len(body)) {
+		t.Fatalf("file.commit = %+v", info)
+	}
+	c := webAt(t, nodes[2], nodes[2].WebToken(t, "alice", pw))
+	if got := c.download(r1.FID); !bytes.Equal(got, body) {
+		t.Fatalf("download on node 3: %d bytes, not the upload", len(got))
+	}
 }

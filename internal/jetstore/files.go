@@ -57,15 +57,15 @@ type FilesOptions struct {
 //
 //	f.<fid>                 the file record and its references (JSON)
 //	u.<owner>               bytes counted against the owner's quota
-//	h.<owner>.<h>.<fid>     the owner's files with content h (ByHash)
+//	h.<owner>.<h>           the owner's files with content h (ByHash)
 //	p.<since ns>.<fid>      a file without references, since (Pending)
 //	o.<h>                   blob h: its object, its files, last touched
 //	l.<name>                a lease (the collector's turn)
 //
 // Every change is one atomic batch on the bucket's stream, with a
 // compare-and-set on the file record (so the changes of one file are
-// serialised across nodes), on the owner's usage and on the blob record
-// it touches.
+// serialised across nodes), on the owner's usage, and on the hash and
+// blob records it touches. Only the collector lists keys (f.*, p.*, o.*).
 type Files struct {
 	s   *Store
 	o   FilesOptions
@@ -160,13 +160,11 @@ func blobConfig(replicas int) jetstream.StreamConfig {
 func (f *Files) Meta() files.Meta { return fileMeta{f} }
 
 // Keys.
-func kvSubj(key string) string     { return "$KV." + FilesBucket + "." + key }
-func fileKey(fid string) string    { return "f." + tok(fid) }
-func usageKey(owner string) string { return "u." + tok(owner) }
-func blobKey(h string) string      { return "o." + tok(h) }
-func hashKey(owner, h, fid string) string {
-	return "h." + tok(owner) + "." + tok(h) + "." + tok(fid)
-}
+func kvSubj(key string) string       { return "$KV." + FilesBucket + "." + key }
+func fileKey(fid string) string      { return "f." + tok(fid) }
+func usageKey(owner string) string   { return "u." + tok(owner) }
+func blobKey(h string) string        { return "o." + tok(h) }
+func hashKey(owner, h string) string { return "h." + tok(owner) + "." + tok(h) }
 func pendKey(fl *files.File) string {
 	return "p." + fmt.Sprintf("%020d", uint64(fl.Since().UnixNano())) + "." + tok(fl.FID)
 }
@@ -315,6 +313,37 @@ func (f *Files) blob(h string) (blobRec, rec, error) {
 	return br, r, nil
 }
 
+// hashFile adds (or removes) fid to the owner's files with content h:
+// the message that does it, or none.
+func (f *Files) hashFile(owner, h, fid string, add bool) ([]msg, error) {
+	var fids []string
+	r, err := f.kvGet(hashKey(owner, h))
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(r.data, &fids); err != nil {
+			return nil, fmt.Errorf("jetstore: files of %s with %s: %w", owner, h, err)
+		}
+	case !errors.Is(err, ErrNotFound):
+		return nil, err
+	}
+	if slices.Contains(fids, fid) == add {
+		return nil, nil
+	}
+	if add {
+		fids = append(fids, fid)
+	} else {
+		fids = slices.DeleteFunc(fids, func(x string) bool { return x == fid })
+	}
+	if len(fids) == 0 {
+		return []msg{kvDel(hashKey(owner, h), exp(r.seq))}, nil
+	}
+	data, err := json.Marshal(fids)
+	if err != nil {
+		return nil, err
+	}
+	return []msg{kvPut(hashKey(owner, h), data, exp(r.seq))}, nil
+}
+
 // blobUser adds (or removes) fid to the files of blob h: the message
 // that does it, or none.
 func (f *Files) blobUser(h, fid string, add bool) ([]msg, error) {
@@ -376,7 +405,11 @@ func (m fileMeta) Create(fl files.File, quota int64) error {
 			kvPut(pendKey(&fl), nil, nil),
 		}
 		if fl.Hash != "" {
-			b = append(b, kvPut(hashKey(fl.Owner, fl.Hash, fl.FID), nil, nil))
+			hm, err := f.hashFile(fl.Owner, fl.Hash, fl.FID, true)
+			if err != nil {
+				return nil, err
+			}
+			b = append(b, hm...)
 		}
 		return b, nil
 	})
@@ -388,17 +421,16 @@ func (m fileMeta) Get(fid string) (files.File, error) {
 }
 
 func (m fileMeta) ByHash(owner, h string) (files.File, error) {
-	ks, err := m.f.keys("h." + tok(owner) + "." + tok(h) + ".*")
+	var fids []string
+	r, err := m.f.kvGet(hashKey(owner, h))
+	if errors.Is(err, ErrNotFound) {
+		return files.File{}, files.ErrNotFound
+	}
 	if err != nil {
 		return files.File{}, err
 	}
-	var fids []string
-	for _, k := range ks {
-		fid, err := untok(k[strings.LastIndexByte(k, '.')+1:])
-		if err != nil {
-			return files.File{}, err
-		}
-		fids = append(fids, fid)
+	if err := json.Unmarshal(r.data, &fids); err != nil {
+		return files.File{}, fmt.Errorf("jetstore: files of %s with %s: %w", owner, h, err)
 	}
 	// fids are ULIDs: the greatest is the newest file.
 	slices.Sort(fids)
@@ -426,11 +458,18 @@ func (m fileMeta) Update(fl files.File) error {
 		}
 		b := []msg{kvPut(fileKey(nf.FID), data, exp(r.seq))}
 		if old.Hash != nf.Hash {
-			if old.Hash != "" {
-				b = append(b, kvDel(hashKey(old.Owner, old.Hash, nf.FID), nil))
-			}
-			if nf.Hash != "" {
-				b = append(b, kvPut(hashKey(nf.Owner, nf.Hash, nf.FID), nil, nil))
+			for _, e := range []struct {
+				h   string
+				add bool
+			}{{old.Hash, false}, {nf.Hash, true}} {
+				if e.h == "" {
+					continue
+				}
+				hm, err := f.hashFile(nf.Owner, e.h, nf.FID, e.add)
+				if err != nil {
+					return nil, err
+				}
+				b = append(b, hm...)
 			}
 		}
 		oldUse := old.IsCommitted() && old.Hash != ""
@@ -478,7 +517,11 @@ func (m fileMeta) Delete(fid string) error {
 			b = append(b, kvDel(pendKey(&old.File), nil))
 		}
 		if old.Hash != "" {
-			b = append(b, kvDel(hashKey(old.Owner, old.Hash, fid), nil))
+			hm, err := f.hashFile(old.Owner, old.Hash, fid, false)
+			if err != nil {
+				return nil, err
+			}
+			b = append(b, hm...)
 		}
 		if old.IsCommitted() && old.Hash != "" {
 			u, err := f.blobUser(old.Hash, fid, false)
