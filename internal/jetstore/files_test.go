@@ -234,3 +234,35 @@ func FuzzParsePend(f *testing.F) {
 		}
 	})
 }
+
+// TestFullStorage: JetStream refusing a write for lack of room (here a
+// stream's byte limit; the server's max_file_store answers the same way)
+// is files.ErrDiskFull (507) at once, and what was stored before stays.
+func TestFullStorage(t *testing.T) {
+	t.Parallel()
+	jf := openFiles(t, FilesOptions{})
+	cfg := uploadConfig(1)
+	cfg.MaxBytes = 300 << 10
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := jf.s.js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	body := bytes.Repeat([]byte{7}, 600<<10)
+	fl := files.File{FID: "01FULL", Owner: "alice", Size: int64(len(body))}
+	start := time.Now()
+	n, err := jf.Append(fl, 0, bytes.NewReader(body), fl.Size)
+	if !errors.Is(err, files.ErrDiskFull) || n != pieceSize {
+		t.Fatalf("append past the limit = %d, %v; want %d stored and ErrDiskFull", n, err, pieceSize)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("a full store was retried for %v", d)
+	}
+	if got, err := jf.Appended(fl); err != nil || got != pieceSize {
+		t.Fatalf("appended = %d, %v", got, err)
+	}
+	chunked := files.File{FID: "01FULLC", Owner: "alice", Size: 200 << 10, Chunk: 100 << 10}
+	if err := jf.WriteChunk(chunked, 0, body[:100<<10]); !errors.Is(err, files.ErrDiskFull) {
+		t.Fatalf("chunk past the limit: %v, want ErrDiskFull", err)
+	}
+}

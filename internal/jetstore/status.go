@@ -2,6 +2,7 @@ package jetstore
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -35,6 +36,9 @@ func (s *Store) Status() ([]StreamStatus, error) {
 	for _, b := range []string{bucketUsers, bucketTokens, bucketContacts, bucketPresence, bucketMeta} {
 		names = append(names, "KV_"+b)
 	}
+	// The file assets exist once OpenFiles ran (the broker does).
+	fileAssets := map[string]bool{"KV_" + FilesBucket: true, UploadStream: true, "OBJ_" + BlobBucket: true}
+	names = append(names, "KV_"+FilesBucket, UploadStream, "OBJ_"+BlobBucket)
 	var out []StreamStatus
 	for _, n := range names {
 		var info *jetstream.StreamInfo
@@ -46,6 +50,9 @@ func (s *Store) Status() ([]StreamStatus, error) {
 			info = st.CachedInfo()
 			return nil
 		})
+		if errors.Is(err, jetstream.ErrStreamNotFound) && fileAssets[n] {
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
