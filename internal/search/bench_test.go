@@ -30,6 +30,26 @@ const (
 	benchVocab = 20000
 )
 
+// benchDir is where the corpus lives: a fresh temporary directory, or,
+// when TERN_BENCH_SEARCH_DIR names one, a directory kept between runs
+// (one store and index per size), so that query changes can be measured
+// without rebuilding a million messages each time; built says the
+// corpus there is complete.
+func benchDir(b *testing.B, n int) (dir string, built bool) {
+	keep := os.Getenv("TERN_BENCH_SEARCH_DIR")
+	if keep == "" {
+		return b.TempDir(), false
+	}
+	dir = filepath.Join(keep, strconv.Itoa(n))
+	if _, err := os.Stat(filepath.Join(dir, "built")); err == nil {
+		return dir, true
+	}
+	if err := os.RemoveAll(dir); err != nil { // a half-built corpus
+		b.Fatal(err)
+	}
+	return dir, false
+}
+
 // benchN is the store size: 10,000 messages unless TERN_BENCH_SEARCH_N
 // says otherwise (docs/bench.md ran 1,000,000).
 func benchN(b *testing.B) int {
@@ -88,7 +108,7 @@ func du(dir string) int64 {
 func BenchmarkSearch(b *testing.B) {
 	n := benchN(b)
 	b.Run(fmt.Sprintf("msgs=%d", n), func(b *testing.B) {
-		dir := b.TempDir()
+		dir, built := benchDir(b, n)
 		// The messages span the year before now, evenly, as a store
 		// that grew over a year does.
 		now := time.Now()
@@ -119,6 +139,10 @@ func BenchmarkSearch(b *testing.B) {
 			}
 			batch = append(batch, &im.Append{CV: cv, Event: im.Event{T: im.TMsg, From: "u" + strconv.Itoa(r.IntN(50)), B: strings.Join(text, " ")}})
 			if len(batch) == cap(batch) || i == n-1 {
+				if built {
+					batch = batch[:0] // the same texts, already stored
+					continue
+				}
 				if err := st.Append(batch...); err != nil {
 					b.Fatal(err)
 				}
@@ -135,12 +159,19 @@ func BenchmarkSearch(b *testing.B) {
 		defer x.Close()
 		start = time.Now()
 		read, err := x.CatchUp(context.Background())
-		if err != nil || read != n {
+		if err != nil || (read != n && !built) {
 			b.Fatalf("CatchUp: %d, %v", read, err)
 		}
 		took := time.Since(start)
 		rate := float64(n) / took.Seconds()
 		b.Logf("index: %d events in %s (%.0f events/s)", n, took.Round(time.Millisecond), rate)
+		if built {
+			b.Logf("corpus reused from %s: the indexing rate above is not a figure", dir)
+		} else if os.Getenv("TERN_BENCH_SEARCH_DIR") != "" {
+			if err := os.WriteFile(filepath.Join(dir, "built"), nil, 0o644); err != nil {
+				b.Fatal(err)
+			}
+		}
 
 		convs := make([]im.ConvWindow, benchMine)
 		for i := range convs {

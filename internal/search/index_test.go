@@ -6,6 +6,7 @@ import (
 	"math"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -152,9 +153,10 @@ func TestIndexWindowEditDelete(t *testing.T) {
 		evs = append(evs, e.msg(cv, "alice", "deploy step "+string(rune('a'+i))))
 	}
 	e.catchUp()
-	// Window [3, 5]: seqs 3, 4, 5.
+	// Window [3, 5]: the index matches whole blocks of 1,024 seqs (the
+	// caller checks the exact seq), so all six, which share block 0.
 	got := ids(e.find("deploy", im.ConvWindow{CV: cv, Window: im.Window{From: 3, To: 5}}))
-	want := []ulid.ULID{evs[4].ID, evs[3].ID, evs[2].ID}
+	want := []ulid.ULID{evs[5].ID, evs[4].ID, evs[3].ID, evs[2].ID, evs[1].ID, evs[0].ID}
 	if !slices.Equal(got, want) {
 		t.Fatalf("window: got %v, want %v", got, want)
 	}
@@ -354,5 +356,81 @@ func TestLookBack(t *testing.T) {
 				t.Errorf("rare %d, max %d: %d hits in this order, want the %d newest first", rare, max, len(got), len(want))
 			}
 		}
+	}
+}
+
+// TestIndexWindowBlocks: a window matches the blocks it touches and no
+// other: with 2,100 messages, [1030, 2050] covers blocks 1 and 2 (seqs
+// 1,024–3,071), so seqs 1,024–2,100 and none below; an open upper end
+// runs to the newest; [1, 1023] is block 0 only.
+func TestIndexWindowBlocks(t *testing.T) {
+	t.Parallel()
+	e := open(t, store.Options{})
+	const cv = "g:big"
+	as := make([]*im.Append, 2100)
+	for i := range as {
+		as[i] = &im.Append{CV: cv, Event: im.Event{T: im.TMsg, From: "alice", B: "note " + strconv.Itoa(i+1)}}
+	}
+	if err := e.st.Append(as...); err != nil {
+		t.Fatal(err)
+	}
+	e.catchUp()
+	seqs := func(w im.Window) (lo, hi uint64, n int) {
+		t.Helper()
+		terms, err := im.ParseSearch("note")
+		if err != nil {
+			t.Fatal(err)
+		}
+		hits, _, err := e.x.Search(im.SearchQuery{Terms: terms, Convs: []im.ConvWindow{{CV: cv, Window: w}}, Max: 5000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lo = math.MaxUint64
+		for _, h := range hits {
+			ev, err := e.st.EventByID(h.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lo, hi = min(lo, ev.Seq), max(hi, ev.Seq)
+		}
+		return lo, hi, len(hits)
+	}
+	for _, c := range []struct {
+		w         im.Window
+		lo, hi, n uint64
+	}{
+		{im.Window{From: 1030, To: 2050}, 1024, 2100, 1077},
+		{im.Window{From: 1030}, 1024, 2100, 1077},
+		{im.Window{From: 1, To: 1023}, 1, 1023, 1023},
+		{im.Window{From: 2049}, 2048, 2100, 53},
+	} {
+		lo, hi, n := seqs(c.w)
+		if lo != c.lo || hi != c.hi || uint64(n) != c.n {
+			t.Errorf("window %+v: seqs %d–%d (%d hits), want %d–%d (%d)", c.w, lo, hi, n, c.lo, c.hi, c.n)
+		}
+	}
+}
+
+// TestIndexOlderSchemaRebuilt: an index written by an older version (no
+// schema key) is rebuilt from the store at Open.
+func TestIndexOlderSchemaRebuilt(t *testing.T) {
+	t.Parallel()
+	e := open(t, store.Options{})
+	const cv = "d:alice:bob"
+	m := e.msg(cv, "alice", "rebuild me")
+	e.catchUp()
+	if err := e.x.DeleteInternalForTest([]byte("schema")); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.x.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.x = e.index()
+	if got := e.x.Cursor(); got != (ulid.ULID{}) {
+		t.Fatalf("cursor after rebuild: %s, want zero", got)
+	}
+	e.catchUp()
+	if got := ids(e.find("rebuild", open1(cv))); !slices.Equal(got, []ulid.ULID{m.ID}) {
+		t.Fatalf("after rebuild: got %v", got)
 	}
 }

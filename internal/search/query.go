@@ -213,25 +213,23 @@ func term(field, v string) query.Query {
 	return q
 }
 
-// convQuery matches the messages of c inside its window.
+// convQuery matches the messages of c inside the blocks of its window.
 func convQuery(c im.ConvWindow) query.Query {
 	cv := term(fCV, c.CV)
 	w := c.Window
 	if w.From <= 1 && w.To == 0 {
 		return cv
 	}
-	var lo, hi *float64
-	yes := true
+	lo, hi := "", ""
 	if w.From > 1 {
-		f := float64(w.From)
-		lo = &f
+		lo = block(w.From)
 	}
 	if w.To > 0 {
-		t := float64(w.To)
-		hi = &t
+		hi = block(w.To)
 	}
-	r := bleve.NewNumericRangeInclusiveQuery(lo, hi, &yes, &yes)
-	r.SetField(fSeq)
+	yes := true
+	r := bleve.NewTermRangeInclusiveQuery(lo, hi, &yes, &yes)
+	r.SetField(fBlk)
 	return bleve.NewConjunctionQuery(cv, r)
 }
 
