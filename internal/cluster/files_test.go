@@ -194,10 +194,12 @@ func until(t testing.TB, what string, cond func() bool) {
 // and quota with it; when that node stops, another takes the turn and
 // collects the next one.
 func TestFilesCollectedOnce(t *testing.T) {
-	const quota = 1 << 20
+	const quota = 300 << 10
 	nodes := brokertest.StartCluster(t, 3, func(_ int, cfg *config.Config) {
 		cfg.Files.Quota = quota
-		cfg.Files.UploadExpiry = time.Second
+		// Long enough for an upload to finish (it would be collected
+		// unfinished), short enough for the test.
+		cfg.Files.UploadExpiry = 4 * time.Second
 		cfg.Files.Sweep = 400 * time.Millisecond
 	})
 	nodes[0].AddUser("alice", pw)

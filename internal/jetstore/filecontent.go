@@ -365,7 +365,7 @@ func (f *Files) putObject(fl files.File, name string) error {
 		return err
 	}
 	defer pr.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), blobTimeout)
+	ctx, cancel := f.ctx(blobTimeout)
 	defer cancel()
 	info, err := f.obs.Put(ctx, jetstream.ObjectMeta{Name: name}, pr)
 	if err != nil {
@@ -378,7 +378,7 @@ func (f *Files) putObject(fl files.File, name string) error {
 }
 
 func (f *Files) deleteObject(name string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := f.ctx(time.Minute)
 	defer cancel()
 	if err := f.obs.Delete(ctx, name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
 		return fmt.Errorf("jetstore: delete blob %s: %w", name, err)
@@ -420,7 +420,7 @@ func (f *Files) fetch(name, h, path string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), blobTimeout)
+	ctx, cancel := f.ctx(blobTimeout)
 	defer cancel()
 	res, err := f.obs.Get(ctx, name)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
@@ -506,7 +506,7 @@ func (f *Files) Sweep(now time.Time, _ func(string) (bool, error)) (int, error) 
 }
 
 func (f *Files) sweepObjects(now time.Time) error {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := f.ctx(time.Minute)
 	defer cancel()
 	objs, err := f.obs.List(ctx)
 	if errors.Is(err, jetstream.ErrNoObjectsFound) {

@@ -216,9 +216,35 @@ func kvDel(key string, expect *uint64) msg {
 	return msg{subj: kvSubj(key), hdr: nats.Header{kvOp: []string{"DEL"}}, expect: expect}
 }
 
+// ctx bounds a long request (a listing, a blob's copy) by d, and ends it
+// when the node starts shutting down: a collector's round or a download
+// never holds up Close waiting for a quorum that is gone.
+func (f *Files) ctx(d time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	go func() {
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-f.s.stop:
+				cancel()
+				return
+			case <-tick.C:
+				if f.s.closing.Load() {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	return ctx, cancel
+}
+
 // keys lists the bucket's keys matching filter (each once).
 func (f *Files) keys(filter string) ([]string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := f.ctx(time.Minute)
 	defer cancel()
 	l, err := f.kv.ListKeysFiltered(ctx, filter)
 	if errors.Is(err, jetstream.ErrNoKeysFound) {
