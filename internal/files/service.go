@@ -333,6 +333,15 @@ func (s *Service) create(f File) error {
 	return nil
 }
 
+// gone turns an upload that vanished under a commit (collected as
+// expired meanwhile, on another node of a cluster) into ErrUnknownFile.
+func gone(err error) error {
+	if errors.Is(err, ErrNotFound) {
+		return ErrUnknownFile
+	}
+	return err
+}
+
 // stored turns a full store into 507; other errors stay.
 func (s *Service) stored(err error) error {
 	if errors.Is(err, ErrDiskFull) {
@@ -466,10 +475,10 @@ func (s *Service) scan(f File) (scanned, error) {
 	tee := io.TeeReader(r, sum)
 	var sc scanned
 	if sc.ct, sc.w, sc.h, err = probe(tee); err != nil {
-		return scanned{}, err
+		return scanned{}, gone(err)
 	}
 	if _, err := io.Copy(sum, r); err != nil {
-		return scanned{}, err
+		return scanned{}, gone(err)
 	}
 	sc.hash = hex.EncodeToString(sum.Sum(nil))
 	return sc, nil
@@ -482,12 +491,12 @@ func (s *Service) finalize(f *File, sc scanned) error {
 	unlock := s.lockBlob(f.Hash)
 	defer unlock()
 	if err := s.o.Content.Commit(*f, f.Hash); err != nil {
-		return s.stored(err)
+		return gone(s.stored(err))
 	}
 	f.CT, f.W, f.H = sc.ct, sc.w, sc.h
 	f.Committed = s.o.Now().UTC()
 	if err := s.o.Meta.Update(*f); err != nil {
-		return err
+		return gone(err)
 	}
 	s.commits.Add(1)
 	return nil
