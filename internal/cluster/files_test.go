@@ -10,6 +10,7 @@ import (
 	"path"
 	"slices"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -298,4 +299,85 @@ func TestMQTTUploadResumesOnAnotherNode(t *testing.T) {
 	if got := c.download(r1.FID); !bytes.Equal(got, body) {
 		t.Fatalf("download on node 3: %d bytes, not the upload", len(got))
 	}
+}
+
+// TestKill9MidUpload: a device uploads chunks over MQTT to node 1, a
+// real process, which is killed with SIGKILL mid-upload. On node 2 the
+// same device's file.put lists every chunk node 1 acknowledged; it sends
+// the rest and commits, and the file downloads intact.
+func TestKill9MidUpload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster node process")
+	}
+	t.Parallel()
+	routes := brokertest.RoutePorts(t, 3)
+	cmd, addr := startNodeProc(t, 0, routes)
+	cfgs := []*config.Config{brokertest.Config(t), brokertest.Config(t)}
+	for i, cfg := range cfgs {
+		brokertest.NodeConfig(cfg, i+1, routes)
+	}
+	nodes := brokertest.StartNodes(t, cfgs)
+	var url1 string
+	select {
+	case a := <-addr:
+		url1 = "tcp://" + a
+	case <-time.After(60 * time.Second):
+		t.Fatal("node 1 did not start")
+	}
+	nodes[0].AddUser("alice", pw)
+	body := content(2<<20, 5)
+	sum := sha256.Sum256(body)
+	put := map[string]any{"n": "big.bin", "z": len(body), "h": hex.EncodeToString(sum[:])}
+
+	d1 := dial(t, url1, "alice", "d1")
+	var r codec.FilePutResult
+	d1.ok("file.put", put, &r)
+	count := (len(body) + r.Chunk - 1) / r.Chunk
+	chunkOf := func(i int) []byte { return body[i*r.Chunk : min((i+1)*r.Chunk, len(body))] }
+	var acked []int
+	for i := 0; i < count; i++ {
+		if i == count/2 {
+			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tok := d1.c.Publish(topics.Up("alice", "d1", fmt.Sprintf("%s/%s/%d", topics.UpFile, r.FID, i)), 1, false, chunkOf(i))
+		if !tok.WaitTimeout(3*time.Second) || tok.Error() != nil {
+			break // node 1 is gone: this chunk was not acknowledged
+		}
+		acked = append(acked, i)
+	}
+	if len(acked) < count/2 || len(acked) == count {
+		t.Fatalf("%d of %d chunks acknowledged around the kill at %d", len(acked), count, count/2)
+	}
+
+	d2 := on(t, nodes[0], "alice", "d1") // the same device, on node 2
+	var r2 codec.FilePutResult
+	d2.ok("file.put", put, &r2)
+	have := map[int]bool{}
+	for _, rg := range r2.Have {
+		for i := rg[0]; i <= rg[1]; i++ {
+			have[i] = true
+		}
+	}
+	if r2.FID != r.FID {
+		t.Fatalf("file.put on node 2: fid %s, want %s", r2.FID, r.FID)
+	}
+	for _, i := range acked {
+		if !have[i] {
+			t.Fatalf("chunk %d was acknowledged by node 1 but is not stored (have %v)", i, r2.Have)
+		}
+	}
+	for i := 0; i < count; i++ {
+		if !have[i] {
+			d2.pub(fmt.Sprintf("%s/%s/%d", topics.UpFile, r.FID, i), chunkOf(i))
+		}
+	}
+	var info codec.FileInfo
+	d2.ok("file.commit", map[string]any{"fid": r.FID}, &info)
+	c := webAt(t, nodes[1], nodes[1].WebToken(t, "alice", pw))
+	if got := c.download(r.FID); !bytes.Equal(got, body) {
+		t.Fatalf("download after the kill: %d bytes, not the upload", len(got))
+	}
+	t.Logf("killed after %d of %d chunks acknowledged; node 2 had %d stored", len(acked), count, len(have))
 }
