@@ -10,6 +10,7 @@ import (
 	"path"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -144,6 +145,7 @@ func TestFilesAcrossNodes(t *testing.T) {
 		}
 		at(i, "carol").want(404, "GET", web.FilesPath+fid, nil, nil)
 		at(i, "carol").want(404, "HEAD", web.FilesPath+fid, nil, nil)
+		at(i, "carol").want(404, "GET", web.FilesPath+strings.Repeat("Z.*>", 300), nil, nil) // junk fid
 	}
 	// A range, from a node's copy of the blob.
 	_, tail := at(1, "bob").want(206, "GET", web.FilesPath+fid, map[string]string{"Range": "bytes=-100"}, nil)

@@ -297,8 +297,16 @@ func (f *Files) atomically(build func() ([]msg, error)) error {
 	}
 }
 
+// maxFID bounds the fids looked up: every fid is a ULID (26
+// characters); a longer one from a client (a tus URL, an RPC) would only
+// make a subject NATS refuses.
+const maxFID = 64
+
 func (f *Files) file(fid string) (fileRec, rec, error) {
 	var fr fileRec
+	if fid == "" || len(fid) > maxFID {
+		return fr, rec{}, files.ErrNotFound
+	}
 	r, err := f.kvGet(fileKey(fid))
 	if errors.Is(err, ErrNotFound) {
 		return fr, r, files.ErrNotFound
