@@ -184,15 +184,17 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 	if b.st == nil {
 		b.st = st
 	}
-	switch {
-	case cfg.Search.Enabled && cfg.Cluster.Enabled():
-		// The index follows a Badger store by position; the search RPC
-		// answers 501 in cluster mode (docs/cluster.md).
-		log.Warn("search is not built in cluster mode yet: search.enabled ignored")
-	case cfg.Search.Enabled:
+	if cfg.Search.Enabled {
 		// The index follows the store by position on its own goroutine,
-		// off the commit path; it catches up from its stored cursor.
-		b.search, err = search.Open(SearchDir(cfg.Data), SearchOptions(cfg, st, log))
+		// off the commit path; it catches up from its stored cursor. In
+		// cluster mode each node keeps its own index of the shared
+		// stream (a cache it can rebuild), woken by its own commits and
+		// every search.poll for the other nodes'.
+		var src search.Source = st
+		if b.cl.js != nil {
+			src = b.cl.js
+		}
+		b.search, err = search.Open(SearchDir(cfg.Data), SearchOptions(cfg, src, log))
 		if err != nil {
 			_ = st.Close() // the index error is the one to report
 			b.closeAudit()
@@ -881,7 +883,7 @@ func SearchDir(data string) string { return filepath.Join(data, "search") }
 
 // SearchOptions are the index options the broker uses over st (also
 // for tern search reindex).
-func SearchOptions(cfg *config.Config, st *store.Store, log *slog.Logger) search.Options {
+func SearchOptions(cfg *config.Config, st search.Source, log *slog.Logger) search.Options {
 	return search.Options{
 		Source: st, Batch: cfg.Search.Batch, Poll: cfg.Search.Poll, Settle: cfg.Search.Settle,
 		// The store trims by the same retention, every minute.

@@ -79,7 +79,12 @@ func (b *Broker) openCluster() error {
 	js, err := jetstore.Open(ctx, b.cl.nc, jetstore.Options{
 		Replicas: cc.Replicas, Commits: b.commits, Logger: b.log,
 		// b.metrics is set before any client can cause an append.
-		OnCommit: func(n int) { b.metrics.Committed(n) },
+		OnCommit: func(n int) {
+			b.metrics.Committed(n)
+			if b.search != nil {
+				b.search.Kick()
+			}
+		},
 		// The link is started before any client can cause an append.
 		Relay: func(a *im.Append) { b.cl.link.Committed(a) },
 	})
@@ -96,6 +101,9 @@ func (b *Broker) startLink(rel *relations.Relations, h *messaging.Hook) error {
 	link, err := cluster.Start(cluster.Options{
 		Conn: b.cl.nc, Node: b.cfg.Cluster.Node, Commits: b.commits,
 		Drop:     func(uids, gids []string) { rel.Drop(uids, gids...) },
+		Deleted:  rel.ForgetDeleted,
+		Account:  b.accounts.Changed,
+		Flush:    func() { b.accounts.Flush(); rel.Flush() },
 		Announce: h.Announce, Typing: h.RelayTyping, Kick: b.Kick, Log: b.log,
 	})
 	if err != nil {
@@ -103,6 +111,8 @@ func (b *Broker) startLink(rel *relations.Relations, h *messaging.Hook) error {
 	}
 	b.cl.link = link
 	rel.OnInvalidate = link.Invalidated
+	rel.OnDeleted = link.Deleted
+	b.accounts.OnChange = link.AccountChanged
 	// A device connecting here ends its connection on another node.
 	b.sessions.OnAdd(func(s *session.Session) {
 		if !s.Anonymous {

@@ -68,6 +68,11 @@ type Service struct {
 	// user left and the users whose contacts or blocks named them (the
 	// broker drops its membership caches). Set it before use.
 	OnDelete func(uid string, p Purged)
+	// OnChange, if set before use, is told of every change this Service
+	// commits to an account or its tokens (password: a new password, after
+	// the OnPasswordChange listeners ran). A cluster node tells the other
+	// nodes, which call Changed: each node caches token logins.
+	OnChange func(uid string, password bool)
 
 	st     Store
 	params Params
@@ -144,7 +149,40 @@ func (s *Service) SetPassword(uid, password string) error {
 	for _, fn := range s.onPassword {
 		fn(uid)
 	}
+	if s.OnChange != nil {
+		s.OnChange(uid, true)
+	}
 	return nil
+}
+
+// Changed drops what the cache holds about uid and, after a password
+// change, runs the OnPasswordChange listeners: for a change another node
+// committed (OnChange there).
+func (s *Service) Changed(uid string, password bool) {
+	s.forget(uid)
+	if password {
+		for _, fn := range s.onPassword {
+			fn(uid)
+		}
+	}
+}
+
+// Flush empties the cache: a cluster node does so now and then, so that
+// a change whose notice it missed is not cached for long.
+func (s *Service) Flush() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gen++
+	clear(s.users)
+	clear(s.tokens)
+}
+
+// changed drops what the cache holds about uid and tells OnChange.
+func (s *Service) changed(uid string) {
+	s.forget(uid)
+	if s.OnChange != nil {
+		s.OnChange(uid, false)
+	}
 }
 
 // OnPasswordChange registers fn to run, on the changing goroutine, after
@@ -164,7 +202,7 @@ func (s *Service) SetAdmin(uid string, admin bool) error {
 }
 
 func (s *Service) update(uid string, fn func(*User)) error {
-	defer s.forget(uid)
+	defer s.changed(uid)
 	err := s.st.UpdateUser(uid, func(u *User) error { fn(u); return nil })
 	if errors.Is(err, im.ErrNotFound) {
 		return ErrUnknownUser
@@ -176,7 +214,7 @@ func (s *Service) update(uid string, fn func(*User)) error {
 // stream (Store.DeleteUser), then tells OnDelete, if set, which groups and
 // users changed.
 func (s *Service) DeleteUser(uid string) error {
-	defer s.forget(uid)
+	defer s.changed(uid)
 	p, err := s.st.DeleteUser(uid)
 	if errors.Is(err, im.ErrNotFound) {
 		return ErrUnknownUser
@@ -235,7 +273,7 @@ func (s *Service) RevokeTokens(uid, did, id string) (int, error) {
 	if _, err := s.User(uid); err != nil {
 		return 0, err
 	}
-	defer s.forget(uid)
+	defer s.changed(uid)
 	return s.st.RevokeTokens(uid, did, id)
 }
 

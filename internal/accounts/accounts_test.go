@@ -144,3 +144,79 @@ func TestTokenCacheInvalidation(t *testing.T) {
 		t.Fatalf("token of deleted user accepted: %v", err)
 	}
 }
+
+// TestChangesOfAnotherNode: two Services over one store, as two cluster
+// nodes over the shared one. A change made through one is not seen by the
+// other's cache until Changed (the cluster's notice) or Flush; OnChange
+// reports each change, and a password change as such.
+func TestChangesOfAnotherNode(t *testing.T) {
+	t.Parallel()
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	p := accounts.Params{Time: 1, Memory: 1 << 10, Threads: 1}
+	n1, n2 := accounts.New(st, p, 2), accounts.New(st, p, 2)
+	type change struct {
+		uid string
+		pw  bool
+	}
+	var told []change
+	n1.OnChange = func(uid string, pw bool) { told = append(told, change{uid, pw}) }
+	var kicked []string
+	n2.OnPasswordChange(func(uid string) { kicked = append(kicked, uid) })
+
+	if err := n1.AddUser("alice", "correct-horse", false); err != nil {
+		t.Fatal(err)
+	}
+	secret, _, err := n1.CreateToken("alice", "p1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n2.Authenticate("alice", "p1", secret); err != nil {
+		t.Fatal(err) // cached on n2 now
+	}
+	if _, err := n1.RevokeTokens("alice", "p1", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n2.Authenticate("alice", "p1", secret); err != nil {
+		t.Fatalf("n2's cache should still hold the token until told: %v", err)
+	}
+	n2.Changed("alice", false)
+	if _, err := n2.Authenticate("alice", "p1", secret); !errors.Is(err, accounts.ErrBadCredentials) {
+		t.Fatalf("revoked token after Changed: %v", err)
+	}
+
+	secret, _, err = n1.CreateToken("alice", "p2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n2.Authenticate("alice", "p2", secret); err != nil {
+		t.Fatal(err)
+	}
+	if err := n1.SetDisabled("alice", true); err != nil {
+		t.Fatal(err)
+	}
+	n2.Flush() // as if the notice was lost
+	if _, err := n2.Authenticate("alice", "p2", secret); !errors.Is(err, accounts.ErrDisabled) {
+		t.Fatalf("disabled user after Flush: %v", err)
+	}
+
+	if err := n1.SetPassword("alice", "battery-staple"); err != nil {
+		t.Fatal(err)
+	}
+	n2.Changed("alice", true)
+	if len(kicked) != 1 || kicked[0] != "alice" {
+		t.Fatalf("n2's password listeners: %v", kicked)
+	}
+	want := []change{{"alice", false}, {"alice", false}, {"alice", false}, {"alice", true}}
+	if len(told) != len(want) {
+		t.Fatalf("OnChange: %v, want %v", told, want)
+	}
+	for i := range want {
+		if told[i] != want[i] {
+			t.Fatalf("OnChange: %v, want %v", told, want)
+		}
+	}
+}

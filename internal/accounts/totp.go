@@ -105,7 +105,7 @@ func (s *Service) DisableTOTP(uid string) error {
 
 // updateErr is update with a change that may refuse.
 func (s *Service) updateErr(uid string, fn func(*User) error) error {
-	defer s.forget(uid)
+	defer s.changed(uid)
 	err := s.st.UpdateUser(uid, fn)
 	if errors.Is(err, im.ErrNotFound) {
 		return ErrUnknownUser

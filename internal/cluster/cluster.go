@@ -7,7 +7,8 @@
 //     commit stream "from other nodes"); group changes also republish the
 //     group's retained meta there;
 //   - cache invalidations (….inval): the users and groups whose relations
-//     another node changed;
+//     another node changed, accounts it deleted, and accounts whose
+//     record or tokens it changed (each node caches token logins);
 //   - typing (….typ): not stored, relayed to the receiving node's devices;
 //   - connections (….conn): a device connected; the receiving node ends
 //     its own, older connection of the same device (takeover across
@@ -26,6 +27,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -50,6 +52,19 @@ type Options struct {
 	Commits *im.CommitStream
 	// Drop forgets cached relations another node changed.
 	Drop func(uids []string, gids []string)
+	// Deleted forgets what this node cached about an account another
+	// node deleted (its DM peer answers).
+	Deleted func(uid string)
+	// Account forgets what this node cached about an account another
+	// node changed (its token logins), and after a password change ends
+	// the account's password sessions here.
+	Account func(uid string, password bool)
+	// Flush, if set, empties the caches the notices above keep fresh; it
+	// runs every FlushEvery (0: 30 s), so a notice this node missed (core
+	// NATS delivers at most once) leaves a stale entry for that long at
+	// most.
+	Flush      func()
+	FlushEvery time.Duration
 	// Announce republishes a group's retained meta.
 	Announce func(g im.Group)
 	// Typing relays another node's typing event to this node's devices.
@@ -86,7 +101,27 @@ func Start(o Options) (*Link, error) {
 		return nil, fmt.Errorf("cluster: pending limits: %w", err)
 	}
 	l.sub = sub
+	if o.Flush != nil {
+		every := o.FlushEvery
+		if every <= 0 {
+			every = 30 * time.Second
+		}
+		go l.flush(every)
+	}
 	return l, nil
+}
+
+func (l *Link) flush(every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+			l.o.Flush()
+		}
+	}
 }
 
 // Stop ends the subscription; a receive waiting for room in the commit
@@ -106,8 +141,11 @@ type live struct {
 }
 
 type inval struct {
-	Users  []string `json:"u,omitempty"`
-	Groups []string `json:"g,omitempty"`
+	Users   []string `json:"u,omitempty"`
+	Groups  []string `json:"g,omitempty"`
+	Deleted string   `json:"del,omitempty"`  // an account deleted
+	Account string   `json:"acct,omitempty"` // an account or its tokens changed
+	Pw      bool     `json:"pw,omitempty"`   // … its password
 }
 
 type conn struct {
@@ -126,6 +164,17 @@ func (l *Link) Committed(a *im.Append) { l.send(kindLive, live{A: a}) }
 // Invalidated tells the other nodes of relations this node changed.
 func (l *Link) Invalidated(uids []string, gids []string) {
 	l.send(kindInv, inval{Users: uids, Groups: gids})
+}
+
+// Deleted tells the other nodes that the account uid was deleted here.
+// It follows the invalidation of what the deletion changed, and arrives
+// after it: one node's messages keep their order.
+func (l *Link) Deleted(uid string) { l.send(kindInv, inval{Deleted: uid}) }
+
+// AccountChanged tells the other nodes that the account uid or its
+// tokens changed here (password: its password).
+func (l *Link) AccountChanged(uid string, password bool) {
+	l.send(kindInv, inval{Account: uid, Pw: password})
 }
 
 // Connected tells the other nodes that device (uid, did) connected here.
@@ -173,8 +222,14 @@ func (l *Link) receive(m *nats.Msg) {
 			l.o.Log.Warn("cluster: bad invalidation", "node", node, "error", err)
 			return
 		}
-		if l.o.Drop != nil {
+		if l.o.Drop != nil && (len(v.Users) > 0 || len(v.Groups) > 0) {
 			l.o.Drop(v.Users, v.Groups)
+		}
+		if v.Deleted != "" && l.o.Deleted != nil {
+			l.o.Deleted(v.Deleted)
+		}
+		if v.Account != "" && l.o.Account != nil {
+			l.o.Account(v.Account, v.Pw)
 		}
 	case kindConn:
 		var v conn

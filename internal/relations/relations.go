@@ -44,6 +44,9 @@ type Relations struct {
 	// OnInvalidate, when set before use, is told of every Invalidate
 	// (a cluster node tells the other nodes, which Drop the same).
 	OnInvalidate func(uids []string, gids []string)
+	// OnDeleted, when set before use, is told of every UserDeleted (a
+	// cluster node tells the other nodes, which call ForgetDeleted).
+	OnDeleted func(uid string)
 }
 
 type groupCache struct {
@@ -122,6 +125,16 @@ func (r *Relations) Drop(uids []string, gids ...string) {
 	}
 }
 
+// Flush forgets everything cached (a cluster node does so now and then,
+// so that a change whose notice it missed is not cached for long).
+func (r *Relations) Flush() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.gen++
+	clear(r.users)
+	clear(r.groups)
+}
+
 // OnUserDeleted registers fn to be called by UserDeleted: caches kept
 // elsewhere (the service's DM peers) forget a deleted account with it.
 func (r *Relations) OnUserDeleted(fn func(uid string)) {
@@ -130,9 +143,19 @@ func (r *Relations) OnUserDeleted(fn func(uid string)) {
 	r.deleted = append(r.deleted, fn)
 }
 
-// UserDeleted tells every OnUserDeleted listener that the account uid is
-// gone. Call it after Invalidate of what the deletion changed.
+// UserDeleted tells every OnUserDeleted listener, and OnDeleted, that the
+// account uid is gone. Call it after Invalidate of what the deletion
+// changed.
 func (r *Relations) UserDeleted(uid string) {
+	r.ForgetDeleted(uid)
+	if r.OnDeleted != nil {
+		r.OnDeleted(uid)
+	}
+}
+
+// ForgetDeleted is UserDeleted without telling OnDeleted: for an account
+// another node deleted.
+func (r *Relations) ForgetDeleted(uid string) {
 	r.mu.Lock()
 	fns := r.deleted
 	r.mu.Unlock()
