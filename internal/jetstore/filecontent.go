@@ -414,28 +414,30 @@ func (f *Files) OpenBlob(h string) (files.Blob, error) {
 }
 
 // fetch copies object name into path through a temporary file, checking
-// that its content has hash h.
+// that its content has hash h. Its chunks are read one by one from the
+// stream's leader (see Files.blobs).
 func (f *Files) fetch(name, h, path string) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	ctx, cancel := f.ctx(blobTimeout)
-	defer cancel()
-	res, err := f.obs.Get(ctx, name)
+	var info *jetstream.ObjectInfo
+	err := f.s.do(func(ctx context.Context) (err error) {
+		info, err = f.obs.GetInfo(ctx, name)
+		return err
+	})
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return files.ErrNotFound
 	}
 	if err != nil {
-		return fmt.Errorf("jetstore: fetch blob %s: %w", name, err)
+		return fmt.Errorf("jetstore: blob %s: %w", name, err)
 	}
-	defer res.Close()
 	tmp, err := os.CreateTemp(dir, ".fetch-*")
 	if err != nil {
 		return err
 	}
 	sum := sha256.New()
-	_, cerr := io.Copy(io.MultiWriter(tmp, sum), res)
+	cerr := f.copyChunks(io.MultiWriter(tmp, sum), info)
 	if err := errors.Join(cerr, tmp.Sync(), tmp.Close()); err != nil {
 		return errors.Join(fmt.Errorf("jetstore: fetch blob %s: %w", name, err), os.Remove(tmp.Name()))
 	}
@@ -443,6 +445,31 @@ func (f *Files) fetch(name, h, path string) error {
 		return errors.Join(fmt.Errorf("jetstore: blob %s has hash %s, want %s", name, got, h), os.Remove(tmp.Name()))
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+// copyChunks writes the chunks of object info to w, in order.
+func (f *Files) copyChunks(w io.Writer, info *jetstream.ObjectInfo) error {
+	subj := "$O." + BlobBucket + ".C." + info.NUID
+	var seq, got uint64 = 1, 0
+	for got < info.Size {
+		var m *jetstream.RawStreamMsg
+		err := f.s.do(func(ctx context.Context) (err error) {
+			m, err = f.blobs.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
+			return err
+		})
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return fmt.Errorf("%d of %d bytes stored", got, info.Size)
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := w.Write(m.Data); err != nil {
+			return err
+		}
+		got += uint64(len(m.Data))
+		seq = m.Sequence + 1
+	}
+	return nil
 }
 
 // RemoveBlob removes blob h now unless a commit touched it within the
@@ -506,17 +533,31 @@ func (f *Files) Sweep(now time.Time, _ func(string) (bool, error)) (int, error) 
 }
 
 func (f *Files) sweepObjects(now time.Time) error {
-	ctx, cancel := f.ctx(time.Minute)
-	defer cancel()
-	objs, err := f.obs.List(ctx)
-	if errors.Is(err, jetstream.ErrNoObjectsFound) {
-		return nil
-	}
+	var info *jetstream.StreamInfo
+	err := f.s.do(func(ctx context.Context) (err error) {
+		info, err = f.blobs.Info(ctx, jetstream.WithSubjectFilter("$O."+BlobBucket+".M.>"))
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("jetstore: list blobs: %w", err)
 	}
-	for _, o := range objs {
-		if o.Deleted || now.Sub(o.ModTime) < f.o.Grace {
+	for subj := range info.State.Subjects {
+		var m *jetstream.RawStreamMsg
+		err := f.s.do(func(ctx context.Context) (err error) {
+			m, err = f.blobs.GetLastMsgForSubject(ctx, subj)
+			return err
+		})
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("jetstore: blob %s: %w", subj, err)
+		}
+		var o jetstream.ObjectInfo
+		if err := json.Unmarshal(m.Data, &o); err != nil {
+			return fmt.Errorf("jetstore: blob %s: %w", subj, err)
+		}
+		if o.Deleted || now.Sub(m.Time) < f.o.Grace {
 			continue
 		}
 		h, _, _ := strings.Cut(o.Name, ".")

@@ -73,6 +73,10 @@ type Files struct {
 	kvs jetstream.Stream // the bucket's stream: reads from its leader
 	up  jetstream.Stream
 	obs jetstream.ObjectStore
+	// blobs is the object store's stream: blobs are read from it with
+	// leader gets, not nats.go's consumer-based Get (an ephemeral
+	// consumer can be placed on a replica that is down, and then waits).
+	blobs jetstream.Stream
 }
 
 var (
@@ -111,7 +115,7 @@ func OpenFiles(ctx context.Context, s *Store, o FilesOptions) (*Files, error) {
 		}
 		// The object store's stream as nats.go makes it, but with reads
 		// from the leader: a blob committed on one node is found on all.
-		if _, err = s.js.CreateOrUpdateStream(ctx, blobConfig(r)); err != nil {
+		if f.blobs, err = s.js.CreateOrUpdateStream(ctx, blobConfig(r)); err != nil {
 			return err
 		}
 		f.obs, err = s.js.ObjectStore(ctx, BlobBucket)
