@@ -27,7 +27,9 @@ type Content interface {
 	// the part is gone (committed or removed meanwhile).
 	WriteChunk(f File, i int, data []byte) error
 	// Have returns one byte per chunk of chunked upload f, 1 where the
-	// chunk is stored. ErrNotFound: the part is gone.
+	// chunk is stored. ErrNotFound: the part is gone (an implementation
+	// that cannot tell answers as for an empty part; the Service reads
+	// the file record first).
 	Have(f File) ([]byte, error)
 	// ClearChunks forgets every chunk of chunked upload f.
 	ClearChunks(f File) error
