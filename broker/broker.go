@@ -162,6 +162,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 		BlockCacheSize: int64(cfg.Store.BlockCache),
 		GCInterval:     cfg.Store.GCInterval,
 		Retention:      cfg.IM.Retention,
+		TrimEvery:      cfg.IM.TrimEvery,
 		Logger:         log,
 		Commits:        b.commits,
 		// b.metrics and b.search are set before any client can cause an
@@ -279,11 +280,7 @@ func (b *Broker) build() error {
 		func() int64 { return b.files.Stats().Chunks }, func() int64 { return b.files.Stats().Commits },
 		func() int64 { return b.files.Stats().ThumbsMade }, func() int64 { return b.files.Stats().Collected })
 	// A message trimmed by age no longer keeps the files it attached.
-	b.store.SetTrimmedAttachments(func(fid string, id ulid.ULID) {
-		if err := b.files.RemoveRef(fid, service.MsgRef(id)); err != nil {
-			b.log.Warn("files: drop the reference of a trimmed message", "fid", fid, "msg_id", id, "error", err)
-		}
-	})
+	b.store.SetTrimmedAttachments(b.dropTrimmedRef)
 	// The file.* RPC ops are the file hook's, registered in the IM
 	// service's op table through the messaging hook.
 	fileHook := new(filehook.Hook)
@@ -341,7 +338,7 @@ func (b *Broker) build() error {
 		{msgHook, &messaging.Options{
 			Server: b.mqtt, Store: b.st, Commits: b.commits, Sessions: b.sessions, Relations: relations,
 			Metrics: b.metrics, Ops: fileHook.Ops(), Files: filehook.Attachments{Files: b.files}, Search: searcher,
-			Content: content, Audit: b.auditor, Compliance: b.store,
+			Content: content, Audit: b.auditor, Compliance: b.compliance(),
 			Typing: typing,
 			Policy: service.Policy{
 				Epoch: b.epoch, DMPolicy: cfg.IM.DMPolicy, MaxPacket: int(cfg.Limits.MaxPacketSize),
@@ -388,8 +385,26 @@ func (b *Broker) build() error {
 		if err := b.startLink(relations, msgHook); err != nil {
 			return err
 		}
+		b.startTrimmer()
 	}
 	return b.addListeners()
+}
+
+// dropTrimmedRef drops the file reference of message id, which
+// retention removed.
+func (b *Broker) dropTrimmedRef(fid string, id ulid.ULID) {
+	if err := b.files.RemoveRef(fid, service.MsgRef(id)); err != nil {
+		b.log.Warn("files: drop the reference of a trimmed message", "fid", fid, "msg_id", id, "error", err)
+	}
+}
+
+// compliance is the store of holds, retentions and exports: the
+// cluster's in cluster mode, else Badger.
+func (b *Broker) compliance() im.Compliance {
+	if b.cl.js != nil {
+		return b.cl.js
+	}
+	return b.store
 }
 
 // contentPolicy compiles the dlp section; nil when it has neither rules
@@ -651,8 +666,8 @@ func (b *Broker) httpHandler() (http.Handler, error) {
 	admin.Level = b.level
 	admin.Ops = b
 	admin.Audit = b.auditor
-	comp := compliance.New(b.store, b.auditor)
-	comp.Files = &compliance.Files{Meta: b.store.FileMeta(), BlobPath: b.files.BlobPath}
+	comp := compliance.New(b.compliance(), b.auditor)
+	comp.Files = &compliance.Files{Meta: b.files.Meta(), Open: b.files.OpenFile}
 	admin.Compliance = comp
 	mux.Handle("/admin/", admin)
 	// Login, tus uploads and downloads for people, browsers and phones (§15).

@@ -41,6 +41,8 @@ type clusterParts struct {
 	nc   *nats.Conn
 	js   *jetstore.Store
 	link *cluster.Link
+	// trim runs retention on the one node holding its lease.
+	trim *jetstore.Trimmer
 
 	closeOnce sync.Once
 	closeErr  error
@@ -122,6 +124,17 @@ func (b *Broker) startLink(rel *relations.Relations, h *messaging.Hook) error {
 	return nil
 }
 
+// startTrimmer runs retention (im.retention and conversations' own) on
+// whichever node holds the trimmer lease. What it removes leaves this
+// node's file references at once and the other nodes' at their next
+// file collection (their collectors find the message gone).
+func (b *Broker) startTrimmer() {
+	b.cl.trim = b.cl.js.StartTrimmer(jetstore.TrimmerOptions{
+		Node: b.cfg.Cluster.Node, Retention: b.cfg.IM.Retention, Every: b.cfg.IM.TrimEvery,
+		Forget: b.forget, Attachments: b.dropTrimmedRef, Logger: b.log,
+	})
+}
+
 // ClusterStatus reports the cluster's JetStream assets (admin API).
 func (b *Broker) ClusterStatus() (adminapi.ClusterStatus, error) {
 	if b.cl.js == nil {
@@ -182,8 +195,8 @@ func (b *Broker) clusterFiles(o *files.Options) error {
 }
 
 // badgerDir is where Badger lives: the data dir; in cluster mode
-// {data}/local, holding only node-local records (compliance's, which is
-// not built on JetStream yet).
+// {data}/local, a node-local store the shared state never goes to
+// (messages, accounts, compliance and files are JetStream's).
 func (b *Broker) badgerDir() string {
 	if b.cfg.Cluster.Enabled() {
 		return filepath.Join(b.cfg.Data, "local")
@@ -200,6 +213,9 @@ func (b *Broker) closeCluster() error {
 
 func (b *Broker) shutCluster() error {
 	var errs []error
+	if b.cl.trim != nil {
+		b.cl.trim.Stop() // hands the lease to another node
+	}
 	if b.cl.link != nil {
 		b.cl.link.Stop()
 	}

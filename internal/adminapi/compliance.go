@@ -81,6 +81,10 @@ func (h *Handler) complianceFail(w http.ResponseWriter, err error) {
 		writeErr(w, http.StatusNotFound, err.Error())
 		return
 	}
+	if errors.Is(err, im.ErrTooBig) { // a store's capacity (the cluster's hold list)
+		writeErr(w, http.StatusRequestEntityTooLarge, err.Error())
+		return
+	}
 	h.fail(w, err)
 }
 

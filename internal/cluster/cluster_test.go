@@ -169,7 +169,7 @@ func TestClusterStatus(t *testing.T) {
 	if st.Cluster != brokertest.ClusterName || st.Node != "n3" || !slices.Equal(st.Nodes, []string{"n1", "n2", "n3"}) {
 		t.Fatalf("status: %+v", st)
 	}
-	if len(st.Streams) != 9 || st.Streams[0].Name != "TERN" { // TERN, 5 buckets, 3 file assets
+	if len(st.Streams) != 10 || st.Streams[0].Name != "TERN" { // TERN, 6 buckets, 3 file assets
 		t.Fatalf("streams: %+v", st.Streams)
 	}
 	for _, s := range st.Streams {

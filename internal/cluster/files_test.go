@@ -1,12 +1,16 @@
 package cluster_test
 
 import (
+	"archive/tar"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"path"
 	"slices"
 	"strconv"
@@ -147,6 +151,34 @@ func TestFilesAcrossNodes(t *testing.T) {
 		at(i, "carol").want(404, "HEAD", web.FilesPath+fid, nil, nil)
 		at(i, "carol").want(404, "GET", web.FilesPath+strings.Repeat("Z.*>", 300), nil, nil) // junk fid
 	}
+	// A compliance export through node 3 carries the file (files are
+	// the cluster's, not the node's).
+	var tarball bytes.Buffer
+	if err := admin(nodes[2]).ExportFiles(context.Background(), url.Values{"user": {"bob"}}, &tarball); err != nil {
+		t.Fatalf("export files: %v", err)
+	}
+	tr := tar.NewReader(&tarball)
+	exported := false
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("export tar: %v", err)
+		}
+		if h.Name == "files/"+fid {
+			got, err := io.ReadAll(tr)
+			if err != nil || !bytes.Equal(got, a) {
+				t.Fatalf("exported file: %d bytes, %v; not the upload", len(got), err)
+			}
+			exported = true
+		}
+	}
+	if !exported {
+		t.Fatalf("the export through node 3 lacks files/%s", fid)
+	}
+
 	// A range, from a node's copy of the blob.
 	_, tail := at(1, "bob").want(206, "GET", web.FilesPath+fid, map[string]string{"Range": "bytes=-100"}, nil)
 	if !bytes.Equal(tail, a[len(a)-100:]) {

@@ -37,8 +37,12 @@ func TestValidateCluster(t *testing.T) {
 		cfg := DefaultConfig()
 		cfg.Cluster = embedded
 		cfg.IM.Retention = time.Hour
-		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "im.retention:") {
-			t.Fatalf("retention in cluster mode: %v", err)
+		if err := cfg.Validate(); err != nil {
+			t.Fatalf("retention in cluster mode (docs/cluster.md): %v", err)
+		}
+		cfg.IM.TrimEvery = 0
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "im.trim_every:") {
+			t.Fatalf("trim_every 0: %v", err)
 		}
 	})
 	for _, tt := range tests {

@@ -248,10 +248,14 @@ type IM struct {
 	GroupAddsBurst   int `yaml:"group_adds_burst"`
 	GroupAddsPerHour int `yaml:"group_adds_per_hour"`
 	// Retention is how long stream entries and conversation events are
-	// kept; older ones are trimmed in the background (once a minute) and
+	// kept; older ones are trimmed in the background (every TrimEvery) and
 	// a sync from a cursor before what is kept answers reset. 0 means
 	// everything is kept forever.
 	Retention time.Duration `yaml:"retention"`
+	// TrimEvery is how often retention runs (im.retention and the
+	// conversations' own); in a cluster on one node at a time, the
+	// holder of the trimmer lease (docs/cluster.md).
+	TrimEvery time.Duration `yaml:"trim_every"`
 	// CommitBacklog bounds the committed events waiting for live
 	// delivery (the commit stream). When delivery falls that far behind,
 	// senders wait for room before their PUBACK (backpressure) instead of
@@ -384,6 +388,7 @@ func DefaultConfig() *Config {
 			GroupAddsBurst:   20,
 			GroupAddsPerHour: 30,
 			CommitBacklog:    256,
+			TrimEvery:        time.Minute,
 		},
 		Presence: Presence{Grace: 10 * time.Second, Coalesce: 2 * time.Second},
 		Files: Files{
@@ -623,6 +628,9 @@ func (c *Config) Validate() error {
 	if c.IM.Retention < 0 {
 		bad("im.retention", "must not be negative")
 	}
+	if c.IM.TrimEvery < 100*time.Millisecond || c.IM.TrimEvery > time.Hour {
+		bad("im.trim_every", "must be 100ms to 1h")
+	}
 	if c.IM.CommitBacklog < 1 {
 		bad("im.commit_backlog", "must be at least 1")
 	}
@@ -663,11 +671,11 @@ func (c *Config) Validate() error {
 		bad("search.settle", "must be 0 to 1m")
 	}
 	c.validateCompliance(bad)
-	c.Cluster.validate(bad, c.IM.Retention)
+	c.Cluster.validate(bad)
 	return errors.Join(errs...)
 }
 
-func (c Cluster) validate(bad func(field, format string, args ...any), retention time.Duration) {
+func (c Cluster) validate(bad func(field, format string, args ...any)) {
 	if !c.Enabled() {
 		if c.Node != "" || c.NATSListen != "" || c.NATSURL != "" || len(c.NATSRoutes) > 0 || c.NATSClient != "" || c.NATSAdvertise != "" {
 			bad("cluster.name", "must be set when any other cluster key is")
@@ -685,9 +693,6 @@ func (c Cluster) validate(bad func(field, format string, args ...any), retention
 		bad("cluster.nats_listen", "one of nats_listen (embedded) and nats_url (external) is required")
 	case c.NATSListen != "" && c.NATSURL != "":
 		bad("cluster.nats_url", "excludes nats_listen")
-	}
-	if retention > 0 {
-		bad("im.retention", "is not built in cluster mode yet (docs/cluster.md): keep it 0")
 	}
 	if c.NATSURL != "" && (len(c.NATSRoutes) > 0 || c.NATSClient != "" || c.NATSAdvertise != "") {
 		bad("cluster.nats_routes", "routes, nats_client and nats_advertise belong to the embedded server (nats_listen)")

@@ -20,6 +20,7 @@ func TestValidateIM(t *testing.T) {
 		{"rate", func(c *Config) { c.IM.RatePerSec = 0 }, "im.rate_per_sec"},
 		{"group size", func(c *Config) { c.IM.MaxGroupMembers = 1 }, "im.max_group_members"},
 		{"retention", func(c *Config) { c.IM.Retention = -time.Second }, "im.retention"},
+		{"trim every", func(c *Config) { c.IM.TrimEvery = 2 * time.Hour }, "im.trim_every"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := DefaultConfig()

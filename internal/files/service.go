@@ -204,6 +204,12 @@ func (s *Service) full() error {
 // the service is used (the IM service that decides exists only later).
 func (s *Service) SetAccess(a Access) { s.o.Access = a }
 
+// Meta returns the metadata store (compliance exports read it).
+func (s *Service) Meta() Meta { return s.o.Meta }
+
+// OpenFile is Read as an io.ReadCloser (compliance.Files.Open).
+func (s *Service) OpenFile(f File) (io.ReadCloser, error) { return s.Read(f) }
+
 // MaxSize returns the largest file accepted.
 func (s *Service) MaxSize() int64 { return s.o.MaxSize }
 

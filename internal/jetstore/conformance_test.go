@@ -48,25 +48,17 @@ func openBackend(t testing.TB) imtest.Backend {
 	clk := imtest.NewClock()
 	commits := im.NewCommitStream(64, 4)
 	s := openOn(t, startNode(t), 1, clk.Now, commits)
-	return imtest.Backend{Store: s, Commits: commits, Clock: clk, Feed: s, Trim: func(cutoff time.Time) error {
+	return imtest.Backend{Store: s, Commits: commits, Clock: clk, Feed: s, Compliance: s, Trim: func(cutoff time.Time) error {
 		_, err := s.Trim(cutoff)
 		return err
 	}}
 }
 
-// notBuilt are the checks of ports jetstore does not implement yet:
-// im.Compliance (holds, per-conversation retention, export;
-// docs/cluster.md).
-var notBuilt = map[string]bool{"HoldsAndPurge": true, "ConvRetention": true}
-
 // TestConformance runs the im port conformance suite against a single
-// embedded JetStream node (but the checks of notBuilt).
+// embedded JetStream node.
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	for _, c := range imtest.Checks {
-		if notBuilt[c.Name] {
-			continue
-		}
 		t.Run(c.Name, func(t *testing.T) {
 			t.Parallel()
 			c.Run(t, openBackend(t))
@@ -166,7 +158,8 @@ func (s *spread) Append(as ...*im.Append) error {
 
 // TestConformanceCluster runs the conformance suite against a three-node
 // embedded cluster (R3, every write fsynced), appending through all
-// three nodes at once. Each node commits to its own commit stream, so
+// three nodes at once, with holds and retentions set through the third
+// and the trimmer run by the first. Each node commits to its own commit stream, so
 // the commit-stream checks (single-node order) are left to
 // TestConformance, and so is the feed: nodes stamp ids from their own
 // clocks, so the feed's id order is one node's (docs/cluster.md).
@@ -183,13 +176,13 @@ func TestConformanceCluster(t *testing.T) {
 			stores = append(stores, openOn(t, n, 3, clk.Now, nil))
 		}
 		st := stores[0]
-		return imtest.Backend{Store: &spread{Store: stores[1], all: stores}, Clock: clk, Trim: func(cutoff time.Time) error {
+		return imtest.Backend{Store: &spread{Store: stores[1], all: stores}, Clock: clk, Compliance: stores[2], Trim: func(cutoff time.Time) error {
 			_, err := st.Trim(cutoff)
 			return err
 		}}
 	}
 	for _, c := range imtest.Checks {
-		if c.Name == "FeedInCommitOrder" || notBuilt[c.Name] {
+		if c.Name == "FeedInCommitOrder" {
 			continue
 		}
 		t.Run(c.Name, func(t *testing.T) {

@@ -53,6 +53,8 @@
 // # KV buckets
 //
 // Records that no append touches live in KV buckets: tern-users,
-// tern-tokens, tern-contacts (roster and blocks), tern-presence and
-// tern-meta (cluster-wide counters such as the session epoch).
+// tern-tokens, tern-contacts (roster and blocks), tern-presence,
+// tern-meta (cluster-wide counters such as the session epoch) and
+// tern-compliance (legal holds, conversations' own retentions and the
+// trimmer lease; compliance.go).
 package jetstore

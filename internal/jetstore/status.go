@@ -33,7 +33,7 @@ type Replica struct {
 // their lag, messages and bytes.
 func (s *Store) Status() ([]StreamStatus, error) {
 	names := []string{LogStream}
-	for _, b := range []string{bucketUsers, bucketTokens, bucketContacts, bucketPresence, bucketMeta} {
+	for _, b := range []string{bucketUsers, bucketTokens, bucketContacts, bucketPresence, bucketMeta, bucketCompliance} {
 		names = append(names, "KV_"+b)
 	}
 	// The file assets exist once OpenFiles ran (the broker does).

@@ -27,6 +27,9 @@ var (
 	ErrClosed   = im.ErrClosed
 	// ErrContention: an append lost its compare-and-set too many times.
 	ErrContention = errors.New("jetstore: append kept conflicting")
+	// ErrTooManyHolds: the legal holds would outgrow their one KV record
+	// (compliance.go); an im.ErrTooBig (413).
+	ErrTooManyHolds = fmt.Errorf("jetstore: %w: too many legal holds in the cluster (remove lifted ones)", im.ErrTooBig)
 )
 
 // Stream and bucket names.
@@ -102,6 +105,8 @@ type Store struct {
 		sync.Mutex
 		r *ulid.MonotonicEntropy
 	}
+	// comp caches the legal holds by their KV revision (compliance.go).
+	comp    holdList
 	bad     atomic.Int64 // events that could not be decoded
 	closed  atomic.Bool
 	closing atomic.Bool
@@ -145,7 +150,7 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jetstore: stream %s: %w", LogStream, err)
 	}
-	for _, b := range []string{bucketUsers, bucketTokens, bucketContacts, bucketPresence, bucketMeta} {
+	for _, b := range []string{bucketUsers, bucketTokens, bucketContacts, bucketPresence, bucketMeta, bucketCompliance} {
 		var kv jetstream.KeyValue
 		err := retry(ctx, func(ctx context.Context) error { return s.leaderKV(ctx, b, &kv) })
 		if err != nil {
