@@ -285,6 +285,7 @@ func (b *Broker) build() error {
 	// service's op table through the messaging hook.
 	fileHook := new(filehook.Hook)
 	msgHook := new(messaging.Hook)
+	presHook := new(presence.Hook)
 	var typing func(ev *im.Event, to []string)
 	if cfg.Cluster.Enabled() {
 		// The link starts below, before any client connects.
@@ -341,7 +342,7 @@ func (b *Broker) build() error {
 			Content: content, Audit: b.auditor, Compliance: b.compliance(),
 			Typing: typing,
 			Policy: service.Policy{
-				Epoch: b.epoch, DMPolicy: cfg.IM.DMPolicy, MaxPacket: int(cfg.Limits.MaxPacketSize),
+				Epoch: b.epoch, EpochNow: b.clusterEpoch(), DMPolicy: cfg.IM.DMPolicy, MaxPacket: int(cfg.Limits.MaxPacketSize),
 				MaxBody: int(cfg.IM.MaxBody), RateBurst: cfg.IM.RateBurst, RatePerSec: float64(cfg.IM.RatePerSec),
 				MaxGroupMembers: cfg.IM.MaxGroupMembers,
 				Limits: service.Limits{
@@ -359,11 +360,7 @@ func (b *Broker) build() error {
 			// download chunks is never cut by limits.max_inflight_bytes.
 			GetBytes: int(cfg.Limits.MaxInflightBytes / 2),
 		}},
-		{new(presence.Hook), &presence.Options{
-			Server: b.mqtt, Sessions: b.sessions, Store: b.st,
-			Grace: cfg.Presence.Grace, Coalesce: cfg.Presence.Coalesce, Watchers: relations,
-			Metrics: b.metrics,
-		}},
+		{presHook, b.presenceOptions(relations)},
 		{new(acl.Hook), &acl.Options{Policy: policy, Sessions: b.sessions, Metrics: b.metrics, Audit: b.auditor}},
 		{new(auth.Hook), &auth.Options{
 			Server: b.mqtt, Accounts: b.accounts, Sessions: b.sessions, Metrics: b.metrics,
@@ -382,7 +379,7 @@ func (b *Broker) build() error {
 	b.files.SetAccess(msgHook.Service())
 	b.im = msgHook.Service()
 	if cfg.Cluster.Enabled() {
-		if err := b.startLink(relations, msgHook); err != nil {
+		if err := b.startLink(relations, msgHook, presHook); err != nil {
 			return err
 		}
 		b.startTrimmer()
@@ -745,8 +742,12 @@ func (b *Broker) Start() error {
 }
 
 // publishServerInfo retains im/sys/server {epoch, v, ts}: a new epoch tells
-// devices the broker restarted.
+// devices the broker restarted. A cluster node publishes the cluster's
+// record instead (announceServer).
 func (b *Broker) publishServerInfo() error {
+	if b.cl.js != nil {
+		return b.announceServer()
+	}
 	p, err := json.Marshal(struct {
 		Epoch uint64 `json:"epoch"`
 		V     string `json:"v"`
@@ -776,6 +777,7 @@ func (b *Broker) Close() error {
 		b.ready.Store(false)
 		if b.cl.js != nil {
 			b.cl.js.Closing() // last writes do not wait out an election
+			b.stopServerWatch()
 		}
 		var errs []error
 		if b.httpSrv != nil {

@@ -2,16 +2,20 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/tern-im/tern/hooks/messaging"
+	"github.com/tern-im/tern/hooks/presence"
 	"github.com/tern-im/tern/internal/accounts"
 	"github.com/tern-im/tern/internal/adminapi"
 	"github.com/tern-im/tern/internal/cluster"
@@ -20,6 +24,7 @@ import (
 	"github.com/tern-im/tern/internal/jetstore"
 	"github.com/tern-im/tern/internal/relations"
 	"github.com/tern-im/tern/internal/session"
+	"github.com/tern-im/tern/topics"
 )
 
 // backend is what the broker needs of its store: every im port, the
@@ -41,6 +46,11 @@ type clusterParts struct {
 	nc   *nats.Conn
 	js   *jetstore.Store
 	link *cluster.Link
+	// epoch is the cluster's epoch (im/sys/server), which a later
+	// node's start raises; unwatch ends the watch of its record.
+	epoch   atomic.Uint64
+	unwatch func()
+	pres    *presence.Hook
 	// trim runs retention on the one node holding its lease.
 	trim *jetstore.Trimmer
 
@@ -98,30 +108,174 @@ func (b *Broker) openCluster() error {
 	return nil
 }
 
-// startLink connects this node to the other nodes' live traffic.
-func (b *Broker) startLink(rel *relations.Relations, h *messaging.Hook) error {
+// startLink connects this node to the other nodes' live traffic and
+// heartbeats.
+func (b *Broker) startLink(rel *relations.Relations, h *messaging.Hook, pres *presence.Hook) error {
+	cc := b.cfg.Cluster
 	link, err := cluster.Start(cluster.Options{
-		Conn: b.cl.nc, Node: b.cfg.Cluster.Node, Commits: b.commits,
+		Conn: b.cl.nc, Node: cc.Node, Commits: b.commits,
 		Drop:     func(uids, gids []string) { rel.Drop(uids, gids...) },
 		Deleted:  rel.ForgetDeleted,
 		Account:  b.accounts.Changed,
 		Flush:    func() { b.accounts.Flush(); rel.Flush() },
 		Announce: h.Announce, Typing: h.RelayTyping, Kick: b.Kick, Log: b.log,
+		// A device's next connection here gets a greater generation
+		// than its connection on another node.
+		Raise:     b.sessions.Raise,
+		Heartbeat: cc.Heartbeat, NodeTimeout: cc.NodeTimeout,
+		// The survivors drop a dead node's connections; its users go off.
+		Dead: pres.NodeGone,
+		// GET /admin/v1/cluster/… on another node asks this one.
+		Admin: b.adminView,
+		// Presences the other nodes store are retained here at once.
+		Presence: pres.Mirror,
+		// Taken as gone by the others (or a partition healed): this
+		// node's devices are recorded again.
+		Rejoin: pres.Rejoin,
 	})
 	if err != nil {
 		return err
 	}
-	b.cl.link = link
+	b.cl.link, b.cl.pres = link, pres
 	rel.OnInvalidate = link.Invalidated
 	rel.OnDeleted = link.Deleted
 	b.accounts.OnChange = link.AccountChanged
 	// A device connecting here ends its connection on another node.
 	b.sessions.OnAdd(func(s *session.Session) {
 		if !s.Anonymous {
-			link.Connected(s.UID, s.DID)
+			link.Connected(s.UID, s.DID, s.Gen)
 		}
 	})
 	return nil
+}
+
+// presenceOptions are the presence hook's options; in cluster mode
+// presence is cluster-wide (the connection registry and the stored
+// presences in JetStream).
+func (b *Broker) presenceOptions(w presence.Watchers) *presence.Options {
+	cfg := b.cfg
+	o := &presence.Options{
+		Server: b.mqtt, Sessions: b.sessions, Store: b.st,
+		Grace: cfg.Presence.Grace, Coalesce: cfg.Presence.Coalesce, Watchers: w,
+		Metrics: b.metrics,
+	}
+	if b.cl.js != nil {
+		o.Cluster, o.Node = b.cl.js, cfg.Cluster.Node
+		// The link starts after the hooks, before Alive is first asked
+		// (Settle after the start).
+		o.Alive = func(node string) bool { return b.cl.link.Alive(node) }
+		o.First, o.Settle = b.epoch<<40, cfg.Cluster.NodeTimeout
+		// The link starts after the hooks, before any client connects.
+		o.Announce = func(uid string, p im.Presence) { b.cl.link.Presence(uid, p) }
+	}
+	return o
+}
+
+// clusterEpoch is the epoch hello reports in cluster mode (nil on a
+// single node: the run's own).
+func (b *Broker) clusterEpoch() func() uint64 {
+	if b.cl.js == nil {
+		return nil
+	}
+	b.cl.epoch.Store(b.epoch)
+	return b.cl.epoch.Load
+}
+
+// announceServer makes this node's start the cluster's im/sys/server
+// record (unless a later node's is stored) and republishes the record
+// as it changes, so every node retains the same: one epoch for the
+// cluster, which grows when any node starts.
+func (b *Broker) announceServer() error {
+	js := b.cl.js
+	err := js.AnnounceServer(jetstore.ServerInfo{Epoch: b.epoch, V: Version, TS: time.Now().UnixMilli()})
+	if err != nil {
+		return fmt.Errorf("im/sys/server: %w", err)
+	}
+	stop, err := js.WatchServer(func(si jetstore.ServerInfo) {
+		b.cl.epoch.Store(si.Epoch)
+		p, err := json.Marshal(si)
+		if err == nil {
+			err = b.mqtt.Publish(topics.SysServer, p, true, 1)
+		}
+		if err != nil {
+			b.log.Error("im/sys/server", "error", err)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("im/sys/server: %w", err)
+	}
+	b.cl.unwatch = stop
+	return nil
+}
+
+func (b *Broker) stopServerWatch() {
+	if b.cl.unwatch != nil {
+		b.cl.unwatch()
+		b.cl.unwatch = nil
+	}
+}
+
+// PresenceSettled is closed once a cluster node has dropped the stale
+// connections it found at its start (nodes not heard from, its own from
+// before a restart); nil on a single node.
+func (b *Broker) PresenceSettled() <-chan struct{} {
+	if b.cl.pres == nil {
+		return nil
+	}
+	return b.cl.pres.Settled()
+}
+
+// gatherWait bounds how long a cluster-wide admin view waits for the
+// other nodes' answers.
+const gatherWait = 2 * time.Second
+
+// adminView is this node's answer to another node's admin request.
+func (b *Broker) adminView(kind string) (any, error) {
+	switch kind {
+	case "clients":
+		return b.Clients(), nil
+	case "stats":
+		return b.Stats(), nil
+	}
+	return nil, fmt.Errorf("unknown admin view %q", kind)
+}
+
+// ClusterClients lists the clients of every node (admin API).
+func (b *Broker) ClusterClients() ([]adminapi.ClientInfo, error) {
+	if b.cl.link == nil {
+		return nil, adminapi.ErrNotCluster
+	}
+	out := b.Clients()
+	others, err := b.cl.link.Gather("clients", gatherWait)
+	for node, raw := range others {
+		var cs []adminapi.ClientInfo
+		if jerr := json.Unmarshal(raw, &cs); jerr != nil {
+			err = errors.Join(err, fmt.Errorf("clients of node %s: %w", node, jerr))
+			continue
+		}
+		out = append(out, cs...)
+	}
+	slices.SortFunc(out, func(a, b adminapi.ClientInfo) int { return a.Since.Compare(b.Since) })
+	return out, err
+}
+
+// ClusterStats reports every node's state, by node name (admin API).
+func (b *Broker) ClusterStats() ([]adminapi.Stats, error) {
+	if b.cl.link == nil {
+		return nil, adminapi.ErrNotCluster
+	}
+	out := []adminapi.Stats{b.Stats()}
+	others, err := b.cl.link.Gather("stats", gatherWait)
+	for node, raw := range others {
+		var st adminapi.Stats
+		if jerr := json.Unmarshal(raw, &st); jerr != nil {
+			err = errors.Join(err, fmt.Errorf("stats of node %s: %w", node, jerr))
+			continue
+		}
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(a, b adminapi.Stats) int { return strings.Compare(a.Node, b.Node) })
+	return out, err
 }
 
 // startTrimmer runs retention (im.retention and conversations' own) on

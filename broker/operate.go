@@ -21,7 +21,7 @@ func (b *Broker) Clients() []adminapi.ClientInfo {
 	var out []adminapi.ClientInfo
 	b.sessions.Range(func(cl *mqtt.Client, s *session.Session) bool {
 		out = append(out, adminapi.ClientInfo{
-			UID: s.UID, DID: s.DID, ClientID: cl.ID, Addr: s.Remote,
+			Node: b.cfg.Cluster.Node, UID: s.UID, DID: s.DID, ClientID: cl.ID, Addr: s.Remote,
 			Proto: proto(cl.Properties.ProtocolVersion), Listener: s.Listener, Since: s.Connected.UTC(),
 		})
 		return true
@@ -45,6 +45,7 @@ func (b *Broker) Stats() adminapi.Stats {
 	in := buildinfo.Read()
 	info := b.mqtt.Info
 	return adminapi.Stats{
+		Node:    b.cfg.Cluster.Node,
 		Version: in.Version, Commit: in.Commit, GoVersion: in.GoVersion,
 		Started: b.started.UTC(), UptimeSeconds: int64(time.Since(b.started) / time.Second),
 		Connections:   b.sessions.Len(),

@@ -18,12 +18,14 @@ type adminCommand struct {
 	server         string
 	verb           string
 	args           []string
+	cluster        bool
 }
 
 func (c *adminCommand) Parse(args []string) error {
 	fs := newFlagSet("admin", c.stderr)
 	c.common.register(fs)
 	fs.StringVar(&c.server, "server", "", "running broker's HTTP `URL` (default: http://127.0.0.1 on the config's http.addr port)")
+	fs.BoolVar(&c.cluster, "cluster", false, "clients, stats: every node of the cluster, not only the one asked")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -59,13 +61,24 @@ func (c *adminCommand) Run(ctx context.Context) error {
 	}
 	switch c.verb {
 	case "clients":
-		cs, err := api.Clients(ctx)
+		list := api.Clients
+		if c.cluster {
+			list = api.ClusterClients
+		}
+		cs, err := list(ctx)
 		if err != nil {
 			return fmt.Errorf("admin clients: %w", err)
 		}
 		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "CLIENT\tADDR\tPROTO\tLISTENER\tSINCE")
+		if c.cluster {
+			fmt.Fprintln(tw, "NODE\tCLIENT\tADDR\tPROTO\tLISTENER\tSINCE")
+		} else {
+			fmt.Fprintln(tw, "CLIENT\tADDR\tPROTO\tLISTENER\tSINCE")
+		}
 		for _, cl := range cs {
+			if c.cluster {
+				fmt.Fprintf(tw, "%s\t", cl.Node)
+			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cl.ClientID, cl.Addr, cl.Proto, cl.Listener, cl.Since.Format("2006-01-02 15:04:05Z"))
 		}
 		return tw.Flush()
@@ -77,7 +90,12 @@ func (c *adminCommand) Run(ctx context.Context) error {
 		fmt.Fprintf(c.stderr, "admin kick: %s: %d connection(s) closed\n", c.args[0], n)
 		return nil
 	case "stats":
-		st, err := api.Stats(ctx)
+		var st any
+		if c.cluster {
+			st, err = api.ClusterStats(ctx)
+		} else {
+			st, err = api.Stats(ctx)
+		}
 		if err != nil {
 			return fmt.Errorf("admin stats: %w", err)
 		}

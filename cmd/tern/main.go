@@ -42,10 +42,11 @@ Usage:
   tern token revoke UID [DID] [--id ID]
   tern store check [--repair] [--data DIR]
   tern search reindex [--data DIR]
-  tern admin clients|stats [--server URL]
+  tern admin clients|stats [--server URL] [--cluster]
   tern admin kick UID.DID [--server URL]
   tern admin notice TEXT [--server URL]
   tern cluster status [--server URL]
+  tern cluster init [--nats-url URL] [--replicas N]   (an existing NATS cluster: create the streams and buckets)
   tern audit verify [FILE…] [--data DIR]
   tern retention set CV DURATION | get CV        (DURATION: 720h, 30d; 0 = im.retention)
   tern hold add (--user UID | --cv CV) [--reason TEXT] | list | remove ID

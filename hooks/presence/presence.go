@@ -4,7 +4,8 @@
 // after the last one went. Late events of connections that were taken
 // over or replaced by a newer generation change nothing; publications are
 // coalesced per user, persisted before they are published, and rebuilt
-// from the store at start.
+// from the store at start. In cluster mode presence is cluster-wide
+// (cluster.go).
 package presence
 
 import (
@@ -47,6 +48,20 @@ type Options struct {
 	Watchers Watchers
 	// Metrics counts presence publications; nil counts nothing.
 	Metrics *metrics.Metrics
+
+	// Cluster, set in cluster mode, makes presence cluster-wide (see
+	// cluster.go); then Node names this node, Alive tells whether a node
+	// is alive, First is this run's first connection generation, and
+	// Settle is how long after the start the connections of nodes not
+	// heard from (and this node's own from before a restart) are dropped.
+	Cluster Cluster
+	Node    string
+	Alive   func(node string) bool
+	First   uint64
+	Settle  time.Duration
+	// Announce, when set, sends each presence this node stores to the
+	// other nodes at once (they call Mirror).
+	Announce func(uid string, p im.Presence)
 }
 
 // Watchers answers who may see whose presence (messaging.Relations).
@@ -75,6 +90,15 @@ type Hook struct {
 	wg   sync.WaitGroup
 	// watch carries published presences to the eph fan-out goroutine.
 	watch chan watched
+	// unmirror ends the store's presence watch (cluster mode); settled
+	// is closed once the start's sweep of stale connections is done.
+	unmirror func()
+	settled  chan struct{}
+	// pv is the last pv retained per user (cluster mode), so that a
+	// record that arrives twice (link and watch) or late is not retained
+	// again.
+	pvMu sync.Mutex
+	pv   map[string]uint64
 }
 
 // watched is one published presence change.
@@ -97,20 +121,31 @@ func (h *Hook) Provides(b byte) bool {
 }
 
 // Init takes *Options and republishes every stored presence as off: it
-// runs before the listeners start, when nobody is connected.
+// runs before the listeners start, when nobody is connected. In cluster
+// mode it republishes every stored presence as it is (devices on other
+// nodes are connected) and starts mirroring the other nodes' changes.
 func (h *Hook) Init(config any) error {
 	o, ok := config.(*Options)
 	if !ok || o == nil || o.Server == nil || o.Sessions == nil || o.Store == nil ||
-		o.Grace < 0 || o.Coalesce < 0 {
+		o.Grace < 0 || o.Coalesce < 0 || o.Cluster != nil && (o.Node == "" || o.Alive == nil) {
 		return mqtt.ErrInvalidConfigType
 	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 	h.opts = o
-	h.t = newTracker(trackerOptions{
+	h.settled = make(chan struct{})
+	to := trackerOptions{
 		store: o.Store, publish: h.publish, now: o.Now, grace: o.Grace, coalesce: o.Coalesce, log: h.Log,
-	})
+	}
+	if o.Cluster != nil {
+		to.conns, to.node = o.Cluster, o.Node
+		h.pv = map[string]uint64{}
+	}
+	h.t = newTracker(to)
+	if o.Cluster != nil {
+		h.t.stored = h.stored
+	}
 	if o.Watchers != nil {
 		h.watch = make(chan watched, watchQueue)
 		h.t.changed = h.changed
@@ -124,6 +159,9 @@ func (h *Hook) Init(config any) error {
 			h.t.down(s.UID, s.DID, s.Gen)
 		}
 	})
+	if o.Cluster != nil {
+		return h.mirror()
+	}
 	n, err := h.t.rebuild()
 	if err != nil {
 		return fmt.Errorf("presence: rebuild: %w", err)
@@ -138,6 +176,10 @@ func (h *Hook) OnStarted() {
 	if h.watch != nil {
 		h.wg.Add(1)
 		go h.fanout()
+	}
+	if h.opts.Cluster != nil {
+		h.wg.Add(1)
+		go h.settle()
 	}
 }
 
@@ -212,6 +254,10 @@ func (h *Hook) Stop() error {
 		close(h.stop)
 		h.wg.Wait()
 		h.stop = nil
+	}
+	if h.unmirror != nil {
+		h.unmirror()
+		h.unmirror = nil
 	}
 	if h.t == nil {
 		return nil

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -47,6 +48,17 @@ type tracker struct {
 	// changed, if set, is told of every live publication (not the
 	// rebuild's), under the user's shard lock: it must not block.
 	changed func(uid string, p im.Presence)
+	// conns, in cluster mode, is the cluster's connection registry, in
+	// which this node (named node) records its devices; nil on a single
+	// node. Then a user's devices are this node's and the other nodes'
+	// in the registry, the stored presence is reread before each change
+	// (another node may have written it), and what is stored is
+	// published by the store's watch on every node, not here.
+	conns im.Connections
+	node  string
+	// stored is told of every presence this node stored (cluster mode),
+	// under the user's shard lock: it must not block.
+	stored func(uid string, p im.Presence)
 
 	// gate lets Stop wait for events and timer callbacks in progress and
 	// turn away later ones.
@@ -82,6 +94,14 @@ type user struct {
 	flush   *time.Timer
 	seq     uint64    // identifies the current grace timer
 	since   time.Time // when the state first differed from pub
+	// elsewhere are the user's devices on other nodes (cluster mode), as
+	// the registry said when this event began.
+	elsewhere []string
+	// leaving is the registry entry of the last device to go here, kept
+	// through the grace period (cluster mode): the other nodes count the
+	// user online meanwhile, and drop it if this node dies before the
+	// grace period ends.
+	leaving *im.Conn
 }
 
 // trackerOptions configure a tracker.
@@ -92,10 +112,13 @@ type trackerOptions struct {
 	now             func() time.Time
 	grace, coalesce time.Duration
 	log             *slog.Logger
+	conns           im.Connections
+	node            string
 }
 
 func newTracker(o trackerOptions) *tracker {
-	t := &tracker{store: o.store, publish: o.publish, now: o.now, grace: o.grace, coalesce: o.coalesce, log: o.log}
+	t := &tracker{store: o.store, publish: o.publish, now: o.now, grace: o.grace, coalesce: o.coalesce, log: o.log,
+		conns: o.conns, node: o.node}
 	for i := range t.shards {
 		t.shards[i].users = make(map[string]*user)
 	}
@@ -126,13 +149,58 @@ func (t *tracker) do(uid string, fn func(u *user)) {
 	if u == nil {
 		u = &user{devs: map[string]device{}, mode: On, offline: true}
 		t.load(uid, u)
+		if t.conns != nil {
+			// Online as stored: the node that saw the last device go
+			// (or, if it died, a survivor) takes the user off.
+			u.offline = u.pub.S == Off || u.pub.PV == 0
+		}
 		sh.users[uid] = u
+	} else if t.conns != nil && u.flush == nil {
+		t.load(uid, u) // another node may have written since
+	}
+	if t.conns != nil {
+		t.clusterView(uid, u)
 	}
 	fn(u)
 	t.sync(uid, u)
-	if u.offline && len(u.devs) == 0 && u.grace == nil && u.flush == nil {
+	if (u.offline || t.conns != nil) && len(u.devs) == 0 && u.grace == nil && u.flush == nil {
 		delete(sh.users, uid)
 	}
+}
+
+// clusterView refreshes what other nodes decide about u: its devices
+// there, and (unless a change of this node's is still to be published)
+// the status they published.
+func (t *tracker) clusterView(uid string, u *user) {
+	cs, err := t.conns.Conns(uid)
+	if err != nil {
+		t.log.Error("presence: connections", "user", uid, "error", err)
+	} else {
+		u.elsewhere = u.elsewhere[:0]
+		for _, c := range cs {
+			if c.Node != t.node {
+				u.elsewhere = append(u.elsewhere, c.DID)
+			}
+		}
+	}
+	if u.flush == nil && u.loaded {
+		u.mode = On
+		if u.pub.S == Away || u.pub.S == Busy {
+			u.mode = u.pub.S
+		}
+	}
+}
+
+// count is how many devices of u are connected: here, and elsewhere in
+// cluster mode (a device that just moved here is counted once).
+func (t *tracker) count(u *user) int {
+	n := len(u.devs)
+	for _, did := range u.elsewhere {
+		if _, here := u.devs[did]; !here {
+			n++
+		}
+	}
+	return n
 }
 
 func (t *tracker) load(uid string, u *user) {
@@ -153,7 +221,7 @@ func (t *tracker) up(uid, did string, gen uint64) {
 		if cur, ok := u.devs[did]; ok && cur.gen > gen {
 			return // an older connection, late
 		}
-		t.add(u, did, device{gen})
+		t.add(uid, u, did, device{gen})
 	})
 }
 
@@ -187,13 +255,20 @@ func (t *tracker) apply(uid, did string, gen uint64, o op, live bool) {
 			u.mode = o.S
 		}
 		if !ok || cur.gen != gen {
-			t.add(u, did, device{gen})
+			t.add(uid, u, did, device{gen})
 		}
 	})
 }
 
-func (t *tracker) add(u *user, did string, d device) {
+func (t *tracker) add(uid string, u *user, did string, d device) {
 	u.devs[did] = d
+	t.register(im.Conn{UID: uid, DID: did, Node: t.node, Gen: d.gen})
+	if l := u.leaving; l != nil {
+		u.leaving = nil
+		if l.DID != did { // the same device's entry was just replaced
+			t.unregister(*l)
+		}
+	}
 	u.offline = false
 	if u.grace != nil {
 		u.grace.Stop()
@@ -206,9 +281,81 @@ func (t *tracker) remove(uid string, u *user, did string, gen uint64) {
 		return
 	}
 	delete(u.devs, did)
-	if len(u.devs) > 0 {
+	c := im.Conn{UID: uid, DID: did, Node: t.node, Gen: gen}
+	switch {
+	case t.count(u) > 0:
+		t.unregister(c)
+		return
+	case t.conns != nil && t.grace > 0:
+		u.leaving = &c // until the grace period ends
+	default:
+		t.unregister(c)
+	}
+	t.lastGone(uid, u)
+}
+
+// register records a connection in the cluster's registry.
+func (t *tracker) register(c im.Conn) {
+	if t.conns == nil {
 		return
 	}
+	if err := t.conns.Connect(c); err != nil {
+		t.log.Error("presence: register connection", "user", c.UID, "error", err)
+	}
+}
+
+// rejoin records every device connected here in the registry again (the
+// other nodes dropped them, taking this node as gone) and re-checks
+// their users' presence.
+func (t *tracker) rejoin() int {
+	var uids []string
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		for uid, u := range sh.users {
+			if len(u.devs) > 0 {
+				uids = append(uids, uid)
+			}
+		}
+		sh.mu.Unlock()
+	}
+	for _, uid := range uids {
+		t.do(uid, func(u *user) {
+			cs, err := t.conns.Conns(uid)
+			if err != nil {
+				t.log.Error("presence: connections", "user", uid, "error", err)
+				return
+			}
+			// Only what was dropped: a device whose entry is another
+			// node's has connected there since.
+			listed := func(did string) bool {
+				return slices.ContainsFunc(cs, func(c im.Conn) bool { return c.DID == did })
+			}
+			for did, d := range u.devs {
+				if !listed(did) {
+					t.register(im.Conn{UID: uid, DID: did, Node: t.node, Gen: d.gen})
+				}
+			}
+			if l := u.leaving; l != nil && !listed(l.DID) {
+				t.register(*l)
+			}
+		})
+	}
+	return len(uids)
+}
+
+// unregister removes a connection from the cluster's registry.
+func (t *tracker) unregister(c im.Conn) {
+	if t.conns == nil {
+		return
+	}
+	if err := t.conns.Disconnect(c); err != nil {
+		t.log.Error("presence: unregister connection", "user", c.UID, "error", err)
+	}
+}
+
+// lastGone starts the grace period of a user whose last device went.
+func (t *tracker) lastGone(uid string, u *user) {
 	u.left = t.now()
 	if t.grace <= 0 {
 		t.goOffline(u)
@@ -231,7 +378,11 @@ func (t *tracker) graceOver(uid string, seq uint64) {
 			return // a device came back, or a newer grace timer runs
 		}
 		u.grace = nil
-		if len(u.devs) == 0 {
+		if l := u.leaving; l != nil {
+			u.leaving = nil
+			t.unregister(*l)
+		}
+		if t.count(u) == 0 {
 			t.goOffline(u)
 		}
 	})
@@ -241,8 +392,8 @@ func (t *tracker) graceOver(uid string, seq uint64) {
 // nothing is to be published (the grace period).
 func (t *tracker) want(u *user, now time.Time) (p im.Presence, ok bool) {
 	switch {
-	case len(u.devs) > 0:
-		return im.Presence{S: u.mode, LS: now.UnixMilli(), D: len(u.devs), TX: u.tx}, true
+	case t.count(u) > 0:
+		return im.Presence{S: u.mode, LS: now.UnixMilli(), D: t.count(u), TX: u.tx}, true
 	case u.offline && u.pub.PV > 0:
 		ls := u.pub.LS
 		if !u.left.IsZero() {
@@ -290,12 +441,33 @@ func (t *tracker) sync(uid string, u *user) {
 		}
 	}
 	p.PV = u.pub.PV + 1
-	if err := t.store.PutPresence(uid, p); err != nil {
+	err := t.store.PutPresence(uid, p)
+	for try := 0; errors.Is(err, im.ErrStale) && try < 3; try++ {
+		// Another node wrote this user's presence since it was read
+		// (cluster mode): go on from what it wrote.
+		if !t.reload(uid, u) {
+			break
+		}
+		if p.S == u.pub.S && p.TX == u.pub.TX && p.D == u.pub.D {
+			u.since = time.Time{}
+			return // it published what this node would
+		}
+		p.PV = u.pub.PV + 1
+		err = t.store.PutPresence(uid, p)
+	}
+	if err != nil {
 		t.log.Error("presence: store", "user", uid, "error", err)
 		u.flush = time.AfterFunc(retryAfter, func() { t.flushed(uid) })
 		return
 	}
 	u.pub, u.last, u.since = p, now, time.Time{}
+	if t.conns != nil {
+		t.log.Debug("presence stored", "user", uid, "s", p.S, "pv", p.PV, "d", p.D)
+		if t.stored != nil {
+			t.stored(uid, p)
+		}
+		return // every node publishes what is stored
+	}
 	payload, err := json.Marshal(p)
 	if err == nil {
 		err = t.publish(uid, payload)
@@ -310,6 +482,30 @@ func (t *tracker) sync(uid string, u *user) {
 
 func (t *tracker) flushed(uid string) {
 	t.do(uid, func(u *user) { u.flush = nil })
+}
+
+// reload rereads the stored presence of uid into u.pub only.
+func (t *tracker) reload(uid string, u *user) bool {
+	p, err := t.store.Presence(uid)
+	if err != nil {
+		t.log.Error("presence: load", "user", uid, "error", err)
+		return false
+	}
+	u.pub = p
+	return true
+}
+
+// lost re-checks a user some of whose devices were connected to a node
+// that is gone (cluster mode): its registry entries were dropped. With
+// no device left anywhere, the grace period starts here.
+func (t *tracker) lost(uid string) {
+	t.do(uid, func(u *user) {
+		if t.count(u) > 0 || u.grace != nil || u.pub.PV == 0 || u.pub.S == Off {
+			return // still online (sync publishes the new count), or already going
+		}
+		u.offline = false
+		t.lastGone(uid, u)
+	})
 }
 
 // rebuild publishes every stored presence as off, keeping ls: after a
@@ -368,6 +564,9 @@ func (t *tracker) stop() error {
 		return nil
 	}
 	t.stopped = true
+	if t.conns != nil {
+		return t.stopCluster()
+	}
 	now := t.now().UnixMilli() // last seen of the users still connected
 	seen := map[string]im.Presence{}
 	for i := range t.shards {
@@ -396,4 +595,43 @@ func (t *tracker) stop() error {
 		return nil
 	}
 	return t.store.PutPresences(seen)
+}
+
+// stopCluster cancels every timer (cluster mode, under the gate). What is
+// stored belongs to the cluster: devices still connected here leave
+// through the registry, or the other nodes drop them when this node goes
+// silent. Users whose grace period was running here, with no device
+// anywhere, would have no node left to take them off: they go off now.
+func (t *tracker) stopCluster() error {
+	var errs []error
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		for uid, u := range sh.users {
+			if u.flush != nil {
+				u.flush.Stop()
+			}
+			if u.grace == nil {
+				continue
+			}
+			u.grace.Stop()
+			if l := u.leaving; l != nil {
+				u.leaving = nil
+				t.unregister(*l)
+			}
+			if len(u.devs) > 0 || u.pub.PV == 0 || u.pub.S == Off {
+				continue
+			}
+			if cs, err := t.conns.Conns(uid); err != nil || len(cs) > 0 {
+				continue // a device came back elsewhere (or unknown: leave it)
+			}
+			p := im.Presence{S: Off, LS: u.left.UnixMilli(), TX: u.tx, PV: u.pub.PV + 1}
+			if err := t.store.PutPresence(uid, p); err != nil && !errors.Is(err, im.ErrStale) {
+				errs = append(errs, err)
+			}
+		}
+		clear(sh.users)
+		sh.mu.Unlock()
+	}
+	return errors.Join(errs...)
 }

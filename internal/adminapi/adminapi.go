@@ -88,6 +88,8 @@ func NewHandler(acc *accounts.Service, k Kicker, token string, log *slog.Logger)
 	h.handle("GET /admin/v1/stats", h.stats)
 	h.handle("POST /admin/v1/notice", h.notice)
 	h.handle("GET /admin/v1/cluster", h.cluster)
+	h.handle("GET /admin/v1/cluster/clients", h.clusterClients)
+	h.handle("GET /admin/v1/cluster/stats", h.clusterStats)
 	h.complianceRoutes()
 	return h
 }

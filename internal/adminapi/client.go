@@ -239,3 +239,18 @@ func (c *Client) EnableTOTP(ctx context.Context, uid string) (accounts.TOTPSetup
 func (c *Client) DisableTOTP(ctx context.Context, uid string) error {
 	return c.do(ctx, http.MethodDelete, "/admin/v1/users/"+url.PathEscape(uid)+"/totp", nil, nil)
 }
+
+// ClusterClients lists the clients of every node of the cluster (404
+// from a single node).
+func (c *Client) ClusterClients(ctx context.Context) ([]ClientInfo, error) {
+	var out []ClientInfo
+	err := c.do(ctx, http.MethodGet, "/admin/v1/cluster/clients", nil, &out)
+	return out, err
+}
+
+// ClusterStats reports every node's state (404 from a single node).
+func (c *Client) ClusterStats(ctx context.Context) ([]Stats, error) {
+	var out []Stats
+	err := c.do(ctx, http.MethodGet, "/admin/v1/cluster/stats", nil, &out)
+	return out, err
+}

@@ -14,6 +14,8 @@ import (
 
 // ClientInfo is one connected client in GET /admin/v1/clients.
 type ClientInfo struct {
+	// Node is the cluster node the client is connected to (cluster mode).
+	Node     string    `json:"node,omitempty"`
 	UID      string    `json:"uid"` // empty for an anonymous client
 	DID      string    `json:"did"`
 	ClientID string    `json:"client_id"`
@@ -25,6 +27,8 @@ type ClientInfo struct {
 
 // Stats is the reply to GET /admin/v1/stats.
 type Stats struct {
+	// Node is the cluster node that reports (cluster mode).
+	Node          string    `json:"node,omitempty"`
 	Version       string    `json:"version"`
 	Commit        string    `json:"commit"`
 	GoVersion     string    `json:"go_version"`
@@ -91,10 +95,14 @@ type Replica struct {
 	ActiveMS int64  `json:"active_ms"`
 }
 
-// Clusterer is what GET /admin/v1/cluster needs; an Operator that is not
-// one (a single node) answers 404.
+// Clusterer is what GET /admin/v1/cluster… needs; an Operator that is
+// not one (a single node) answers 404. The cluster-wide views gather
+// every node's own (each with its node); a node that did not answer in
+// time is missing.
 type Clusterer interface {
 	ClusterStatus() (ClusterStatus, error)
+	ClusterClients() ([]ClientInfo, error)
+	ClusterStats() ([]Stats, error)
 }
 
 // KickResult is the reply to DELETE /admin/v1/clients/{uid}.{did}.
@@ -143,6 +151,20 @@ func (h *Handler) stats(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (h *Handler) cluster(w http.ResponseWriter, _ *http.Request) {
+	clusterView(h, w, Clusterer.ClusterStatus)
+}
+
+func (h *Handler) clusterClients(w http.ResponseWriter, _ *http.Request) {
+	clusterView(h, w, Clusterer.ClusterClients)
+}
+
+func (h *Handler) clusterStats(w http.ResponseWriter, _ *http.Request) {
+	clusterView(h, w, Clusterer.ClusterStats)
+}
+
+// clusterView answers one of the cluster's views: 404 from a single
+// node.
+func clusterView[T any](h *Handler, w http.ResponseWriter, view func(Clusterer) (T, error)) {
 	if !h.ops(w) {
 		return
 	}
@@ -151,7 +173,7 @@ func (h *Handler) cluster(w http.ResponseWriter, _ *http.Request) {
 		writeErr(w, http.StatusNotFound, "not a cluster node")
 		return
 	}
-	st, err := c.ClusterStatus()
+	v, err := view(c)
 	if errors.Is(err, ErrNotCluster) {
 		writeErr(w, http.StatusNotFound, "not a cluster node")
 		return
@@ -160,7 +182,7 @@ func (h *Handler) cluster(w http.ResponseWriter, _ *http.Request) {
 		h.fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, st)
+	writeJSON(w, http.StatusOK, v)
 }
 
 // ErrNotCluster: the broker runs as a single node.

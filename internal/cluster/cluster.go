@@ -12,7 +12,14 @@
 //   - typing (….typ): not stored, relayed to the receiving node's devices;
 //   - connections (….conn): a device connected; the receiving node ends
 //     its own, older connection of the same device (takeover across
-//     nodes: one connection per ClientID cluster-wide).
+//     nodes: one connection per ClientID cluster-wide) and raises its
+//     generations past the new connection's;
+//   - presences (….pres): a presence this node stored, retained at once
+//     by the others (their store watch would bring it too, later when a
+//     leader election stalls it);
+//   - heartbeats (….hb): a node is alive; one not heard for the node
+//     timeout is dead, and the survivors drop its connections from the
+//     registry (liveness.go).
 //
 // Core NATS delivers at most once: a node that misses a live event (it
 // was restarting, or fell behind) leaves its devices to sync, as a
@@ -41,6 +48,9 @@ const (
 	kindInv  = "inval"
 	kindTyp  = "typ"
 	kindConn = "conn"
+	kindHB   = "hb"
+	kindPres = "pres"
+	kindGone = "gone"
 )
 
 // Options configure a Link.
@@ -71,7 +81,27 @@ type Options struct {
 	Typing func(ev *im.Event, to []string) error
 	// Kick ends this node's connections of device (uid, did).
 	Kick func(uid, did string) int
-	Log  *slog.Logger
+	// Raise makes this node's later generations greater than a
+	// connection's generation on another node.
+	Raise func(gen uint64)
+	// Heartbeat is how often this node says it is alive; 0 sends none
+	// and watches no other node.
+	Heartbeat time.Duration
+	// NodeTimeout is how long a node may stay silent before it is dead.
+	NodeTimeout time.Duration
+	// Dead is told, on its own goroutine, of a node not heard for
+	// NodeTimeout (once, until it is heard again).
+	Dead func(node string)
+	// Rejoin, called on its own goroutine, records this node's
+	// connections again: the other nodes took it as gone and dropped
+	// them, or it took them as gone (a partition) and hears them again.
+	Rejoin func()
+	// Presence retains a presence another node stored.
+	Presence func(uid string, p im.Presence)
+	// Admin, when set, answers the other nodes' admin requests (kind
+	// "clients" or "stats": this node's view, encoded as JSON).
+	Admin func(kind string) (any, error)
+	Log   *slog.Logger
 }
 
 // Link is one node's end of the cluster's live traffic.
@@ -80,6 +110,13 @@ type Link struct {
 	sub  *nats.Subscription
 	stop chan struct{}
 	once sync.Once
+	live liveness
+	wg   sync.WaitGroup
+	adm  *nats.Subscription
+	// mu and stopped keep a receive from starting a goroutine once Stop
+	// waits for them.
+	mu      sync.Mutex
+	stopped bool
 }
 
 // Start subscribes to the other nodes' traffic.
@@ -90,7 +127,7 @@ func Start(o Options) (*Link, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	l := &Link{o: o, stop: make(chan struct{})}
+	l := &Link{o: o, stop: make(chan struct{}), live: liveness{heard: map[string]time.Time{}, gone: map[string]bool{}}}
 	sub, err := o.Conn.Subscribe(prefix+"*.*", l.receive)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: subscribe: %w", err)
@@ -101,6 +138,14 @@ func Start(o Options) (*Link, error) {
 		return nil, fmt.Errorf("cluster: pending limits: %w", err)
 	}
 	l.sub = sub
+	if err := l.subscribeAdmin(); err != nil {
+		_ = sub.Unsubscribe() // the admin error is the one to report
+		return nil, err
+	}
+	if o.Heartbeat > 0 {
+		l.wg.Add(1)
+		go l.beat()
+	}
 	if o.Flush != nil {
 		every := o.FlushEvery
 		if every <= 0 {
@@ -128,9 +173,18 @@ func (l *Link) flush(every time.Duration) {
 // stream gives up.
 func (l *Link) Stop() {
 	l.once.Do(func() {
+		l.mu.Lock()
+		l.stopped = true
+		l.mu.Unlock()
 		close(l.stop)
-		if err := l.sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-			l.o.Log.Debug("cluster: unsubscribe", "error", err)
+		l.wg.Wait()
+		for _, sub := range []*nats.Subscription{l.sub, l.adm} {
+			if sub == nil {
+				continue
+			}
+			if err := sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+				l.o.Log.Debug("cluster: unsubscribe", "error", err)
+			}
 		}
 	})
 }
@@ -151,6 +205,12 @@ type inval struct {
 type conn struct {
 	UID string `json:"u"`
 	DID string `json:"d"`
+	Gen uint64 `json:"g"`
+}
+
+type pres struct {
+	UID string      `json:"u"`
+	P   im.Presence `json:"p"`
 }
 
 type typing struct {
@@ -177,8 +237,14 @@ func (l *Link) AccountChanged(uid string, password bool) {
 	l.send(kindInv, inval{Account: uid, Pw: password})
 }
 
-// Connected tells the other nodes that device (uid, did) connected here.
-func (l *Link) Connected(uid, did string) { l.send(kindConn, conn{UID: uid, DID: did}) }
+// Connected tells the other nodes that device (uid, did) connected here
+// with generation gen.
+func (l *Link) Connected(uid, did string, gen uint64) {
+	l.send(kindConn, conn{UID: uid, DID: did, Gen: gen})
+}
+
+// Presence tells the other nodes of a presence this node stored.
+func (l *Link) Presence(uid string, p im.Presence) { l.send(kindPres, pres{UID: uid, P: p}) }
 
 // Typed relays a typing event to the other nodes.
 func (l *Link) Typed(ev *im.Event, to []string) { l.send(kindTyp, typing{Ev: ev, To: to}) }
@@ -199,6 +265,15 @@ func (l *Link) receive(m *nats.Msg) {
 	node, kind, ok := strings.Cut(rest, ".")
 	if !ok || node == l.o.Node {
 		return
+	}
+	isNew, back := l.live.hear(node)
+	if isNew && l.o.Heartbeat > 0 {
+		// A node new to this one learns of it at once, not a heartbeat
+		// later (cluster-wide admin views count the nodes they wait for).
+		l.send(kindHB, struct{}{})
+	}
+	if back {
+		l.rejoin("node " + node + " is back")
 	}
 	switch kind {
 	case kindLive:
@@ -237,10 +312,31 @@ func (l *Link) receive(m *nats.Msg) {
 			l.o.Log.Warn("cluster: bad connection notice", "node", node, "error", err)
 			return
 		}
+		if l.o.Raise != nil {
+			l.o.Raise(v.Gen)
+		}
 		if l.o.Kick != nil {
 			if n := l.o.Kick(v.UID, v.DID); n > 0 {
 				l.o.Log.Debug("cluster: taken over on another node", "user", v.UID, "device", v.DID, "node", node)
 			}
+		}
+	case kindGone:
+		var v gone
+		if err := json.Unmarshal(m.Data, &v); err != nil {
+			l.o.Log.Warn("cluster: bad gone notice", "node", node, "error", err)
+			return
+		}
+		if v.Node == l.o.Node {
+			l.rejoin("node " + node + " took this one as gone")
+		}
+	case kindPres:
+		var v pres
+		if err := json.Unmarshal(m.Data, &v); err != nil || v.UID == "" {
+			l.o.Log.Warn("cluster: bad presence", "node", node, "error", err)
+			return
+		}
+		if l.o.Presence != nil {
+			l.o.Presence(v.UID, v.P)
 		}
 	case kindTyp:
 		var v typing

@@ -12,6 +12,7 @@ import (
 	"github.com/tern-im/tern/broker/brokertest"
 	"github.com/tern-im/tern/internal/codec"
 	"github.com/tern-im/tern/internal/config"
+	"github.com/tern-im/tern/internal/jetstore"
 )
 
 // TestDMAcrossNodes: three nodes, alice on node 1, bob's devices on nodes
@@ -169,7 +170,7 @@ func TestClusterStatus(t *testing.T) {
 	if st.Cluster != brokertest.ClusterName || st.Node != "n3" || !slices.Equal(st.Nodes, []string{"n1", "n2", "n3"}) {
 		t.Fatalf("status: %+v", st)
 	}
-	if len(st.Streams) != 10 || st.Streams[0].Name != "TERN" { // TERN, 6 buckets, 3 file assets
+	if len(st.Streams) != len(jetstore.Assets()) || st.Streams[0].Name != "TERN" {
 		t.Fatalf("streams: %+v", st.Streams)
 	}
 	for _, s := range st.Streams {

@@ -54,6 +54,7 @@ func runNode(spec string) error {
 	cfg.AdminToken = "test-admin-token"
 	cfg.Auth.Argon2Time, cfg.Auth.Argon2Memory = 1, 1<<20
 	brokertest.NodeConfig(cfg, i, strings.Split(f[2], ","))
+	fastPresence(i, cfg) // its heartbeats as often as the other nodes expect
 	b, err := broker.New(cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
 	if err != nil {
 		return err

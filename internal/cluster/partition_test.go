@@ -102,24 +102,7 @@ func TestPartition(t *testing.T) {
 		t.Skip("waits out leader elections")
 	}
 	t.Parallel()
-	routes := brokertest.RoutePorts(t, 3)
-	relay := map[[2]int]*cutter{} // relay[{i, j}]: node i's route to node j
-	cfgs := make([]*config.Config, 3)
-	for i := range cfgs {
-		cfgs[i] = brokertest.Config(t)
-		brokertest.NodeConfig(cfgs[i], i, routes)
-		cfgs[i].Cluster.NATSRoutes = nil
-		for j := range 3 {
-			if j != i {
-				relay[[2]int{i, j}] = newCutter(t, routes[j])
-				cfgs[i].Cluster.NATSRoutes = append(cfgs[i].Cluster.NATSRoutes, "nats://"+relay[[2]int{i, j}].addr())
-			}
-		}
-		// Gossip tells the others an address that refuses: no route can
-		// bypass the relays.
-		cfgs[i].Cluster.NATSAdvertise = "127.0.0.1:1"
-	}
-	nodes := brokertest.StartNodes(t, cfgs)
+	nodes, cut := partitionable(t)
 	nodes[0].AddUser("alice", pw)
 	nodes[0].AddUser("bob", pw)
 	a := on(t, nodes[0], "alice", "p1")
@@ -131,13 +114,6 @@ func TestPartition(t *testing.T) {
 		}
 	}
 
-	cut := func(on bool) {
-		for k, r := range relay {
-			if k[0] == 0 || k[1] == 0 {
-				r.setCut(on)
-			}
-		}
-	}
 	cut(true)
 	// send publishes a msg and waits (elections and retries take up to
 	// half a minute) for its outcome: its own event back (ok) or an err
@@ -203,6 +179,40 @@ func TestPartition(t *testing.T) {
 			}
 			if len(evs) != 3 || seen["c0"] != 1 || seen["c1"] != 1 || seen["c2"] != 1 {
 				t.Fatalf("node %d, %s's stream: %v", i+1, uid, seen)
+			}
+		}
+	}
+}
+
+// partitionable starts three nodes whose every route goes through a
+// relay; cut(true) cuts node 1 off from the other two, cut(false) heals.
+func partitionable(t *testing.T, opts ...func(i int, cfg *config.Config)) (nodes []*brokertest.Broker, cut func(on bool)) {
+	t.Helper()
+	routes := brokertest.RoutePorts(t, 3)
+	relay := map[[2]int]*cutter{} // relay[{i, j}]: node i's route to node j
+	cfgs := make([]*config.Config, 3)
+	for i := range cfgs {
+		cfgs[i] = brokertest.Config(t)
+		brokertest.NodeConfig(cfgs[i], i, routes)
+		cfgs[i].Cluster.NATSRoutes = nil
+		for j := range 3 {
+			if j != i {
+				relay[[2]int{i, j}] = newCutter(t, routes[j])
+				cfgs[i].Cluster.NATSRoutes = append(cfgs[i].Cluster.NATSRoutes, "nats://"+relay[[2]int{i, j}].addr())
+			}
+		}
+		// Gossip tells the others an address that refuses: no route can
+		// bypass the relays.
+		cfgs[i].Cluster.NATSAdvertise = "127.0.0.1:1"
+		for _, o := range opts {
+			o(i, cfgs[i])
+		}
+	}
+	nodes = brokertest.StartNodes(t, cfgs)
+	return nodes, func(on bool) {
+		for k, r := range relay {
+			if k[0] == 0 || k[1] == 0 {
+				r.setCut(on)
 			}
 		}
 	}

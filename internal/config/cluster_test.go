@@ -12,7 +12,8 @@ import (
 func TestValidateCluster(t *testing.T) {
 	t.Parallel()
 	embedded := Cluster{Name: "demo", Node: "n1", NATSListen: "127.0.0.1:6222",
-		NATSRoutes: []string{"nats://127.0.0.1:6223", "nats://127.0.0.1:6224"}, Replicas: 3}
+		NATSRoutes: []string{"nats://127.0.0.1:6223", "nats://127.0.0.1:6224"}, Replicas: 3,
+		Heartbeat: time.Second, NodeTimeout: 5 * time.Second}
 	tests := []struct {
 		name  string
 		edit  func(c *Cluster)
@@ -31,6 +32,8 @@ func TestValidateCluster(t *testing.T) {
 		{"bad route", func(c *Cluster) { c.NATSRoutes[0] = "127.0.0.1:6223" }, "cluster.nats_routes[0]"},
 		{"too many replicas for the routes", func(c *Cluster) { c.NATSRoutes = c.NATSRoutes[:1] }, "cluster.replicas"},
 		{"no replicas", func(c *Cluster) { c.Replicas = 0 }, "cluster.replicas"},
+		{"no heartbeat", func(c *Cluster) { c.Heartbeat = 0 }, "cluster.heartbeat"},
+		{"node timeout below two heartbeats", func(c *Cluster) { c.NodeTimeout = c.Heartbeat }, "cluster.node_timeout"},
 	}
 	t.Run("retention", func(t *testing.T) {
 		t.Parallel()

@@ -198,6 +198,12 @@ type Cluster struct {
 	// Replicas of the log stream and every KV bucket: 3 keeps every
 	// acknowledged event through the loss of one node.
 	Replicas int `yaml:"replicas"`
+	// Heartbeat is how often a node tells the others it is alive.
+	Heartbeat time.Duration `yaml:"heartbeat"`
+	// NodeTimeout is how long a node may go unheard before the others
+	// take it as gone: they drop its devices' connections, whose users
+	// go off after presence.grace. At least twice heartbeat.
+	NodeTimeout time.Duration `yaml:"node_timeout"`
 }
 
 // Enabled reports whether the node runs in cluster mode.
@@ -403,7 +409,7 @@ func DefaultConfig() *Config {
 		Search:  Search{Enabled: true, Batch: 1000, Poll: time.Second, Settle: 250 * time.Millisecond},
 		Audit:   defaultAudit(),
 		DLP:     defaultDLP(),
-		Cluster: Cluster{NATSRoutes: []string{}, Replicas: 3},
+		Cluster: Cluster{NATSRoutes: []string{}, Replicas: 3, Heartbeat: time.Second, NodeTimeout: 5 * time.Second},
 	}
 }
 
@@ -701,6 +707,11 @@ func (c Cluster) validate(bad func(field, format string, args ...any)) {
 		if u, err := url.Parse(r); err != nil || u.Scheme != "nats" || u.Host == "" {
 			bad(fmt.Sprintf("cluster.nats_routes[%d]", i), "%q is not nats://host:port", r)
 		}
+	}
+	if c.Heartbeat <= 0 {
+		bad("cluster.heartbeat", "must be positive")
+	} else if c.NodeTimeout < 2*c.Heartbeat {
+		bad("cluster.node_timeout", "%v must be at least twice cluster.heartbeat (%v)", c.NodeTimeout, c.Heartbeat)
 	}
 	if c.Replicas < 1 || c.Replicas > 5 {
 		bad("cluster.replicas", "%d is outside 1..5", c.Replicas)

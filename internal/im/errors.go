@@ -43,6 +43,9 @@ var (
 	ErrNotFound = errors.New("im: not found")
 	// ErrExists: the record to create exists already.
 	ErrExists = errors.New("im: already exists")
+	// ErrStale: a write that must be newer than the stored record is not
+	// (a presence whose pv is not greater: another node wrote first).
+	ErrStale = errors.New("im: stale write")
 	// ErrTrimmed: StreamReader.Stream was asked for a cursor below the
 	// stream's floor (events after it were trimmed by age).
 	ErrTrimmed = errors.New("im: stream trimmed past the cursor")

@@ -121,6 +121,10 @@ type PresenceStore interface {
 	Presence(uid string) (Presence, error)
 	// Presences returns those of uids that have one.
 	Presences(uids []string) (map[string]Presence, error)
+	// PutPresence stores p. A store that several nodes write (cluster
+	// mode) refuses a p whose PV is not greater than the stored one with
+	// ErrStale, so that pv only grows; a single node's one writer never
+	// meets that.
 	PutPresence(uid string, p Presence) error
 	PutPresences(ps map[string]Presence) error
 	// RangePresence calls fn for every stored presence until fn fails.

@@ -53,8 +53,12 @@
 // # KV buckets
 //
 // Records that no append touches live in KV buckets: tern-users,
-// tern-tokens, tern-contacts (roster and blocks), tern-presence,
-// tern-meta (cluster-wide counters such as the session epoch) and
-// tern-compliance (legal holds, conversations' own retentions and the
-// trimmer lease; compliance.go).
+// tern-tokens, tern-contacts (roster and blocks), tern-presence (written
+// by compare-and-set on pv, watched by every node), tern-meta
+// (cluster-wide counters such as the session epoch, and the
+// im/sys/server record), tern-conns (the connection registry,
+// im.Connections: one key per user) and tern-compliance (legal holds,
+// conversations' own retentions and the trimmer lease; compliance.go).
+// Init creates them all (tern cluster init); Open creates what is
+// missing.
 package jetstore

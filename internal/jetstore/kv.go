@@ -199,13 +199,22 @@ func (s *Store) Presences(uids []string) (map[string]im.Presence, error) {
 	return out, nil
 }
 
-// PutPresence stores uid's presence.
+// PutPresence stores uid's presence if its pv is greater than the stored
+// one (compare-and-set: nodes race), else it returns im.ErrStale.
 func (s *Store) PutPresence(uid string, p im.Presence) error {
 	v, err := json.Marshal(p)
 	if err != nil {
 		return err
 	}
-	return s.kvPut(bucketPresence, tok(uid), v)
+	return s.kvSwap(bucketPresence, tok(uid), func(old []byte) ([]byte, bool, error) {
+		if old != nil {
+			var cur im.Presence
+			if err := json.Unmarshal(old, &cur); err == nil && cur.PV >= p.PV {
+				return nil, false, fmt.Errorf("jetstore: presence of %s: pv %d over %d: %w", uid, p.PV, cur.PV, im.ErrStale)
+			}
+		}
+		return v, true, nil
+	})
 }
 
 // PutPresences stores several.

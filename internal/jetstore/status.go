@@ -32,13 +32,9 @@ type Replica struct {
 // Status reports the log stream and every bucket: leader, replicas with
 // their lag, messages and bytes.
 func (s *Store) Status() ([]StreamStatus, error) {
-	names := []string{LogStream}
-	for _, b := range []string{bucketUsers, bucketTokens, bucketContacts, bucketPresence, bucketMeta, bucketCompliance} {
-		names = append(names, "KV_"+b)
-	}
+	names := Assets()
 	// The file assets exist once OpenFiles ran (the broker does).
 	fileAssets := map[string]bool{"KV_" + FilesBucket: true, UploadStream: true, "OBJ_" + BlobBucket: true}
-	names = append(names, "KV_"+FilesBucket, UploadStream, "OBJ_"+BlobBucket)
 	var out []StreamStatus
 	for _, n := range names {
 		var info *jetstream.StreamInfo

@@ -40,7 +40,11 @@ const (
 	bucketContacts = "tern-contacts"
 	bucketPresence = "tern-presence"
 	bucketMeta     = "tern-meta"
+	bucketConns    = "tern-conns"
 )
+
+// buckets are the KV buckets Open creates when they are missing.
+var buckets = []string{bucketUsers, bucketTokens, bucketContacts, bucketPresence, bucketMeta, bucketConns, bucketCompliance}
 
 // Partitions is the number of hash partitions in subject names. It is
 // part of the stored layout: changing it needs a migration.
@@ -150,7 +154,7 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jetstore: stream %s: %w", LogStream, err)
 	}
-	for _, b := range []string{bucketUsers, bucketTokens, bucketContacts, bucketPresence, bucketMeta, bucketCompliance} {
+	for _, b := range buckets {
 		var kv jetstream.KeyValue
 		err := retry(ctx, func(ctx context.Context) error { return s.leaderKV(ctx, b, &kv) })
 		if err != nil {
@@ -167,13 +171,7 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Store, error) {
 // replica that has not applied the latest write yet (a token made on one
 // node, then an authentication on another, must see it).
 func (s *Store) leaderKV(ctx context.Context, b string, out *jetstream.KeyValue) error {
-	_, err := s.js.CreateStream(ctx, jetstream.StreamConfig{
-		Name: "KV_" + b, Subjects: []string{"$KV." + b + ".>"},
-		MaxMsgsPerSubject: 1, MaxBytes: -1, MaxMsgSize: -1, MaxMsgs: -1, MaxConsumers: -1,
-		Storage: jetstream.FileStorage, Replicas: s.opts.Replicas,
-		AllowRollup: true, DenyDelete: true, Duplicates: 2 * time.Minute, Discard: jetstream.DiscardNew,
-		AllowDirect: false,
-	})
+	_, err := s.js.CreateStream(ctx, kvConfig(b, s.opts.Replicas))
 	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		return err
 	}

@@ -226,6 +226,18 @@ func (r *Registry) Online(uid string) bool {
 // Generation returns the last generation handed out.
 func (r *Registry) Generation() uint64 { return r.gen.Load() }
 
+// Raise makes every later generation greater than g: a cluster node
+// raises its own past the generations the other nodes hand out, so that
+// a device's newer connection has the greater generation wherever it is.
+func (r *Registry) Raise(g uint64) {
+	for {
+		cur := r.gen.Load()
+		if cur >= g || r.gen.CompareAndSwap(cur, g) {
+			return
+		}
+	}
+}
+
 // Range calls fn for each live session until fn returns false. fn must not
 // call back into the registry.
 func (r *Registry) Range(fn func(cl *mqtt.Client, s *Session) bool) {

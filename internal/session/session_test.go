@@ -83,3 +83,18 @@ func TestOnRemove(t *testing.T) {
 		t.Fatalf("callbacks %v, want the removed session once", got)
 	}
 }
+
+// TestRaise: a generation seen on another node raises the next ones
+// past it; a lower one changes nothing.
+func TestRaise(t *testing.T) {
+	t.Parallel()
+	r := NewRegistry(100)
+	r.Raise(5 << 40)
+	if s := r.Add(client("a.p1"), topics.Identity{UID: "a", DID: "p1"}); s.Gen != 5<<40+1 {
+		t.Fatalf("after Raise: gen %d, want %d", s.Gen, 5<<40+1)
+	}
+	r.Raise(7)
+	if s := r.Add(client("a.p2"), topics.Identity{UID: "a", DID: "p2"}); s.Gen != 5<<40+2 {
+		t.Fatalf("after a lower Raise: gen %d, want %d", s.Gen, 5<<40+2)
+	}
+}

@@ -148,8 +148,12 @@ func (s *Service) hello(d *Device, a *codec.HelloArgs) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	epoch := s.o.Epoch
+	if s.o.EpochNow != nil {
+		epoch = s.o.EpochNow()
+	}
 	return codec.HelloResult{
-		Now: s.o.Now().UnixMilli(), Epoch: s.o.Epoch, USHead: head,
+		Now: s.o.Now().UnixMilli(), Epoch: epoch, USHead: head,
 		Limits: codec.Limits{
 			MaxPkt: s.o.MaxPacket, MaxBody: s.o.MaxBody, Burst: s.o.RateBurst,
 			Rate: int(s.o.RatePerSec), MaxSync: maxSync, MaxPage: maxHistory,

@@ -25,6 +25,9 @@ import (
 type Policy struct {
 	// Epoch is this run's epoch, reported in hello.
 	Epoch uint64
+	// EpochNow, when set, is asked for the epoch instead (a cluster's
+	// epoch changes while a node runs: im/sys/server).
+	EpochNow func() uint64
 	// DMPolicy is "open" or "contacts" (the recipient must have the sender
 	// in C(recipient)).
 	DMPolicy string
