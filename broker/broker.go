@@ -86,7 +86,7 @@ type Broker struct {
 	// single-node mode) or JetStream (cluster mode, with cl).
 	st backend
 	// store is Badger: every store of a single node; in cluster mode a
-	// node-local one that holds only file metadata.
+	// node-local one (files are on JetStream then).
 	store *store.Store
 	cl    clusterParts
 	// search is the full-text index (nil when search.enabled is false).
@@ -261,13 +261,19 @@ func (b *Broker) build() error {
 		searcher = b.search
 	}
 
-	b.files, err = files.New(files.Options{
+	fileOpts := files.Options{
 		Dir: filepath.Join(cfg.Data, "files"), Meta: b.store.FileMeta(),
 		MaxSize: int64(cfg.Files.MaxSize), Quota: int64(cfg.Files.Quota),
 		Expiry: cfg.Files.UploadExpiry, SweepEvery: cfg.Files.Sweep, MaxPixels: cfg.Files.MaxPixels,
 		DiskLow: b.disk.Low, Log: b.log,
-	})
-	if err != nil {
+	}
+	if b.cl.js != nil {
+		// Metadata, uploads and blobs shared by every node.
+		if err := b.clusterFiles(&fileOpts); err != nil {
+			return err
+		}
+	}
+	if b.files, err = files.New(fileOpts); err != nil {
 		return err
 	}
 	b.metrics.AddFiles(
@@ -658,7 +664,7 @@ func (b *Broker) httpHandler() (http.Handler, error) {
 	admin.Ops = b
 	admin.Audit = b.auditor
 	comp := compliance.New(b.compliance(), b.auditor)
-	comp.Files = &compliance.Files{Meta: b.store.FileMeta(), BlobPath: b.files.BlobPath}
+	comp.Files = &compliance.Files{Meta: b.files.Meta(), Open: b.files.OpenFile}
 	admin.Compliance = comp
 	mux.Handle("/admin/", admin)
 	// Login, tus uploads and downloads for people, browsers and phones (§15).

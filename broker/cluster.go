@@ -19,6 +19,7 @@ import (
 	"github.com/tern-im/tern/internal/accounts"
 	"github.com/tern-im/tern/internal/adminapi"
 	"github.com/tern-im/tern/internal/cluster"
+	"github.com/tern-im/tern/internal/files"
 	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/internal/jetstore"
 	"github.com/tern-im/tern/internal/relations"
@@ -324,8 +325,32 @@ func replicaNames(st jetstore.StreamStatus) []string {
 	return out
 }
 
+// clusterFiles puts the file store on JetStream (docs/files.md, "Cluster
+// mode"): metadata, uploads in progress and blobs are shared by every
+// node; o.Dir keeps this node's copies of blobs and its thumbnails, and
+// one node at a time runs the collector.
+func (b *Broker) clusterFiles(o *files.Options) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	jf, err := jetstore.OpenFiles(ctx, b.cl.js, jetstore.FilesOptions{
+		Dir: o.Dir, DiskLow: o.DiskLow, Log: b.log,
+		// A blob a commit touched stays at most this long unused.
+		Grace: min(jetstore.DefaultGrace, b.cfg.Files.UploadExpiry),
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	o.Meta, o.Content = jf.Meta(), jf
+	// The holder renews its turn every sweep, well before it runs out
+	// (a round that overruns its sweep keeps it); another node takes it
+	// at most two sweeps after the holder stopped renewing.
+	o.Turn = jf.Turn(b.cfg.Cluster.Node, 2*b.cfg.Files.Sweep)
+	return nil
+}
+
 // badgerDir is where Badger lives: the data dir; in cluster mode
-// {data}/local, holding only this node's file metadata.
+// {data}/local, a node-local store the shared state never goes to
+// (messages, accounts, compliance and files are JetStream's).
 func (b *Broker) badgerDir() string {
 	if b.cfg.Cluster.Enabled() {
 		return filepath.Join(b.cfg.Data, "local")

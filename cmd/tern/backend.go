@@ -103,7 +103,7 @@ func openBackend(common *commonFlags, server string, create bool) (backend, erro
 		_ = l.Close() // the files error is the one to report
 		return nil, err
 	}
-	l.comp.Files = &compliance.Files{Meta: st.FileMeta(), BlobPath: fs.BlobPath}
+	l.comp.Files = &compliance.Files{Meta: fs.Meta(), Open: fs.OpenFile}
 	return l, nil
 }
 

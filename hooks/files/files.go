@@ -10,7 +10,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -359,7 +358,7 @@ func (h *Hook) get(d *service.Device, a *codec.FileArgs) (any, error) {
 }
 
 func (h *Hook) sendChunks(uid, did string, f files.File, chunk, from, cnt int) {
-	r, err := os.Open(h.opts.Files.BlobPath(f.Hash))
+	r, err := h.opts.Files.Read(f)
 	if err != nil {
 		h.Log.Error("open file for download", "fid", f.FID, "error", err)
 		return

@@ -57,7 +57,10 @@ func TestTOTP(t *testing.T) {
 	if id, err := s.Authenticate("alice", "p1", tok); err != nil || id.UID != "alice" {
 		t.Fatalf("token of a TOTP user: %v", err)
 	}
-	now := time.Now()
+	// 5 s into a 30 s step, so that the codes of the steps below (now−30 s,
+	// now+30 s used at now+61 s) are the previous and next step wherever
+	// the wall clock is (unaligned, now+61 s could be two steps on).
+	now := time.Now().Truncate(30 * time.Second).Add(5 * time.Second)
 	if _, _, err := s.LoginWithOTP("alice", "correct-horse", "", "web1", now); !errors.Is(err, accounts.ErrOTPRequired) {
 		t.Fatalf("no otp: %v", err)
 	}

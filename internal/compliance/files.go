@@ -17,11 +17,12 @@ import (
 // ErrNoFiles: this process has no file storage to export from.
 var ErrNoFiles = errors.New("compliance: no file storage in this process")
 
-// Files is where the file export reads: the file records and the path
-// of a content blob (*files.Service's BlobPath).
+// Files is where the file export reads: the file records and the
+// content of a committed file (*files.Service's Meta and Read: on one
+// node its blob on disk, in a cluster the shared one).
 type Files struct {
-	Meta     files.Meta
-	BlobPath func(hash string) string
+	Meta files.Meta
+	Open func(f files.File) (io.ReadCloser, error)
 }
 
 // FileEntry is one line of files.jsonl, the last entry of a file export.
@@ -108,7 +109,7 @@ func (s *Service) exportFiles(w io.Writer, q im.ExportQuery) (int, error) {
 }
 
 func (s *Service) addBlob(tw *tar.Writer, f files.File) error {
-	r, err := os.Open(s.Files.BlobPath(f.Hash))
+	r, err := s.Files.Open(f)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package files
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"image"
@@ -11,7 +12,6 @@ import (
 	_ "image/png" // registers PNG
 	"io"
 	"net/http"
-	"os"
 
 	"golang.org/x/image/draw"
 	_ "golang.org/x/image/webp" // registers WebP
@@ -22,8 +22,9 @@ const sniffLen = 512
 
 // probe sniffs the content type of r's bytes and, for an image whose
 // header decodes, its pixel size. Only the header is read: no pixel is
-// decoded, so a decompression bomb costs nothing here.
-func probe(r io.ReadSeeker) (ct string, w, h int, err error) {
+// decoded, so a decompression bomb costs nothing here. r is read from its
+// start, once (the caller hashes what it reads).
+func probe(r io.Reader) (ct string, w, h int, err error) {
 	head := make([]byte, sniffLen)
 	n, err := io.ReadFull(r, head)
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
@@ -35,10 +36,7 @@ func probe(r io.ReadSeeker) (ct string, w, h int, err error) {
 	default:
 		return ct, 0, 0, nil
 	}
-	if _, err := r.Seek(0, io.SeekStart); err != nil {
-		return "", 0, 0, err
-	}
-	cfg, _, err := image.DecodeConfig(bufio.NewReader(r))
+	cfg, _, err := image.DecodeConfig(bufio.NewReader(io.MultiReader(bytes.NewReader(head[:n]), r)))
 	if err != nil {
 		return ct, 0, 0, nil // sniffed as an image but its header is broken: just bytes
 	}
@@ -92,14 +90,4 @@ func thumbnail(src io.ReadSeeker, dst io.Writer, side int, maxPixels int64) erro
 	draw.Draw(out, out.Bounds(), image.NewUniform(color.White), image.Point{}, draw.Src)
 	draw.BiLinear.Scale(out, out.Bounds(), from, b, draw.Over, nil)
 	return jpeg.Encode(dst, out, &jpeg.Options{Quality: 80})
-}
-
-// sniffFile is probe over a file path.
-func sniffFile(path string) (ct string, w, h int, err error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, 0, err
-	}
-	defer f.Close()
-	return probe(f)
 }

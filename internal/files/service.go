@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -38,9 +37,15 @@ type Access interface {
 
 // Options configures a Service. Dir and Meta are required.
 type Options struct {
-	// Dir is the root of the file tree, {data}/files.
+	// Dir is the root of the file tree, {data}/files: the content on a
+	// single node, the thumbnails (and a cluster's cached blobs) always.
 	Dir  string
 	Meta Meta
+	// Content keeps the bytes; nil means Disk under Dir.
+	Content Content
+	// Turn, if set, reports whether this node runs the collector now (in
+	// a cluster one node at a time does); nil means always.
+	Turn func() (bool, error)
 	// MaxSize is the largest file in bytes (413 beyond).
 	MaxSize int64
 	// Quota is the bytes each user may have stored, uploads in progress
@@ -105,10 +110,15 @@ func New(o Options) (*Service, error) {
 	if o.SweepEvery <= 0 {
 		o.SweepEvery = DefaultSweep
 	}
-	for _, d := range []string{"blobs", "thumbs", "up"} {
-		if err := os.MkdirAll(filepath.Join(o.Dir, d), 0o700); err != nil {
-			return nil, fmt.Errorf("files: %w", err)
+	if o.Content == nil {
+		d, err := NewDisk(o.Dir)
+		if err != nil {
+			return nil, err
 		}
+		o.Content = d
+	}
+	if err := os.MkdirAll(filepath.Join(o.Dir, "thumbs"), 0o700); err != nil {
+		return nil, fmt.Errorf("files: %w", err)
 	}
 	return &Service{o: o, seed: maphash.MakeSeed(), thumbs: make(chan struct{}, 1), stop: make(chan struct{})}, nil
 }
@@ -134,11 +144,33 @@ func (s *Service) collector() {
 		case <-s.stop:
 			return
 		case <-t.C:
-			if n, err := s.Collect(s.o.Now()); err != nil {
-				s.o.Log.Warn("files: collect", "error", err)
-			} else if n > 0 {
-				s.o.Log.Info("files: collected", "files", n)
-			}
+			s.sweep()
+		}
+	}
+}
+
+// sweep is one round of the collector: Collect when it is this node's
+// turn, and on every node the pruning of its cached copies.
+func (s *Service) sweep() {
+	turn := true
+	if s.o.Turn != nil {
+		var err error
+		if turn, err = s.o.Turn(); err != nil {
+			s.o.Log.Warn("files: collector turn", "error", err)
+		}
+	}
+	if turn {
+		if n, err := s.Collect(s.o.Now()); err != nil {
+			s.o.Log.Warn("files: collect", "error", err)
+		} else if n > 0 {
+			s.o.Log.Info("files: collected", "files", n)
+		}
+	}
+	if c, ok := s.o.Content.(Cache); ok {
+		if n, err := c.Prune(s.o.Meta.BlobInUse); err != nil {
+			s.o.Log.Warn("files: prune cached blobs", "error", err)
+		} else if n > 0 {
+			s.o.Log.Debug("files: pruned cached blobs", "blobs", n)
 		}
 	}
 }
@@ -172,6 +204,12 @@ func (s *Service) full() error {
 // the service is used (the IM service that decides exists only later).
 func (s *Service) SetAccess(a Access) { s.o.Access = a }
 
+// Meta returns the metadata store (compliance exports read it).
+func (s *Service) Meta() Meta { return s.o.Meta }
+
+// OpenFile is Read as an io.ReadCloser (compliance.Files.Open).
+func (s *Service) OpenFile(f File) (io.ReadCloser, error) { return s.Read(f) }
+
 // MaxSize returns the largest file accepted.
 func (s *Service) MaxSize() int64 { return s.o.MaxSize }
 
@@ -187,16 +225,12 @@ func (s *Service) lockBlob(h string) func() {
 	return m.Unlock
 }
 
-func (s *Service) partPath(fid string) string { return filepath.Join(s.o.Dir, "up", fid) }
-func (s *Service) havePath(fid string) string { return filepath.Join(s.o.Dir, "up", fid+".have") }
-
-// BlobPath is where the content with hash h lives (h is validated hex).
-func (s *Service) BlobPath(h string) string {
-	return filepath.Join(s.o.Dir, "blobs", h[:2], h[2:4], h)
-}
+// BlobPath is where the content with hash h lives on a single node (h is
+// validated hex); in a cluster, where this node's cached copy is.
+func (s *Service) BlobPath(h string) string { return BlobPath(s.o.Dir, h) }
 
 func (s *Service) thumbPath(h string) string {
-	return filepath.Join(s.o.Dir, "thumbs", h[:2], h+".jpg")
+	return ThumbPath(s.o.Dir, h)
 }
 
 func validHash(h string) bool {
@@ -288,13 +322,10 @@ func (s *Service) Put(uid string, p PutRequest, chunk int) (File, []Range, error
 	if err := s.create(f); err != nil {
 		return File{}, nil, err
 	}
-	if err := truncateNew(s.havePath(f.FID), int64(f.Chunks())); err != nil {
-		return File{}, nil, s.undoCreate(f, err)
-	}
 	return f, []Range{}, nil
 }
 
-// create records a new upload and makes its (sparse) part file.
+// create records a new upload and makes its part.
 func (s *Service) create(f File) error {
 	if err := s.o.Meta.Create(f, s.quota()); err != nil {
 		if errors.Is(err, ErrQuota) {
@@ -302,38 +333,27 @@ func (s *Service) create(f File) error {
 		}
 		return err
 	}
-	size := f.Size
-	if f.Chunk == 0 {
-		size = 0 // tus: bytes are appended in order
-	}
-	if err := truncateNew(s.partPath(f.FID), size); err != nil {
-		return s.undoCreate(f, err)
+	if err := s.o.Content.NewPart(f); err != nil {
+		return errors.Join(s.stored(err), s.o.Meta.Delete(f.FID), s.o.Content.RemovePart(f))
 	}
 	return nil
 }
 
-func (s *Service) undoCreate(f File, cause error) error {
-	return errors.Join(cause, s.o.Meta.Delete(f.FID), rmIfExists(s.partPath(f.FID)), rmIfExists(s.havePath(f.FID)))
+// gone turns an upload that vanished under a commit (collected as
+// expired meanwhile, on another node of a cluster) into ErrUnknownFile.
+func gone(err error) error {
+	if errors.Is(err, ErrNotFound) {
+		return ErrUnknownFile
+	}
+	return err
 }
 
-// truncateNew creates path, which must not exist, with size zero bytes.
-func truncateNew(path string, size int64) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
+// stored turns a full store into 507; other errors stay.
+func (s *Service) stored(err error) error {
+	if errors.Is(err, ErrDiskFull) {
+		return ErrDiskFull
 	}
-	if err := f.Truncate(size); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-func rmIfExists(path string) error {
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	return nil
+	return err
 }
 
 func allChunks(n int) []Range {
@@ -345,8 +365,8 @@ func allChunks(n int) []Range {
 
 // readHave reads an upload's have map (one byte per chunk).
 func (s *Service) readHave(f File) ([]byte, error) {
-	b, err := os.ReadFile(s.havePath(f.FID))
-	if errors.Is(err, fs.ErrNotExist) {
+	b, err := s.o.Content.Have(f)
+	if errors.Is(err, ErrNotFound) {
 		return nil, ErrUnknownFile // expired or committed meanwhile
 	}
 	return b, err
@@ -381,27 +401,12 @@ func (s *Service) WriteChunk(uid, fid string, i int, data []byte) error {
 		return err
 	}
 	defer s.lockUp(fid)()
-	part, err := os.OpenFile(s.partPath(fid), os.O_WRONLY, 0)
-	if errors.Is(err, fs.ErrNotExist) {
+	err = s.o.Content.WriteChunk(f, i, data)
+	if errors.Is(err, ErrNotFound) {
 		return s.goneMeanwhile(fid)
 	}
 	if err != nil {
-		return err
-	}
-	_, werr := part.WriteAt(data, int64(i)*int64(f.Chunk))
-	serr := part.Sync()
-	if err := errors.Join(werr, serr, part.Close()); err != nil {
-		return err
-	}
-	// The mark is written after the data is on disk; losing it (power
-	// loss) only makes the device send that chunk again.
-	have, err := os.OpenFile(s.havePath(fid), os.O_WRONLY, 0)
-	if err != nil {
-		return err
-	}
-	_, werr = have.WriteAt([]byte{1}, int64(i))
-	if err := errors.Join(werr, have.Close()); err != nil {
-		return err
+		return s.stored(err)
 	}
 	s.chunks.Add(1)
 	return nil
@@ -439,78 +444,68 @@ func (s *Service) Commit(uid, fid string) (File, []Range, error) {
 	if !HaveAll(have, f.Chunks()) {
 		return f, Ranges(have), ErrIncomplete
 	}
-	sum, err := hashFile(s.partPath(fid))
+	sc, err := s.scan(f)
 	if err != nil {
 		return f, nil, err
 	}
-	if sum != f.Hash {
-		if err := os.WriteFile(s.havePath(fid), make([]byte, len(have)), 0o600); err != nil {
+	if sc.hash != f.Hash {
+		if err := s.o.Content.ClearChunks(f); err != nil {
 			return f, nil, err
 		}
 		return f, []Range{}, ErrHashMismatch
 	}
-	if err := s.finalize(&f); err != nil {
+	if err := s.finalize(&f, sc); err != nil {
 		return f, nil, err
 	}
 	return f, allChunks(f.Chunks()), nil
 }
 
-func hashFile(path string) (string, error) {
-	r, err := os.Open(path)
+// scanned is what one pass over a complete upload learns.
+type scanned struct {
+	hash, ct string
+	w, h     int
+}
+
+// scan reads complete upload f once: its SHA-256, its sniffed content
+// type and, for an image, its pixel size.
+func (s *Service) scan(f File) (scanned, error) {
+	r, err := s.o.Content.OpenPart(f)
+	if errors.Is(err, ErrNotFound) {
+		return scanned{}, ErrUnknownFile
+	}
 	if err != nil {
-		return "", err
+		return scanned{}, err
 	}
 	defer r.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, r); err != nil {
-		return "", err
+	sum := sha256.New()
+	tee := io.TeeReader(r, sum)
+	var sc scanned
+	if sc.ct, sc.w, sc.h, err = probe(tee); err != nil {
+		return scanned{}, gone(err)
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	if _, err := io.Copy(sum, r); err != nil {
+		return scanned{}, gone(err)
+	}
+	sc.hash = hex.EncodeToString(sum.Sum(nil))
+	return sc, nil
 }
 
-// finalize moves a complete upload whose Hash is set into the blob tree
-// (or drops it when that content is stored already), sniffs it and
-// records the commit. The caller holds the upload's lock.
-func (s *Service) finalize(f *File) error {
-	part := s.partPath(f.FID)
-	ct, w, h, err := sniffFile(part)
-	if err != nil {
-		return err
-	}
+// finalize makes a complete, scanned upload the blob f.Hash (or drops
+// its bytes when that content is stored already) and records the
+// commit. The caller holds the upload's lock.
+func (s *Service) finalize(f *File, sc scanned) error {
 	unlock := s.lockBlob(f.Hash)
 	defer unlock()
-	blob := s.BlobPath(f.Hash)
-	if _, err := os.Stat(blob); err == nil {
-		if err := os.Remove(part); err != nil {
-			return err
-		}
-	} else {
-		dir := filepath.Dir(blob)
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return err
-		}
-		if err := os.Rename(part, blob); err != nil {
-			return err
-		}
-		if err := syncDir(dir); err != nil {
-			return err
-		}
+	if err := s.o.Content.Commit(*f, f.Hash); err != nil {
+		return gone(s.stored(err))
 	}
-	f.CT, f.W, f.H = ct, w, h
+	f.CT, f.W, f.H = sc.ct, sc.w, sc.h
 	f.Committed = s.o.Now().UTC()
 	if err := s.o.Meta.Update(*f); err != nil {
-		return err
+		return gone(err)
 	}
 	s.commits.Add(1)
-	return rmIfExists(s.havePath(f.FID))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	return errors.Join(d.Sync(), d.Close())
+	return nil
 }
 
 // CreateUpload starts an upload whose bytes arrive in order (tus): no
@@ -538,14 +533,11 @@ func (s *Service) Upload(uid, fid string) (File, int64, error) {
 	if f.Chunk != 0 {
 		return f, 0, ErrUnknownFile // a chunked upload is not resumed over HTTP
 	}
-	st, err := os.Stat(s.partPath(fid))
-	if errors.Is(err, fs.ErrNotExist) {
+	n, err := s.o.Content.Appended(f)
+	if errors.Is(err, ErrNotFound) {
 		return f, 0, ErrUnknownFile
 	}
-	if err != nil {
-		return f, 0, err
-	}
-	return f, st.Size(), nil
+	return f, n, err
 }
 
 // Append writes r's bytes at offset of uid's in-order upload fid, at most
@@ -566,13 +558,11 @@ func (s *Service) Append(uid, fid string, offset int64, r io.Reader) (int64, err
 	if err := s.full(); err != nil {
 		return 0, err
 	}
-	part, err := os.OpenFile(s.partPath(fid), os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		return 0, err
+	n, err := s.o.Content.Append(f, offset, r, f.Size-offset)
+	if errors.Is(err, ErrNotFound) {
+		return n, ErrUnknownFile
 	}
-	n, cerr := io.Copy(part, io.LimitReader(r, f.Size-offset))
-	serr := part.Sync()
-	return n, errors.Join(cerr, serr, part.Close())
+	return n, s.stored(err)
 }
 
 // FinishUpload commits uid's in-order upload fid once all its bytes are
@@ -586,10 +576,12 @@ func (s *Service) FinishUpload(uid, fid string) (File, error) {
 	if cur != f.Size {
 		return f, ErrIncomplete
 	}
-	if f.Hash, err = hashFile(s.partPath(fid)); err != nil {
+	sc, err := s.scan(f)
+	if err != nil {
 		return f, err
 	}
-	return f, s.finalize(&f)
+	f.Hash = sc.hash
+	return f, s.finalize(&f, sc)
 }
 
 // Abort removes uid's upload fid unless it has been committed.
@@ -655,7 +647,7 @@ func (s *Service) Stat(uid, fid string, chunk int) (File, []Range, error) {
 }
 
 // Open opens the content of committed file fid for uid.
-func (s *Service) Open(uid, fid string) (*os.File, File, error) {
+func (s *Service) Open(uid, fid string) (Blob, File, error) {
 	f, err := s.readable(uid, fid)
 	if err != nil {
 		return nil, f, err
@@ -663,8 +655,18 @@ func (s *Service) Open(uid, fid string) (*os.File, File, error) {
 	if !f.IsCommitted() {
 		return nil, f, ErrNotCommitted
 	}
-	r, err := os.Open(s.BlobPath(f.Hash))
+	r, err := s.Read(f)
 	return r, f, err
+}
+
+// Read opens the content of committed file f, which the caller has
+// checked uid may read (Get).
+func (s *Service) Read(f File) (Blob, error) {
+	r, err := s.o.Content.OpenBlob(f.Hash)
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("files: content of %s (%s) is missing", f.FID, f.Hash)
+	}
+	return r, err
 }
 
 // Get returns committed file fid if uid may read it: the check a message
@@ -708,7 +710,7 @@ func (s *Service) Thumb(uid, fid string) (*os.File, File, error) {
 func (s *Service) makeThumb(h, path string) error {
 	s.thumbs <- struct{}{}
 	defer func() { <-s.thumbs }()
-	src, err := os.Open(s.BlobPath(h))
+	src, err := s.o.Content.OpenBlob(h)
 	if err != nil {
 		return err
 	}
@@ -773,7 +775,7 @@ func (s *Service) remove(f File) error {
 	if err := s.o.Meta.Delete(f.FID); err != nil {
 		return err
 	}
-	if err := errors.Join(rmIfExists(s.partPath(f.FID)), rmIfExists(s.havePath(f.FID))); err != nil {
+	if err := s.o.Content.RemovePart(f); err != nil {
 		return err
 	}
 	if !f.IsCommitted() {
@@ -784,7 +786,7 @@ func (s *Service) remove(f File) error {
 	if err != nil || used {
 		return err
 	}
-	return errors.Join(rmIfExists(s.BlobPath(f.Hash)), rmIfExists(s.thumbPath(f.Hash)))
+	return errors.Join(s.o.Content.RemoveBlob(f.Hash), rmIfExists(s.thumbPath(f.Hash)))
 }
 
 // Collect removes uploads not committed, and committed files never
@@ -797,7 +799,15 @@ func (s *Service) Collect(now time.Time) (int, error) {
 		return n, err
 	}
 	m, err := s.collectRefs()
-	return n + m, err
+	if err != nil {
+		return n + m, err
+	}
+	if sw, ok := s.o.Content.(Sweeper); ok {
+		if _, err := sw.Sweep(now, s.o.Meta.BlobInUse); err != nil {
+			return n + m, err
+		}
+	}
+	return n + m, nil
 }
 
 // collectRefs walks every reference and drops those Access says are gone.

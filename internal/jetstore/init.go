@@ -23,12 +23,12 @@ func kvConfig(b string, replicas int) jetstream.StreamConfig {
 	}
 }
 
-// Asset is one JetStream stream of Tern's: the log stream or a KV
-// bucket's stream.
+// Asset is one JetStream stream of Tern's: the log stream, a KV
+// bucket's stream, the upload stream or the object store's stream.
 type Asset struct {
 	// Stream is the stream's name (KV_{bucket} for a bucket).
 	Stream string
-	// Kind is "stream" or "kv".
+	// Kind is "stream", "kv" or "objects".
 	Kind     string
 	Replicas int
 	// Created is true when Init made it, false when it was there.
@@ -41,7 +41,7 @@ func Assets() []string {
 	for _, b := range buckets {
 		out = append(out, "KV_"+b)
 	}
-	return out
+	return append(out, "KV_"+FilesBucket, UploadStream, "OBJ_"+BlobBucket)
 }
 
 // Init creates the log stream and every KV bucket that is missing, with
@@ -57,11 +57,16 @@ func Init(ctx context.Context, nc *nats.Conn, replicas int) ([]Asset, error) {
 	for _, b := range buckets {
 		cfgs = append(cfgs, kvConfig(b, replicas))
 	}
+	// The file store's (OpenFiles makes the same).
+	cfgs = append(cfgs, filesKVConfig(replicas), uploadConfig(replicas), blobConfig(replicas))
 	var out []Asset
 	for _, cfg := range cfgs {
 		a := Asset{Stream: cfg.Name, Kind: "kv", Replicas: cfg.Replicas}
-		if cfg.Name == LogStream {
+		switch cfg.Name {
+		case LogStream, UploadStream:
 			a.Kind = "stream"
+		case "OBJ_" + BlobBucket:
+			a.Kind = "objects"
 		}
 		err := retry(ctx, func(ctx context.Context) error {
 			st, err := js.Stream(ctx, cfg.Name)

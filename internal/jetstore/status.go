@@ -2,6 +2,7 @@ package jetstore
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -31,10 +32,9 @@ type Replica struct {
 // Status reports the log stream and every bucket: leader, replicas with
 // their lag, messages and bytes.
 func (s *Store) Status() ([]StreamStatus, error) {
-	names := []string{LogStream}
-	for _, b := range buckets {
-		names = append(names, "KV_"+b)
-	}
+	names := Assets()
+	// The file assets exist once OpenFiles ran (the broker does).
+	fileAssets := map[string]bool{"KV_" + FilesBucket: true, UploadStream: true, "OBJ_" + BlobBucket: true}
 	var out []StreamStatus
 	for _, n := range names {
 		var info *jetstream.StreamInfo
@@ -46,6 +46,9 @@ func (s *Store) Status() ([]StreamStatus, error) {
 			info = st.CachedInfo()
 			return nil
 		})
+		if errors.Is(err, jetstream.ErrStreamNotFound) && fileAssets[n] {
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}

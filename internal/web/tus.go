@@ -73,8 +73,17 @@ func (s *tusStore) GetUpload(ctx context.Context, id string) (tusd.Upload, error
 	if err != nil {
 		return nil, err
 	}
-	if _, _, err := s.files.Upload(uid, id); err != nil {
+	f, off, err := s.files.Upload(uid, id)
+	if err != nil {
 		return nil, s.tusErr(err)
+	}
+	if !f.IsCommitted() && off == f.Size {
+		// Every byte is stored but the commit did not happen: the node
+		// that took the last PATCH stopped (cluster mode), or the
+		// commit failed. Commit now, so the client finds it complete.
+		if _, err := s.files.FinishUpload(uid, id); err != nil {
+			return nil, s.tusErr(err)
+		}
 	}
 	return &tusUpload{s: s, uid: uid, fid: id}, nil
 }

@@ -287,6 +287,32 @@ func TestTusUploadInTwoParts(t *testing.T) {
 	wantStatus(t, anon.do("POST", web.FilesPath, tusHeaders(map[string]string{"Upload-Length": "10"}), nil), 401)
 }
 
+// TestTusCommitsCompleteUpload: an upload whose bytes are all stored but
+// that was never committed (the node that took its last PATCH stopped
+// first) is committed by the next HEAD, and downloads.
+func TestTusCommitsCompleteUpload(t *testing.T) {
+	t.Parallel()
+	b := brokertest.Start(t)
+	b.AddUser("alice", pw)
+	alice, _ := login(t, b, "alice", "")
+	content := []byte("every byte stored, no commit")
+	loc := alice.create(len(content), "a.txt", "text/plain")
+	fid := path.Base(loc)
+	// The bytes, without the last PATCH's commit.
+	if n, err := b.Files().Append("alice", fid, 0, bytes.NewReader(content)); err != nil || n != int64(len(content)) {
+		t.Fatalf("append = %d, %v", n, err)
+	}
+	wantStatus(t, alice.do("GET", web.FilesPath+fid, nil, nil), 400) // not committed yet
+	if got := alice.offset(loc); got != len(content) {
+		t.Fatalf("offset = %d, want %d", got, len(content))
+	}
+	r := alice.do("GET", web.FilesPath+fid, nil, nil)
+	wantStatus(t, r, 200)
+	if !bytes.Equal(readAll(t, r), content) {
+		t.Fatal("download differs")
+	}
+}
+
 // TestTusTerminateAndLimits: DELETE ends an upload; uploads beyond the
 // largest file or the quota are refused with 413.
 func TestTusTerminateAndLimits(t *testing.T) {
