@@ -24,7 +24,7 @@ import (
 // sends each commit to its followers as it learns of it, before its
 // acknowledgement leaves, so a replica misses an acknowledged write only
 // if the leader died in between (TestFailover counts the first syncs
-// after a kill that lack an acknowledged event: 2 in 45 trials).
+// after a kill that lack an acknowledged event: 2 in 55 trials).
 // Writes still need the leader: they wait for the election.
 type route struct {
 	stream string
