@@ -167,18 +167,33 @@ func TestPartition(t *testing.T) {
 			t.Fatal("the healed node never took the resend")
 		}
 	}
+	// Every node returns the whole stream, gap-free, once more at most a
+	// few syncs after the heal: a node that was cut off answers reads from
+	// its own copy until it hears a leader again (jetstore's route), and
+	// that copy may still be catching up. Such a sync is a shorter stream,
+	// never one with a gap; a device's next sync has the rest.
 	for i, n := range nodes {
 		for _, uid := range []string{"alice", "bob"} {
-			evs := on(t, n, uid, fmt.Sprint("s", i)).syncAll(0)
-			seen := map[string]int{}
-			for j, ev := range evs {
-				if ev.US != uint64(j+1) || ev.Seq != uint64(j+1) {
-					t.Fatalf("node %d, %s: event %d has us %d seq %d", i+1, uid, j, ev.US, ev.Seq)
+			d := on(t, n, uid, fmt.Sprint("s", i))
+			deadline := time.Now().Add(brokertest.Timeout)
+			for try := 1; ; try++ {
+				evs := d.syncAll(0)
+				seen := map[string]int{}
+				for j, ev := range evs {
+					if ev.US != uint64(j+1) || ev.Seq != uint64(j+1) {
+						t.Fatalf("node %d, %s: event %d has us %d seq %d", i+1, uid, j, ev.US, ev.Seq)
+					}
+					seen[ev.CMID]++
 				}
-				seen[ev.CMID]++
-			}
-			if len(evs) != 3 || seen["c0"] != 1 || seen["c1"] != 1 || seen["c2"] != 1 {
-				t.Fatalf("node %d, %s's stream: %v", i+1, uid, seen)
+				if len(evs) == 3 && seen["c0"] == 1 && seen["c1"] == 1 && seen["c2"] == 1 {
+					if try > 1 {
+						t.Logf("node %d, %s: whole stream at sync %d", i+1, uid, try)
+					}
+					break
+				}
+				if len(evs) > 3 || time.Now().After(deadline) {
+					t.Fatalf("node %d, %s's stream: %v", i+1, uid, seen)
+				}
 			}
 		}
 	}

@@ -29,7 +29,7 @@ func (s *Store) loadEvent(subject string) (ev im.Event, found bool, err error) {
 
 // loadRaw is loadEvent without the tombstone.
 func (s *Store) loadRaw(subject string) (ev im.Event, found bool, err error) {
-	r, err := s.get(subject)
+	r, err := s.getNamed(subject)
 	if errors.Is(err, ErrNotFound) {
 		return ev, false, nil
 	}
@@ -42,6 +42,22 @@ func (s *Store) loadRaw(subject string) (ev im.Event, found bool, err error) {
 		return ev, false, nil
 	}
 	return ev, true, nil
+}
+
+// getNamed is get of a record that another record named (an event its
+// pointer or index entry names, a pointer below the stream's head). While
+// the leader is away a replica answers get, and replicas apply writes at
+// their own pace: the naming record may have come from one further on,
+// or from the leader. Only the leader may say such a record is gone (it
+// expired or was trimmed); getNamed asks it, waiting through the
+// election, rather than leave a gap in a read.
+func (s *Store) getNamed(subject string) (rec, error) {
+	replica := s.logRoute.away(s.opts.LeaderWait) // before get, or a probe may end it meanwhile
+	r, err := s.get(subject)
+	if errors.Is(err, ErrNotFound) && (replica || s.logRoute.away(s.opts.LeaderWait)) {
+		return s.getLeader(subject)
+	}
+	return r, err
 }
 
 // USHead is the last us of uid's stream, read from the stream leader.
@@ -77,7 +93,7 @@ func (s *Store) Stream(uid string, since uint64, max int) (evs []im.Event, more 
 	}
 	us := since + 1
 	for ; us <= top && len(evs) < max; us++ {
-		r, err := s.get(pointerSubj(uid, us))
+		r, err := s.getNamed(pointerSubj(uid, us))
 		if errors.Is(err, ErrNotFound) {
 			continue // expired
 		}
