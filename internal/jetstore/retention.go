@@ -330,12 +330,38 @@ func (s *Store) trimAux(filter string, from uint64, cutoffOf func(string) int64,
 		clear(cuts)
 		return nil
 	}
-	young := uint64(0) // the first event kept for its age
+	next, err := s.walkExpired(filter, from, cutoffOf, stopAt, run, func(m *jetstream.RawStreamMsg, cv string) error {
+		k := cuts[cv]
+		if k == nil {
+			k = &cut{}
+			cuts[cv] = k
+		}
+		k.below = max(k.below, m.Sequence+1)
+		k.n++
+		if len(cuts) >= trimChunk {
+			return flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return next, err
+	}
+	return next, flush()
+}
+
+// walkExpired walks the conversation records under filter (subjects
+// tern.<kind>.<p>.<cv>.<n>), from stream sequence from until one stamped
+// at or after stopAt, and calls fn for each older than its conversation's
+// cutoff (cutoffOf; 0: none). It returns where the next walk may start:
+// the stop, or the first record it passed over only because it was not
+// old enough.
+func (s *Store) walkExpired(filter string, from uint64, cutoffOf func(string) int64, stopAt int64, run trimRun, fn func(m *jetstream.RawStreamMsg, cv string) error) (uint64, error) {
+	young := uint64(0) // the first record kept for its age
 	next, err := s.walk(filter, from, run.quit, func(m *jetstream.RawStreamMsg, ts int64) (bool, error) {
 		if ts >= stopAt {
 			return true, nil
 		}
-		f := strings.Split(m.Subject, ".") // tern.ax.<p>.<cv>.<n>
+		f := strings.Split(m.Subject, ".")
 		if len(f) != 5 {
 			return false, nil
 		}
@@ -350,25 +376,12 @@ func (s *Store) trimAux(filter string, from uint64, cutoffOf func(string) int64,
 		if ts == 0 || c <= 0 || ts >= c {
 			return false, nil
 		}
-		k := cuts[cv]
-		if k == nil {
-			k = &cut{}
-			cuts[cv] = k
-		}
-		k.below = max(k.below, m.Sequence+1)
-		k.n++
-		if len(cuts) >= trimChunk {
-			return false, flush()
-		}
-		return false, nil
+		return false, fn(m, cv)
 	})
-	if err != nil {
-		return next, err
-	}
-	if young != 0 {
+	if err == nil && young != 0 {
 		next = min(next, young)
 	}
-	return next, flush()
+	return next, err
 }
 
 // trimEvents removes the conversation events under filter, from stream
@@ -425,41 +438,19 @@ func (s *Store) trimEvents(filter string, from uint64, cutoffOf func(string) int
 		}
 		return nil
 	}
-	young := uint64(0) // the first event kept for its age
-	next, err := s.walk(filter, from, run.quit, func(m *jetstream.RawStreamMsg, ts int64) (bool, error) {
-		if ts >= stopAt {
-			return true, nil
-		}
-		f := strings.Split(m.Subject, ".") // tern.ev.<p>.<cv>.<seq>
-		if len(f) != 5 {
-			return false, nil
-		}
-		cv, err := untok(f[3])
-		if err != nil {
-			return false, err
-		}
-		c := cutoffOf(cv)
-		if c > 0 && ts >= c && young == 0 {
-			young = m.Sequence
-		}
-		if ts == 0 || c <= 0 || ts >= c {
-			return false, nil
-		}
+	next, err := s.walkExpired(filter, from, cutoffOf, stopAt, run, func(m *jetstream.RawStreamMsg, _ string) error {
 		var ev codec.Event
 		if err := codec.UnmarshalStored(m.Data, &ev); err != nil {
-			return false, nil // unreadable: kept (counted when read)
+			return nil // unreadable: kept (counted when read)
 		}
 		chunk = append(chunk, cand{subject: m.Subject, ev: ev})
 		if len(chunk) >= trimChunk {
-			return false, flush()
+			return flush()
 		}
-		return false, nil
+		return nil
 	})
 	if err != nil {
 		return next, err
-	}
-	if young != 0 {
-		next = min(next, young)
 	}
 	return next, flush()
 }
