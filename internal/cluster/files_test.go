@@ -344,20 +344,7 @@ func TestKill9MidUpload(t *testing.T) {
 		t.Skip("starts a cluster node process")
 	}
 	t.Parallel()
-	routes := brokertest.RoutePorts(t, 3)
-	cmd, addr := startNodeProc(t, 0, routes)
-	cfgs := []*config.Config{brokertest.Config(t), brokertest.Config(t)}
-	for i, cfg := range cfgs {
-		brokertest.NodeConfig(cfg, i+1, routes)
-	}
-	nodes := brokertest.StartNodes(t, cfgs)
-	var url1 string
-	select {
-	case a := <-addr:
-		url1 = "tcp://" + a
-	case <-time.After(60 * time.Second):
-		t.Fatal("node 1 did not start")
-	}
+	cmd, url1, nodes := procCluster(t)
 	nodes[0].AddUser("alice", pw)
 	body := content(2<<20, 5)
 	sum := sha256.Sum256(body)

@@ -104,6 +104,31 @@ func startNodeIn(t *testing.T, dir string, i int, routes []string) (cmd *exec.Cm
 	return cmd, ch
 }
 
+// procCluster starts a three-node cluster whose node 1 is a real process
+// (startNodeProc) and whose nodes 2 and 3 run in the test, each of their
+// configs passed through opts (with its node index, 1 or 2). It returns
+// node 1's process and MQTT URL, and nodes 2 and 3.
+func procCluster(t *testing.T, opts ...func(i int, cfg *config.Config)) (cmd *exec.Cmd, url1 string, nodes []*brokertest.Broker) {
+	t.Helper()
+	routes := brokertest.RoutePorts(t, 3)
+	cmd, addr := startNodeProc(t, 0, routes)
+	cfgs := []*config.Config{brokertest.Config(t), brokertest.Config(t)}
+	for i, cfg := range cfgs {
+		brokertest.NodeConfig(cfg, i+1, routes)
+		for _, o := range opts {
+			o(i+1, cfg)
+		}
+	}
+	nodes = brokertest.StartNodes(t, cfgs)
+	select {
+	case a := <-addr:
+		url1 = "tcp://" + a
+	case <-time.After(60 * time.Second):
+		t.Fatal("node 1 did not start")
+	}
+	return cmd, url1, nodes
+}
+
 // TestKill9Node: a three-node cluster whose node 1 is a real process. A
 // device on node 1 sends QoS 1 messages to bob (live on node 3) until
 // node 1 is killed with SIGKILL; the device reconnects to node 2, syncs
@@ -114,20 +139,7 @@ func TestKill9Node(t *testing.T) {
 		t.Skip("starts a cluster node process")
 	}
 	t.Parallel()
-	routes := brokertest.RoutePorts(t, 3)
-	cmd, addr := startNodeProc(t, 0, routes)
-	cfgs := []*config.Config{brokertest.Config(t), brokertest.Config(t)}
-	for i, cfg := range cfgs {
-		brokertest.NodeConfig(cfg, i+1, routes)
-	}
-	nodes := brokertest.StartNodes(t, cfgs)
-	var url1 string
-	select {
-	case a := <-addr:
-		url1 = "tcp://" + a
-	case <-time.After(60 * time.Second):
-		t.Fatal("node 1 did not start")
-	}
+	cmd, url1, nodes := procCluster(t)
 	nodes[0].AddUser("alice", pw)
 	nodes[0].AddUser("bob", pw)
 	bob := on(t, nodes[1], "bob", "b3")

@@ -206,21 +206,7 @@ func TestPresenceNodeKilled(t *testing.T) {
 		t.Skip("starts a cluster node process")
 	}
 	t.Parallel()
-	routes := brokertest.RoutePorts(t, 3)
-	cmd, addr := startNodeProc(t, 0, routes)
-	cfgs := []*config.Config{brokertest.Config(t), brokertest.Config(t)}
-	for i, cfg := range cfgs {
-		brokertest.NodeConfig(cfg, i+1, routes)
-		fastPresence(i+1, cfg)
-	}
-	nodes := brokertest.StartNodes(t, cfgs)
-	var url1 string
-	select {
-	case a := <-addr:
-		url1 = "tcp://" + a
-	case <-time.After(60 * time.Second):
-		t.Fatal("node 1 did not start")
-	}
+	cmd, url1, nodes := procCluster(t, fastPresence)
 	presenceUsers(t, nodes[0])
 	w2 := watchPres(t, nodes[0].URL(), "bob", "w2", "alice")
 	w3 := watchPres(t, nodes[1].URL(), "bob", "w3", "alice")
