@@ -148,3 +148,55 @@ func (g *TypingGate) Allow(uid, cv string) bool {
 	g.last[k] = now
 	return true
 }
+
+// LeaveAppends are the appends of uid leaving group g (members recs, in
+// order): when uid owns it and others stay, the owner role first passes
+// to the first admin (or else the first other member); then the leave,
+// which removes g from uid's conversation list. others are the members
+// who stay; ok is false when uid is not a member. With no one staying
+// the leave goes to uid's own stream (a purge of it may follow), so the
+// event still gets a seq.
+func LeaveAppends(g Group, recs map[string]Member, order []string, uid string) (as []*Append, others []string, ok bool) {
+	me, ok := recs[uid]
+	if !ok {
+		return nil, nil, false
+	}
+	for _, u := range order {
+		if u != uid {
+			others = append(others, u)
+		}
+	}
+	cv := g.CV()
+	if me.Role == RoleOwner && len(others) > 0 {
+		heir := others[0]
+		for _, u := range others {
+			if recs[u].Role == RoleAdmin {
+				heir = u
+				break
+			}
+		}
+		r := recs[heir]
+		r.Role = RoleOwner
+		g.Owner = heir
+		g.V++
+		gc := g
+		as = append(as, &Append{
+			CV: cv, To: order, Group: &gc,
+			Event:   Event{T: TMember, Op: "role", Who: []string{heir}, By: uid, Role: RoleOwner},
+			Members: []MemberChange{{GID: g.GID, UID: heir, Rec: r}},
+		})
+	}
+	g.N = len(others)
+	g.V++
+	to := others
+	if len(to) == 0 {
+		to = []string{uid}
+	}
+	as = append(as, &Append{
+		CV: cv, To: to, Group: &g,
+		Event:     Event{T: TMember, Op: "leave", Who: []string{uid}, By: uid},
+		Members:   []MemberChange{{GID: g.GID, UID: uid, Rec: me, SetTo: true}},
+		UserConvs: []UserConv{{UID: uid, CV: cv, Remove: true}},
+	})
+	return as, others, true
+}

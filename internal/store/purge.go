@@ -158,48 +158,10 @@ func (s *Store) leaveGroup(gid, uid string) (others []string, left bool, err err
 	if err != nil {
 		return nil, false, err
 	}
-	me, ok := recs[uid]
+	as, others, ok := im.LeaveAppends(g, recs, order, uid)
 	if !ok {
 		return nil, false, nil
 	}
-	for _, u := range order {
-		if u != uid {
-			others = append(others, u)
-		}
-	}
-	cv := "g:" + gid
-	var as []*im.Append
-	if me.Role == "owner" && len(others) > 0 {
-		heir := others[0]
-		for _, u := range others {
-			if recs[u].Role == "admin" {
-				heir = u
-				break
-			}
-		}
-		r := recs[heir]
-		r.Role = "owner"
-		g.Owner = heir
-		g.V++
-		gc := g
-		as = append(as, &im.Append{
-			CV: cv, To: order, Group: &gc,
-			Event:   im.Event{T: im.TMember, Op: "role", Who: []string{heir}, By: uid, Role: "owner"},
-			Members: []im.MemberChange{{GID: gid, UID: heir, Rec: r}},
-		})
-	}
-	g.N = len(others)
-	g.V++
-	to := others
-	if len(to) == 0 {
-		to = []string{uid} // its stream is purged next; the event still gets a seq
-	}
-	as = append(as, &im.Append{
-		CV: cv, To: to, Group: &g,
-		Event:     im.Event{T: im.TMember, Op: "leave", Who: []string{uid}, By: uid},
-		Members:   []im.MemberChange{{GID: gid, UID: uid, Rec: me, SetTo: true}},
-		UserConvs: []im.UserConv{{UID: uid, CV: cv, Remove: true}},
-	})
 	for _, a := range as {
 		if err := s.Append(a); err != nil {
 			return nil, false, err
