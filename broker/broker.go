@@ -165,16 +165,9 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 		TrimEvery:      cfg.IM.TrimEvery,
 		Logger:         log,
 		Commits:        b.commits,
-		// b.metrics and b.search are set before any client can cause an
-		// append; a commit wakes the search index without waiting for it.
-		OnCommit: func(n int) {
-			b.metrics.Committed(n)
-			if b.search != nil {
-				b.search.Kick()
-			}
-		},
-		Disk:   b.disk,
-		Forget: b.forget,
+		OnCommit:       b.committed,
+		Disk:           b.disk,
+		Forget:         b.forget,
 	})
 	if err != nil {
 		b.closeAudit()
@@ -890,6 +883,17 @@ func (b *Broker) Store() *store.Store { return b.store }
 
 // IM returns the store of the IM core, Badger or JetStream.
 func (b *Broker) IM() im.Store { return b.st }
+
+// committed is told of every commit of the store (Badger, or the
+// cluster's): it counts the appends, and wakes the search index without
+// waiting for it. b.metrics and b.search are set before any client can
+// cause an append.
+func (b *Broker) committed(n int) {
+	b.metrics.Committed(n)
+	if b.search != nil {
+		b.search.Kick()
+	}
+}
 
 // Search returns the search index, nil when search is off (for tests
 // and in-process tools).

@@ -90,13 +90,7 @@ func (b *Broker) openCluster() error {
 	defer cancel()
 	js, err := jetstore.Open(ctx, b.cl.nc, jetstore.Options{
 		Replicas: cc.Replicas, Commits: b.commits, Logger: b.log,
-		// b.metrics is set before any client can cause an append.
-		OnCommit: func(n int) {
-			b.metrics.Committed(n)
-			if b.search != nil {
-				b.search.Kick()
-			}
-		},
+		OnCommit: b.committed,
 		// The link is started before any client can cause an append.
 		Relay: func(a *im.Append) { b.cl.link.Committed(a) },
 	})
