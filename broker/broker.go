@@ -54,6 +54,7 @@ import (
 	"github.com/tern-im/tern/internal/metrics"
 	"github.com/tern-im/tern/internal/relations"
 	"github.com/tern-im/tern/internal/search"
+	"github.com/tern-im/tern/internal/searchproc"
 	"github.com/tern-im/tern/internal/session"
 	"github.com/tern-im/tern/internal/store"
 	"github.com/tern-im/tern/internal/web"
@@ -90,7 +91,7 @@ type Broker struct {
 	store *store.Store
 	cl    clusterParts
 	// search is the full-text index (nil when search.enabled is false).
-	search *search.Index
+	search SearchIndex
 	// commits carries committed appends from the store to delivery.
 	commits  *im.CommitStream
 	accounts *accounts.Service
@@ -179,8 +180,9 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 		b.st = st
 	}
 	if cfg.Search.Enabled {
-		// The index follows the store by position on its own goroutine,
-		// off the commit path; it catches up from its stored cursor. In
+		// The index follows the store by position on its own goroutine
+		// (search.process: in a child process at a low CPU priority), off
+		// the commit path; it catches up from its stored cursor. In
 		// cluster mode each node keeps its own index of the shared
 		// stream (a cache it can rebuild), woken by its own commits and
 		// every search.poll for the other nodes'.
@@ -188,13 +190,11 @@ func New(cfg *config.Config, log *slog.Logger) (*Broker, error) {
 		if b.cl.js != nil {
 			src = b.cl.js
 		}
-		b.search, err = search.Open(SearchDir(cfg.Data), SearchOptions(cfg, src, log))
-		if err != nil {
+		if b.search, err = openSearch(cfg, src, log); err != nil {
 			_ = st.Close() // the index error is the one to report
 			b.closeAudit()
 			return nil, err
 		}
-		b.search.Start()
 		// Messages a conversation's own retention trims leave the index.
 		b.forget.Add(b.search)
 	}
@@ -897,7 +897,47 @@ func (b *Broker) committed(n int) {
 
 // Search returns the search index, nil when search is off (for tests
 // and in-process tools).
-func (b *Broker) Search() *search.Index { return b.search }
+func (b *Broker) Search() SearchIndex { return b.search }
+
+// SearchIndex is the full-text index as the broker uses it: in the
+// broker's process (search.Index) or in a child process at a low CPU
+// priority (searchproc.Worker), as search.process says.
+type SearchIndex interface {
+	im.Searcher
+	im.Forgetter
+	// Kick says events were committed; it does not block.
+	Kick()
+	// Lag and Bytes are for metrics: see search.Index.
+	Lag() time.Duration
+	Bytes() int64
+	// Wait returns once every event up to id is indexed (for tests).
+	Wait(ctx context.Context, id ulid.ULID) error
+	Close() error
+}
+
+// openSearch opens the index and starts it following src.
+func openSearch(cfg *config.Config, src search.Source, log *slog.Logger) (SearchIndex, error) {
+	o := SearchOptions(cfg, src, log)
+	if cfg.Search.Process {
+		var lv slog.Level
+		if err := lv.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+			lv = slog.LevelInfo
+		}
+		w, err := searchproc.Start(searchproc.Options{
+			Dir: SearchDir(cfg.Data), Index: o, Source: src, Nice: cfg.Search.Nice, Log: log, Level: lv,
+		})
+		if err != nil {
+			return nil, err
+		}
+		return w, nil
+	}
+	x, err := search.Open(SearchDir(cfg.Data), o)
+	if err != nil {
+		return nil, err
+	}
+	x.Start()
+	return x, nil
+}
 
 // SearchDir is where the search index of data dir lives.
 func SearchDir(data string) string { return filepath.Join(data, "search") }

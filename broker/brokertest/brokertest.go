@@ -48,6 +48,9 @@ func Config(t testing.TB) *config.Config {
 	cfg.Auth.Argon2Memory = 1 << 20
 	// Short enough for the bad-input tests, long enough for a loaded CI box.
 	cfg.Limits.ConnectTimeout = 3 * time.Second
+	// The index in the broker's process: a worker process per test broker
+	// costs CI a process start each. Tests of the worker turn it on.
+	cfg.Search.Process = false
 	return cfg
 }
 

@@ -24,6 +24,7 @@ import (
 	"syscall"
 
 	"github.com/tern-im/tern/internal/buildinfo"
+	"github.com/tern-im/tern/internal/searchproc"
 )
 
 const usage = `Tern: an MQTT broker that is an IM server.
@@ -86,6 +87,14 @@ func main() {
 	// Everything tern writes is in the data dir and private: Badger
 	// creates its files 0666 less the umask, so this makes them 0600.
 	syscall.Umask(0o077)
+	if searchproc.IsWorker() {
+		// Started by a broker to keep its search index (search.process).
+		if err := searchproc.Serve(); err != nil {
+			fmt.Fprintln(os.Stderr, "tern search worker:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, errHelp) {
 			fmt.Fprintln(os.Stderr, "tern:", err)

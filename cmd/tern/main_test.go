@@ -16,12 +16,15 @@ import (
 
 	"github.com/tern-im/tern/broker/brokertest"
 	"github.com/tern-im/tern/internal/config"
+	"github.com/tern-im/tern/internal/searchproc"
 )
 
 // TestMain lets the test binary act as the tern command in subprocess
 // tests (TERN_TEST_MAIN=1), so they run the real main without a build.
 func TestMain(m *testing.M) {
-	if os.Getenv("TERN_TEST_MAIN") == "1" {
+	// A broker in these tests starts its search worker (search.process)
+	// from this binary, too.
+	if os.Getenv("TERN_TEST_MAIN") == "1" || searchproc.IsWorker() {
 		main()
 		return
 	}

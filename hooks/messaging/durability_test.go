@@ -20,6 +20,7 @@ import (
 	"github.com/tern-im/tern/broker/brokertest"
 	"github.com/tern-im/tern/internal/accounts"
 	"github.com/tern-im/tern/internal/config"
+	"github.com/tern-im/tern/internal/searchproc"
 	"github.com/tern-im/tern/topics"
 )
 
@@ -28,6 +29,15 @@ import (
 const envBrokerDir = "TERN_TEST_BROKER_DIR"
 
 func TestMain(m *testing.M) {
+	if searchproc.IsWorker() {
+		// The broker processes below keep their search index in a child
+		// process of this binary (search.process).
+		if err := searchproc.Serve(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if dir := os.Getenv(envBrokerDir); dir != "" {
 		if err := runBrokerProcess(dir); err != nil {
 			fmt.Fprintln(os.Stderr, err)

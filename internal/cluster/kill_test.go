@@ -18,6 +18,7 @@ import (
 	"github.com/tern-im/tern/broker"
 	"github.com/tern-im/tern/broker/brokertest"
 	"github.com/tern-im/tern/internal/config"
+	"github.com/tern-im/tern/internal/searchproc"
 	"github.com/tern-im/tern/topics"
 )
 
@@ -26,6 +27,15 @@ import (
 const envNode = "TERN_TEST_CLUSTER_NODE"
 
 func TestMain(m *testing.M) {
+	if searchproc.IsWorker() {
+		// The broker processes below keep their search index in a child
+		// process of this binary (search.process).
+		if err := searchproc.Serve(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if spec := os.Getenv(envNode); spec != "" {
 		if err := runNode(spec); err != nil {
 			fmt.Fprintln(os.Stderr, err)

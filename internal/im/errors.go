@@ -131,6 +131,8 @@ var (
 	ErrInternal      = newError(500, "server fault")
 	// ErrNotImplemented: a protocol feature this server does not build yet.
 	ErrNotImplemented = newError(501, "not implemented")
+	// ErrSearchUnavailable: the search index is starting or restarting.
+	ErrSearchUnavailable = newError(503, "search unavailable, try again")
 )
 
 // Fault maps any error to the Error a client is told: named errors stay

@@ -354,10 +354,13 @@ func (x *Index) Wait(ctx context.Context, id ulid.ULID) error {
 }
 
 // Bytes is the index's size on disk.
-func (x *Index) Bytes() int64 {
+func (x *Index) Bytes() int64 { return DirBytes(x.dir) }
+
+// DirBytes is the size on disk of the index in dir.
+func DirBytes(dir string) int64 {
 	var n int64
 	// Files come and go while scorch merges: count what is there.
-	_ = filepath.WalkDir(x.dir, func(_ string, d fs.DirEntry, err error) error {
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
 			if info, err := d.Info(); err == nil {
 				n += info.Size()
