@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/tern-im/tern/internal/codec"
 	"github.com/tern-im/tern/internal/config"
 	"github.com/tern-im/tern/internal/search"
+	"github.com/tern-im/tern/internal/searchproc"
 )
 
 // indexed waits until the broker's search index holds the event id.
@@ -309,4 +311,48 @@ func TestSearchHTTP(t *testing.T) {
 	if resp.StatusCode != 401 {
 		t.Fatalf("no token: %d", resp.StatusCode)
 	}
+}
+
+// TestSearchInWorker searches through the broker with the index in its
+// child process (search.process, the default outside tests): before and
+// after the worker was killed, and with no worker at all.
+func TestSearchInWorker(t *testing.T) {
+	t.Parallel()
+	b := brokertest.Start(t, func(c *config.Config) { c.Search.Process = true })
+	users(b, "alice", "bob")
+	a, bo := connect(t, b, "alice", "p1"), connect(t, b, "bob", "b1")
+	first := a.mine("bob", "1", "quarterly numbers attached")
+	indexed(t, b, first.ID)
+	if got, _ := bo.search(map[string]any{"q": "Quarterly"}); !slices.Equal(got, []string{"quarterly numbers attached"}) {
+		t.Fatalf("search: %q", got)
+	}
+
+	w, ok := b.Search().(*searchproc.Worker)
+	if !ok {
+		t.Fatalf("search.process: the index is a %T", b.Search())
+	}
+	old := w.Pid()
+	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// Sent while the worker is down or starting: the next one indexes it.
+	second := a.mine("bob", "2", "quarterly review moved")
+	deadline := time.Now().Add(brokertest.Timeout)
+	for pid := w.Pid(); pid == 0 || pid == old; pid = w.Pid() {
+		if time.Now().After(deadline) {
+			t.Fatal("the broker started no new worker")
+		}
+		time.Sleep(10 * time.Millisecond) // polling the supervisor
+	}
+	indexed(t, b, second.ID)
+	if got, _ := bo.search(map[string]any{"q": "quarterly"}); !slices.Equal(got, []string{"quarterly review moved", "quarterly numbers attached"}) {
+		t.Fatalf("search after the restart: %q", got)
+	}
+
+	// No worker: search says so, and sending goes on.
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	bo.fail("search", map[string]any{"q": "quarterly"}, 503)
+	a.mine("bob", "3", "still sending")
 }
