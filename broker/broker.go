@@ -924,7 +924,7 @@ func openSearch(cfg *config.Config, src search.Source, log *slog.Logger) (Search
 			lv = slog.LevelInfo
 		}
 		w, err := searchproc.Start(searchproc.Options{
-			Dir: SearchDir(cfg.Data), Index: o, Source: src, Nice: cfg.Search.Nice, Log: log, Level: lv,
+			Dir: SearchDir(cfg.Data), Index: o, Source: src, Priority: searchproc.Priority(cfg.Search.Priority), Log: log, Level: lv,
 		})
 		if err != nil {
 			return nil, err

@@ -324,15 +324,16 @@ type Search struct {
 	// less CPU than a pass per commit. It is also about how far search
 	// lags behind sends. 0 means a pass per commit.
 	Settle time.Duration `yaml:"settle"`
-	// Process keeps the index in a child process (the same binary) whose
-	// threads run at nice value Nice: the kernel then gives the broker's
-	// send path the cores first, and the index what is left. false keeps
-	// the index in the broker's own process, where it competes with the
-	// send path as an equal.
+	// Process keeps the index in a child process (the same binary) at
+	// CPU priority Priority: the kernel then gives the broker's send path
+	// the cores first, and the index what is left. false keeps the index
+	// in the broker's own process, where it competes with the send path
+	// as an equal.
 	Process bool `yaml:"process"`
-	// Nice is the child's nice value, 1 to 19 (19: only the CPU nothing
-	// else wants); 0 leaves its priority as the broker's.
-	Nice int `yaml:"nice"`
+	// Priority is the child's: "idle" (Linux SCHED_IDLE: only CPU time
+	// nothing else wants, and a waking broker thread preempts it at once),
+	// "low" (nice 19) or "normal" (as the broker).
+	Priority string `yaml:"priority"`
 }
 
 // Compat switches on behaviours that strict test suites expect of a
@@ -415,7 +416,7 @@ func DefaultConfig() *Config {
 			UploadRate:   1 << 20,
 			UploadBurst:  4 << 20,
 		},
-		Search:  Search{Enabled: true, Batch: 1000, Poll: time.Second, Settle: 250 * time.Millisecond, Process: true, Nice: 19},
+		Search:  Search{Enabled: true, Batch: 1000, Poll: time.Second, Settle: 250 * time.Millisecond, Process: true, Priority: "idle"},
 		Audit:   defaultAudit(),
 		DLP:     defaultDLP(),
 		Cluster: Cluster{NATSRoutes: []string{}, Replicas: 3, Heartbeat: time.Second, NodeTimeout: 5 * time.Second},
@@ -685,8 +686,12 @@ func (c *Config) Validate() error {
 	if c.Search.Settle < 0 || c.Search.Settle > time.Minute {
 		bad("search.settle", "must be 0 to 1m")
 	}
-	if c.Search.Nice < 0 || c.Search.Nice > 19 {
-		bad("search.nice", "must be 0 to 19")
+	switch c.Search.Priority {
+	case "idle", "low", "normal":
+	default:
+		if c.Search.Process {
+			bad("search.priority", "must be idle, low or normal")
+		}
 	}
 	c.validateCompliance(bad)
 	c.Cluster.validate(bad)

@@ -18,7 +18,9 @@ func (x *Index) Forget(evs []im.Forgotten) {
 	if b.Size() == 0 {
 		return
 	}
-	if err := x.idx.Batch(b); err != nil {
+	// Written to disk before it returns: unlike what the cursor covers, a
+	// lost Forget would never be repeated.
+	if err := x.persist(b); err != nil {
 		x.o.Log.Warn("search: forget trimmed messages", "count", b.Size(), "error", err)
 	}
 }

@@ -137,6 +137,28 @@ func newMapping() (mapping.IndexMapping, error) {
 	return m, m.Validate()
 }
 
+// persistNap is the least time between two writes of new segments to
+// disk (see scorchConfig).
+const persistNap = 2 * time.Second
+
+// scorchConfig is the engine's configuration. A batch returns once bleve
+// holds its segment in memory (unsafe_batch); the persister writes
+// segments to disk on its own, at most every persistNap, after merging
+// what gathered meanwhile in memory. Each write ends in fsyncs, which the
+// store's own fsync per commit would queue behind on the same disk: a
+// write per batch made acknowledgements wait. A crash loses only segments
+// not written yet, together with the cursor persisted with them, so the
+// index takes those events again from the store.
+func scorchConfig() map[string]any {
+	return map[string]any{
+		"unsafe_batch": true,
+		"scorchPersisterOptions": map[string]any{
+			"PersisterNapTimeMSec":      int(persistNap / time.Millisecond),
+			"PersisterNapUnderNumFiles": 1000,
+		},
+	}
+}
+
 // Source is what the index reads from the store: committed events by
 // position, and a message by id (the target of an edit).
 type Source interface {
@@ -206,7 +228,7 @@ func Open(dir string, o Options) (*Index, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	idx, err := bleve.Open(dir)
+	idx, err := bleve.OpenUsing(dir, scorchConfig())
 	if err == nil {
 		if v, verr := idx.GetInternal(schemaKey); verr != nil || !bytes.Equal(v, schema) {
 			o.Log.Warn("search: the index has an older format; rebuilding it from the store", "dir", dir, "schema", string(v))
@@ -218,14 +240,8 @@ func Open(dir string, o Options) (*Index, error) {
 		}
 	}
 	if errors.Is(err, bleve.ErrorIndexPathDoesNotExist) {
-		var m mapping.IndexMapping
-		if m, err = newMapping(); err != nil {
-			return nil, fmt.Errorf("search: mapping: %w", err)
-		}
-		if idx, err = bleve.NewUsing(dir, m, scorch.Name, scorch.Name, nil); err == nil {
-			if err = idx.SetInternal(schemaKey, schema); err != nil {
-				_ = idx.Close() // the write error is the one to report
-			}
+		if err = create(dir); err == nil {
+			idx, err = bleve.OpenUsing(dir, scorchConfig())
 		}
 	}
 	if err != nil {
@@ -244,6 +260,36 @@ func Open(dir string, o Options) (*Index, error) {
 		return nil, fmt.Errorf("search: cursor is %d bytes; rebuild with tern search reindex", len(raw))
 	}
 	return x, nil
+}
+
+// create makes an empty index in dir with its mapping and schema
+// version, both on disk when it returns (a batch of the scorchConfig
+// engine would not have written them yet).
+func create(dir string) error {
+	m, err := newMapping()
+	if err != nil {
+		return fmt.Errorf("search: mapping: %w", err)
+	}
+	idx, err := bleve.NewUsing(dir, m, scorch.Name, scorch.Name, nil)
+	if err != nil {
+		return err
+	}
+	return errors.Join(idx.SetInternal(schemaKey, schema), idx.Close())
+}
+
+// persist writes b and returns once it is on disk, or after a minute.
+func (x *Index) persist(b *bleve.Batch) error {
+	done := make(chan error, 1)
+	b.SetPersistedCallback(func(err error) { done <- err })
+	if err := x.idx.Batch(b); err != nil {
+		return err
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(time.Minute):
+		return errors.New("search: not written to disk after a minute")
+	}
 }
 
 // Start follows the source on a goroutine until Close: it indexes what
@@ -313,7 +359,12 @@ func (x *Index) Close() error {
 	x.mu.Unlock()
 	close(x.stop)
 	x.wg.Wait()
-	return x.idx.Close()
+	// What bleve holds only in memory is written now, or the next start
+	// would index it again.
+	b := x.idx.NewBatch()
+	cur := x.Cursor()
+	b.SetInternal(cursorKey, cur[:])
+	return errors.Join(x.persist(b), x.idx.Close())
 }
 
 // Cursor is the id of the last event indexed (zero: none).

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/internal/search"
@@ -39,7 +40,7 @@ type params struct {
 	Dir                                 string
 	Batch                               int
 	Poll, Settle, Retention, PruneEvery time.Duration
-	Nice                                int
+	Priority                            Priority
 	Level                               slog.Level
 }
 
@@ -54,9 +55,9 @@ func Serve() error {
 	}
 	// The parent relays these lines into its own log.
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: p.Level}))
-	if p.Nice > 0 {
-		if err := lowerPriority(p.Nice); err != nil {
-			log.Warn("search: could not lower the worker's CPU priority", "error", err)
+	if p.Priority != PriorityNormal {
+		if err := lowerPriority(p.Priority); err != nil {
+			log.Warn("search: could not lower the worker's CPU priority", "priority", p.Priority, "error", err)
 		}
 	}
 	idxConn, err := fileConn(fdIndex, "index")
@@ -86,11 +87,44 @@ func Serve() error {
 	return errors.Join(x.Close(), src.c.Close())
 }
 
-// lowerPriority sets the nice value of every thread of this process.
-// Linux keeps one per thread and a new thread takes its creator's, so
-// after two passes (the second catches threads made during the first)
-// every thread the runtime makes from then on starts low too.
-func lowerPriority(nice int) error {
+// Priority is how the child's threads are scheduled against the
+// broker's.
+type Priority string
+
+const (
+	// PriorityIdle: SCHED_IDLE (and nice 19). The kernel runs the child
+	// only on CPU time no other task wants, and a waking broker thread
+	// preempts it at once.
+	PriorityIdle Priority = "idle"
+	// PriorityLow: nice 19. The child gets about 1/70 of a busy core
+	// beside a broker thread, but keeps its time slice when one wakes.
+	PriorityLow Priority = "low"
+	// PriorityNormal: as the broker.
+	PriorityNormal Priority = "normal"
+)
+
+// Valid reports whether p is one of the priorities.
+func (p Priority) Valid() bool {
+	return p == PriorityIdle || p == PriorityLow || p == PriorityNormal
+}
+
+// lowerPriority schedules every thread of this process at p. Linux keeps
+// the policy and nice value per thread and a new thread takes its
+// creator's, so after two passes (the second catches threads made during
+// the first) every thread the runtime makes from then on starts low too.
+func lowerPriority(p Priority) error {
+	set := func(tid int) error {
+		if err := syscall.Setpriority(syscall.PRIO_PROCESS, tid, 19); err != nil {
+			return fmt.Errorf("setpriority %d: %w", tid, err)
+		}
+		if p == PriorityIdle {
+			a := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_IDLE, Nice: 19}
+			if err := unix.SchedSetAttr(tid, &a, 0); err != nil {
+				return fmt.Errorf("sched_setattr %d: %w", tid, err)
+			}
+		}
+		return nil
+	}
 	for range 2 {
 		tasks, err := os.ReadDir("/proc/self/task")
 		if err != nil {
@@ -101,8 +135,8 @@ func lowerPriority(nice int) error {
 			if err != nil {
 				continue
 			}
-			if err := syscall.Setpriority(syscall.PRIO_PROCESS, tid, nice); err != nil && !errors.Is(err, syscall.ESRCH) {
-				return fmt.Errorf("setpriority %d: %w", tid, err)
+			if err := set(tid); err != nil && !errors.Is(err, syscall.ESRCH) {
+				return err
 			}
 		}
 	}

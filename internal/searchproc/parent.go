@@ -33,10 +33,9 @@ type Options struct {
 	Index search.Options
 	// Source is the store the index follows (required).
 	Source search.Source
-	// Nice is the nice value the child gives its threads, 1 (a little
-	// below the broker) to 19 (only what the broker leaves); 0 leaves its
-	// priority alone.
-	Nice int
+	// Priority is how the child's threads are scheduled against the
+	// broker's (required).
+	Priority Priority
 	// Log receives the child's log lines and the Worker's own (nil:
 	// slog.Default()); Level is the child's log level.
 	Log   *slog.Logger
@@ -84,15 +83,15 @@ func Start(o Options) (*Worker, error) {
 	if o.Source == nil || o.Dir == "" || o.Index.Batch <= 0 || o.Index.PruneEvery <= 0 {
 		return nil, errors.New("searchproc: Source, Dir, a positive Index.Batch and Index.PruneEvery are required")
 	}
-	if o.Nice < 0 || o.Nice > 19 {
-		return nil, fmt.Errorf("searchproc: nice %d is not 0 to 19", o.Nice)
+	if !o.Priority.Valid() {
+		return nil, fmt.Errorf("searchproc: priority %q is not idle, low or normal", o.Priority)
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
 	p, err := json.Marshal(params{
 		Dir: o.Dir, Batch: o.Index.Batch, Poll: o.Index.Poll, Settle: o.Index.Settle,
-		Retention: o.Index.Retention, PruneEvery: o.Index.PruneEvery, Nice: o.Nice, Level: o.Level,
+		Retention: o.Index.Retention, PruneEvery: o.Index.PruneEvery, Priority: o.Priority, Level: o.Level,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("searchproc: params: %w", err)
@@ -174,7 +173,7 @@ func (w *Worker) spawn() (*child, error) {
 	}
 	w.idx, w.cmd = c.idx, cmd
 	w.mu.Unlock()
-	w.o.Log.Debug("search: worker started", "pid", cmd.Process.Pid, "nice", w.o.Nice)
+	w.o.Log.Debug("search: worker started", "pid", cmd.Process.Pid, "priority", w.o.Priority)
 	return c, nil
 }
 

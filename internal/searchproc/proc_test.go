@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/tern-im/tern/internal/im"
 	"github.com/tern-im/tern/internal/search"
 	"github.com/tern-im/tern/internal/searchproc"
@@ -60,7 +62,7 @@ func options(dir string, st *store.Store, log *slog.Logger) searchproc.Options {
 	return searchproc.Options{
 		Dir:    filepath.Join(dir, "search"),
 		Index:  search.Options{Batch: 64, PruneEvery: time.Hour},
-		Source: st, Nice: 19, Log: log, Level: slog.LevelInfo,
+		Source: st, Priority: searchproc.PriorityIdle, Log: log, Level: slog.LevelInfo,
 	}
 }
 
@@ -161,19 +163,19 @@ func TestWorkerSearches(t *testing.T) {
 		t.Fatalf("lag %v cursor %s (want %s) bytes %d", e.w.Lag(), e.w.Cursor(), last.ID, e.w.Bytes())
 	}
 
-	// Every thread of the child runs at nice 19.
+	// Every thread of the child runs at SCHED_IDLE and nice 19.
 	pid := e.w.Pid()
 	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	if err != nil || len(tasks) == 0 {
 		t.Fatalf("threads of %d: %v", pid, err)
 	}
 	for _, task := range tasks {
-		if n := nice(t, fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name())); n != 19 {
-			t.Errorf("thread %s of the worker runs at nice %d", task.Name(), n)
+		if n, policy := sched(t, fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name())); n != 19 || policy != unix.SCHED_IDLE {
+			t.Errorf("thread %s of the worker runs at nice %d, policy %d", task.Name(), n, policy)
 		}
 	}
-	if n := nice(t, "/proc/self/stat"); n != 0 {
-		t.Errorf("the parent runs at nice %d", n)
+	if n, policy := sched(t, "/proc/self/stat"); n != 0 || policy != unix.SCHED_NORMAL {
+		t.Errorf("the parent runs at nice %d, policy %d", n, policy)
 	}
 
 	// Close stops the child.
@@ -188,8 +190,9 @@ func TestWorkerSearches(t *testing.T) {
 	}
 }
 
-// nice reads the nice value (field 19) of a /proc stat file.
-func nice(t *testing.T, path string) int {
+// sched reads the nice value (field 19) and the scheduling policy (field
+// 41) from a /proc stat file.
+func sched(t *testing.T, path string) (nice, policy int) {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -197,11 +200,12 @@ func nice(t *testing.T, path string) int {
 	}
 	// The command name (field 2) may hold spaces: count after its ")".
 	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	n, err := strconv.Atoi(f[16])
-	if err != nil {
+	nice, err1 := strconv.Atoi(f[16])
+	policy, err2 := strconv.Atoi(f[38])
+	if err := errors.Join(err1, err2); err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
-	return n
+	return nice, policy
 }
 
 func TestWorkerRestartsAfterKill(t *testing.T) {
