@@ -2,16 +2,21 @@
 # perf.sh — the five figures of issue 15, Tern beside plain mochi (and
 # mosquitto where it applies), interleaved in one run (A B C A B C …), with
 # the broker's own CPU per delivered message read from /proc/PID/stat
-# (utime + stime over the run ÷ messages delivered). Everything listens on
+# (utime + stime over the run ÷ messages delivered; with Tern's search
+# worker process, its CPU too). Everything listens on
 # 127.0.0.1; every broker is killed on exit.
 #
-#   scripts/perf.sh [dm|rate|sync|idle|storm|all]
+#   scripts/perf.sh [dm|rate|sync|search|idle|storm|all]
 #
 #   dm     100 DM pairs, QoS 1, 64 B, closed loop, WINDOW [64] unacknowledged
 #          publishes per sender: msg/s, CPU per message, p99, and whether
 #          every acknowledged message arrived within the 10 s drain
 #   rate   the same pairs at RATE [2000] msg/s offered: CPU per message, p99
 #   sync   Tern alone, closed loop, store.sync_writes true vs false (pairs)
+#   search Tern alone: the search index in its worker process (the default)
+#          vs in the broker's process (search.process: false) vs no index
+#          (search.enabled: false), at 5,000 msg/s offered and in a closed
+#          loop, 32 in flight per sender
 #   idle   IDLE [10000] devices (Tern: token login, subscribed, after
 #          hello) vs raw subscribers: RSS delta per connection
 #   storm  STORM [10000] devices cut at once; Tern: token auth + hello +
@@ -61,6 +66,8 @@ EOF
 }
 base_cfg >"$OUT/tern.yaml"
 { base_cfg; echo "store: {sync_writes: false}"; } >"$OUT/tern-nosync.yaml"
+{ base_cfg; echo "search: {process: false}"; } >"$OUT/tern-inline.yaml"
+{ base_cfg; echo "search: {enabled: false}"; } >"$OUT/tern-nosearch.yaml"
 
 BROKER_PID=""
 cleanup() {
@@ -74,7 +81,7 @@ trap cleanup EXIT INT TERM
 
 port_of() {
 	case $1 in
-	tern | tern-nosync) echo "$PORT" ;;
+	tern*) echo "$PORT" ;;
 	mochi) echo $((PORT + 1)) ;;
 	mosquitto) echo $((PORT + 2)) ;;
 	esac
@@ -86,7 +93,7 @@ start() {
 	port=$(port_of "$name")
 	case $name in
 	tern) "$BIN/tern" serve -c "$OUT/tern.yaml" --data "$2" 2>>"$OUT/tern.log" & ;;
-	tern-nosync) "$BIN/tern" serve -c "$OUT/tern-nosync.yaml" --data "$2" 2>>"$OUT/tern.log" & ;;
+	tern-*) "$BIN/tern" serve -c "$OUT/$name.yaml" --data "$2" 2>>"$OUT/tern.log" & ;;
 	mochi) "$BIN/mochi-plain" --addr "127.0.0.1:$port" 2>>"$OUT/mochi.log" & ;;
 	mosquitto)
 		printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_connections -1\n' "$port" >"$OUT/mosquitto.conf"
@@ -110,7 +117,15 @@ stop() {
 	sleep 1
 }
 
-cputicks() { awk '{print $14 + $15}' "/proc/$BROKER_PID/stat"; }
+# cputicks: the broker's CPU ticks, and its children's (Tern's search
+# worker) while they run.
+cputicks() {
+	local t=0 p
+	for p in $BROKER_PID $(pgrep -P "$BROKER_PID" || true); do
+		t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+	done
+	echo "$t"
+}
 
 # snapshot NAME USERS: a Tern data dir provisioned once (users, device
 # tokens), copied afresh for every round.
@@ -184,11 +199,16 @@ interleave() { # interleave TAG SNAP BROKERS ARGS…
 
 dm_args=(--scenario dm --devices 200 --duration "$DUR" --drain 10s --qos 1 --payload 64)
 
-case $MODE in dm | rate | sync | all) snapshot pairs 200 ;; esac
+case $MODE in dm | rate | sync | search | all) snapshot pairs 200 ;; esac
 case $MODE in idle | storm | all) snapshot "n$STORM" "$STORM" ;; esac
 case $MODE in dm | all) interleave dm pairs "$BROKERS" "${dm_args[@]}" --rate 0 --window "$WINDOW" ;; esac
 case $MODE in rate | all) interleave "rate$RATE" pairs "$BROKERS" "${dm_args[@]}" --rate "$RATE" ;; esac
 case $MODE in sync | all) interleave sync pairs "tern tern-nosync" "${dm_args[@]}" --rate 0 --window 32 ;; esac
+case $MODE in search | all)
+	interleave search-half pairs "tern tern-inline tern-nosearch" "${dm_args[@]}" --rate 5000 --window 32
+	interleave search-dm pairs "tern tern-inline tern-nosearch" "${dm_args[@]}" --rate 0 --window 32
+	;;
+esac
 case $MODE in idle | all)
 	interleave "idle$IDLE" "n$STORM" "$BROKERS" --scenario idle --devices "$IDLE" --duration 5s \
 		--source-ips "$SRC_IPS" --connect-concurrency 512
