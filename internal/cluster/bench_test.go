@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tern-im/tern/broker/brokertest"
+	"github.com/tern-im/tern/internal/config"
 	"github.com/tern-im/tern/topics"
 )
 
@@ -33,11 +34,13 @@ func BenchmarkDM(b *testing.B) {
 }
 
 func benchDM(b *testing.B, n, senders int) {
+	// The shipped default: each node's search index in its worker
+	// process (brokertest keeps it in process to spare tests a process).
 	var nodes []*brokertest.Broker
 	if n == 1 {
-		nodes = []*brokertest.Broker{brokertest.Start(b)}
+		nodes = []*brokertest.Broker{brokertest.Start(b, func(c *config.Config) { c.Search.Process = true })}
 	} else {
-		nodes = brokertest.StartCluster(b, n)
+		nodes = brokertest.StartCluster(b, n, func(_ int, c *config.Config) { c.Search.Process = true })
 	}
 	devs := make([]*dev, senders)
 	for i := range senders {
