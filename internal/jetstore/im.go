@@ -36,12 +36,19 @@ func (s *Store) loadRaw(subject string) (ev im.Event, found bool, err error) {
 	if err != nil {
 		return ev, false, err
 	}
-	if err := codec.UnmarshalStored(r.data, &ev); err != nil {
+	ev, found = s.decodeEvent(subject, r.data)
+	return ev, found, nil
+}
+
+// decodeEvent decodes the stored event v of subject; found is false when
+// it cannot be decoded (counted in Unreadable).
+func (s *Store) decodeEvent(subject string, v []byte) (ev im.Event, found bool) {
+	if err := codec.UnmarshalStored(v, &ev); err != nil {
 		s.bad.Add(1)
 		s.lg.Error("jetstore: unreadable event", "subject", subject, "err", err)
-		return ev, false, nil
+		return im.Event{}, false
 	}
-	return ev, true, nil
+	return ev, true
 }
 
 // getNamed is get of a record that another record named (an event its

@@ -128,6 +128,15 @@ type Store struct {
 	stop     chan struct{}
 	wg       sync.WaitGroup // probes (route)
 	life     sync.Mutex     // orders spawn against Close
+
+	// feedBatch is how many records a batched read of the feed asks
+	// for at a time; 0 reads one record per request (After). Tests
+	// lower it to cross batch boundaries.
+	feedBatch int
+	feedAt    feedPos
+	// feedGets counts the batched gets of the feed, feedFallbacks the
+	// reads that fell back to one record per request (tests check both).
+	feedGets, feedFallbacks atomic.Int64
 }
 
 // Open creates the assets when they are missing (idempotently: every
@@ -153,7 +162,7 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Store, error) {
 		return nil, fmt.Errorf("jetstore: %w", err)
 	}
 	s := &Store{nc: nc, js: js, opts: o, now: o.Now, lg: o.Logger, kv: map[string]jetstream.KeyValue{},
-		kvRoute: map[string]*route{}, stop: make(chan struct{})}
+		kvRoute: map[string]*route{}, stop: make(chan struct{}), feedBatch: feedBatch}
 	s.logRoute = route{stream: LogStream, probe: "tern.probe"}
 	if s.now == nil {
 		s.now = time.Now
