@@ -251,6 +251,9 @@ func (b *Broker) build() error {
 	var searcher im.Searcher
 	if b.search != nil {
 		b.metrics.AddSearch(b.search.Bytes, b.search.Lag)
+		if w, ok := b.search.(*searchproc.Worker); ok {
+			b.metrics.AddSearchWorker(w.Restarts)
+		}
 		searcher = b.search
 	}
 

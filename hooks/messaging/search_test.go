@@ -3,6 +3,7 @@ package messaging_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -347,6 +348,17 @@ func TestSearchInWorker(t *testing.T) {
 	indexed(t, b, second.ID)
 	if got, _ := bo.search(map[string]any{"q": "quarterly"}); !slices.Equal(got, []string{"quarterly review moved", "quarterly numbers attached"}) {
 		t.Fatalf("search after the restart: %q", got)
+	}
+	res, err := http.Get(b.HTTPURL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, err := io.ReadAll(res.Body)
+	if cerr := res.Body.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil || !strings.Contains(string(metrics), "\ntern_search_worker_restarts_total 1\n") {
+		t.Fatalf("tern_search_worker_restarts_total after one restart: %v\n%s", err, metrics)
 	}
 
 	// No worker: search says so, and sending goes on.

@@ -253,6 +253,14 @@ func (m *Metrics) AddSearch(size func() int64, lag func() time.Duration) {
 	)
 }
 
+// AddSearchWorker registers tern_search_worker_restarts_total: how often
+// the search index's worker process died and another was started.
+func (m *Metrics) AddSearchWorker(restarts func() uint64) {
+	m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "tern_search_worker_restarts_total", Help: "Search worker processes started after one died.",
+	}, func() float64 { return float64(restarts()) }))
+}
+
 // AddDisk exports the disk reserve state: tern_disk_reserve_low (1 while
 // writes are refused for lack of space) and tern_disk_free_bytes.
 func (m *Metrics) AddDisk(low func() bool, free func() uint64) {

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -61,6 +62,8 @@ var errClosed = errors.New("searchproc: closed")
 type Worker struct {
 	o      Options
 	params []byte
+
+	restarts atomic.Uint64
 
 	mu      sync.Mutex
 	idx     *rpc.Client // nil while no child answers
@@ -235,6 +238,7 @@ func (w *Worker) supervise(c *child) {
 				return
 			}
 			if c, err = w.spawn(); err == nil {
+				w.restarts.Add(1)
 				break
 			} else if errors.Is(err, errClosed) {
 				return
@@ -403,6 +407,10 @@ func (w *Worker) Cursor() ulid.ULID {
 
 // Bytes is the index's size on disk.
 func (w *Worker) Bytes() int64 { return search.DirBytes(w.o.Dir) }
+
+// Restarts counts the children started after the first (each one after
+// a child died).
+func (w *Worker) Restarts() uint64 { return w.restarts.Load() }
 
 // Pid is the process id of the running child (0: none), for tests and
 // the operator's tools.
