@@ -118,8 +118,9 @@ type feedRef struct {
 	subject string
 }
 
-// indexRef reads the index entry m; ok is false when m is not an entry
-// after floor (nor a live one).
+// indexRef reads the id index entry stored under subject at stream
+// sequence seq; ok is false when subject is not an id entry or its id is
+// not above floor.
 func indexRef(subject string, seq uint64, data []byte, floor ulid.ULID) (feedRef, bool) {
 	id, err := ulid.ParseStrict(subject[strings.LastIndexByte(subject, '.')+1:])
 	if err != nil || id.Compare(floor) <= 0 {
