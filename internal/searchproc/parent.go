@@ -121,9 +121,14 @@ type child struct {
 
 // spawn starts a child and installs it as the one calls go to.
 func (w *Worker) spawn() (*child, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("searchproc: find own binary: %w", err)
+	// The very binary this process runs, even after an upgrade replaced
+	// or removed its file: a child of another version might not speak
+	// this one's protocol.
+	exe := "/proc/self/exe"
+	if _, err := os.Stat(exe); err != nil {
+		if exe, err = os.Executable(); err != nil {
+			return nil, fmt.Errorf("searchproc: find own binary: %w", err)
+		}
 	}
 	var args []string
 	if testing.Testing() {
@@ -131,6 +136,8 @@ func (w *Worker) spawn() (*child, error) {
 		// its tests again: with this it runs none, and exits.
 		args = []string{"-test.run=^$"}
 	}
+	// For ps: the environment makes it a worker; main never reads this.
+	args = append(args, "search-worker")
 	idxParent, idxChild, err := socketPair("index")
 	if err != nil {
 		return nil, err
@@ -144,6 +151,7 @@ func (w *Worker) spawn() (*child, error) {
 		return nil, errors.Join(err, idxParent.Close(), idxChild.Close(), srcParent.Close(), srcChild.Close())
 	}
 	cmd := exec.Command(exe, args...)
+	cmd.Args[0] = os.Args[0] // as the broker was started, not /proc/self/exe
 	cmd.Env = append(os.Environ(), envWorker+"="+string(w.params))
 	cmd.ExtraFiles = []*os.File{idxChild, srcChild} // fdIndex, fdSource
 	cmd.Stdout, cmd.Stderr = logW, logW
