@@ -25,6 +25,8 @@ import (
 	"github.com/tern-im/tern/broker/brokertest"
 	"github.com/tern-im/tern/internal/config"
 	"github.com/tern-im/tern/topics"
+
+	"github.com/tern-im/tern/internal/closedloop"
 )
 
 // rawConnect opens a bare MQTT 3.1.1 connection with the presence will
@@ -164,11 +166,11 @@ func TestTCPReconnectStorm(t *testing.T) {
 	}
 	t.Logf("%d devices connected in %s", n, await("connected "))
 	time.Sleep(coalesce + 500*time.Millisecond)
-	before, cpu0 := pubs.Load(), cpuTime()
+	before, cpu0 := pubs.Load(), closedloop.CPUTime()
 	fmt.Fprintln(in, "storm")
 	took := await("reconnected ")
 	t.Logf("storm: %d sockets closed at once and %d devices reconnected in %s; broker CPU %v",
-		n, n, took, (cpuTime() - cpu0).Round(time.Millisecond))
+		n, n, took, (closedloop.CPUTime() - cpu0).Round(time.Millisecond))
 	time.Sleep(grace + coalesce + time.Second)
 	during := pubs.Load() - before
 	t.Logf("%d presence publications for %d users during and after the storm (%d before it)",
@@ -220,13 +222,4 @@ func stormClient(t *testing.T, file string) {
 			return
 		}
 	}
-}
-
-// cpuTime is the user and system CPU time of this process so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -2,14 +2,13 @@ package cluster_test
 
 import (
 	"fmt"
-	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/tern-im/tern/broker/brokertest"
 	"github.com/tern-im/tern/internal/config"
 	"github.com/tern-im/tern/topics"
+
+	"github.com/tern-im/tern/internal/closedloop"
 )
 
 // BenchmarkDM measures acknowledged DM throughput: each sender sends QoS
@@ -52,46 +51,15 @@ func benchDM(b *testing.B, n, senders int) {
 	}
 	// Each b.Loop iteration is one message, handed to the senders in turn;
 	// a sender sends its next one as soon as the last one is acknowledged.
-	work := make([]chan int, senders)
-	var wg sync.WaitGroup
-	for i, d := range devs {
-		work[i] = make(chan int, 64)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for seq := range work[i] {
-				tok := d.c.Publish(topics.Up(d.uid, d.did, topics.UpMsg), 1, false,
-					fmt.Appendf(nil, `{"to":"r%d","cmid":"c%d","b":"hello"}`, i, seq))
-				if !tok.WaitTimeout(brokertest.Timeout) || tok.Error() != nil {
-					b.Errorf("publish: %v", tok.Error())
-				}
-			}
-		}()
-	}
-	seq := 0
+	// CPU per message: what the nodes, the store and the test clients (all
+	// in this process) spent.
 	b.ReportAllocs()
-	cpu0 := cpuTime(b)
-	start := time.Now()
-	for b.Loop() {
-		work[seq%senders] <- seq
-		seq++
-	}
-	for _, w := range work {
-		close(w)
-	}
-	wg.Wait()
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
-	// CPU per message: what the nodes, the store and the test clients
-	// (all in this process) spent; unlike msgs/s it hardly depends on
-	// what else the machine runs.
-	b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/float64(b.N), "cpu-us/msg")
-}
-
-// cpuTime is the CPU time (user and system) this process has used.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	closedloop.Run(b, senders, "msgs/s", "cpu-us/msg", func(i, seq int) {
+		d := devs[i]
+		tok := d.c.Publish(topics.Up(d.uid, d.did, topics.UpMsg), 1, false,
+			fmt.Appendf(nil, `{"to":"r%d","cmid":"c%d","b":"hello"}`, i, seq))
+		if !tok.WaitTimeout(brokertest.Timeout) || tok.Error() != nil {
+			b.Errorf("publish: %v", tok.Error())
+		}
+	})
 }

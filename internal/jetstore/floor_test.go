@@ -2,12 +2,11 @@ package jetstore
 
 import (
 	"fmt"
-	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nuid"
+
+	"github.com/tern-im/tern/internal/closedloop"
 )
 
 // BenchmarkEngineFloor measures what JetStream itself costs on this
@@ -34,44 +33,13 @@ func engineFloor(b *testing.B, size, pubs int) {
 	nodes := startCluster(b)
 	s := openOn(b, nodes[0], 3, nil, nil)
 	payload := make([]byte, 120) // about a stored DM event
-	work := make([]chan int, pubs)
-	var wg sync.WaitGroup
-	for p := range pubs {
-		work[p] = make(chan int, 64)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for op := range work[p] {
-				batch := make([]msg, size)
-				for k := range batch {
-					batch[k] = msg{subj: fmt.Sprintf("tern.bench.%d.%d.%d", p, op, k), data: payload}
-				}
-				if _, err := s.publish(nuid.Next(), batch, func() {}); err != nil {
-					b.Errorf("publish: %v", err)
-				}
-			}
-		}()
-	}
-	op := 0
-	cpu0 := processCPU(b)
-	start := time.Now()
-	for b.Loop() {
-		work[op%pubs] <- op
-		op++
-	}
-	for _, w := range work {
-		close(w)
-	}
-	wg.Wait()
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "batches/s")
-	b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-us/batch")
-}
-
-// processCPU is the process's user and system CPU time so far.
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	closedloop.Run(b, pubs, "batches/s", "cpu-us/batch", func(p, op int) {
+		batch := make([]msg, size)
+		for k := range batch {
+			batch[k] = msg{subj: fmt.Sprintf("tern.bench.%d.%d.%d", p, op, k), data: payload}
+		}
+		if _, err := s.publish(nuid.Next(), batch, func() {}); err != nil {
+			b.Errorf("publish: %v", err)
+		}
+	})
 }
