@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,7 +23,6 @@ import (
 
 	"github.com/tern-im/tern/broker/brokertest"
 	"github.com/tern-im/tern/internal/config"
-	"github.com/tern-im/tern/topics"
 )
 
 // trial is one failover's timings, each from the kill -9.
@@ -159,37 +157,8 @@ func failover(t *testing.T, k int, url1 string, survivor *brokertest.Broker, cmd
 			lostOnce.Do(func() { lost <- time.Now() })
 		})
 	})
-	var mu sync.Mutex
-	var acked []string
 	// Killed after 40 to 47 acknowledged sends, while the next is on its way.
-	kill := 40 + rand.N(8)
-	enough, stopped := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(stopped)
-		for i := 0; ; i++ {
-			cmid := fmt.Sprintf("t%d-%d", k, i)
-			tok := a.c.Publish(topics.Up("alice", "p1", topics.UpMsg), 1, false, fmt.Appendf(nil, `{"to":"bob","cmid":%q,"b":"n%d"}`, cmid, i))
-			if !tok.WaitTimeout(3*time.Second) || tok.Error() != nil {
-				return // n1 is gone: this one was not acknowledged
-			}
-			mu.Lock()
-			acked = append(acked, cmid)
-			if len(acked) == kill {
-				close(enough)
-			}
-			mu.Unlock()
-		}
-	}()
-	select {
-	case <-enough:
-	case <-time.After(60 * time.Second):
-		t.Fatal("sender too slow")
-	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	killed := time.Now()
-	<-stopped
+	sent, killed := sendUntilKilled(t, a, fmt.Sprintf("t%d-", k), 40+rand.N(8), cmd)
 	var tr trialResult
 	select {
 	case at := <-lost:
@@ -197,9 +166,6 @@ func failover(t *testing.T, k int, url1 string, survivor *brokertest.Broker, cmd
 	default:
 		tr.notice = time.Since(killed) // the send failed first
 	}
-	mu.Lock()
-	sent := slices.Clone(acked)
-	mu.Unlock()
 	tr.acked = len(sent)
 	// An acknowledgement with an err event committed nothing (none is
 	// expected before the kill).

@@ -3,8 +3,12 @@ package cluster_test
 import (
 	"encoding/json"
 	"fmt"
+	"os/exec"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -150,4 +154,44 @@ func (d *dev) syncAll(since uint64) []codec.Event {
 			return all
 		}
 	}
+}
+
+// sendUntilKilled sends QoS 1 DMs from d to bob, one at a time (cmids
+// prefix0, prefix1, …), until n are acknowledged, then kills cmd with
+// SIGKILL. Once the sender stopped (a send failed: the node is gone) it
+// returns the acknowledged cmids and when the kill was.
+func sendUntilKilled(t *testing.T, d *dev, prefix string, n int, cmd *exec.Cmd) ([]string, time.Time) {
+	t.Helper()
+	var mu sync.Mutex
+	var acked []string
+	enough, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for i := 0; ; i++ {
+			cmid := fmt.Sprint(prefix, i)
+			tok := d.c.Publish(topics.Up(d.uid, d.did, topics.UpMsg), 1, false, fmt.Appendf(nil, `{"to":"bob","cmid":%q,"b":"n%d"}`, cmid, i))
+			if !tok.WaitTimeout(3*time.Second) || tok.Error() != nil {
+				return // the node is gone: this one was not acknowledged
+			}
+			mu.Lock()
+			acked = append(acked, cmid)
+			if len(acked) == n {
+				close(enough)
+			}
+			mu.Unlock()
+		}
+	}()
+	select {
+	case <-enough:
+	case <-time.After(60 * time.Second):
+		t.Fatal("sender too slow")
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	<-stopped
+	mu.Lock()
+	defer mu.Unlock()
+	return slices.Clone(acked), killed
 }

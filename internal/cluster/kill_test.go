@@ -10,8 +10,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,7 +17,6 @@ import (
 	"github.com/tern-im/tern/broker/brokertest"
 	"github.com/tern-im/tern/internal/config"
 	"github.com/tern-im/tern/internal/searchproc"
-	"github.com/tern-im/tern/topics"
 )
 
 // envNode makes the test binary run as one cluster node (see TestMain):
@@ -155,38 +152,7 @@ func TestKill9Node(t *testing.T) {
 	bob := on(t, nodes[1], "bob", "b3")
 	a := dial(t, url1, "alice", "p1")
 
-	var mu sync.Mutex
-	var acked []string
-	enough, stopped := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(stopped)
-		for i := 0; ; i++ {
-			cmid := fmt.Sprint("k", i)
-			tok := a.c.Publish(topics.Up("alice", "p1", "msg"), 1, false, fmt.Appendf(nil, `{"to":"bob","cmid":"%s","b":"n%d"}`, cmid, i))
-			if !tok.WaitTimeout(3*time.Second) || tok.Error() != nil {
-				return // node 1 is gone: this one was not acknowledged
-			}
-			mu.Lock()
-			acked = append(acked, cmid)
-			if len(acked) == 100 {
-				close(enough)
-			}
-			mu.Unlock()
-		}
-	}()
-	select {
-	case <-enough:
-	case <-time.After(60 * time.Second):
-		t.Fatal("sender too slow")
-	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	killed := time.Now()
-	<-stopped
-	mu.Lock()
-	sent := acked
-	mu.Unlock()
+	sent, killed := sendUntilKilled(t, a, "k", 100, cmd)
 	// An acknowledgement with an err event committed nothing (none is
 	// expected before the kill).
 	failed := map[string]bool{}
