@@ -148,3 +148,19 @@ func (h *Forgetters) Forget(evs []Forgotten) {
 		f.Forget(evs)
 	}
 }
+
+// Cutoffs is the rule of retention at now: def is the server default's
+// cutoff in Unix ms (0 when cutoff is zero: the default keeps
+// everything), and of(cv) a conversation's, now less its own retention
+// where own has one, else def.
+func Cutoffs(now, cutoff time.Time, own map[string]time.Duration) (def int64, of func(cv string) int64) {
+	if !cutoff.IsZero() {
+		def = max(cutoff.UnixMilli(), 0)
+	}
+	return def, func(cv string) int64 {
+		if r, ok := own[cv]; ok {
+			return now.UnixMilli() - r.Milliseconds()
+		}
+		return def
+	}
+}

@@ -86,23 +86,13 @@ func (s *Store) Trim(cutoff time.Time) (TrimStats, error) {
 
 func (s *Store) trim(cutoff time.Time, run trimRun) (TrimStats, error) {
 	var st TrimStats
-	now := s.now().UnixMilli()
-	def := cutoff.UnixMilli()
-	if cutoff.IsZero() || def <= 0 {
-		def = 0
-	}
 	rets, err := s.retentions()
 	if err != nil {
 		return st, err
 	}
+	def, cutoffOf := im.Cutoffs(s.now(), cutoff, rets)
 	if def == 0 && len(rets) == 0 {
 		return st, nil
-	}
-	cutoffOf := func(cv string) int64 {
-		if r, ok := rets[cv]; ok {
-			return now - r.Milliseconds()
-		}
-		return def
 	}
 	skew := trimSkew.Milliseconds()
 	if def > 0 {

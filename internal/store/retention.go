@@ -89,22 +89,13 @@ func (s *Store) Trim(cutoff time.Time) (TrimStats, error) {
 
 func (s *Store) trimAt(now, cutoff time.Time, quit <-chan struct{}) (TrimStats, error) {
 	var st TrimStats
-	def := cutoff.UnixMilli()
-	if cutoff.IsZero() || def <= 0 {
-		def = 0
-	}
 	rets, err := s.convRetentions()
 	if err != nil {
 		return st, err
 	}
+	def, cutoffOf := im.Cutoffs(now, cutoff, rets)
 	if def == 0 && len(rets) == 0 {
 		return st, nil
-	}
-	cutoffOf := func(cv string) int64 {
-		if r, ok := rets[cv]; ok {
-			return now.UnixMilli() - r.Milliseconds()
-		}
-		return def
 	}
 	// Streams first, by the default only: their entries are judged by the
 	// events they point to. A stream entry whose event a shorter
