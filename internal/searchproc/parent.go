@@ -66,8 +66,7 @@ type Worker struct {
 	restarts atomic.Uint64
 
 	mu      sync.Mutex
-	idx     *rpc.Client // nil while no child answers
-	cmd     *exec.Cmd
+	cur     *child // the newest child; nil before the first
 	closed  bool
 	lastLag time.Duration
 
@@ -110,13 +109,14 @@ func Start(o Options) (*Worker, error) {
 	return w, nil
 }
 
-// child is one running child process and the parent's ends of its
-// sockets.
+// child is one child process and the parent's ends of its sockets.
 type child struct {
 	cmd   *exec.Cmd
 	idx   *rpc.Client
 	src   net.Conn
 	start time.Time
+	// exited is set (under Worker.mu) once the process is gone.
+	exited bool
 }
 
 // spawn starts a child and installs it as the one calls go to.
@@ -182,7 +182,7 @@ func (w *Worker) spawn() (*child, error) {
 		_ = srcParent.Close()
 		return nil, errClosed
 	}
-	w.idx, w.cmd = c.idx, cmd
+	w.cur = c
 	w.mu.Unlock()
 	w.o.Log.Debug("search: worker started", "pid", cmd.Process.Pid, "priority", w.o.Priority)
 	return c, nil
@@ -218,9 +218,7 @@ func (w *Worker) supervise(c *child) {
 	for {
 		err := c.cmd.Wait()
 		w.mu.Lock()
-		if w.idx == c.idx {
-			w.idx = nil
-		}
+		c.exited = true
 		closed := w.closed
 		w.mu.Unlock()
 		_ = c.idx.Close() // done with this child; its errors say nothing new
@@ -316,12 +314,13 @@ func (w *Worker) kicker() {
 // child runs, it died meanwhile, or it did not answer within timeout.
 func (w *Worker) call(method string, args, reply any, timeout time.Duration) error {
 	w.mu.Lock()
-	c := w.idx
+	c := w.cur
+	live := c != nil && !c.exited
 	w.mu.Unlock()
-	if c == nil {
+	if !live {
 		return im.ErrSearchUnavailable
 	}
-	call := c.Go(method, args, reply, make(chan *rpc.Call, 1))
+	call := c.idx.Go(method, args, reply, make(chan *rpc.Call, 1))
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
@@ -425,10 +424,10 @@ func (w *Worker) Restarts() uint64 { return w.restarts.Load() }
 func (w *Worker) Pid() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.idx == nil || w.cmd == nil || w.cmd.Process == nil {
+	if w.cur == nil || w.cur.exited {
 		return 0
 	}
-	return w.cmd.Process.Pid
+	return w.cur.cmd.Process.Pid
 }
 
 // Close stops the child (it closes its index first) and waits for it;
@@ -440,12 +439,13 @@ func (w *Worker) Close() error {
 		return nil
 	}
 	w.closed = true
-	c, cmd := w.idx, w.cmd
+	c := w.cur
+	live := c != nil && !c.exited
 	w.mu.Unlock()
 	close(w.stop)
-	if c != nil {
+	if live {
 		// The child's server returns on EOF, closes the index and exits.
-		_ = c.Close() // its error says nothing the exit does not
+		_ = c.idx.Close() // its error says nothing the exit does not
 	}
 	done := make(chan struct{})
 	go func() {
@@ -456,13 +456,13 @@ func (w *Worker) Close() error {
 	case <-done:
 	case <-time.After(closeWait):
 		w.o.Log.Error("search: the worker did not exit; killing it", "in", closeWait)
-		if cmd != nil && cmd.Process != nil {
-			_ = cmd.Process.Kill() // Wait in supervise reports it
+		if c != nil {
+			_ = c.cmd.Process.Kill() // Wait in supervise reports it
 		}
 		<-done
 	}
-	if cmd != nil && cmd.ProcessState != nil && !cmd.ProcessState.Success() {
-		return fmt.Errorf("searchproc: worker: %s", cmd.ProcessState)
+	if c != nil && c.cmd.ProcessState != nil && !c.cmd.ProcessState.Success() {
+		return fmt.Errorf("searchproc: worker: %s", c.cmd.ProcessState)
 	}
 	return nil
 }
