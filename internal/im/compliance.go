@@ -57,6 +57,16 @@ func (h Hold) Covers(ev *Event) bool {
 	return ok && gid == "" && (a == h.UID || b == h.UID)
 }
 
+// HeldBy reports whether any of hs covers ev.
+func HeldBy(hs []Hold, ev *Event) bool {
+	for _, h := range hs {
+		if h.Covers(ev) {
+			return true
+		}
+	}
+	return false
+}
+
 // Holds keeps legal holds. Holds are few (an investigation each), so an
 // implementation may keep them all in memory.
 type Holds interface {

@@ -148,16 +148,7 @@ func (s *Store) Holds() ([]im.Hold, error) {
 // bucket's leader.
 func (s *Store) Held(ev *im.Event) (bool, error) {
 	hs, _, err := s.readHolds()
-	return covered(hs, ev), err
-}
-
-func covered(hs []im.Hold, ev *im.Event) bool {
-	for _, h := range hs {
-		if h.Covers(ev) {
-			return true
-		}
-	}
-	return false
+	return im.HeldBy(hs, ev), err
 }
 
 func retentionKey(cv string) string { return "r." + tok(cv) }

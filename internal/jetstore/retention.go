@@ -401,7 +401,7 @@ func (s *Store) trimEvents(filter string, from uint64, cutoffOf func(string) int
 		var gone []im.Forgotten
 		for _, c := range chunk {
 			ev := &c.ev
-			if covered(hs, ev) {
+			if im.HeldBy(hs, ev) {
 				continue
 			}
 			// By subject: a delete may have rewritten it meanwhile.

@@ -122,12 +122,7 @@ func (s *Store) Held(ev *im.Event) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	for _, h := range hs {
-		if h.Covers(ev) {
-			return true, nil
-		}
-	}
-	return false, nil
+	return im.HeldBy(hs, ev), nil
 }
 
 // SetRetention sets cv's own retention (0 removes it: the server default

@@ -184,14 +184,6 @@ func (s *Store) trimConv(cv string, cutoff int64, st *TrimStats, quit <-chan str
 	if err != nil {
 		return err
 	}
-	held := func(ev *codec.Event) bool {
-		for _, h := range hs {
-			if h.Covers(ev) {
-				return true
-			}
-		}
-		return false
-	}
 	prefix := append(key(tabEvent, cv), 0)
 	var from uint64
 	for {
@@ -226,7 +218,7 @@ func (s *Store) trimConv(cv string, cutoff int64, st *TrimStats, quit <-chan str
 					done = true
 					break
 				}
-				if !ok || held(&ev) {
+				if !ok || im.HeldBy(hs, &ev) {
 					continue
 				}
 				gone = append(gone, ev)
