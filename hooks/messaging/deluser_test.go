@@ -1,6 +1,7 @@
 package messaging_test
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 
@@ -118,4 +119,46 @@ func TestDMToDeletedUserRefused(t *testing.T) {
 	if e := a.nextErr(); e.Code != 404 || e.CMID != "dm-2" {
 		t.Fatalf("DM to a deleted user: %+v, want err 404", e)
 	}
+}
+
+// TestDMListedAgainAfterRecreate: a conversation in full swing skips
+// writing the two conversation-list entries (the peer cache knows they
+// are there); deleting an account takes the DM off its list and drops
+// that knowledge, so the first DM to the next account with the uid lists
+// the conversation again.
+func TestDMListedAgainAfterRecreate(t *testing.T) {
+	t.Parallel()
+	b := brokertest.Start(t)
+	users(b, "alice", "bob")
+	a, bb := connect(t, b, "alice", "p1"), connect(t, b, "bob", "b1")
+	for i := range 3 { // the first lists it, the others skip the entries
+		bb.text("alice", fmt.Sprint("dm-", i), "hi")
+		a.next()
+		bb.next()
+	}
+	listed := func(c *dev, want bool) {
+		t.Helper()
+		var cl codec.ConvListResult
+		c.ok("conv.list", nil, &cl)
+		has := slices.ContainsFunc(cl.Convs, func(c codec.Conv) bool { return c.CV == "d:alice:bob" })
+		if has != want {
+			t.Fatalf("conv.list %+v: has d:alice:bob %v, want %v", cl.Convs, has, want)
+		}
+	}
+	listed(a, true)
+	listed(bb, true)
+	brokertest.Disconnect(t, a.c)
+	if err := b.Accounts().DeleteUser("alice"); err != nil {
+		t.Fatal(err)
+	}
+	b.AddUser("alice", pw)
+	na := connect(t, b, "alice", "p1")
+	listed(na, false)
+	bb.text("alice", "dm-new", "welcome back")
+	if ev := na.next(); ev.B != "welcome back" {
+		t.Fatalf("new alice got %+v", ev)
+	}
+	bb.next()
+	listed(na, true)
+	listed(bb, true)
 }

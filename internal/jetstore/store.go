@@ -105,7 +105,7 @@ type Store struct {
 	now  func() time.Time
 	lg   *slog.Logger
 
-	stripes [256]sync.Mutex
+	stripes [4096]sync.Mutex
 	heads   headCache
 	// order makes this node's ids in commit order (try); lastID is the
 	// last id it made, under order.

@@ -23,7 +23,11 @@ type Peers struct {
 // Peer is what a DM from one user to another needs to know.
 type Peer struct {
 	Exists, Blocked bool
-	at              time.Time
+	// Listed: a DM between the two committed since the answer was
+	// cached, so the conversation is on both users' lists (only an
+	// account deletion takes a DM off a list, and it drops the answer).
+	Listed bool
+	at     time.Time
 }
 
 // NewPeers returns an empty cache; now is its clock.
@@ -51,6 +55,17 @@ func (c *Peers) Put(uid, other string, p Peer) {
 	}
 	p.at = c.now()
 	c.m[[2]string{uid, other}] = p
+}
+
+// Listed marks the cached answer for uid and other (if any) as Listed.
+func (c *Peers) Listed(uid, other string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := [2]string{uid, other}
+	if p, ok := c.m[k]; ok {
+		p.Listed = true
+		c.m[k] = p
+	}
 }
 
 // Forget drops what is cached about DMs between a and b, both ways.

@@ -27,6 +27,9 @@ type conv struct {
 	member  bool     // uid is a current member
 	role    string
 	window  im.Window // what uid may read
+	// listed: a DM on both users' conversation lists, as far as the
+	// peer cache knows (a send need not write the list entries again).
+	listed bool
 }
 
 // convFor resolves cv for uid: 400 when malformed, 404 when the group is
@@ -126,10 +129,7 @@ func (s *Service) writable(uid, to string) (*conv, error) {
 	if err != nil || c.gid != "" {
 		return c, err
 	}
-	other := c.members[0]
-	if other == uid {
-		other = c.members[1]
-	}
+	other := peerOf(c, uid)
 	p, ok := s.peers.Get(uid, other)
 	if !ok {
 		var err error
@@ -144,10 +144,19 @@ func (s *Service) writable(uid, to string) (*conv, error) {
 	case p.Blocked:
 		return nil, im.ErrBlocked
 	}
+	c.listed = p.Listed
 	if s.o.DMPolicy == "contacts" && !s.o.Relations.Visible(other, uid) {
 		return nil, im.ErrNotContact
 	}
 	return c, nil
+}
+
+// peerOf is the other member of DM c.
+func peerOf(c *conv, uid string) string {
+	if c.members[0] == uid {
+		return c.members[1]
+	}
+	return c.members[0]
 }
 
 // msgOps are the ops of an upstream msg command.
@@ -263,10 +272,13 @@ func (s *Service) send(d *Device, up *codec.Up) error {
 			Re: up.Re, Th: up.Th, Att: up.Att, Mn: up.Mn, TTL: up.TTL, E2E: up.E2E, CTS: up.CTS,
 		},
 	}
-	if c.gid == "" {
+	if c.gid == "" && !c.listed {
 		a.UserConvs = []im.UserConv{{UID: c.members[0], CV: c.cv}, {UID: c.members[1], CV: c.cv}}
 	}
 	err = s.append(d, a)
+	if err == nil && len(a.UserConvs) > 0 {
+		s.peers.Listed(d.UID, peerOf(c, d.UID))
+	}
 	if ferr := attached(a, err); err == nil {
 		err = ferr
 	}
