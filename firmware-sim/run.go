@@ -29,7 +29,9 @@ const (
 
 // RunOptions configure a run.
 type RunOptions struct {
-	// MQTT is host:port of the broker's MQTT listener.
+	// MQTT is host:port of the broker's MQTT listener, or a
+	// comma-separated list (the nodes of a cluster): device i dials the
+	// (i mod n)-th.
 	MQTT string
 	// Fleet holds the provisioned devices (IM mode; ignored in raw mode).
 	Fleet    *Fleet
@@ -184,6 +186,8 @@ func (r *Runner) Accounting() *Accounting { return r.acc }
 // dialer returns the dial function of device i and its link (nil when
 // dialling directly without a storm).
 func (r *Runner) dialer(i int) (func() (net.Conn, error), cutter, error) {
+	addrs := strings.Split(r.o.MQTT, ",")
+	addr := addrs[i%len(addrs)]
 	var local *net.TCPAddr
 	bind := "127.0.0.1"
 	if n := len(r.o.SourceIPs); n > 0 {
@@ -192,7 +196,7 @@ func (r *Runner) dialer(i int) (func() (net.Conn, error), cutter, error) {
 		bind = ip
 	}
 	if r.o.Link.Active() {
-		l, err := NewLink(bind, r.o.MQTT, local, r.o.Link)
+		l, err := NewLink(bind, addr, local, r.o.Link)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -204,7 +208,7 @@ func (r *Runner) dialer(i int) (func() (net.Conn, error), cutter, error) {
 		lc := &proxyLink{Link: l}
 		return r.buffered(lc.Dial), lc, nil
 	}
-	dl := &directLink{addr: r.o.MQTT, d: net.Dialer{Timeout: 10 * time.Second, LocalAddr: local}}
+	dl := &directLink{addr: addr, d: net.Dialer{Timeout: 10 * time.Second, LocalAddr: local}}
 	return r.buffered(dl.Dial), dl, nil
 }
 

@@ -166,7 +166,7 @@ func (c *runCommand) Parse(args []string) error {
 	fs := newFlagSet("run", "run --mqtt HOST:PORT --scenario S [flags]", c.stderr)
 	o := &c.o
 	fs.StringVar(&c.server, "server", "", "broker HTTP base `URL` (for /metrics RSS in the idle scenario)")
-	fs.StringVar(&o.MQTT, "mqtt", "127.0.0.1:1883", "MQTT `host:port` of the broker")
+	fs.StringVar(&o.MQTT, "mqtt", "127.0.0.1:1883", "MQTT `host:port` of the broker; a comma-separated list (a cluster's nodes) spreads the devices over them in turn")
 	fs.StringVar(&c.devicesFile, "devices-file", "devices.json", "devices `file` written by provision (IM mode)")
 	fs.StringVar(&o.Scenario, "scenario", "dm", "dm, group, presence, mixed, idle or file")
 	fs.IntVar(&c.fileSize, "file-size", 256<<10, "file scenario: `bytes` each device uploads")
