@@ -21,6 +21,11 @@
 #          hello) vs raw subscribers: RSS delta per connection
 #   storm  STORM [10000] devices cut at once; Tern: token auth + hello +
 #          sync, raw: connect + subscribe
+#   cluster one Tern node against a three-node Tern cluster on this
+#          machine (three processes, embedded NATS, R3, every write
+#          fsynced), the devices spread over the nodes (DM pairs always
+#          span two), closed loop, CLWINDOW [1] in flight per sender, for
+#          each of CLDEVICES ["16 128"] devices; CPU is all three nodes'
 #
 # Environment (defaults in brackets): ROUNDS [3] DUR [8s] WINDOW [64]
 #   RATE [2000] IDLE [10000] STORM [10000] OUT [bench-out/perf]
@@ -37,6 +42,8 @@ IDLE=${IDLE:-10000}
 STORM=${STORM:-10000}
 OUT=${OUT:-bench-out/perf}
 BROKERS=${BROKERS:-"tern mochi mosquitto"}
+CLWINDOW=${CLWINDOW:-1}
+CLDEVICES=${CLDEVICES:-"16 128"}
 PORT=${PORT:-2895}
 HTTP=$((PORT + 1000))
 SRC_IPS=127.0.0.2-127.0.0.20
@@ -70,21 +77,72 @@ base_cfg >"$OUT/tern.yaml"
 { base_cfg; echo "search: {enabled: false}"; } >"$OUT/tern-nosearch.yaml"
 
 BROKER_PID=""
+NODE_PIDS=() # tern-cluster: every node (BROKER_PID is the first)
 cleanup() {
-	if [[ -n "$BROKER_PID" ]]; then
-		kill "$BROKER_PID" 2>/dev/null || true
-		wait "$BROKER_PID" 2>/dev/null || true
-	fi
+	local p
+	for p in $BROKER_PID "${NODE_PIDS[@]}"; do
+		kill "$p" 2>/dev/null || true
+	done
+	for p in $BROKER_PID "${NODE_PIDS[@]}"; do
+		wait "$p" 2>/dev/null || true
+	done
 	BROKER_PID=""
+	NODE_PIDS=()
 }
 trap cleanup EXIT INT TERM
 
 port_of() {
 	case $1 in
+	tern-cluster) echo $((PORT + 10)) ;;
 	tern*) echo "$PORT" ;;
 	mochi) echo $((PORT + 1)) ;;
 	mosquitto) echo $((PORT + 2)) ;;
 	esac
+}
+
+# mqtt_of NAME: the MQTT address(es) the simulator dials.
+mqtt_of() {
+	local p
+	p=$(port_of "$1")
+	if [[ $1 == tern-cluster ]]; then
+		echo "127.0.0.1:$p,127.0.0.1:$((p + 1)),127.0.0.1:$((p + 2))"
+	else
+		echo "127.0.0.1:$p"
+	fi
+}
+
+# node_cfg I: node I (1..3) of the cluster, with its own MQTT, HTTP and
+# NATS route ports and routes to the other two.
+node_cfg() {
+	local i=$1 j routes=()
+	for j in 1 2 3; do
+		if [[ $j != "$i" ]]; then routes+=("nats://127.0.0.1:$((PORT + 20 + j))"); fi
+	done
+	base_cfg | sed "s/:$PORT\"/:$((PORT + 9 + i))\"/; s/:$HTTP\"/:$((HTTP + 9 + i))\"/"
+	echo "cluster: {name: perf, node: n$i, nats_listen: \"127.0.0.1:$((PORT + 20 + i))\", nats_routes: [${routes[0]}, ${routes[1]}]}"
+}
+
+# start_cluster DATA USERS: three fresh nodes under DATA/n1..n3; waits
+# for their MQTT ports, then provisions USERS devices through node 1 into
+# DATA/devices.json (a cluster's data cannot be copied from a snapshot).
+start_cluster() {
+	local i port
+	for i in 1 2 3; do
+		node_cfg "$i" >"$OUT/node$i.yaml"
+		"$BIN/tern" serve -c "$OUT/node$i.yaml" --data "$1/n$i" 2>>"$OUT/tern-cluster.log" &
+		NODE_PIDS+=($!)
+	done
+	BROKER_PID=${NODE_PIDS[0]}
+	for i in 1 2 3; do
+		port=$((PORT + 9 + i))
+		for _ in $(seq 600); do
+			if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+			sleep 0.1
+		done
+	done
+	sleep 1
+	timeout 900 "$BIN/firmware-sim" provision --server "http://127.0.0.1:$((HTTP + 10))" --admin-token "$TOKEN" \
+		--mqtt "127.0.0.1:$((PORT + 10))" --workers 8 --out "$1/devices.json" --users "$2" >&2
 }
 
 # start NAME [DATA]: a fresh broker (Tern serves DATA); waits for its port.
@@ -121,7 +179,7 @@ stop() {
 # worker) while they run.
 cputicks() {
 	local t=0 p
-	for p in $BROKER_PID $(pgrep -P "$BROKER_PID" || true); do
+	for p in $BROKER_PID "${NODE_PIDS[@]:1}" $(for q in $BROKER_PID "${NODE_PIDS[@]:1}"; do pgrep -P "$q" || true; done); do
 		t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
 	done
 	echo "$t"
@@ -151,7 +209,11 @@ run() {
 	local name=$1 snap=$2 result=$3
 	shift 3
 	local mode=(--raw)
-	if [[ $name == tern* ]]; then
+	if [[ $name == tern-cluster ]]; then
+		rm -rf "$OUT/cluster"
+		start_cluster "$OUT/cluster" "$(jq '.users | length' "$OUT/snap-$snap.json")"
+		mode=(--devices-file "$OUT/cluster/devices.json")
+	elif [[ $name == tern* ]]; then
 		start "$name" "$(fresh "$snap")"
 		mode=(--devices-file "$OUT/snap-$snap.json")
 	else
@@ -160,7 +222,7 @@ run() {
 	local t0 t1 hz
 	hz=$(getconf CLK_TCK)
 	t0=$(cputicks)
-	timeout 900 "$BIN/firmware-sim" run --json --mqtt "127.0.0.1:$(port_of "$name")" "${mode[@]}" \
+	timeout 900 "$BIN/firmware-sim" run --json --mqtt "$(mqtt_of "$name")" "${mode[@]}" \
 		--broker-pid "$BROKER_PID" "$@" >"$OUT/results/$result.tmp"
 	t1=$(cputicks)
 	jq --argjson c "$(((t1 - t0)))" --argjson hz "$hz" '. + {broker_cpu_s: ($c / $hz)}' \
@@ -207,6 +269,14 @@ case $MODE in sync | all) interleave sync pairs "tern tern-nosync" "${dm_args[@]
 case $MODE in search | all)
 	interleave search-half pairs "tern tern-inline tern-nosearch" "${dm_args[@]}" --rate 5000 --window 32
 	interleave search-dm pairs "tern tern-inline tern-nosearch" "${dm_args[@]}" --rate 0 --window 32
+	;;
+esac
+case $MODE in cluster)
+	for n in $CLDEVICES; do
+		snapshot "c$n" "$n"
+		interleave "cluster$n" "c$n" "tern tern-cluster" --scenario dm --devices "$n" --duration "$DUR" \
+			--drain 20s --qos 1 --payload 64 --rate 0 --window "$CLWINDOW"
+	done
 	;;
 esac
 case $MODE in idle | all)
