@@ -359,13 +359,38 @@ func (f *Files) commitBlob(fl files.File, h string) (bool, error) {
 	return false, err
 }
 
+// putObject copies the upload into the object name. A copy that met a
+// leader election (no stream leader, or a chunk whose answer never came)
+// is made again from the start for up to the failover time: Put replaces
+// what an earlier try left under the name.
 func (f *Files) putObject(fl files.File, name string) error {
+	start := time.Now()
+	for attempt := 0; ; attempt++ {
+		err := f.putObjectOnce(fl, name)
+		if err == nil || !electing(err) || time.Since(start) > f.s.opts.Failover {
+			return err
+		}
+		f.s.lg.Warn("jetstore: a blob's copy met a leader election; copying it again", "fid", fl.FID, "err", err)
+		if !f.s.backoff(attempt) {
+			return ErrClosed
+		}
+	}
+}
+
+// electing: err is what a request meets while its stream has no leader.
+func electing(err error) bool {
+	return errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, jetstream.ErrAsyncPublishTimeout)
+}
+
+func (f *Files) putObjectOnce(fl files.File, name string) error {
 	pr, err := f.OpenPart(fl)
 	if err != nil {
 		return err
 	}
 	defer pr.Close()
-	ctx, cancel := f.ctx(blobTimeout)
+	ctx, cancel := f.ctxNoDeadline(blobTimeout)
 	defer cancel()
 	info, err := f.obs.Put(ctx, jetstream.ObjectMeta{Name: name}, pr)
 	if err != nil {

@@ -224,7 +224,25 @@ func kvDel(key string, expect *uint64) msg {
 // when the node starts shutting down: a collector's round or a download
 // never holds up Close waiting for a quorum that is gone.
 func (f *Files) ctx(d time.Duration) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
+	return f.watch(context.WithTimeout(context.Background(), d))
+}
+
+// ctxNoDeadline is ctx whose end after d is a cancellation, not a
+// deadline: nats.go's object store Put bounds each chunk's publish by the
+// JetStream timeout only when its context has no deadline, and without
+// that bound a chunk whose answer never comes (a leader died, or none was
+// elected yet) holds the Put until d.
+func (f *Files) ctxNoDeadline(d time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := f.watch(context.WithCancel(context.Background()))
+	t := time.AfterFunc(d, cancel)
+	return ctx, func() {
+		t.Stop()
+		cancel()
+	}
+}
+
+// watch cancels ctx when the node starts shutting down.
+func (f *Files) watch(ctx context.Context, cancel context.CancelFunc) (context.Context, context.CancelFunc) {
 	go func() {
 		tick := time.NewTicker(100 * time.Millisecond)
 		defer tick.Stop()
