@@ -26,13 +26,30 @@ func BenchmarkDM(b *testing.B) {
 	for _, n := range []int{1, 3} {
 		for _, senders := range []int{8, 64} {
 			b.Run(fmt.Sprintf("nodes=%d/senders=%d", n, senders), func(b *testing.B) {
-				benchDM(b, n, senders)
+				benchDM(b, n, senders, false)
 			})
 		}
 	}
 }
 
-func benchDM(b *testing.B, n, senders int) {
+// BenchmarkDMBothWays is BenchmarkDM with both ends of every DM sending
+// to each other, each from its own node (in a cluster): a chat where
+// both type. Two nodes then append to one conversation and one pair of
+// user streams at once, and the one whose compare-and-set loses
+// re-reads the heads and tries again.
+//
+//	go test -run '^$' -bench DMBothWays -benchtime 3000x -count 3 ./internal/cluster
+func BenchmarkDMBothWays(b *testing.B) {
+	for _, n := range []int{1, 3} {
+		for _, senders := range []int{8, 64} {
+			b.Run(fmt.Sprintf("nodes=%d/senders=%d", n, senders), func(b *testing.B) {
+				benchDM(b, n, senders, true)
+			})
+		}
+	}
+}
+
+func benchDM(b *testing.B, n, senders int, both bool) {
 	// The shipped default: each node's search index in its worker
 	// process (brokertest keeps it in process to spare tests a process).
 	var nodes []*brokertest.Broker
@@ -41,13 +58,23 @@ func benchDM(b *testing.B, n, senders int) {
 	} else {
 		nodes = brokertest.StartCluster(b, n, func(_ int, c *config.Config) { c.Search.Process = true })
 	}
-	devs := make([]*dev, senders)
+	devs, to := make([]*dev, senders), make([]string, senders)
 	for i := range senders {
 		s, r := fmt.Sprint("s", i), fmt.Sprint("r", i)
-		nodes[0].AddUser(s, pw)
-		nodes[0].AddUser(r, pw)
-		devs[i] = on(b, nodes[i%n], s, "p1")
-		on(b, nodes[(i+1)%n], r, "p1")
+		if both { // pairs: sender 2k is s2k, 2k+1 is its peer r2k
+			s, r = fmt.Sprint("s", i/2*2), fmt.Sprint("r", i/2*2)
+			if i%2 == 1 {
+				s, r = r, s
+			}
+		}
+		if !both || i%2 == 0 {
+			nodes[0].AddUser(s, pw)
+			nodes[0].AddUser(r, pw)
+		}
+		devs[i], to[i] = on(b, nodes[i%n], s, "p1"), r
+		if !both {
+			on(b, nodes[(i+1)%n], r, "p1")
+		}
 	}
 	// Each b.Loop iteration is one message, handed to the senders in turn;
 	// a sender sends its next one as soon as the last one is acknowledged.
@@ -57,7 +84,7 @@ func benchDM(b *testing.B, n, senders int) {
 	closedloop.Run(b, senders, "msgs/s", "cpu-us/msg", func(i, seq int) {
 		d := devs[i]
 		tok := d.c.Publish(topics.Up(d.uid, d.did, topics.UpMsg), 1, false,
-			fmt.Appendf(nil, `{"to":"r%d","cmid":"c%d","b":"hello"}`, i, seq))
+			fmt.Appendf(nil, `{"to":%q,"cmid":"c%d","b":"hello"}`, to[i], seq))
 		if !tok.WaitTimeout(brokertest.Timeout) || tok.Error() != nil {
 			b.Errorf("publish: %v", tok.Error())
 		}

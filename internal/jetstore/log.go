@@ -63,14 +63,17 @@ func (c *headCache) drop(ks []string) {
 	}
 }
 
-// readHead returns a counter record, from the cache or the leader.
+// readHead returns a counter record, from the cache or the leader (and
+// then caches it).
 func (s *Store) readHead(subject string) (head, error) {
 	if h, ok := s.heads.get(subject); ok {
 		return h, nil
 	}
 	r, err := s.get(subject)
 	if errors.Is(err, ErrNotFound) {
-		return head{seq: r.seq}, nil
+		h := head{seq: r.seq}
+		s.heads.put(subject, h)
+		return h, nil
 	}
 	if err != nil {
 		return head{}, err
@@ -80,8 +83,58 @@ func (s *Store) readHead(subject string) (head, error) {
 		return head{}, fmt.Errorf("jetstore: head %s: %w", subject, err)
 	}
 	h.seq = r.seq
+	s.heads.put(subject, h)
 	return h, nil
 }
+
+// prefetch reads the heads a will use that are not cached, at once, into
+// the cache: try reads them before it takes the order lock, so a cache
+// miss (a head's first use, or a re-read after a lost compare-and-set)
+// does not stall this node's other appends for its round trips. This
+// append's stripes keep this node's other appends off these heads
+// meanwhile; another node moving one makes the compare-and-set fail, as
+// with any stale head.
+func (s *Store) prefetch(a *im.Append) error {
+	subjects := []string{convHeadSubj(a.CV)}
+	if a.Aux {
+		subjects[0] = auxHeadSubj(a.CV)
+	}
+	for _, uid := range a.To {
+		subjects = append(subjects, userHeadSubj(uid))
+	}
+	slices.Sort(subjects)
+	var missing []string
+	for _, sub := range slices.Compact(subjects) {
+		if _, ok := s.heads.get(sub); !ok {
+			missing = append(missing, sub)
+		}
+	}
+	if len(missing) <= 1 {
+		for _, sub := range missing {
+			if _, err := s.readHead(sub); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	// A large group's first message after a start reads thousands of
+	// user heads: at most prefetchReads at a time.
+	errs := make([]error, len(missing))
+	sem := make(chan struct{}, prefetchReads)
+	var wg sync.WaitGroup
+	for i, sub := range missing {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			_, errs[i] = s.readHead(sub)
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// prefetchReads bounds the head reads one prefetch has in flight.
+const prefetchReads = 16
 
 // parseHead reads a head record: "n" or "n id".
 func parseHead(p []byte) (head, error) {
@@ -206,18 +259,8 @@ func (s *Store) backoff(attempt int) bool {
 // retries (lookup) check it first.
 func (s *Store) try(a *im.Append, lookup bool) (done bool, touched []string, err error) {
 	a.Dup, a.US = nil, nil
-	// Ids in commit order: from the id's making until the commit is sent
-	// (not answered), this node's conversation appends go one at a time,
-	// and JetStream commits what one connection sends in order. The head
-	// reads in between are cache hits but for a head's first use.
-	unlock := func() {}
-	if !a.Aux {
-		s.order.Lock()
-		var once sync.Once
-		unlock = func() { once.Do(s.order.Unlock) }
-		defer unlock()
-	}
-	var b []msg
+	// What needs the leader comes first, outside the order lock: the
+	// dedupe lookup, a delete's target, heads not cached.
 	ddSeq := uint64(0)
 	if a.CMID != "" && lookup {
 		ev, seq, err := s.deduped(a.UID, a.DID, a.CMID)
@@ -232,6 +275,27 @@ func (s *Store) try(a *im.Append, lookup bool) (done bool, touched []string, err
 		}
 		ddSeq = seq
 	}
+	var purged []msg
+	if a.Purge != nil {
+		if purged, err = s.purge(a.Purge); err != nil {
+			return false, nil, err
+		}
+	}
+	if err := s.prefetch(a); err != nil {
+		return false, nil, err
+	}
+	// Ids in commit order: from the id's making until the commit is sent
+	// (not answered), this node's conversation appends go one at a time,
+	// and JetStream commits what one connection sends in order. The head
+	// reads in between are cache hits (prefetch).
+	unlock := func() {}
+	if !a.Aux {
+		s.order.Lock()
+		var once sync.Once
+		unlock = func() { once.Do(s.order.Unlock) }
+		defer unlock()
+	}
+	var b []msg
 	ttl := ""
 	if a.TTL > 0 {
 		ttl = strconv.FormatInt(int64(max(time.Second, a.TTL.Round(time.Second))/time.Second), 10)
@@ -302,13 +366,7 @@ func (s *Store) try(a *im.Append, lookup bool) (done bool, touched []string, err
 		// The edit index: a purge of the target finds its edits.
 		b = append(b, msg{subj: editSubj(*ev.Tgt, ev.ID), data: []byte(p), hdr: tsHeader(ev.TS, ttl)})
 	}
-	if a.Purge != nil {
-		pm, err := s.purge(a.Purge)
-		if err != nil {
-			return false, nil, err
-		}
-		b = append(b, pm...)
-	}
+	b = append(b, purged...)
 	a.US = make([]uint64, len(a.To))
 	next := map[string]head{}
 	var order []string
