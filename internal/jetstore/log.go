@@ -37,7 +37,18 @@ type head struct {
 type headCache struct {
 	mu sync.Mutex
 	m  map[string]head
+	// waiting: appends that lost a compare-and-set on a head and wait
+	// to hear that another node moved it (update, sharedheads.go).
+	waiting map[string][]*waiter
 }
+
+// waiter is an append waiting for any of several heads to move.
+type waiter struct {
+	ch   chan struct{}
+	once sync.Once
+}
+
+func (w *waiter) wake() { w.once.Do(func() { close(w.ch) }) }
 
 func (c *headCache) get(k string) (head, bool) {
 	c.mu.Lock()
@@ -55,11 +66,70 @@ func (c *headCache) put(k string, h head) {
 	c.m[k] = h
 }
 
-func (c *headCache) drop(ks []string) {
+// update takes h for k if k is cached with an older stream sequence
+// (another node's commit moved a head this node uses) and wakes the
+// appends waiting for k.
+func (c *headCache) update(k string, h head) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, k := range ks {
-		delete(c.m, k)
+	if cur, ok := c.m[k]; ok && cur.seq < h.seq {
+		c.m[k] = h
+		for _, w := range c.waiting[k] {
+			w.wake()
+		}
+		delete(c.waiting, k)
+	}
+}
+
+// usedHead is a head an attempt read: its subject and the stream
+// sequence its compare-and-set expected.
+type usedHead struct {
+	subj string
+	seq  uint64
+}
+
+// moved returns a channel closed once one of the heads in used has
+// moved past what the attempt expected (at once if one has already);
+// done unregisters it.
+func (c *headCache) moved(used []usedHead) (wake <-chan struct{}, done func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w := &waiter{ch: make(chan struct{})}
+	for _, u := range used {
+		if cur, ok := c.m[u.subj]; ok && cur.seq != u.seq {
+			w.wake()
+			return w.ch, func() {}
+		}
+	}
+	if c.waiting == nil {
+		c.waiting = map[string][]*waiter{}
+	}
+	for _, u := range used {
+		c.waiting[u.subj] = append(c.waiting[u.subj], w)
+	}
+	return w.ch, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, u := range used {
+			ws := slices.DeleteFunc(c.waiting[u.subj], func(x *waiter) bool { return x == w })
+			if len(ws) == 0 {
+				delete(c.waiting, u.subj)
+			} else {
+				c.waiting[u.subj] = ws
+			}
+		}
+	}
+}
+
+// dropStale forgets the heads a failed attempt used unless they moved
+// meanwhile (update): those are read again.
+func (c *headCache) dropStale(used []usedHead) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, u := range used {
+		if cur, ok := c.m[u.subj]; ok && cur.seq == u.seq {
+			delete(c.m, u.subj)
+		}
 	}
 }
 
@@ -232,19 +302,33 @@ func (s *Store) append1(a *im.Append) error {
 		if attempt >= maxAttempts && time.Since(start) > s.opts.Failover {
 			return ErrContention
 		}
-		s.heads.drop(touched)
-		if !s.backoff(attempt) {
+		// Another node's commit usually moved the heads: retry as soon as
+		// it says so (sharedheads.go), with the heads it sent, before
+		// that node's next append to them goes out; otherwise after the
+		// backoff, reading them again.
+		wake, unwait := s.heads.moved(touched)
+		ok := s.backoffOr(attempt, wake)
+		unwait()
+		if !ok {
 			return ErrClosed
 		}
+		s.heads.dropStale(touched)
 	}
 }
 
 // backoff waits before retry attempt+1 of a lost compare-and-set: 1 ms
 // doubling to 50 ms, jittered; false once the store is closed.
-func (s *Store) backoff(attempt int) bool {
+func (s *Store) backoff(attempt int) bool { return s.backoffOr(attempt, nil) }
+
+// backoffOr is backoff that ends early when wake is closed.
+func (s *Store) backoffOr(attempt int, wake <-chan struct{}) bool {
 	pause := time.Duration(min(1<<min(attempt, 6), 50)) * time.Millisecond
+	t := time.NewTimer(pause/2 + rand.N(pause))
+	defer t.Stop()
 	select {
-	case <-time.After(pause/2 + rand.N(pause)):
+	case <-t.C:
+		return true
+	case <-wake:
 		return true
 	case <-s.stop:
 		return false
@@ -257,7 +341,7 @@ func (s *Store) backoff(attempt int) bool {
 // the dedupe record up: it expects none (a repeat then fails the
 // compare-and-set), which saves a round trip to the leader per send;
 // retries (lookup) check it first.
-func (s *Store) try(a *im.Append, lookup bool) (done bool, touched []string, err error) {
+func (s *Store) try(a *im.Append, lookup bool) (done bool, touched []usedHead, err error) {
 	a.Dup, a.US = nil, nil
 	// What needs the leader comes first, outside the order lock: the
 	// dedupe lookup, a delete's target, heads not cached.
@@ -308,11 +392,11 @@ func (s *Store) try(a *im.Append, lookup bool) (done bool, touched []string, err
 	var seq uint64
 	if a.Aux {
 		hs := auxHeadSubj(a.CV)
-		touched = append(touched, hs)
 		h, err := s.readHead(hs)
 		if err != nil {
 			return false, nil, err
 		}
+		touched = append(touched, usedHead{hs, h.seq})
 		n := h.n + 1
 		ev.TS = int64(ms)
 		p = auxSubj(a.CV, n)
@@ -324,15 +408,19 @@ func (s *Store) try(a *im.Append, lookup bool) (done bool, touched []string, err
 			msg{subj: p, data: v, hdr: tsHeader(ev.TS, ttl)})
 	} else {
 		hs := convHeadSubj(a.CV)
-		touched = append(touched, hs)
 		h, err := s.readHead(hs)
 		if err != nil {
 			return false, nil, err
 		}
+		touched = append(touched, usedHead{hs, h.seq})
 		seq = h.n + 1
 		// The id is above this node's last one and the conversation's
 		// last one (another node's clock may be ahead), so ids increase
-		// with seq and, on this node, with commit order.
+		// with seq and, on this node, with commit order. Above a floor
+		// another node also builds on, it steps by a random amount, as
+		// ULID's own monotonic entropy does: two nodes that both step
+		// from one floor (into different conversations) rarely collide,
+		// and the id index's compare-and-set refuses a collision.
 		floor := s.lastID
 		if h.n > 0 && h.id.Compare(floor) > 0 {
 			floor = h.id
@@ -346,7 +434,7 @@ func (s *Store) try(a *im.Append, lookup bool) (done bool, touched []string, err
 		}
 		if id.Compare(floor) <= 0 {
 			id = floor
-			if err := id.SetEntropy(incEntropy(floor.Entropy())); err != nil {
+			if err := id.SetEntropy(addEntropy(floor.Entropy(), 1+rand.Uint32N(1<<31))); err != nil {
 				return false, nil, err
 			}
 		}
@@ -360,7 +448,8 @@ func (s *Store) try(a *im.Append, lookup bool) (done bool, touched []string, err
 		b = append(b,
 			msg{subj: hs, data: fmt.Appendf(nil, "%d %s", seq, id), expect: exp(h.seq), head: &head{n: seq, id: id}},
 			msg{subj: p, data: v, hdr: tsHeader(ev.TS, ttl)},
-			msg{subj: idSubj(id), data: []byte(p), hdr: tsHeader(ev.TS, ttl)})
+			// An id is unique cluster-wide: its index entry must be new.
+			msg{subj: idSubj(id), data: []byte(p), hdr: tsHeader(ev.TS, ttl), expect: exp(0)})
 	}
 	if !a.Aux && ev.T == im.TEdit && ev.Tgt != nil {
 		// The edit index: a purge of the target finds its edits.
@@ -374,10 +463,10 @@ func (s *Store) try(a *im.Append, lookup bool) (done bool, touched []string, err
 		h, ok := next[uid]
 		if !ok {
 			hs := userHeadSubj(uid)
-			touched = append(touched, hs)
 			if h, err = s.readHead(hs); err != nil {
 				return false, nil, err
 			}
+			touched = append(touched, usedHead{hs, h.seq})
 			order = append(order, uid)
 		}
 		h.n++
@@ -476,13 +565,16 @@ func (s *Store) try(a *im.Append, lookup bool) (done bool, touched []string, err
 	// The batch is stored contiguously, ending at last: cache the heads
 	// it wrote with their new stream sequences.
 	first := last - uint64(len(b)) + 1
+	var moved []byte
 	for i, m := range b {
 		if m.head != nil {
 			h := *m.head
 			h.seq = first + uint64(i)
 			s.heads.put(m.subj, h)
+			moved = appendHead(moved, m.subj, h)
 		}
 	}
+	s.shareHeads(moved)
 	// Relay first: once on the commit stream, a is delivery's to read.
 	if s.opts.Relay != nil {
 		s.opts.Relay(a)
@@ -560,14 +652,18 @@ func (s *Store) purge(p *im.Purge) ([]msg, error) {
 	return out, nil
 }
 
-// incEntropy adds one to a ULID's 80-bit entropy.
-func incEntropy(e []byte) []byte {
+// addEntropy adds n to a ULID's 80-bit entropy (big-endian); on
+// overflow it adds one.
+func addEntropy(e []byte, n uint32) []byte {
 	out := slices.Clone(e)
-	for i := len(out) - 1; i >= 0; i-- {
-		out[i]++
-		if out[i] != 0 {
-			break
-		}
+	carry := uint64(n)
+	for i := len(out) - 1; i >= 0 && carry > 0; i-- {
+		v := uint64(out[i]) + carry
+		out[i] = byte(v)
+		carry = v >> 8
+	}
+	if carry > 0 && n > 1 {
+		return addEntropy(e, 1)
 	}
 	return out
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"github.com/oklog/ulid/v2"
 
 	"github.com/tern-im/tern/internal/im"
@@ -109,10 +110,14 @@ type Store struct {
 	heads   headCache
 	// order makes this node's ids in commit order (try); lastID is the
 	// last id it made, under order.
-	order   sync.Mutex
-	lastID  ulid.ULID
-	replies replies
-	entropy struct {
+	order  sync.Mutex
+	lastID ulid.ULID
+	// origin names this store in the heads it shares with the other
+	// nodes (sharedheads.go); empty alone (one replica).
+	origin   string
+	headsSub *nats.Subscription
+	replies  replies
+	entropy  struct {
 		sync.Mutex
 		r *ulid.MonotonicEntropy
 	}
@@ -170,6 +175,12 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Store, error) {
 	s.heads.m = map[string]head{}
 	if err := s.replies.start(nc); err != nil {
 		return nil, fmt.Errorf("jetstore: reply subscription: %w", err)
+	}
+	if o.Replicas > 1 {
+		s.origin = nuid.Next()
+		if s.headsSub, err = nc.Subscribe(headsSubject, s.heardHeads); err != nil {
+			return nil, fmt.Errorf("jetstore: heads subscription: %w", err)
+		}
 	}
 	s.entropy.r = ulid.Monotonic(cryptoReader{}, 0)
 	// A cluster that is still forming has no meta leader yet: retry
@@ -267,6 +278,9 @@ func (s *Store) Close() error {
 	}
 	s.life.Unlock()
 	s.wg.Wait()
+	if s.headsSub != nil {
+		_ = s.headsSub.Unsubscribe()
+	}
 	return nil
 }
 
