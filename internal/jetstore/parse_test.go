@@ -113,3 +113,26 @@ func FuzzParseDedupe(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseSharedHead: a line of another node's heads notice parses or
+// is skipped, never panics, and what parses prints back (appendHead) to a
+// line that parses the same.
+func FuzzParseSharedHead(f *testing.F) {
+	for _, s := range []string{"tern.hc.3.=ZDphOmI 120 7 01ARZ3NDEKTSV4RRFFQ69G5FAV\n", "tern.hu.1.bob 9 3\n", "", "x 0 1", "a b c d e", "s 1 2 3 4"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, p []byte) {
+		subject, h, ok := parseSharedHead(p)
+		if !ok {
+			return
+		}
+		if h.seq == 0 || subject == "" {
+			t.Fatalf("%q parsed as %q %+v", p, subject, h)
+		}
+		again := appendHead(nil, subject, h)
+		s2, h2, ok := parseSharedHead(again)
+		if !ok || s2 != subject || h2 != h {
+			t.Fatalf("%q → %q %+v → %q → %q %+v %v", p, subject, h, again, s2, h2, ok)
+		}
+	})
+}
