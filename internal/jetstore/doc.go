@@ -43,7 +43,10 @@
 // serialises its own writers on striped locks first, so retries happen
 // only between nodes. Heads are records of their own (not the last
 // event), so an event that expires (Nats-TTL) or is trimmed never lets a
-// position be handed out twice.
+// position be handed out twice. Nodes tell each other the heads their
+// commits moved (sharedheads.go), so a node that lost a race retries with
+// the winner's heads at once. An event's id index entry expects no
+// earlier message on its subject: ids are unique cluster-wide.
 //
 // # Reads
 //
