@@ -367,7 +367,7 @@ func (f *Files) putObject(fl files.File, name string) error {
 	start := time.Now()
 	for attempt := 0; ; attempt++ {
 		err := f.putObjectOnce(fl, name)
-		if err == nil || !electing(err) || time.Since(start) > f.s.opts.Failover {
+		if err == nil || !transient(err) || time.Since(start) > f.s.opts.Failover {
 			return err
 		}
 		f.s.lg.Warn("jetstore: a blob's copy met a leader election; copying it again", "fid", fl.FID, "err", err)
@@ -375,13 +375,6 @@ func (f *Files) putObject(fl files.File, name string) error {
 			return ErrClosed
 		}
 	}
-}
-
-// electing: err is what a request meets while its stream has no leader.
-func electing(err error) bool {
-	return errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) ||
-		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
-		errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, jetstream.ErrAsyncPublishTimeout)
 }
 
 func (f *Files) putObjectOnce(fl files.File, name string) error {

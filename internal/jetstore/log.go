@@ -66,6 +66,20 @@ func (c *headCache) put(k string, h head) {
 	c.m[k] = h
 }
 
+// missing lists the subjects of ks that are not cached (a subject listed
+// twice may come twice: reading it twice is harmless).
+func (c *headCache) missing(ks []string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, k := range ks {
+		if _, ok := c.m[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 // update takes h for k if k is cached with an older stream sequence
 // (another node's commit moved a head this node uses) and wakes the
 // appends waiting for k.
@@ -165,26 +179,17 @@ func (s *Store) readHead(subject string) (head, error) {
 // meanwhile; another node moving one makes the compare-and-set fail, as
 // with any stale head.
 func (s *Store) prefetch(a *im.Append) error {
-	subjects := []string{convHeadSubj(a.CV)}
+	subjects := make([]string, 0, 1+len(a.To))
 	if a.Aux {
-		subjects[0] = auxHeadSubj(a.CV)
+		subjects = append(subjects, auxHeadSubj(a.CV))
+	} else {
+		subjects = append(subjects, convHeadSubj(a.CV))
 	}
 	for _, uid := range a.To {
 		subjects = append(subjects, userHeadSubj(uid))
 	}
-	slices.Sort(subjects)
-	var missing []string
-	for _, sub := range slices.Compact(subjects) {
-		if _, ok := s.heads.get(sub); !ok {
-			missing = append(missing, sub)
-		}
-	}
-	if len(missing) <= 1 {
-		for _, sub := range missing {
-			if _, err := s.readHead(sub); err != nil {
-				return err
-			}
-		}
+	missing := s.heads.missing(subjects)
+	if len(missing) == 0 {
 		return nil
 	}
 	// A large group's first message after a start reads thousands of
@@ -205,6 +210,17 @@ func (s *Store) prefetch(a *im.Append) error {
 
 // prefetchReads bounds the head reads one prefetch has in flight.
 const prefetchReads = 16
+
+// record is the head's stored value, what parseHead reads: "n", or
+// "n id" for a conversation head.
+func (h *head) record() []byte {
+	p := strconv.AppendUint(nil, h.n, 10)
+	if h.id != (ulid.ULID{}) {
+		p = append(p, ' ')
+		p = append(p, h.id.String()...)
+	}
+	return p
+}
 
 // parseHead reads a head record: "n" or "n id".
 func parseHead(p []byte) (head, error) {
@@ -404,7 +420,8 @@ func (s *Store) try(a *im.Append, lookup bool) (done bool, touched []usedHead, e
 		if err != nil {
 			return false, nil, err
 		}
-		b = append(b, msg{subj: hs, data: []byte(strconv.FormatUint(n, 10)), expect: exp(h.seq), head: &head{n: n}},
+		nh := head{n: n}
+		b = append(b, msg{subj: hs, data: nh.record(), expect: exp(h.seq), head: &nh},
 			msg{subj: p, data: v, hdr: tsHeader(ev.TS, ttl)})
 	} else {
 		hs := convHeadSubj(a.CV)
@@ -445,8 +462,9 @@ func (s *Store) try(a *im.Append, lookup bool) (done bool, touched []usedHead, e
 		if err != nil {
 			return false, nil, err
 		}
+		nh := head{n: seq, id: id}
 		b = append(b,
-			msg{subj: hs, data: fmt.Appendf(nil, "%d %s", seq, id), expect: exp(h.seq), head: &head{n: seq, id: id}},
+			msg{subj: hs, data: nh.record(), expect: exp(h.seq), head: &nh},
 			msg{subj: p, data: v, hdr: tsHeader(ev.TS, ttl)},
 			// An id is unique cluster-wide: its index entry must be new.
 			msg{subj: idSubj(id), data: []byte(p), hdr: tsHeader(ev.TS, ttl), expect: exp(0)})
@@ -476,7 +494,8 @@ func (s *Store) try(a *im.Append, lookup bool) (done bool, touched []usedHead, e
 	}
 	for _, uid := range order {
 		h := next[uid]
-		b = append(b, msg{subj: userHeadSubj(uid), data: []byte(strconv.FormatUint(h.n, 10)), expect: exp(h.seq), head: &head{n: h.n}})
+		nh := head{n: h.n}
+		b = append(b, msg{subj: userHeadSubj(uid), data: nh.record(), expect: exp(h.seq), head: &nh})
 	}
 	if a.CMID != "" {
 		dttl := DedupeTTL
@@ -571,7 +590,7 @@ func (s *Store) try(a *im.Append, lookup bool) (done bool, touched []usedHead, e
 			h := *m.head
 			h.seq = first + uint64(i)
 			s.heads.put(m.subj, h)
-			moved = appendHead(moved, m.subj, h)
+			moved = appendHead(moved, m.subj, h.seq, m.data)
 		}
 	}
 	s.shareHeads(moved)

@@ -129,7 +129,7 @@ func FuzzParseSharedHead(f *testing.F) {
 		if h.seq == 0 || subject == "" {
 			t.Fatalf("%q parsed as %q %+v", p, subject, h)
 		}
-		again := appendHead(nil, subject, h)
+		again := appendHead(nil, subject, h.seq, h.record())
 		s2, h2, ok := parseSharedHead(again)
 		if !ok || s2 != subject || h2 != h {
 			t.Fatalf("%q → %q %+v → %q → %q %+v %v", p, subject, h, again, s2, h2, ok)

@@ -5,12 +5,12 @@ import (
 	"strconv"
 
 	"github.com/nats-io/nats.go"
-	"github.com/oklog/ulid/v2"
 )
 
-// headsSubject carries, on core NATS, the heads each commit moved (not a
-// subject of the log stream, whose subjects are tern.>).
-const headsSubject = "tern-cl.heads"
+// headsPrefix.<origin> carries, on core NATS, the heads each commit of
+// the node origin moved (not a subject of the log stream, whose
+// subjects are tern.>).
+const headsPrefix = "tern-cl.heads."
 
 // Shared heads. Two nodes that append to one conversation or one user's
 // stream at once (both ends of a DM typing, each on its node; members of
@@ -34,29 +34,23 @@ func (s *Store) shareHeads(moved []byte) {
 	if s.origin == "" || len(moved) == 0 {
 		return
 	}
-	m := nats.NewMsg(headsSubject)
-	m.Header.Set("Tern-Origin", s.origin)
-	m.Data = moved
-	_ = s.nc.PublishMsg(m) // best effort: a lost notice costs a read
+	_ = s.nc.Publish(headsPrefix+s.origin, moved) // best effort: a lost notice costs a read
 }
 
-// appendHead adds "subject seq n [id]" and a newline to p.
-func appendHead(p []byte, subject string, h head) []byte {
+// appendHead adds "subject seq record" and a newline to p, record being
+// the head's stored value (head.record).
+func appendHead(p []byte, subject string, seq uint64, record []byte) []byte {
 	p = append(p, subject...)
 	p = append(p, ' ')
-	p = strconv.AppendUint(p, h.seq, 10)
+	p = strconv.AppendUint(p, seq, 10)
 	p = append(p, ' ')
-	p = strconv.AppendUint(p, h.n, 10)
-	if h.id != (ulid.ULID{}) {
-		p = append(p, ' ')
-		p = append(p, h.id.String()...)
-	}
+	p = append(p, record...)
 	return append(p, '\n')
 }
 
 // heardHeads takes another node's moved heads into the cache.
 func (s *Store) heardHeads(m *nats.Msg) {
-	if m.Header.Get("Tern-Origin") == s.origin {
+	if m.Subject == headsPrefix+s.origin {
 		return
 	}
 	for line := range bytes.Lines(m.Data) {
@@ -69,18 +63,16 @@ func (s *Store) heardHeads(m *nats.Msg) {
 
 // parseSharedHead reads one appendHead line.
 func parseSharedHead(line []byte) (string, head, bool) {
-	f := bytes.Fields(line)
-	if len(f) < 3 || len(f) > 4 {
+	subject, rest, _ := bytes.Cut(bytes.TrimSpace(line), []byte(" "))
+	seqText, record, _ := bytes.Cut(rest, []byte(" "))
+	seq, err := strconv.ParseUint(string(seqText), 10, 64)
+	if len(subject) == 0 || err != nil || seq == 0 {
 		return "", head{}, false
 	}
-	seq, err := strconv.ParseUint(string(f[1]), 10, 64)
-	if err != nil || seq == 0 {
-		return "", head{}, false
-	}
-	h, err := parseHead(bytes.Join(f[2:], []byte(" ")))
+	h, err := parseHead(record)
 	if err != nil {
 		return "", head{}, false
 	}
 	h.seq = seq
-	return string(f[0]), h, true
+	return string(subject), h, true
 }

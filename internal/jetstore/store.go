@@ -178,7 +178,7 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Store, error) {
 	}
 	if o.Replicas > 1 {
 		s.origin = nuid.Next()
-		if s.headsSub, err = nc.Subscribe(headsSubject, s.heardHeads); err != nil {
+		if s.headsSub, err = nc.Subscribe(headsPrefix+"*", s.heardHeads); err != nil {
 			return nil, fmt.Errorf("jetstore: heads subscription: %w", err)
 		}
 	}
@@ -343,12 +343,13 @@ func (s *Store) do(fn func(ctx context.Context) error) error {
 }
 
 // transient reports errors that a leader election causes and that end
-// once it is over.
+// once it is over (an object store Put's chunk whose answer never came
+// times out as ErrAsyncPublishTimeout).
 func transient(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
-		(errors.As(err, &apiErr) && apiErr.Code == 503)
+		errors.Is(err, jetstream.ErrAsyncPublishTimeout) || (errors.As(err, &apiErr) && apiErr.Code == 503)
 }
 
 // tok makes a subject token (and KV key part) of a name.
