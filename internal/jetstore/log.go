@@ -290,9 +290,16 @@ func (s *Store) stripesOf(a *im.Append) []int {
 	return slices.Compact(out)
 }
 
+// appendBound is nil except in a build with the bound tag (bound.go),
+// which measures the cluster's throughput bound (docs/bench.md).
+var appendBound func(s *Store, a *im.Append) error
+
 func (s *Store) append1(a *im.Append) error {
 	if s.closed.Load() {
 		return ErrClosed
+	}
+	if appendBound != nil && !a.Aux {
+		return appendBound(s, a)
 	}
 	locks := s.stripesOf(a)
 	for _, i := range locks {
@@ -594,6 +601,13 @@ func (s *Store) try(a *im.Append, lookup bool) (done bool, touched []usedHead, e
 		}
 	}
 	s.shareHeads(moved)
+	s.committed(a)
+	return true, nil, nil
+}
+
+// committed hands a committed append on: to the other nodes (Relay) and
+// to this node's delivery (Commits).
+func (s *Store) committed(a *im.Append) {
 	// Relay first: once on the commit stream, a is delivery's to read.
 	if s.opts.Relay != nil {
 		s.opts.Relay(a)
@@ -604,7 +618,6 @@ func (s *Store) try(a *im.Append, lookup bool) (done bool, touched []usedHead, e
 	if s.opts.OnCommit != nil {
 		s.opts.OnCommit(1)
 	}
-	return true, nil, nil
 }
 
 func tsHeader(ts int64, ttl string) nats.Header {
