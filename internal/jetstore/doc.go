@@ -46,7 +46,9 @@
 // position be handed out twice. Nodes tell each other the heads their
 // commits moved (sharedheads.go), so a node that lost a race retries with
 // the winner's heads at once. An event's id index entry expects no
-// earlier message on its subject: ids are unique cluster-wide.
+// earlier message on its subject: ids are unique cluster-wide. A batch
+// whose answer was lost may commit late; its retry first looks for it
+// and fences it (settle, in log.go), so an append commits at most once.
 //
 // # Reads
 //

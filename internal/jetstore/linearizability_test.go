@@ -3,10 +3,12 @@
 package jetstore
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -34,6 +36,7 @@ type linIn struct{ append bool }
 type linOut struct {
 	n       uint64
 	unknown bool // the append failed: it may or may not have committed
+	replica bool // a read made while reads went to any replica (route)
 }
 
 var counterModel = porcupine.NondeterministicModel{
@@ -147,11 +150,12 @@ func TestLinearizability(t *testing.T) {
 						out.n = a.Event.Seq
 					}
 				} else {
+					away := st.logRoute.away(st.opts.LeaderWait)
 					n, err := st.ConvSeq("g:lin")
 					if err != nil {
 						continue // a failed read says nothing
 					}
-					out.n = n
+					out.n, out.replica = n, away || st.logRoute.away(st.opts.LeaderWait)
 				}
 				op.Output, op.Return = out, now()
 				if out.unknown {
@@ -197,6 +201,9 @@ schedule:
 	res, info := porcupine.CheckOperationsVerbose(counterModel.ToModel(), history, time.Minute)
 	t.Logf("%d operations (%d appends of unknown outcome), %d faults: %s", len(history), unknown.Load(), faults, res)
 	if res == porcupine.Illegal {
+		for _, line := range explainCounter(history) {
+			t.Log(line)
+		}
 		t.Fatalf("the history is not linearizable (%d partial linearizations)", len(info.PartialLinearizations()))
 	}
 	if res != porcupine.Ok {
@@ -212,4 +219,120 @@ schedule:
 			t.Fatalf("history: event %d has seq %d", i, ev.Seq)
 		}
 	}
+}
+
+// explainCounter names what makes a counter history illegal, for the log
+// of a failed check: two appends that returned one seq, and reads that
+// returned less than an append that had returned before the read was
+// called (a stale read), at most ten of each.
+func explainCounter(history []porcupine.Operation) []string {
+	var out []string
+	by := map[uint64]porcupine.Operation{}
+	// The largest seq returned by an append that had completed by time t.
+	var done []porcupine.Operation
+	for _, op := range history {
+		in, o := op.Input.(linIn), op.Output.(linOut)
+		if !in.append || o.unknown {
+			continue
+		}
+		if prev, ok := by[o.n]; ok && len(out) < 10 {
+			out = append(out, fmt.Sprintf("seq %d returned twice: client %d [%d, %d] and client %d [%d, %d]",
+				o.n, prev.ClientId, prev.Call, prev.Return, op.ClientId, op.Call, op.Return))
+		}
+		by[o.n] = op
+		done = append(done, op)
+	}
+	stale := 0
+	for _, op := range history {
+		in, o := op.Input.(linIn), op.Output.(linOut)
+		if in.append {
+			continue
+		}
+		for _, a := range done {
+			if a.Return < op.Call && a.Output.(linOut).n > o.n {
+				if stale < 10 {
+					out = append(out, fmt.Sprintf("stale read: client %d read %d at [%d, %d] (replica %v), after client %d's append returned %d at %d",
+						op.ClientId, o.n, op.Call, op.Return, o.replica, a.ClientId, a.Output.(linOut).n, a.Return))
+				}
+				stale++
+				break
+			}
+		}
+	}
+	if stale > 0 {
+		out = append(out, fmt.Sprintf("%d stale reads in all", stale))
+	}
+	// Appends against appends: one that returned a larger seq than an
+	// append called after it had returned.
+	slices.SortFunc(done, func(a, b porcupine.Operation) int { return cmp.Compare(a.Return, b.Return) })
+	early := 0
+	var most porcupine.Operation
+	j := 0
+	for _, op := range slices.SortedFunc(slices.Values(done), func(a, b porcupine.Operation) int { return cmp.Compare(a.Call, b.Call) }) {
+		for ; j < len(done) && done[j].Return < op.Call; j++ {
+			if most.Output == nil || done[j].Output.(linOut).n > most.Output.(linOut).n {
+				most = done[j]
+			}
+		}
+		if most.Output != nil && most.Output.(linOut).n > op.Output.(linOut).n {
+			if early < 10 {
+				out = append(out, fmt.Sprintf("append went back: client %d got %d at [%d, %d], after client %d got %d at [%d, %d]",
+					op.ClientId, op.Output.(linOut).n, op.Call, op.Return, most.ClientId, most.Output.(linOut).n, most.Call, most.Return))
+			}
+			early++
+		}
+	}
+	// A seq no append returned, below one that was.
+	var top uint64
+	for n := range by {
+		top = max(top, n)
+	}
+	gaps := 0
+	for n := uint64(1); n < top; n++ {
+		if _, ok := by[n]; !ok {
+			if gaps < 10 {
+				out = append(out, fmt.Sprintf("seq %d was never returned, %d was", n, top))
+			}
+			gaps++
+		}
+	}
+	// Reads against reads: a read that returned less than a read that had
+	// returned before it was called; and a read of a seq whose append was
+	// called only after the read returned.
+	var reads []porcupine.Operation
+	for _, op := range history {
+		if !op.Input.(linIn).append {
+			reads = append(reads, op)
+		}
+	}
+	slices.SortFunc(reads, func(a, b porcupine.Operation) int { return cmp.Compare(a.Return, b.Return) })
+	var best porcupine.Operation // the read with the largest value among those returned so far
+	backwards, future := 0, 0
+	i := 0
+	for _, op := range slices.SortedFunc(slices.Values(reads), func(a, b porcupine.Operation) int { return cmp.Compare(a.Call, b.Call) }) {
+		for ; i < len(reads) && reads[i].Return < op.Call; i++ {
+			if best.Output == nil || reads[i].Output.(linOut).n > best.Output.(linOut).n {
+				best = reads[i]
+			}
+		}
+		if best.Output != nil && best.Output.(linOut).n > op.Output.(linOut).n {
+			if backwards < 10 {
+				out = append(out, fmt.Sprintf("read went back: client %d read %d at [%d, %d] (replica %v), after client %d read %d at [%d, %d] (replica %v)",
+					op.ClientId, op.Output.(linOut).n, op.Call, op.Return, op.Output.(linOut).replica,
+					best.ClientId, best.Output.(linOut).n, best.Call, best.Return, best.Output.(linOut).replica))
+			}
+			backwards++
+		}
+		if a, ok := by[op.Output.(linOut).n]; ok && a.Call > op.Return {
+			if future < 10 {
+				out = append(out, fmt.Sprintf("read from the future: client %d read %d at [%d, %d] (replica %v), its append was called at %d",
+					op.ClientId, op.Output.(linOut).n, op.Call, op.Return, op.Output.(linOut).replica, a.Call))
+			}
+			future++
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, "no duplicate seq and no stale read: the violation is in the order of concurrent operations")
+	}
+	return out
 }

@@ -311,8 +311,9 @@ func (s *Store) append1(a *im.Append) error {
 		}
 	}()
 	start := time.Now()
+	var unsure []unsureTry // attempts that may have committed
 	for attempt := 0; ; attempt++ {
-		done, touched, err := s.try(a, attempt > 0)
+		done, touched, err := s.try(a, attempt > 0, &unsure)
 		if err != nil {
 			return err
 		}
@@ -364,8 +365,13 @@ func (s *Store) backoffOr(attempt int, wake <-chan struct{}) bool {
 // the dedupe record up: it expects none (a repeat then fails the
 // compare-and-set), which saves a round trip to the leader per send;
 // retries (lookup) check it first.
-func (s *Store) try(a *im.Append, lookup bool) (done bool, touched []usedHead, err error) {
+func (s *Store) try(a *im.Append, lookup bool, unsure *[]unsureTry) (done bool, touched []usedHead, err error) {
 	a.Dup, a.US = nil, nil
+	if len(*unsure) > 0 {
+		if done, err := s.settle(a, *unsure); done || err != nil {
+			return done, nil, err
+		}
+	}
 	// What needs the leader comes first, outside the order lock: the
 	// dedupe lookup, a delete's target, heads not cached.
 	ddSeq := uint64(0)
@@ -565,19 +571,26 @@ func (s *Store) try(a *im.Append, lookup bool) (done bool, touched []usedHead, e
 		}
 		b = append(b, m)
 	}
+	for _, u := range *unsure {
+		// Fence an earlier attempt that may yet commit: its id index
+		// entry must be new, so once this tombstone is stored it cannot
+		// commit, and if it did, this batch cannot (settle then adopts it).
+		if u.id != (ulid.ULID{}) {
+			b = append(b, msg{subj: idSubj(u.id), hdr: nats.Header{hdrDel: []string{"1"}}, expect: exp(0)})
+		}
+	}
 	id := nuid.Next()
 	b[0].hdr = nats.Header{hdrBatch: []string{id}} // b[0] is a head: no other header
 	last, err := s.publish(id, b, unlock)
 	if errors.Is(err, errLost) {
-		// The answer was lost: the head b[0] tells whether it committed.
-		r, gerr := s.getLeader(b[0].subj)
-		if gerr != nil && !errors.Is(gerr, ErrNotFound) {
-			return false, nil, gerr
+		// The batch may have committed, or may yet (an election): the
+		// next attempt finds out first (settle).
+		u := unsureTry{batch: id, head: b[0].subj, seq: seq, ts: ev.TS, us: slices.Clone(a.US)}
+		if !a.Aux {
+			u.id = ev.ID
 		}
-		if r.batch != id {
-			return false, touched, nil // not committed: retry
-		}
-		last, err = r.seq+uint64(len(b))-1, nil
+		*unsure = append(*unsure, u)
+		return false, touched, nil
 	}
 	if errors.Is(err, errConflict) {
 		return false, touched, nil
@@ -603,6 +616,73 @@ func (s *Store) try(a *im.Append, lookup bool) (done bool, touched []usedHead, e
 	s.shareHeads(moved)
 	s.committed(a)
 	return true, nil, nil
+}
+
+// unsureTry is an attempt of an append whose answer did not say whether
+// it committed: its batch and what it would have given the append.
+type unsureTry struct {
+	batch string    // its batch id, on its first message (a head)
+	head  string    // that head's subject
+	id    ulid.ULID // its event's id, whose index entry is its own (zero for aux events)
+	seq   uint64
+	ts    int64
+	us    []uint64
+}
+
+// settle finds out whether an earlier attempt of a whose outcome was
+// unknown committed after all; if so a takes that attempt's results and
+// is handed on as committed. A batch whose answer was lost, or that met
+// an election, may be applied after the answer failed, even after a
+// leader read of its head missed it: a retry that then built on the head
+// it wrote would store the event twice. So settle reads from the leader
+// the head the attempts wrote first (its batch id names the append that
+// wrote it last) and each attempt's id index entry (another node may
+// have moved the head since), and caches the head it read. The next
+// batch fences the earlier attempts (try): it stores a tombstone on each
+// one's id index entry, expecting none, so at most one of them commits
+// however late an earlier one is applied.
+func (s *Store) settle(a *im.Append, us []unsureTry) (bool, error) {
+	r, err := s.getLeader(us[0].head)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return false, err
+	}
+	h := head{seq: r.seq}
+	if err == nil {
+		if h, err = parseHead(r.data); err != nil {
+			return false, fmt.Errorf("jetstore: head %s: %w", us[0].head, err)
+		}
+		h.seq = r.seq
+	}
+	for i := range us {
+		if r.batch != "" && r.batch == us[i].batch {
+			s.adopt(a, &us[i])
+			return true, nil
+		}
+	}
+	for i := range us {
+		if us[i].id == (ulid.ULID{}) {
+			continue
+		}
+		_, err := s.getLeader(idSubj(us[i].id))
+		if err == nil {
+			s.adopt(a, &us[i])
+			return true, nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return false, err
+		}
+	}
+	s.heads.put(us[0].head, h)
+	return false, nil
+}
+
+// adopt gives a the results of its attempt u, which committed.
+func (s *Store) adopt(a *im.Append, u *unsureTry) {
+	ev := &a.Event
+	ev.CV, ev.ID, ev.Seq, ev.TS = a.CV, u.id, u.seq, u.ts
+	a.US = slices.Clone(u.us)
+	s.logRoute.up()
+	s.committed(a)
 }
 
 // committed hands a committed append on: to the other nodes (Relay) and
@@ -763,6 +843,9 @@ func (r *replies) request(nc *nats.Conn, m *nats.Msg, sent func(), timeout time.
 var (
 	errConflict = errors.New("jetstore: compare-and-set conflict")
 	errLost     = errors.New("jetstore: commit answer lost")
+	// errMaybe is an answer that does not tell whether the batch was
+	// stored: handled as a lost answer.
+	errMaybe = fmt.Errorf("jetstore: commit outcome unknown: %w", errLost)
 )
 
 // pubAck is JetStream's answer to a batch commit.
@@ -778,7 +861,8 @@ type pubAck struct {
 // publish sends b as one atomic batch and returns the stream sequence
 // of its last message. errConflict: a compare-and-set failed, the batch
 // was dropped on the way or no leader took it; nothing was stored.
-// errLost: no answer came; the batch may or may not be stored.
+// errLost (or errMaybe): no answer came, or one that does not tell; the
+// batch may or may not be stored.
 // unlock is called once the commit is sent, before its answer comes.
 func (s *Store) publish(id string, b []msg, unlock func()) (uint64, error) {
 	defer unlock()
@@ -807,7 +891,7 @@ func (s *Store) publish(id string, b []msg, unlock func()) (uint64, error) {
 		case errors.Is(err, nats.ErrTimeout):
 			return 0, errLost
 		case err != nil:
-			return 0, errConflict
+			return 0, errMaybe // sent, then the connection failed
 		}
 		var ack pubAck
 		if err := json.Unmarshal(reply.Data, &ack); err != nil {
@@ -818,7 +902,7 @@ func (s *Store) publish(id string, b []msg, unlock func()) (uint64, error) {
 			case 10071, 10164, 10176, 10210: // wrong last sequence; incomplete; too many in flight
 				return 0, errConflict
 			case 10008, 10077: // JetStream temporarily unavailable; not current
-				return 0, errConflict
+				return 0, errMaybe // perhaps proposed before the leader stepped down
 			case 10199:
 				return 0, im.ErrTooBig
 			}
