@@ -199,7 +199,12 @@ schedule:
 	nodes[0].Shutdown()
 
 	res, info := porcupine.CheckOperationsVerbose(counterModel.ToModel(), history, time.Minute)
-	t.Logf("%d operations (%d appends of unknown outcome), %d faults: %s", len(history), unknown.Load(), faults, res)
+	var unsure, adopted int64
+	for _, st := range stores {
+		unsure, adopted = unsure+st.unsure.Load(), adopted+st.adopted.Load()
+	}
+	t.Logf("%d operations (%d appends of unknown outcome), %d faults, %d attempts settled (%d had committed): %s",
+		len(history), unknown.Load(), faults, unsure, adopted, res)
 	if res == porcupine.Illegal {
 		for _, line := range explainCounter(history) {
 			t.Log(line)

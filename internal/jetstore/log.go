@@ -590,6 +590,9 @@ func (s *Store) try(a *im.Append, lookup bool, unsure *[]unsureTry) (done bool, 
 			u.id = ev.ID
 		}
 		*unsure = append(*unsure, u)
+		s.unsure.Add(1)
+		s.lg.Info("jetstore: an append's answer did not tell whether it committed; settling it before the retry",
+			"cv", a.CV, "err", err)
 		return false, touched, nil
 	}
 	if errors.Is(err, errConflict) {
@@ -681,6 +684,8 @@ func (s *Store) adopt(a *im.Append, u *unsureTry) {
 	ev := &a.Event
 	ev.CV, ev.ID, ev.Seq, ev.TS = a.CV, u.id, u.seq, u.ts
 	a.US = slices.Clone(u.us)
+	s.adopted.Add(1)
+	s.lg.Info("jetstore: an append whose answer was lost had committed", "cv", a.CV, "seq", u.seq)
 	s.logRoute.up()
 	s.committed(a)
 }

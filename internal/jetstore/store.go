@@ -117,7 +117,11 @@ type Store struct {
 	origin   string
 	headsSub *nats.Subscription
 	replies  replies
-	entropy  struct {
+	// unsure counts appends' attempts whose answer did not tell whether
+	// they committed; adopted those that had (settle).
+	unsure, adopted atomic.Int64
+
+	entropy struct {
 		sync.Mutex
 		r *ulid.MonotonicEntropy
 	}
