@@ -227,117 +227,94 @@ schedule:
 }
 
 // explainCounter names what makes a counter history illegal, for the log
-// of a failed check: two appends that returned one seq, and reads that
-// returned less than an append that had returned before the read was
-// called (a stale read), at most ten of each.
+// of a failed check, at most ten lines of each kind: a seq two appends
+// returned, or none did below one that was; a read or an append that
+// went below what an operation that had returned before it was called
+// saw (a stale read, an append that went back, a read that went back);
+// and a read of a seq whose append was called only after the read
+// returned.
 func explainCounter(history []porcupine.Operation) []string {
 	var out []string
+	counts := map[string]int{}
+	note := func(kind, format string, args ...any) {
+		if counts[kind]++; counts[kind] <= 10 {
+			out = append(out, fmt.Sprintf(format, args...))
+		}
+	}
+	n := func(op porcupine.Operation) uint64 { return op.Output.(linOut).n }
+	var appends, reads []porcupine.Operation
 	by := map[uint64]porcupine.Operation{}
-	// The largest seq returned by an append that had completed by time t.
-	var done []porcupine.Operation
-	for _, op := range history {
-		in, o := op.Input.(linIn), op.Output.(linOut)
-		if !in.append || o.unknown {
-			continue
-		}
-		if prev, ok := by[o.n]; ok && len(out) < 10 {
-			out = append(out, fmt.Sprintf("seq %d returned twice: client %d [%d, %d] and client %d [%d, %d]",
-				o.n, prev.ClientId, prev.Call, prev.Return, op.ClientId, op.Call, op.Return))
-		}
-		by[o.n] = op
-		done = append(done, op)
-	}
-	stale := 0
-	for _, op := range history {
-		in, o := op.Input.(linIn), op.Output.(linOut)
-		if in.append {
-			continue
-		}
-		for _, a := range done {
-			if a.Return < op.Call && a.Output.(linOut).n > o.n {
-				if stale < 10 {
-					out = append(out, fmt.Sprintf("stale read: client %d read %d at [%d, %d] (replica %v), after client %d's append returned %d at %d",
-						op.ClientId, o.n, op.Call, op.Return, o.replica, a.ClientId, a.Output.(linOut).n, a.Return))
-				}
-				stale++
-				break
-			}
-		}
-	}
-	if stale > 0 {
-		out = append(out, fmt.Sprintf("%d stale reads in all", stale))
-	}
-	// Appends against appends: one that returned a larger seq than an
-	// append called after it had returned.
-	slices.SortFunc(done, func(a, b porcupine.Operation) int { return cmp.Compare(a.Return, b.Return) })
-	early := 0
-	var most porcupine.Operation
-	j := 0
-	for _, op := range slices.SortedFunc(slices.Values(done), func(a, b porcupine.Operation) int { return cmp.Compare(a.Call, b.Call) }) {
-		for ; j < len(done) && done[j].Return < op.Call; j++ {
-			if most.Output == nil || done[j].Output.(linOut).n > most.Output.(linOut).n {
-				most = done[j]
-			}
-		}
-		if most.Output != nil && most.Output.(linOut).n > op.Output.(linOut).n {
-			if early < 10 {
-				out = append(out, fmt.Sprintf("append went back: client %d got %d at [%d, %d], after client %d got %d at [%d, %d]",
-					op.ClientId, op.Output.(linOut).n, op.Call, op.Return, most.ClientId, most.Output.(linOut).n, most.Call, most.Return))
-			}
-			early++
-		}
-	}
-	// A seq no append returned, below one that was.
 	var top uint64
-	for n := range by {
-		top = max(top, n)
-	}
-	gaps := 0
-	for n := uint64(1); n < top; n++ {
-		if _, ok := by[n]; !ok {
-			if gaps < 10 {
-				out = append(out, fmt.Sprintf("seq %d was never returned, %d was", n, top))
-			}
-			gaps++
-		}
-	}
-	// Reads against reads: a read that returned less than a read that had
-	// returned before it was called; and a read of a seq whose append was
-	// called only after the read returned.
-	var reads []porcupine.Operation
 	for _, op := range history {
-		if !op.Input.(linIn).append {
+		in, o := op.Input.(linIn), op.Output.(linOut)
+		switch {
+		case !in.append:
 			reads = append(reads, op)
+		case !o.unknown:
+			if prev, ok := by[o.n]; ok {
+				note("twice", "seq %d returned twice: client %d [%d, %d] and client %d [%d, %d]",
+					o.n, prev.ClientId, prev.Call, prev.Return, op.ClientId, op.Call, op.Return)
+			}
+			by[o.n], top = op, max(top, o.n)
+			appends = append(appends, op)
 		}
 	}
-	slices.SortFunc(reads, func(a, b porcupine.Operation) int { return cmp.Compare(a.Return, b.Return) })
-	var best porcupine.Operation // the read with the largest value among those returned so far
-	backwards, future := 0, 0
-	i := 0
-	for _, op := range slices.SortedFunc(slices.Values(reads), func(a, b porcupine.Operation) int { return cmp.Compare(a.Call, b.Call) }) {
-		for ; i < len(reads) && reads[i].Return < op.Call; i++ {
-			if best.Output == nil || reads[i].Output.(linOut).n > best.Output.(linOut).n {
-				best = reads[i]
-			}
+	for k := uint64(1); k < top; k++ {
+		if _, ok := by[k]; !ok {
+			note("gap", "seq %d was never returned, %d was", k, top)
 		}
-		if best.Output != nil && best.Output.(linOut).n > op.Output.(linOut).n {
-			if backwards < 10 {
-				out = append(out, fmt.Sprintf("read went back: client %d read %d at [%d, %d] (replica %v), after client %d read %d at [%d, %d] (replica %v)",
-					op.ClientId, op.Output.(linOut).n, op.Call, op.Return, op.Output.(linOut).replica,
-					best.ClientId, best.Output.(linOut).n, best.Call, best.Return, best.Output.(linOut).replica))
-			}
-			backwards++
+	}
+	replica := func(op porcupine.Operation) bool { return op.Output.(linOut).replica }
+	sweep(appends, reads, func(r, a porcupine.Operation) {
+		if n(a) > n(r) {
+			note("stale", "stale read: client %d read %d at [%d, %d] (replica %v), after client %d's append returned %d at %d",
+				r.ClientId, n(r), r.Call, r.Return, replica(r), a.ClientId, n(a), a.Return)
 		}
-		if a, ok := by[op.Output.(linOut).n]; ok && a.Call > op.Return {
-			if future < 10 {
-				out = append(out, fmt.Sprintf("read from the future: client %d read %d at [%d, %d] (replica %v), its append was called at %d",
-					op.ClientId, op.Output.(linOut).n, op.Call, op.Return, op.Output.(linOut).replica, a.Call))
-			}
-			future++
+	})
+	sweep(appends, appends, func(op, a porcupine.Operation) {
+		if n(a) > n(op) {
+			note("append back", "append went back: client %d got %d at [%d, %d], after client %d got %d at [%d, %d]",
+				op.ClientId, n(op), op.Call, op.Return, a.ClientId, n(a), a.Call, a.Return)
+		}
+	})
+	sweep(reads, reads, func(op, r porcupine.Operation) {
+		if n(r) > n(op) {
+			note("read back", "read went back: client %d read %d at [%d, %d] (replica %v), after client %d read %d at [%d, %d] (replica %v)",
+				op.ClientId, n(op), op.Call, op.Return, replica(op), r.ClientId, n(r), r.Call, r.Return, replica(r))
+		}
+	})
+	for _, r := range reads {
+		if a, ok := by[n(r)]; ok && a.Call > r.Return {
+			note("future", "read from the future: client %d read %d at [%d, %d] (replica %v), its append was called at %d",
+				r.ClientId, n(r), r.Call, r.Return, replica(r), a.Call)
+		}
+	}
+	for _, kind := range []string{"twice", "gap", "stale", "append back", "read back", "future"} {
+		if counts[kind] > 10 {
+			out = append(out, fmt.Sprintf("%d lines of kind %q in all", counts[kind], kind))
 		}
 	}
 	if len(out) == 0 {
-		out = append(out, "no duplicate seq and no stale read: the violation is in the order of concurrent operations")
+		out = append(out, "none of these: the violation is in the order of concurrent operations")
 	}
 	return out
+}
+
+// sweep calls visit for each operation q of queries with the operation
+// of before that returned the largest n before q was called, if any.
+func sweep(before, queries []porcupine.Operation, visit func(q, best porcupine.Operation)) {
+	byReturn := slices.SortedFunc(slices.Values(before), func(a, b porcupine.Operation) int { return cmp.Compare(a.Return, b.Return) })
+	byCall := slices.SortedFunc(slices.Values(queries), func(a, b porcupine.Operation) int { return cmp.Compare(a.Call, b.Call) })
+	var best porcupine.Operation
+	i := 0
+	for _, q := range byCall {
+		for ; i < len(byReturn) && byReturn[i].Return < q.Call; i++ {
+			if best.Output == nil || byReturn[i].Output.(linOut).n > best.Output.(linOut).n {
+				best = byReturn[i]
+			}
+		}
+		if best.Output != nil {
+			visit(q, best)
+		}
+	}
 }

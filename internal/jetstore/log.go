@@ -153,21 +153,29 @@ func (s *Store) readHead(subject string) (head, error) {
 	if h, ok := s.heads.get(subject); ok {
 		return h, nil
 	}
-	r, err := s.get(subject)
+	h, err := headOf(s.get(subject))
+	if err != nil {
+		return head{}, err
+	}
+	s.heads.put(subject, h)
+	return h, nil
+}
+
+// headOf is the head a read of its record found: a missing record is
+// the head before the first append, expecting the tombstone's sequence
+// (0 when there is none).
+func headOf(r rec, err error) (head, error) {
 	if errors.Is(err, ErrNotFound) {
-		h := head{seq: r.seq}
-		s.heads.put(subject, h)
-		return h, nil
+		return head{seq: r.seq}, nil
 	}
 	if err != nil {
 		return head{}, err
 	}
 	h, err := parseHead(r.data)
 	if err != nil {
-		return head{}, fmt.Errorf("jetstore: head %s: %w", subject, err)
+		return head{}, fmt.Errorf("jetstore: head %s: %w", r.subj, err)
 	}
 	h.seq = r.seq
-	s.heads.put(subject, h)
 	return h, nil
 }
 
@@ -646,15 +654,9 @@ type unsureTry struct {
 // however late an earlier one is applied.
 func (s *Store) settle(a *im.Append, us []unsureTry) (bool, error) {
 	r, err := s.getLeader(us[0].head)
-	if err != nil && !errors.Is(err, ErrNotFound) {
+	h, err := headOf(r, err)
+	if err != nil {
 		return false, err
-	}
-	h := head{seq: r.seq}
-	if err == nil {
-		if h, err = parseHead(r.data); err != nil {
-			return false, fmt.Errorf("jetstore: head %s: %w", us[0].head, err)
-		}
-		h.seq = r.seq
 	}
 	for i := range us {
 		if r.batch != "" && r.batch == us[i].batch {
